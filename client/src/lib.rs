@@ -1,0 +1,1 @@
+//! psp-client (under construction).

@@ -1,0 +1,1 @@
+//! psp-dataplane (under construction).

@@ -1,0 +1,419 @@
+//! # psp-scheduler: the sans-IO scheduling core
+//!
+//! This crate decides which worker runs which request. It is a deterministic state machine:
+//! it never reads a clock, never spawns a thread, never does I/O and contains no `unsafe`.
+//! Time enters as a `now_ns: u64` argument on every call. Two drivers sit on top of it:
+//! the discrete-event simulator (`psp-sim`, virtual time) and the live dispatcher
+//! (`psp-dataplane`, TSC/monotonic time). A decision made in one is the decision made in the
+//! other, because both call the same methods of [`Scheduler`].
+//!
+//! ## The driving loop
+//! ```text
+//! on packet:      ty = sched.classify(wire_type); sched.on_arrival(now, ty, token)?  // Err = counted drop
+//! on completion:  sched.on_completion(now, worker)                                  // frees the worker
+//! then:           while let Some(d) = sched.next_dispatch(now) { send d.token to d.worker }
+//! sometimes:      while let Some(u) = sched.poll_plan_update() { log it }
+//! ```
+//!
+//! ## Invariants (checked by unit and property tests)
+//! - A worker holds at most one request at a time; it is busy from the [`Dispatch`] that names it
+//!   until the matching [`Scheduler::on_completion`] (or [`Scheduler::on_preempted`] for `ts`).
+//! - Every accepted token is dispatched exactly once (per quantum for `ts`), unless it is still
+//!   queued; nothing is lost or duplicated. A rejected token is handed back in [`Rejected`].
+//! - A wire type that was not registered is [`TypeIndex::UNKNOWN`]; it never indexes out of bounds.
+//! - The per-request path (`classify`, `on_arrival`, `next_dispatch`, `on_completion`) does not
+//!   allocate: every queue is allocated once, at construction, with a fixed capacity.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+use std::fmt;
+
+/// Nanoseconds, the only unit of time in this crate.
+pub type Nanos = u64;
+
+/// Depth of each per-type (and per-worker) FIFO by default: the original's `RQUEUE_LEN`
+/// (Perséphone `Request.hh`, 4096 entries).
+pub const DEFAULT_QUEUE_CAPACITY: usize = 4096;
+
+/// Most request types a scheduler accepts. Far above the original's `MAX_TYPES = 8`, which the
+/// TPC-C and RocksDB type ids overflowed (reference §8.3).
+pub const MAX_TYPES: usize = 64;
+
+/// Most workers a scheduler accepts (the idle set is a `u128` bit mask; the original's 32-bit
+/// `free_peers` capped it at 31).
+pub const MAX_WORKERS: usize = 128;
+
+/// An opaque request handle chosen by the driver (a slab index, a request id, an mbuf slot).
+/// The scheduler stores it and hands it back; it never interprets it.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Token(pub u64);
+
+/// A worker index in `0..workers`.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct WorkerId(pub u16);
+
+impl WorkerId {
+    /// The index as `usize`.
+    pub fn index(self) -> usize {
+        usize::from(self.0)
+    }
+}
+
+impl fmt::Display for WorkerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "w{}", self.0)
+    }
+}
+
+/// A dense index into the registered request types, in registration order, or
+/// [`TypeIndex::UNKNOWN`] for anything that was not registered.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TypeIndex(pub u16);
+
+impl TypeIndex {
+    /// The class of every request whose wire type was not registered.
+    pub const UNKNOWN: TypeIndex = TypeIndex(u16::MAX);
+
+    /// Whether this is [`TypeIndex::UNKNOWN`].
+    pub fn is_unknown(self) -> bool {
+        self == Self::UNKNOWN
+    }
+
+    /// The dense index, or `None` for UNKNOWN.
+    pub fn index(self) -> Option<usize> {
+        if self.is_unknown() {
+            None
+        } else {
+            Some(usize::from(self.0))
+        }
+    }
+}
+
+/// One request type as registered from configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RequestTypeSpec {
+    /// Human name (`SHORT`, `GET`, `NewOrder`...).
+    pub name: String,
+    /// The value carried in the request's type field on the wire.
+    pub wire_id: u32,
+    /// Known mean service time, if configured (SJF order, oracle DARC, slowdown, EDF default).
+    pub mean_ns: Option<Nanos>,
+    /// Known share of arrivals in `[0, 1]`, if configured.
+    pub ratio: Option<f64>,
+    /// Relative deadline (EDF): a request arriving at `t` is due at `t + deadline_ns`.
+    pub deadline_ns: Option<Nanos>,
+}
+
+impl RequestTypeSpec {
+    /// A type with only a name and a wire id (what DARC's profiling mode needs).
+    pub fn new(name: impl Into<String>, wire_id: u32) -> Self {
+        Self {
+            name: name.into(),
+            wire_id,
+            mean_ns: None,
+            ratio: None,
+            deadline_ns: None,
+        }
+    }
+
+    /// Builder: sets the mean service time.
+    pub fn with_mean_ns(mut self, mean_ns: Nanos) -> Self {
+        self.mean_ns = Some(mean_ns);
+        self
+    }
+
+    /// Builder: sets the arrival ratio.
+    pub fn with_ratio(mut self, ratio: f64) -> Self {
+        self.ratio = Some(ratio);
+        self
+    }
+
+    /// Builder: sets the relative deadline.
+    pub fn with_deadline_ns(mut self, deadline_ns: Nanos) -> Self {
+        self.deadline_ns = Some(deadline_ns);
+        self
+    }
+}
+
+/// A decision: run `token` (of type `ty`) on `worker`, which was idle until now.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Dispatch {
+    /// The worker that now holds the request.
+    pub worker: WorkerId,
+    /// The driver's handle, as given to `on_arrival`.
+    pub token: Token,
+    /// The request's class.
+    pub ty: TypeIndex,
+    /// `Some(q)` under time sharing (`ts`): the worker must stop after `q` ns and the driver calls
+    /// [`Scheduler::on_preempted`] if the request is not finished. `None`: run to completion.
+    pub quantum_ns: Option<Nanos>,
+}
+
+/// What `on_completion` reports about the request that just finished.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Completed {
+    /// The finished request's handle.
+    pub token: Token,
+    /// Its class.
+    pub ty: TypeIndex,
+    /// Dispatch-to-completion time as the scheduler saw it (what DARC profiles).
+    pub service_ns: Nanos,
+}
+
+/// Why an arrival was refused; the token comes back so the driver can free its buffer.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Rejected {
+    /// The refused handle.
+    pub token: Token,
+    /// The reason, for the drop counters.
+    pub reason: RejectReason,
+}
+
+/// Reasons an arrival is refused.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum RejectReason {
+    /// The queue this request would join is at capacity.
+    QueueFull,
+}
+
+/// Errors from `on_completion` / `on_preempted` (a driver bug or a forged notification; the
+/// scheduler's state is unchanged).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CompletionError {
+    /// The worker index is not in `0..workers`.
+    #[error("worker {0} does not exist")]
+    NoSuchWorker(WorkerId),
+    /// The worker holds no request.
+    #[error("worker {0} is idle: nothing to complete")]
+    WorkerIdle(WorkerId),
+}
+
+/// Invalid scheduler configuration.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum ConfigError {
+    /// Zero or too many workers.
+    #[error("workers = {0}: must be between 1 and {MAX_WORKERS}")]
+    Workers(usize),
+    /// Too many types.
+    #[error("{0} request types: at most {MAX_TYPES} are supported")]
+    TooManyTypes(usize),
+    /// Two types share a wire id or a name.
+    #[error("request type {0:?} is registered twice")]
+    DuplicateType(String),
+    /// A parameter is out of range.
+    #[error("{field} = {value}: {why}")]
+    Invalid {
+        /// The parameter's name.
+        field: &'static str,
+        /// Its value, printed.
+        value: String,
+        /// What is wrong.
+        why: &'static str,
+    },
+    /// The policy needs something the types do not provide.
+    #[error("policy {policy}: {why}")]
+    Policy {
+        /// The policy's name.
+        policy: &'static str,
+        /// What is missing.
+        why: String,
+    },
+    /// An unknown policy name.
+    #[error(
+        "unknown policy {0:?} (expected one of: cfcfs, dfcfs, sjf, edf, darc, darc-static, ts)"
+    )]
+    UnknownPolicy(String),
+}
+
+/// DARC's tunables. Defaults are the original's values (reference §1.2, §1.5–1.7).
+#[derive(Clone, Debug, PartialEq)]
+pub struct DarcParams {
+    /// δ: a type joins a group while `mean - leader.mean < delta * leader.mean` (original 0.2).
+    pub delta: f64,
+    /// Samples (completions) needed before a bootstrap switch or an update (original 50 000).
+    pub samples_needed: u64,
+    /// Relative demand change that makes an update apply (original 0.1 = 10 %).
+    pub hysteresis: f64,
+    /// Fractional core demand above this rounds up, at or below rounds down (original 0.5).
+    pub rounding_cut: f64,
+    /// Fixed overhead subtracted from each profiled mean (original 600 cycles ≈ 230 ns at
+    /// 2.6 GHz). Default 0: the simulator measures pure service time.
+    pub profile_overhead_ns: Nanos,
+    /// `true`: profile, bootstrap in c-FCFS, then update dynamically (what every experiment of
+    /// the paper does). `false` with configured means and ratios: plan once, from the config
+    /// ("oracle" mode), and never update.
+    pub dynamic: bool,
+}
+
+impl Default for DarcParams {
+    fn default() -> Self {
+        Self {
+            delta: 0.2,
+            samples_needed: 50_000,
+            hysteresis: 0.1,
+            rounding_cut: 0.5,
+            profile_overhead_ns: 0,
+            dynamic: true,
+        }
+    }
+}
+
+/// Shinjuku-style time sharing tunables (simulator only: the live server cannot preempt).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TimeSharingParams {
+    /// Preemption quantum (Shinjuku's default for DISP2/SBIM2: 5 µs, reference §7.2).
+    pub quantum_ns: Nanos,
+    /// Cost of one preemption, charged by the driver to the preempted worker (Perséphone's
+    /// motivation assumes an optimistic 1 µs).
+    pub preemption_cost_ns: Nanos,
+    /// Per-type SLO = `slo_factor` × the type's mean (Shinjuku configs use 10×).
+    pub slo_factor: f64,
+}
+
+impl Default for TimeSharingParams {
+    fn default() -> Self {
+        Self {
+            quantum_ns: 5_000,
+            preemption_cost_ns: 1_000,
+            slo_factor: 10.0,
+        }
+    }
+}
+
+/// A scheduling policy and its parameters.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Policy {
+    /// One central FIFO; the lowest-numbered idle worker takes the head.
+    Cfcfs,
+    /// Per-worker FIFOs fed round-robin at arrival; a worker runs only its own queue.
+    Dfcfs,
+    /// Fixed priority by configured mean service time (shortest first), work conserving.
+    Sjf,
+    /// Earliest `arrival + deadline` first, work conserving.
+    Edf,
+    /// Perséphone's Dynamic Application-aware Reserved Cores.
+    Darc(DarcParams),
+    /// DARC with a fixed split: types sorted by mean, the shortest type's group gets
+    /// `reserved_short` workers `[0, k)` and may steal `[k, n)`; the rest get `[k, n)`.
+    DarcStatic {
+        /// Workers reserved for the shortest type (the original's `n_resas`).
+        reserved_short: usize,
+    },
+    /// Centralized preemptive time sharing (Shinjuku). **Simulator only.**
+    TimeSharing(TimeSharingParams),
+}
+
+impl Policy {
+    /// Every policy name accepted by [`Policy::from_name`].
+    pub const NAMES: [&'static str; 7] =
+        ["cfcfs", "dfcfs", "sjf", "edf", "darc", "darc-static", "ts"];
+
+    /// The policy's short name (`darc`, `cfcfs`...).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Policy::Cfcfs => "cfcfs",
+            Policy::Dfcfs => "dfcfs",
+            Policy::Sjf => "sjf",
+            Policy::Edf => "edf",
+            Policy::Darc(_) => "darc",
+            Policy::DarcStatic { .. } => "darc-static",
+            Policy::TimeSharing(_) => "ts",
+        }
+    }
+
+    /// Parses a policy name with default parameters. Case-insensitive; accepts the original's
+    /// spellings too (`CFCFS`, `DFCFS`, `DARC`, `c-FCFS`, `d-FCFS`). `darc-static` defaults to
+    /// one reserved worker.
+    pub fn from_name(name: &str) -> Result<Policy, ConfigError> {
+        let lower = name.trim().to_ascii_lowercase().replace('_', "-");
+        Ok(match lower.as_str() {
+            "cfcfs" | "c-fcfs" => Policy::Cfcfs,
+            "dfcfs" | "d-fcfs" => Policy::Dfcfs,
+            "sjf" => Policy::Sjf,
+            "edf" => Policy::Edf,
+            "darc" | "dyn-resa" => Policy::Darc(DarcParams::default()),
+            "darc-static" => Policy::DarcStatic { reserved_short: 1 },
+            "ts" | "shinjuku" => Policy::TimeSharing(TimeSharingParams::default()),
+            _ => return Err(ConfigError::UnknownPolicy(name.to_string())),
+        })
+    }
+
+    /// Whether the live server can run this policy (it cannot preempt, so `ts` is sim-only).
+    pub fn is_live(&self) -> bool {
+        !matches!(self, Policy::TimeSharing(_))
+    }
+}
+
+/// Everything a [`Scheduler`] is built from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SchedulerConfig {
+    /// Number of application workers.
+    pub workers: usize,
+    /// Registered types, in configuration order (this order defines [`TypeIndex`]).
+    pub types: Vec<RequestTypeSpec>,
+    /// The policy.
+    pub policy: Policy,
+    /// Capacity of each queue (per type, per worker for d-FCFS, and the UNKNOWN queue).
+    pub queue_capacity: usize,
+}
+
+impl SchedulerConfig {
+    /// A config with the default queue capacity.
+    pub fn new(workers: usize, types: Vec<RequestTypeSpec>, policy: Policy) -> Self {
+        Self {
+            workers,
+            types,
+            policy,
+            queue_capacity: DEFAULT_QUEUE_CAPACITY,
+        }
+    }
+}
+
+/// A group of types with similar service times and the workers it owns (DARC).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TypeGroup {
+    /// Member types, ascending by mean service time.
+    pub members: Vec<TypeIndex>,
+    /// Mean service time of the group's shortest member (ns).
+    pub leader_mean_ns: f64,
+    /// CPU demand in workers (`Σ mean·ratio / window_mean · workers`), before rounding.
+    pub demand_workers: f64,
+    /// Workers reserved to this group, in the order they are tried (may end with the spillway).
+    pub reserved: Vec<WorkerId>,
+    /// Workers this group may steal when idle: those reserved to longer groups or unreserved.
+    pub stealable: Vec<WorkerId>,
+}
+
+/// DARC's current allocation of workers to type groups.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct ReservationPlan {
+    /// Groups, shortest first.
+    pub groups: Vec<TypeGroup>,
+    /// The spillway worker (the last one): overflowing groups and UNKNOWN requests use it.
+    pub spillway: Option<WorkerId>,
+}
+
+/// One applied reservation change (a "window" of the original's log, reference §8.6).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlanUpdate {
+    /// Sequence number of this window, from 0.
+    pub window_id: u64,
+    /// When the window that produced this plan started.
+    pub start_ns: Nanos,
+    /// When the plan was applied.
+    pub end_ns: Nanos,
+    /// Completions profiled in that window.
+    pub samples: u64,
+    /// Queue length per registered type at the time of the update, by [`TypeIndex`].
+    pub queue_lens: Vec<usize>,
+    /// Profiled mean service time per registered type (ns), by [`TypeIndex`].
+    pub means_ns: Vec<f64>,
+    /// Profiled arrival ratio per registered type, by [`TypeIndex`].
+    pub ratios: Vec<f64>,
+    /// The new plan.
+    pub plan: ReservationPlan,
+}
+
+mod scheduler;
+pub use scheduler::{Scheduler, SchedulerCounters};

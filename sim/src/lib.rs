@@ -1,0 +1,1 @@
+//! psp-sim (under construction).

@@ -1,0 +1,1 @@
+//! psp-workload (under construction).
