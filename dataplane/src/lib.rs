@@ -1,1 +1,3 @@
-//! psp-dataplane (under construction).
+//! psp-dataplane (under construction): wire format, ports, rings, dispatcher and worker loops.
+
+pub mod port;

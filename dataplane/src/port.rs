@@ -1,0 +1,97 @@
+//! The [`Port`] trait: what the dataplane needs from a network device.
+//!
+//! A port has numbered RX and TX queues. Each queue is taken once, as an owned handle that can
+//! move to the thread that polls it (the dispatcher owns RX queue 0; worker `i` owns TX queue
+//! `i + 1`; the dispatcher's own TX queue 0 answers ARP). Buffers are owned values that free
+//! themselves on drop (a DPDK mbuf goes back to its mempool), so a packet can never be freed twice.
+//!
+//! Implementations: the DPDK port (root crate, `dpdk` feature), the in-memory pair and the kernel
+//! UDP port (this crate).
+
+/// A packet buffer. Dropping it releases it.
+pub trait PacketBuf: Send + 'static {
+    /// The packet's bytes (the first `len` bytes of the buffer).
+    fn data(&self) -> &[u8];
+    /// The packet's bytes, writable in place.
+    fn data_mut(&mut self) -> &mut [u8];
+    /// Sets the packet length. Fails, leaving the buffer unchanged, above [`PacketBuf::capacity`].
+    fn set_len(&mut self, len: usize) -> Result<(), BufferTooSmall>;
+    /// The largest length `set_len` accepts.
+    fn capacity(&self) -> usize;
+}
+
+/// `set_len` beyond the buffer's capacity.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("packet length {wanted} exceeds buffer capacity {capacity}")]
+pub struct BufferTooSmall {
+    /// The requested length.
+    pub wanted: usize,
+    /// The buffer's capacity.
+    pub capacity: usize,
+}
+
+/// A receive queue handle, owned by one thread.
+pub trait RxQueue: Send + 'static {
+    /// The buffer type.
+    type Buf: PacketBuf;
+    /// Appends up to `max` received packets to `out`; returns how many. Never blocks.
+    /// Callers reserve `out`'s capacity once, so this does not allocate.
+    fn rx_burst(&mut self, out: &mut Vec<Self::Buf>, max: usize) -> usize;
+    /// Called once by the polling thread before its first burst (DPDK registers the thread as
+    /// an lcore here). Default: nothing.
+    fn on_thread_start(&mut self) {}
+}
+
+/// A transmit queue handle, owned by one thread.
+pub trait TxQueue: Send + 'static {
+    /// The buffer type.
+    type Buf: PacketBuf;
+    /// A fresh empty buffer (length 0), or `None` if the pool is exhausted.
+    fn alloc(&mut self) -> Option<Self::Buf>;
+    /// Transmits packets from the front of `pkts`, removing those the device took; returns how
+    /// many. Packets it did not take stay in `pkts` (the caller retries or drops them).
+    fn tx_burst(&mut self, pkts: &mut Vec<Self::Buf>) -> usize;
+    /// Called once by the owning thread before its first use. Default: nothing.
+    fn on_thread_start(&mut self) {}
+}
+
+/// Device counters, as the device reports them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PortStats {
+    /// Packets received.
+    pub rx_packets: u64,
+    /// Packets transmitted.
+    pub tx_packets: u64,
+    /// Bytes received.
+    pub rx_bytes: u64,
+    /// Bytes transmitted.
+    pub tx_bytes: u64,
+    /// Packets the device dropped on receive (ring full, no buffer).
+    pub rx_missed: u64,
+    /// Receive errors.
+    pub rx_errors: u64,
+    /// Transmit errors.
+    pub tx_errors: u64,
+}
+
+/// A network device with numbered queues.
+pub trait Port {
+    /// The buffer type of every queue.
+    type Buf: PacketBuf;
+    /// RX queue handle.
+    type Rx: RxQueue<Buf = Self::Buf>;
+    /// TX queue handle.
+    type Tx: TxQueue<Buf = Self::Buf>;
+    /// The port's MAC address.
+    fn mac(&self) -> [u8; 6];
+    /// Number of RX queues.
+    fn rx_queue_count(&self) -> u16;
+    /// Number of TX queues.
+    fn tx_queue_count(&self) -> u16;
+    /// Takes RX queue `queue`; `None` if out of range or already taken.
+    fn take_rx(&mut self, queue: u16) -> Option<Self::Rx>;
+    /// Takes TX queue `queue`; `None` if out of range or already taken.
+    fn take_tx(&mut self, queue: u16) -> Option<Self::Tx>;
+    /// Device counters.
+    fn stats(&self) -> PortStats;
+}
