@@ -5,8 +5,14 @@
 //! `i + 1`; the dispatcher's own TX queue 0 answers ARP). Buffers are owned values that free
 //! themselves on drop (a DPDK mbuf goes back to its mempool), so a packet can never be freed twice.
 //!
-//! Implementations: the DPDK port (root crate, `dpdk` feature), the in-memory pair and the kernel
-//! UDP port (this crate).
+//! Implementations: the DPDK port (root crate, `dpdk` feature), the in-memory pair
+//! ([`memory::pair`]) and the kernel UDP port ([`udp::UdpPort`]) of this crate, both with
+//! [`pool::PoolBuf`] buffers; [`fault::FaultPort`] wraps any port to inject receive faults.
+
+pub mod fault;
+pub mod memory;
+pub mod pool;
+pub mod udp;
 
 /// A packet buffer. Dropping it releases it.
 pub trait PacketBuf: Send + 'static {

@@ -1,0 +1,522 @@
+//! A [`Port`] over a kernel UDP socket, so the server and the load generator run without DPDK.
+//!
+//! **RX** receives one datagram per buffer and synthesizes the Ethernet II + IPv4 + UDP headers
+//! around it (42 bytes, the original's `NET_HDR_SIZE`): destination = this port's MAC and local
+//! address, source = the sender's address (and a MAC derived from its IPv4 address). The same
+//! parsing code therefore runs over DPDK and over sockets.
+//! **TX** reads the frame's IPv4 destination and UDP destination port and `sendto`s the UDP
+//! payload there; MACs and the source address are ignored (the kernel owns them). A frame that is
+//! not Ethernet/IPv4/UDP, or whose lengths are inconsistent, counts as a TX error and is freed.
+//!
+//! Sockets are non-blocking; every queue holds its own `try_clone` of one socket, so RX and TX
+//! queues can live on different threads. IPv4 only.
+//!
+//! Invariants: `rx_burst` and `tx_burst` never block; a frame produced by RX, replied to in place
+//! with swapped addresses, reaches the original sender.
+//! Tested below over 127.0.0.1.
+
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use super::pool::{BufPool, PoolBuf, DEFAULT_BUF_CAPACITY, DEFAULT_POOL_BUFFERS};
+use super::{PacketBuf, Port, PortStats, RxQueue, TxQueue};
+
+/// Ethernet II header length.
+pub const ETH_HEADER_LEN: usize = 14;
+/// IPv4 header length without options.
+pub const IPV4_HEADER_LEN: usize = 20;
+/// UDP header length.
+pub const UDP_HEADER_LEN: usize = 8;
+/// Ethernet + IPv4 + UDP: the original's `NET_HDR_SIZE` (42 B).
+pub const FRAME_HEADERS_LEN: usize = ETH_HEADER_LEN + IPV4_HEADER_LEN + UDP_HEADER_LEN;
+/// EtherType of IPv4.
+const ETHERTYPE_IPV4: u16 = 0x0800;
+/// IP protocol number of UDP.
+const IP_PROTO_UDP: u8 = 17;
+/// TTL written into synthesized IPv4 headers (Linux's default `ip_default_ttl`).
+const SYNTH_TTL: u8 = 64;
+
+/// Default MAC of a UDP port (locally administered).
+pub const DEFAULT_UDP_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+
+/// How to open a [`UdpPort`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UdpPortConfig {
+    /// Address to bind (port 0 picks a free port).
+    pub bind: SocketAddrV4,
+    /// RX queues (all receive from the same socket).
+    pub rx_queues: u16,
+    /// TX queues (all send on the same socket).
+    pub tx_queues: u16,
+    /// The MAC this port reports and writes as the destination of received frames.
+    pub mac: [u8; 6],
+    /// Buffers in the pool.
+    pub pool_buffers: usize,
+    /// Capacity of each buffer (headers + largest datagram), in bytes.
+    pub buf_capacity: usize,
+}
+
+impl UdpPortConfig {
+    /// One RX and `tx_queues` TX queues bound to `bind`, other fields at their defaults.
+    pub fn new(bind: SocketAddrV4, tx_queues: u16) -> Self {
+        Self {
+            bind,
+            rx_queues: 1,
+            tx_queues,
+            mac: DEFAULT_UDP_MAC,
+            pool_buffers: DEFAULT_POOL_BUFFERS,
+            buf_capacity: DEFAULT_BUF_CAPACITY,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct UdpCounters {
+    rx_packets: AtomicU64,
+    rx_bytes: AtomicU64,
+    rx_errors: AtomicU64,
+    tx_packets: AtomicU64,
+    tx_bytes: AtomicU64,
+    tx_errors: AtomicU64,
+}
+
+/// A kernel UDP socket seen as a [`Port`].
+#[derive(Debug)]
+pub struct UdpPort {
+    mac: [u8; 6],
+    local: SocketAddrV4,
+    rx: Vec<Option<UdpRxQueue>>,
+    tx: Vec<Option<UdpTxQueue>>,
+    pool: Arc<BufPool>,
+    counters: Arc<UdpCounters>,
+}
+
+/// Receive queue of a [`UdpPort`].
+#[derive(Debug)]
+pub struct UdpRxQueue {
+    socket: UdpSocket,
+    mac: [u8; 6],
+    local: SocketAddrV4,
+    pool: Arc<BufPool>,
+    /// A buffer allocated for a receive that found nothing, kept for the next try.
+    spare: Option<PoolBuf>,
+    counters: Arc<UdpCounters>,
+}
+
+/// Transmit queue of a [`UdpPort`].
+#[derive(Debug)]
+pub struct UdpTxQueue {
+    socket: UdpSocket,
+    pool: Arc<BufPool>,
+    counters: Arc<UdpCounters>,
+}
+
+impl UdpPort {
+    /// Binds the socket and builds the queues.
+    pub fn bind(config: &UdpPortConfig) -> io::Result<Self> {
+        let socket = UdpSocket::bind(config.bind)?;
+        socket.set_nonblocking(true)?;
+        let local = match socket.local_addr()? {
+            SocketAddr::V4(v4) => v4,
+            SocketAddr::V6(v6) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    format!("UdpPort is IPv4 only, bound to {v6}"),
+                ))
+            }
+        };
+        // A wildcard bind has no single local address; present loopback as the destination.
+        let local = if local.ip().is_unspecified() {
+            SocketAddrV4::new(Ipv4Addr::LOCALHOST, local.port())
+        } else {
+            local
+        };
+        let pool = BufPool::new(config.pool_buffers, config.buf_capacity);
+        let counters = Arc::<UdpCounters>::default();
+        let mut rx = Vec::new();
+        for _ in 0..config.rx_queues {
+            rx.push(Some(UdpRxQueue {
+                socket: socket.try_clone()?,
+                mac: config.mac,
+                local,
+                pool: Arc::clone(&pool),
+                spare: None,
+                counters: Arc::clone(&counters),
+            }));
+        }
+        let mut tx = Vec::new();
+        for _ in 0..config.tx_queues {
+            tx.push(Some(UdpTxQueue {
+                socket: socket.try_clone()?,
+                pool: Arc::clone(&pool),
+                counters: Arc::clone(&counters),
+            }));
+        }
+        Ok(Self {
+            mac: config.mac,
+            local,
+            rx,
+            tx,
+            pool,
+            counters,
+        })
+    }
+
+    /// The bound address as written into received frames (wildcard shown as 127.0.0.1).
+    pub fn local_addr(&self) -> SocketAddrV4 {
+        self.local
+    }
+
+    /// The buffer pool.
+    pub fn pool(&self) -> &Arc<BufPool> {
+        &self.pool
+    }
+}
+
+impl Port for UdpPort {
+    type Buf = PoolBuf;
+    type Rx = UdpRxQueue;
+    type Tx = UdpTxQueue;
+
+    fn mac(&self) -> [u8; 6] {
+        self.mac
+    }
+
+    fn rx_queue_count(&self) -> u16 {
+        u16::try_from(self.rx.len()).unwrap_or(u16::MAX)
+    }
+
+    fn tx_queue_count(&self) -> u16 {
+        u16::try_from(self.tx.len()).unwrap_or(u16::MAX)
+    }
+
+    fn take_rx(&mut self, queue: u16) -> Option<UdpRxQueue> {
+        self.rx.get_mut(usize::from(queue))?.take()
+    }
+
+    fn take_tx(&mut self, queue: u16) -> Option<UdpTxQueue> {
+        self.tx.get_mut(usize::from(queue))?.take()
+    }
+
+    fn stats(&self) -> PortStats {
+        let c = &self.counters;
+        PortStats {
+            rx_packets: c.rx_packets.load(Ordering::Relaxed),
+            tx_packets: c.tx_packets.load(Ordering::Relaxed),
+            rx_bytes: c.rx_bytes.load(Ordering::Relaxed),
+            tx_bytes: c.tx_bytes.load(Ordering::Relaxed),
+            rx_missed: 0,
+            rx_errors: c.rx_errors.load(Ordering::Relaxed),
+            tx_errors: c.tx_errors.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// The MAC a synthesized frame gives a sender: locally administered, then its IPv4 address.
+pub fn synthetic_mac(ip: Ipv4Addr) -> [u8; 6] {
+    let o = ip.octets();
+    [0x02, 0x00, o[0], o[1], o[2], o[3]]
+}
+
+/// RFC 1071 Internet checksum of an IPv4 header.
+fn ipv4_header_checksum(header: &[u8]) -> u16 {
+    let mut sum: u32 = 0;
+    for pair in header.chunks(2) {
+        let word = u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)]);
+        sum += u32::from(word);
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// Writes Ethernet + IPv4 + UDP headers for a `payload_len`-byte datagram from `src` to `dst`
+/// into `frame[..FRAME_HEADERS_LEN]`. `frame` must be at least that long.
+pub fn write_frame_headers(
+    frame: &mut [u8],
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    src: SocketAddrV4,
+    dst: SocketAddrV4,
+    payload_len: usize,
+) {
+    let (eth, rest) = frame.split_at_mut(ETH_HEADER_LEN);
+    eth[0..6].copy_from_slice(&dst_mac);
+    eth[6..12].copy_from_slice(&src_mac);
+    eth[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
+    let (ip, rest) = rest.split_at_mut(IPV4_HEADER_LEN);
+    let udp_len = (UDP_HEADER_LEN + payload_len) as u16;
+    let ip_len = IPV4_HEADER_LEN as u16 + udp_len;
+    ip[0] = 0x45; // version 4, IHL 5 words
+    ip[1] = 0;
+    ip[2..4].copy_from_slice(&ip_len.to_be_bytes());
+    ip[4..8].copy_from_slice(&[0, 0, 0x40, 0]); // id 0, DF
+    ip[8] = SYNTH_TTL;
+    ip[9] = IP_PROTO_UDP;
+    ip[10..12].copy_from_slice(&[0, 0]);
+    ip[12..16].copy_from_slice(&src.ip().octets());
+    ip[16..20].copy_from_slice(&dst.ip().octets());
+    let checksum = ipv4_header_checksum(ip);
+    ip[10..12].copy_from_slice(&checksum.to_be_bytes());
+    let udp = &mut rest[..UDP_HEADER_LEN];
+    udp[0..2].copy_from_slice(&src.port().to_be_bytes());
+    udp[2..4].copy_from_slice(&dst.port().to_be_bytes());
+    udp[4..6].copy_from_slice(&udp_len.to_be_bytes());
+    udp[6..8].copy_from_slice(&[0, 0]); // no UDP checksum (allowed over IPv4)
+}
+
+/// The UDP destination and payload of an Ethernet/IPv4/UDP frame, or `None` if it is not one or
+/// its lengths do not fit the frame.
+pub fn frame_udp_destination(frame: &[u8]) -> Option<(SocketAddrV4, &[u8])> {
+    if frame.len() < FRAME_HEADERS_LEN
+        || u16::from_be_bytes([frame[12], frame[13]]) != ETHERTYPE_IPV4
+    {
+        return None;
+    }
+    let ip = &frame[ETH_HEADER_LEN..];
+    let ihl_bytes = usize::from(ip[0] & 0x0f) * 4;
+    if ip[0] >> 4 != 4 || ihl_bytes < IPV4_HEADER_LEN || ip[9] != IP_PROTO_UDP {
+        return None;
+    }
+    let dst_ip = Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
+    let udp = ip.get(ihl_bytes..)?;
+    if udp.len() < UDP_HEADER_LEN {
+        return None;
+    }
+    let dst_port = u16::from_be_bytes([udp[2], udp[3]]);
+    let udp_len = usize::from(u16::from_be_bytes([udp[4], udp[5]]));
+    let payload = udp.get(UDP_HEADER_LEN..udp_len.max(UDP_HEADER_LEN))?;
+    Some((SocketAddrV4::new(dst_ip, dst_port), payload))
+}
+
+impl RxQueue for UdpRxQueue {
+    type Buf = PoolBuf;
+
+    fn rx_burst(&mut self, out: &mut Vec<PoolBuf>, max: usize) -> usize {
+        let mut received = 0;
+        let mut bytes = 0u64;
+        while received < max {
+            let Some(mut buf) = self.spare.take().or_else(|| self.pool.alloc()) else {
+                break; // pool exhausted: leave datagrams in the socket
+            };
+            let result = self
+                .socket
+                .recv_from(&mut buf.storage_mut()[FRAME_HEADERS_LEN..]);
+            match result {
+                Ok((payload_len, SocketAddr::V4(sender))) => {
+                    write_frame_headers(
+                        buf.storage_mut(),
+                        synthetic_mac(*sender.ip()),
+                        self.mac,
+                        sender,
+                        self.local,
+                        payload_len,
+                    );
+                    let frame_len = FRAME_HEADERS_LEN + payload_len;
+                    if buf.set_len(frame_len).is_err() {
+                        self.counters.rx_errors.fetch_add(1, Ordering::Relaxed);
+                        self.spare = Some(buf);
+                        continue;
+                    }
+                    bytes += frame_len as u64;
+                    out.push(buf);
+                    received += 1;
+                }
+                Ok((_, SocketAddr::V6(_))) => {
+                    self.counters.rx_errors.fetch_add(1, Ordering::Relaxed);
+                    self.spare = Some(buf);
+                }
+                Err(error) => {
+                    if error.kind() != io::ErrorKind::WouldBlock
+                        && error.kind() != io::ErrorKind::Interrupted
+                    {
+                        self.counters.rx_errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                    self.spare = Some(buf);
+                    break;
+                }
+            }
+        }
+        if received > 0 {
+            self.counters
+                .rx_packets
+                .fetch_add(received as u64, Ordering::Relaxed);
+            self.counters.rx_bytes.fetch_add(bytes, Ordering::Relaxed);
+        }
+        received
+    }
+}
+
+impl TxQueue for UdpTxQueue {
+    type Buf = PoolBuf;
+
+    fn alloc(&mut self) -> Option<PoolBuf> {
+        self.pool.alloc()
+    }
+
+    fn tx_burst(&mut self, pkts: &mut Vec<PoolBuf>) -> usize {
+        let mut taken = 0;
+        let mut sent = 0u64;
+        let mut bytes = 0u64;
+        for buf in pkts.iter() {
+            let Some((dst, payload)) = frame_udp_destination(buf.data()) else {
+                self.counters.tx_errors.fetch_add(1, Ordering::Relaxed);
+                taken += 1;
+                continue;
+            };
+            match self.socket.send_to(payload, dst) {
+                Ok(_) => {
+                    sent += 1;
+                    bytes += buf.data().len() as u64;
+                    taken += 1;
+                }
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
+                Err(_) => {
+                    // Unreachable destination, refused port...: the device "sent" it and failed.
+                    self.counters.tx_errors.fetch_add(1, Ordering::Relaxed);
+                    taken += 1;
+                }
+            }
+        }
+        pkts.drain(..taken);
+        if sent > 0 {
+            self.counters.tx_packets.fetch_add(sent, Ordering::Relaxed);
+            self.counters.tx_bytes.fetch_add(bytes, Ordering::Relaxed);
+        }
+        taken
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    /// Upper bound on waiting for loopback datagrams in tests.
+    const LOOPBACK_WAIT: Duration = Duration::from_secs(2);
+
+    fn loopback_port(tx_queues: u16) -> UdpPort {
+        UdpPort::bind(&UdpPortConfig::new(
+            SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0),
+            tx_queues,
+        ))
+        .expect("bind 127.0.0.1")
+    }
+
+    fn recv_some(rx: &mut UdpRxQueue, want: usize) -> Vec<PoolBuf> {
+        let mut out = Vec::new();
+        let deadline = Instant::now() + LOOPBACK_WAIT;
+        while out.len() < want && Instant::now() < deadline {
+            let missing = want - out.len();
+            if rx.rx_burst(&mut out, missing) == 0 {
+                std::thread::yield_now();
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn rx_synthesizes_frame_and_tx_reply_reaches_sender() {
+        let mut server = loopback_port(2);
+        let server_addr = server.local_addr();
+        let client = UdpSocket::bind("127.0.0.1:0").expect("client socket");
+        client
+            .set_read_timeout(Some(LOOPBACK_WAIT))
+            .expect("timeout");
+        let client_addr = match client.local_addr().expect("addr") {
+            SocketAddr::V4(v4) => v4,
+            SocketAddr::V6(_) => unreachable!("bound to 127.0.0.1"),
+        };
+        client
+            .send_to(b"hello-psp", server_addr)
+            .expect("client send");
+
+        let mut rx = server.take_rx(0).expect("rx 0");
+        let mut frames = recv_some(&mut rx, 1);
+        assert_eq!(frames.len(), 1);
+        let frame = frames[0].data();
+        assert_eq!(frame.len(), FRAME_HEADERS_LEN + 9);
+        assert_eq!(&frame[0..6], &DEFAULT_UDP_MAC);
+        assert_eq!(&frame[6..12], &synthetic_mac(Ipv4Addr::LOCALHOST));
+        assert_eq!(ipv4_header_checksum(&frame[14..34]), 0, "valid IP checksum");
+        assert_eq!(&frame[26..30], &client_addr.ip().octets(), "src ip");
+        assert_eq!(&frame[30..34], &server_addr.ip().octets(), "dst ip");
+        assert_eq!(
+            u16::from_be_bytes([frame[34], frame[35]]),
+            client_addr.port()
+        );
+        assert_eq!(
+            u16::from_be_bytes([frame[36], frame[37]]),
+            server_addr.port()
+        );
+        assert_eq!(&frame[FRAME_HEADERS_LEN..], b"hello-psp");
+
+        // Reply in place: swap addresses, shorten the payload, send on TX queue 1.
+        let buf = &mut frames[0];
+        write_frame_headers(
+            buf.storage_mut(),
+            DEFAULT_UDP_MAC,
+            synthetic_mac(*client_addr.ip()),
+            server_addr,
+            client_addr,
+            5,
+        );
+        buf.set_len(FRAME_HEADERS_LEN + 5).expect("fits");
+        let mut tx = server.take_tx(1).expect("tx 1");
+        assert_eq!(tx.tx_burst(&mut frames), 1);
+        let mut reply = [0u8; 64];
+        let (n, from) = client.recv_from(&mut reply).expect("reply");
+        assert_eq!(&reply[..n], b"hello");
+        assert_eq!(from, SocketAddr::V4(server_addr));
+        let stats = server.stats();
+        assert_eq!((stats.rx_packets, stats.tx_packets), (1, 1));
+    }
+
+    #[test]
+    fn tx_counts_malformed_frames_as_errors() {
+        let mut port = loopback_port(1);
+        let mut tx = port.take_tx(0).expect("tx");
+        let mut buf = tx.alloc().expect("buffer");
+        buf.set_len(20).expect("fits"); // shorter than the headers
+        let mut burst = vec![buf];
+        assert_eq!(tx.tx_burst(&mut burst), 1);
+        assert!(burst.is_empty());
+        assert_eq!(port.stats().tx_errors, 1);
+        assert_eq!(port.stats().tx_packets, 0);
+    }
+
+    #[test]
+    fn empty_socket_returns_nothing_without_blocking() {
+        let mut port = loopback_port(1);
+        let mut rx = port.take_rx(0).expect("rx");
+        let mut out = Vec::new();
+        let started = Instant::now();
+        assert_eq!(rx.rx_burst(&mut out, 8), 0);
+        assert!(started.elapsed() < LOOPBACK_WAIT);
+        assert_eq!(
+            port.pool().in_use(),
+            1,
+            "one spare buffer kept for the next try"
+        );
+    }
+
+    #[test]
+    fn frame_parser_rejects_non_udp() {
+        let mut frame = [0u8; 64];
+        write_frame_headers(
+            &mut frame,
+            [0; 6],
+            [0; 6],
+            SocketAddrV4::new(Ipv4Addr::LOCALHOST, 1),
+            SocketAddrV4::new(Ipv4Addr::LOCALHOST, 2),
+            4,
+        );
+        assert!(frame_udp_destination(&frame[..46]).is_some());
+        assert!(frame_udp_destination(&frame[..45]).is_none(), "payload cut");
+        frame[23] = 6; // TCP
+        assert!(frame_udp_destination(&frame[..46]).is_none());
+    }
+}
