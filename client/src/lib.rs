@@ -1,1 +1,4 @@
 //! psp-client (under construction).
+
+pub mod config;
+pub mod inflight;

@@ -1,0 +1,356 @@
+//! The in-flight table: which requests are outstanding, matched by the `req_id` their responses
+//! carry, without allocating per request.
+//!
+//! The table is a power-of-two array of slots allocated once. A request takes the slot under a
+//! round-robin cursor; its wire `req_id` is `generation << index_bits | index`, where the slot's
+//! generation counts how many times the slot was reused (modulo `2^(32 - index_bits)`). A response
+//! is matched by indexing the slot with the low bits and comparing the generation, so a stale or
+//! duplicated response can never complete a newer request that reuses the slot.
+//!
+//! If the cursor reaches a slot whose request is still outstanding, that request has waited a full
+//! table turn (the table is sized so that a turn is at least the response timeout at the highest
+//! rate): it *expires* — it is counted as never answered — and the slot is reused.
+//!
+//! ## Invariants
+//! - `outstanding()` equals the number of slots in state `Outstanding`.
+//! - A `req_id` completes at most once: the second response for it is a duplicate.
+//! - `complete` never panics, whatever 32-bit id it is handed.
+//!
+//! Tested below (unit tests for every outcome, plus a property test against a model).
+
+/// Fewest index bits (a 1024-slot table).
+pub const MIN_INDEX_BITS: u32 = 10;
+/// Most index bits (16 Mi slots, 256 MiB at 16 B per slot), leaving 8 bits of generation.
+pub const MAX_INDEX_BITS: u32 = 24;
+
+/// What the table knows about one request.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct RequestInfo {
+    /// When the request was meant to leave, in ns since the run's start.
+    pub intended_send_ns: u64,
+    /// Dense type index (position in the phase's type list).
+    pub type_index: u16,
+    /// Phase (schedule) index.
+    pub phase: u16,
+    /// Whether the request falls in the warm-up (not recorded in the histograms).
+    pub warmup: bool,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum SlotState {
+    /// Never used.
+    Unused,
+    /// Waiting for its response.
+    Outstanding,
+    /// Answered.
+    Answered,
+    /// Given up on (counted as never answered) but not reused yet.
+    Expired,
+    /// Taken back because the request could not be transmitted.
+    Cancelled,
+}
+
+#[derive(Copy, Clone, Debug)]
+struct Slot {
+    info: RequestInfo,
+    generation: u32,
+    state: SlotState,
+    /// State of the previous generation when this slot was reused (answered or expired), to tell
+    /// a duplicate from a late response for the previous occupant.
+    previous: SlotState,
+}
+
+/// The result of matching a response id.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum MatchOutcome {
+    /// The first response for an outstanding request.
+    Matched(RequestInfo),
+    /// A second response for a request already answered.
+    Duplicate,
+    /// A response for a request that had already expired (counted unanswered).
+    Late,
+    /// An id the client never issued (or issued so long ago that the slot has moved on twice).
+    UnknownId,
+}
+
+/// A request that expired when its slot was reused (or at the end of the run).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Expired(pub RequestInfo);
+
+/// The preallocated table of outstanding requests.
+#[derive(Debug)]
+pub struct InFlightTable {
+    slots: Box<[Slot]>,
+    index_bits: u32,
+    generation_mask: u32,
+    cursor: usize,
+    outstanding: usize,
+}
+
+impl InFlightTable {
+    /// A table of `2^index_bits` slots; `index_bits` is clamped to
+    /// [`MIN_INDEX_BITS`]..=[`MAX_INDEX_BITS`].
+    pub fn with_index_bits(index_bits: u32) -> Self {
+        let index_bits = index_bits.clamp(MIN_INDEX_BITS, MAX_INDEX_BITS);
+        let empty = Slot {
+            info: RequestInfo {
+                intended_send_ns: 0,
+                type_index: 0,
+                phase: 0,
+                warmup: false,
+            },
+            generation: 0,
+            state: SlotState::Unused,
+            previous: SlotState::Unused,
+        };
+        Self {
+            slots: vec![empty; 1usize << index_bits].into_boxed_slice(),
+            index_bits,
+            generation_mask: u32::MAX >> index_bits,
+            cursor: 0,
+            outstanding: 0,
+        }
+    }
+
+    /// A table big enough that a request is kept at least `timeout_ns` at `max_rate_rps` before
+    /// its slot is reused (rounded up to a power of two, within the bit limits).
+    pub fn for_rate(max_rate_rps: f64, timeout_ns: u64) -> Self {
+        let wanted = (max_rate_rps.max(0.0) * timeout_ns as f64 / 1e9).ceil();
+        let wanted = if wanted.is_finite() {
+            wanted.min((1u64 << MAX_INDEX_BITS) as f64)
+        } else {
+            0.0
+        };
+        let slots = (wanted as u64).max(1).next_power_of_two();
+        Self::with_index_bits(slots.trailing_zeros())
+    }
+
+    /// Number of slots.
+    pub fn capacity(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Requests currently outstanding.
+    pub fn outstanding(&self) -> usize {
+        self.outstanding
+    }
+
+    /// Takes the next slot for `info`; returns the request's wire id and, if the slot still held
+    /// an outstanding request, that request (now expired, never answered).
+    #[inline]
+    pub fn insert(&mut self, info: RequestInfo) -> (u32, Option<Expired>) {
+        let index = self.cursor;
+        self.cursor = (self.cursor + 1) & (self.slots.len() - 1);
+        let slot = &mut self.slots[index];
+        let mut expired = None;
+        match slot.state {
+            SlotState::Unused => {}
+            SlotState::Outstanding => {
+                expired = Some(Expired(slot.info));
+                self.outstanding -= 1;
+                slot.previous = SlotState::Expired;
+                slot.generation = (slot.generation + 1) & self.generation_mask;
+            }
+            state => {
+                slot.previous = state;
+                slot.generation = (slot.generation + 1) & self.generation_mask;
+            }
+        }
+        slot.info = info;
+        slot.state = SlotState::Outstanding;
+        self.outstanding += 1;
+        ((slot.generation << self.index_bits) | index as u32, expired)
+    }
+
+    /// Takes back a request that was inserted but could not be transmitted. Returns whether `id`
+    /// was outstanding.
+    pub fn cancel(&mut self, id: u32) -> bool {
+        let (index, generation) = self.split(id);
+        let slot = &mut self.slots[index];
+        if slot.state == SlotState::Outstanding && slot.generation == generation {
+            slot.state = SlotState::Cancelled;
+            self.outstanding -= 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Matches a response id.
+    #[inline]
+    pub fn complete(&mut self, id: u32) -> MatchOutcome {
+        let (index, generation) = self.split(id);
+        let slot = &mut self.slots[index];
+        if slot.generation == generation {
+            match slot.state {
+                SlotState::Outstanding => {
+                    slot.state = SlotState::Answered;
+                    self.outstanding -= 1;
+                    MatchOutcome::Matched(slot.info)
+                }
+                SlotState::Answered => MatchOutcome::Duplicate,
+                SlotState::Expired => MatchOutcome::Late,
+                SlotState::Unused | SlotState::Cancelled => MatchOutcome::UnknownId,
+            }
+        } else if slot.state != SlotState::Unused
+            && ((slot.generation.wrapping_sub(1)) & self.generation_mask) == generation
+        {
+            match slot.previous {
+                SlotState::Answered => MatchOutcome::Duplicate,
+                SlotState::Expired => MatchOutcome::Late,
+                _ => MatchOutcome::UnknownId,
+            }
+        } else {
+            MatchOutcome::UnknownId
+        }
+    }
+
+    /// Expires every outstanding request (end of the run), calling `on_expired` for each.
+    pub fn expire_all(&mut self, mut on_expired: impl FnMut(RequestInfo)) {
+        for slot in self.slots.iter_mut() {
+            if slot.state == SlotState::Outstanding {
+                slot.state = SlotState::Expired;
+                on_expired(slot.info);
+            }
+        }
+        self.outstanding = 0;
+    }
+
+    #[inline]
+    fn split(&self, id: u32) -> (usize, u32) {
+        let index = (id as usize) & (self.slots.len() - 1);
+        let generation = id.checked_shr(self.index_bits).unwrap_or(0) & self.generation_mask;
+        (index, generation)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn info(t: u64) -> RequestInfo {
+        RequestInfo {
+            intended_send_ns: t,
+            type_index: (t % 3) as u16,
+            phase: 0,
+            warmup: false,
+        }
+    }
+
+    #[test]
+    fn matched_then_duplicate() {
+        let mut table = InFlightTable::with_index_bits(10);
+        let (id, expired) = table.insert(info(5));
+        assert_eq!(expired, None);
+        assert_eq!(table.outstanding(), 1);
+        assert_eq!(table.complete(id), MatchOutcome::Matched(info(5)));
+        assert_eq!(table.outstanding(), 0);
+        assert_eq!(table.complete(id), MatchOutcome::Duplicate);
+    }
+
+    #[test]
+    fn unknown_ids_never_issued() {
+        let mut table = InFlightTable::with_index_bits(10);
+        assert_eq!(table.complete(0), MatchOutcome::UnknownId);
+        assert_eq!(table.complete(u32::MAX), MatchOutcome::UnknownId);
+        let (id, _) = table.insert(info(1));
+        // Same index, a generation never issued.
+        assert_eq!(table.complete(id | (7 << 10)), MatchOutcome::UnknownId);
+        assert_eq!(table.outstanding(), 1);
+    }
+
+    #[test]
+    fn wraparound_expires_outstanding_and_late_response_is_late() {
+        let mut table = InFlightTable::with_index_bits(10);
+        let capacity = table.capacity();
+        let (first, _) = table.insert(info(0));
+        for i in 1..capacity {
+            let (id, expired) = table.insert(info(i as u64));
+            assert_eq!(expired, None);
+            assert_eq!(table.complete(id), MatchOutcome::Matched(info(i as u64)));
+        }
+        // The cursor is back on slot 0, still outstanding: it expires.
+        let (reused, expired) = table.insert(info(99));
+        assert_eq!(expired, Some(Expired(info(0))));
+        assert_ne!(reused, first);
+        assert_eq!(table.complete(first), MatchOutcome::Late);
+        assert_eq!(table.complete(reused), MatchOutcome::Matched(info(99)));
+    }
+
+    #[test]
+    fn duplicate_of_previous_generation_is_duplicate() {
+        let mut table = InFlightTable::with_index_bits(10);
+        let (first, _) = table.insert(info(0));
+        assert!(matches!(table.complete(first), MatchOutcome::Matched(_)));
+        for i in 1..table.capacity() {
+            let (id, _) = table.insert(info(i as u64));
+            table.complete(id);
+        }
+        let (_, expired) = table.insert(info(7));
+        assert_eq!(expired, None);
+        assert_eq!(table.complete(first), MatchOutcome::Duplicate);
+    }
+
+    #[test]
+    fn cancel_takes_back_and_expire_all_reports_rest() {
+        let mut table = InFlightTable::with_index_bits(10);
+        let (a, _) = table.insert(info(1));
+        let (_b, _) = table.insert(info(2));
+        assert!(table.cancel(a));
+        assert!(!table.cancel(a));
+        assert_eq!(table.complete(a), MatchOutcome::UnknownId);
+        let mut expired = Vec::new();
+        table.expire_all(|i| expired.push(i));
+        assert_eq!(expired, vec![info(2)]);
+        assert_eq!(table.outstanding(), 0);
+    }
+
+    #[test]
+    fn for_rate_sizes_to_rate_times_timeout() {
+        assert_eq!(
+            InFlightTable::for_rate(1000.0, 1_000_000_000).capacity(),
+            1024
+        );
+        assert_eq!(
+            InFlightTable::for_rate(1e6, 1_000_000_000).capacity(),
+            1 << 20
+        );
+        assert_eq!(
+            InFlightTable::for_rate(1e12, 1_000_000_000).capacity(),
+            1 << MAX_INDEX_BITS
+        );
+        assert_eq!(
+            InFlightTable::for_rate(f64::NAN, 1).capacity(),
+            1 << MIN_INDEX_BITS
+        );
+    }
+
+    proptest! {
+        /// Against a model: each issued id matches exactly once while its slot has not been
+        /// reused; no other id ever matches.
+        #[test]
+        fn matches_at_most_once(ops in proptest::collection::vec((any::<bool>(), any::<u16>()), 1..3000)) {
+            let mut table = InFlightTable::with_index_bits(10);
+            let mut issued: Vec<(u32, RequestInfo, bool)> = Vec::new();
+            for (n, (send, pick)) in ops.into_iter().enumerate() {
+                if send || issued.is_empty() {
+                    let (id, _) = table.insert(info(n as u64));
+                    issued.push((id, info(n as u64), false));
+                } else {
+                    let k = usize::from(pick) % issued.len();
+                    let (id, sent, answered) = issued[k];
+                    let still_in_table = issued.len() - k <= table.capacity();
+                    let outcome = table.complete(id);
+                    if answered || !still_in_table {
+                        prop_assert!(!matches!(outcome, MatchOutcome::Matched(_)));
+                    } else {
+                        prop_assert_eq!(outcome, MatchOutcome::Matched(sent));
+                        issued[k].2 = true;
+                    }
+                }
+                prop_assert!(table.outstanding() <= table.capacity());
+            }
+        }
+    }
+}
