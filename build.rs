@@ -23,7 +23,7 @@ const INSTALL_HINT: &str = "run scripts/install-deps.sh (or: apt-get install lib
 
 /// DPDK functions psp calls (exported and `static inline` alike).
 const ALLOWED_FUNCTIONS: &str = concat!(
-    "rte_eal_(init|cleanup)|rte_thread_(register|unregister)|rte_lcore_id|rte_socket_id|",
+    "rte_eal_(init|cleanup|get_runtime_dir)|rte_thread_(register|unregister)|rte_lcore_id|rte_socket_id|",
     "rte_strerror|rte_pktmbuf_pool_create|rte_mempool_(free|avail_count|in_use_count)|",
     "rte_pktmbuf_(alloc|free|append|trim|tailroom|headroom|reset|alloc_bulk)|",
     "rte_eth_(dev_configure|dev_start|dev_stop|dev_close|rx_queue_setup|tx_queue_setup|",

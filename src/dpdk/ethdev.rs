@@ -1,0 +1,429 @@
+//! Ethernet ports (`rte_eth_dev_*`) and their queue handles; the DPDK [`Port`] implementation.
+//!
+//! An [`EthPort`] is configured and started by [`EthPort::start`] and stopped and closed when the
+//! port and every queue handle taken from it are gone (they share the device through an `Arc`).
+//! Queue handles are taken once each, so exactly one thread polls a queue.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use psp_dataplane::port::{Port, PortStats, RxQueue, TxQueue};
+
+use super::{register_current_thread, sys, DpdkError, Eal, Mbuf, Mempool, Result};
+
+/// `SOCKET_ID_ANY` (rte_memory.h).
+const SOCKET_ID_ANY: i32 = -1;
+/// How often the link state is polled while waiting for it.
+const LINK_POLL_INTERVAL: Duration = Duration::from_millis(10);
+/// Most packets one `rte_eth_{rx,tx}_burst` call takes (its count is a u16).
+const MAX_BURST: usize = u16::MAX as usize;
+
+/// How to set a port up.
+#[derive(Clone, Debug)]
+pub struct PortConfig {
+    /// DPDK port id (the order EAL probed devices in: 0 for the only `--vdev`).
+    pub port_id: u16,
+    /// RX queues (the dispatcher polls queue 0).
+    pub rx_queues: u16,
+    /// TX queues (the dispatcher's queue 0, then one per worker).
+    pub tx_queues: u16,
+    /// RX descriptors per queue (adjusted to the device's limits).
+    pub rx_ring_size: u16,
+    /// TX descriptors per queue (adjusted to the device's limits).
+    pub tx_ring_size: u16,
+    /// Put the port in promiscuous mode (ignored by devices that cannot, e.g. memif).
+    pub promiscuous: bool,
+}
+
+impl PortConfig {
+    /// The original's RX/TX ring size (psp context.hh: 128 each). memif's own ring size is set
+    /// by its `rsize` devarg instead.
+    pub const DEFAULT_RING_SIZE: u16 = 128;
+
+    /// Port `port_id` with 1 RX queue and `1 + workers` TX queues (Perséphone's layout).
+    pub fn server(port_id: u16, workers: u16) -> Self {
+        Self {
+            port_id,
+            rx_queues: 1,
+            tx_queues: 1 + workers,
+            rx_ring_size: Self::DEFAULT_RING_SIZE,
+            tx_ring_size: Self::DEFAULT_RING_SIZE,
+            promiscuous: true,
+        }
+    }
+}
+
+/// The device, shared by the port and its queue handles; stopped and closed when the last goes.
+#[derive(Debug)]
+struct Device {
+    port_id: u16,
+    pool: Arc<Mempool>,
+    eal: Eal,
+}
+
+impl Drop for Device {
+    fn drop(&mut self) {
+        // SAFETY: no queue handle is left (they hold this Arc), so no thread is polling; stop
+        // then close is the documented teardown. Errors are irrelevant at this point.
+        unsafe {
+            sys::rte_eth_dev_stop(self.port_id);
+            sys::rte_eth_dev_close(self.port_id);
+        }
+    }
+}
+
+/// A started DPDK port. Implements [`Port`] (this is the "DpdkPort").
+#[derive(Debug)]
+pub struct EthPort {
+    device: Arc<Device>,
+    rx_taken: Vec<bool>,
+    tx_taken: Vec<bool>,
+}
+
+/// The DPDK implementation of psp-dataplane's [`Port`].
+pub type DpdkPort = EthPort;
+
+fn check(ret: i32, operation: impl FnOnce() -> String) -> Result<()> {
+    if ret < 0 {
+        Err(DpdkError::call(operation(), ret))
+    } else {
+        Ok(())
+    }
+}
+
+impl EthPort {
+    /// Number of ports EAL probed.
+    pub fn count_available() -> u16 {
+        // SAFETY: reads the ethdev table.
+        unsafe { sys::rte_eth_dev_count_avail() }
+    }
+
+    /// Configures `config.port_id` with its queues (RX buffers from `pool`) and starts it.
+    /// Does not wait for the link: see [`EthPort::wait_link_up`].
+    pub fn start(eal: &Eal, pool: Arc<Mempool>, config: &PortConfig) -> Result<Self> {
+        let port_id = config.port_id;
+        // SAFETY: reads the ethdev table.
+        if unsafe { sys::rte_eth_dev_is_valid_port(port_id) } == 0 {
+            return Err(DpdkError::NoSuchPort {
+                port_id,
+                available: Self::count_available(),
+            });
+        }
+        let mut info = sys::rte_eth_dev_info::default();
+        // SAFETY: valid port; info is a writable struct of the right type.
+        check(
+            unsafe { sys::rte_eth_dev_info_get(port_id, &mut info) },
+            || format!("rte_eth_dev_info_get(port {port_id})"),
+        )?;
+        for (direction, wanted, max) in [
+            ("RX", config.rx_queues, info.max_rx_queues),
+            ("TX", config.tx_queues, info.max_tx_queues),
+        ] {
+            if wanted > max || wanted == 0 {
+                return Err(DpdkError::TooManyQueues {
+                    port_id,
+                    direction,
+                    wanted,
+                    max,
+                });
+            }
+        }
+        // All-zero is the valid default configuration (no RSS, no offloads).
+        let conf = sys::rte_eth_conf::default();
+        // SAFETY: valid, stopped port; conf outlives the call (DPDK copies it).
+        check(
+            unsafe {
+                sys::rte_eth_dev_configure(port_id, config.rx_queues, config.tx_queues, &conf)
+            },
+            || format!("rte_eth_dev_configure(port {port_id})"),
+        )?;
+        let (mut rx_ring, mut tx_ring) = (config.rx_ring_size, config.tx_ring_size);
+        // SAFETY: configured port; the two counts are writable u16s.
+        check(
+            unsafe { sys::rte_eth_dev_adjust_nb_rx_tx_desc(port_id, &mut rx_ring, &mut tx_ring) },
+            || format!("rte_eth_dev_adjust_nb_rx_tx_desc(port {port_id})"),
+        )?;
+        // SAFETY: valid port.
+        let socket = match unsafe { sys::rte_eth_dev_socket_id(port_id) } {
+            socket if socket < 0 => SOCKET_ID_ANY,
+            socket => socket,
+        };
+        let socket = socket as u32;
+        for queue in 0..config.rx_queues {
+            // SAFETY: configured port, queue in range, live pool (kept alive by Device);
+            // NULL rx_conf means the device defaults.
+            check(
+                unsafe {
+                    sys::rte_eth_rx_queue_setup(
+                        port_id,
+                        queue,
+                        rx_ring,
+                        socket,
+                        std::ptr::null(),
+                        pool.as_ptr(),
+                    )
+                },
+                || format!("rte_eth_rx_queue_setup(port {port_id}, queue {queue})"),
+            )?;
+        }
+        for queue in 0..config.tx_queues {
+            // SAFETY: configured port, queue in range; NULL tx_conf means the device defaults.
+            check(
+                unsafe {
+                    sys::rte_eth_tx_queue_setup(port_id, queue, tx_ring, socket, std::ptr::null())
+                },
+                || format!("rte_eth_tx_queue_setup(port {port_id}, queue {queue})"),
+            )?;
+        }
+        // From here on, dropping `device` stops and closes the port.
+        let device = Arc::new(Device {
+            port_id,
+            pool,
+            eal: eal.clone(),
+        });
+        // SAFETY: fully configured port.
+        check(unsafe { sys::rte_eth_dev_start(port_id) }, || {
+            format!("rte_eth_dev_start(port {port_id})")
+        })?;
+        if config.promiscuous {
+            // SAFETY: started port. memif and ring do not support it; that is fine.
+            let _ = unsafe { sys::rte_eth_promiscuous_enable(port_id) };
+        }
+        Ok(Self {
+            device,
+            rx_taken: vec![false; usize::from(config.rx_queues)],
+            tx_taken: vec![false; usize::from(config.tx_queues)],
+        })
+    }
+
+    /// The DPDK port id.
+    pub fn port_id(&self) -> u16 {
+        self.device.port_id
+    }
+
+    /// The pool RX buffers come from.
+    pub fn pool(&self) -> &Arc<Mempool> {
+        &self.device.pool
+    }
+
+    /// Whether the link is up now.
+    pub fn link_up(&self) -> bool {
+        let mut link = sys::rte_eth_link::default();
+        // SAFETY: started port; link is a writable struct of the right type.
+        let ret = unsafe { sys::rte_eth_link_get_nowait(self.port_id(), &mut link) };
+        ret == 0 && u32::from(link.link_status()) == sys::RTE_ETH_LINK_UP
+    }
+
+    /// Waits until the link is up (a memif link needs its peer started), at most `timeout`.
+    pub fn wait_link_up(&self, timeout: Duration) -> Result<()> {
+        let started = Instant::now();
+        while !self.link_up() {
+            if started.elapsed() >= timeout {
+                return Err(DpdkError::LinkDown {
+                    port_id: self.port_id(),
+                    waited_ms: started.elapsed().as_millis() as u64,
+                });
+            }
+            std::thread::sleep(LINK_POLL_INTERVAL);
+        }
+        Ok(())
+    }
+
+    /// Resets the device counters.
+    pub fn reset_stats(&self) {
+        // SAFETY: valid port.
+        let _ = unsafe { sys::rte_eth_stats_reset(self.port_id()) };
+    }
+}
+
+impl Port for EthPort {
+    type Buf = Mbuf;
+    type Rx = DpdkRxQueue;
+    type Tx = DpdkTxQueue;
+
+    fn mac(&self) -> [u8; 6] {
+        let mut addr = sys::rte_ether_addr::default();
+        // SAFETY: valid port; addr is a writable struct of the right type.
+        let ret = unsafe { sys::rte_eth_macaddr_get(self.port_id(), &mut addr) };
+        if ret == 0 {
+            addr.addr_bytes
+        } else {
+            [0; 6]
+        }
+    }
+
+    fn rx_queue_count(&self) -> u16 {
+        self.rx_taken.len() as u16
+    }
+
+    fn tx_queue_count(&self) -> u16 {
+        self.tx_taken.len() as u16
+    }
+
+    fn take_rx(&mut self, queue: u16) -> Option<DpdkRxQueue> {
+        let taken = self.rx_taken.get_mut(usize::from(queue))?;
+        if std::mem::replace(taken, true) {
+            return None;
+        }
+        Some(DpdkRxQueue {
+            port_id: self.device.port_id,
+            queue_id: queue,
+            multi_segment_dropped: 0,
+            device: Arc::clone(&self.device),
+        })
+    }
+
+    fn take_tx(&mut self, queue: u16) -> Option<DpdkTxQueue> {
+        let taken = self.tx_taken.get_mut(usize::from(queue))?;
+        if std::mem::replace(taken, true) {
+            return None;
+        }
+        Some(DpdkTxQueue {
+            port_id: self.device.port_id,
+            queue_id: queue,
+            pool: self.device.pool.as_ptr(),
+            device: Arc::clone(&self.device),
+        })
+    }
+
+    fn stats(&self) -> PortStats {
+        let mut stats = sys::rte_eth_stats::default();
+        // SAFETY: valid port; stats is a writable struct of the right type.
+        if unsafe { sys::rte_eth_stats_get(self.port_id(), &mut stats) } != 0 {
+            return PortStats::default();
+        }
+        PortStats {
+            rx_packets: stats.ipackets,
+            tx_packets: stats.opackets,
+            rx_bytes: stats.ibytes,
+            tx_bytes: stats.obytes,
+            rx_missed: stats.imissed + stats.rx_nombuf,
+            rx_errors: stats.ierrors,
+            tx_errors: stats.oerrors,
+        }
+    }
+}
+
+/// An RX queue of an [`EthPort`], owned by the thread that polls it.
+#[derive(Debug)]
+pub struct DpdkRxQueue {
+    port_id: u16,
+    queue_id: u16,
+    multi_segment_dropped: u64,
+    device: Arc<Device>,
+}
+
+impl DpdkRxQueue {
+    /// The queue's index on its port.
+    pub fn queue_id(&self) -> u16 {
+        self.queue_id
+    }
+
+    /// Frames dropped because they spanned several buffers (larger than one buffer's data
+    /// room; never the case for psp's frames with the default pool).
+    pub fn multi_segment_dropped(&self) -> u64 {
+        self.multi_segment_dropped
+    }
+}
+
+impl RxQueue for DpdkRxQueue {
+    type Buf = Mbuf;
+
+    #[inline]
+    fn rx_burst(&mut self, out: &mut Vec<Mbuf>, max: usize) -> usize {
+        let wanted = max.min(MAX_BURST);
+        out.reserve(wanted);
+        let before = out.len();
+        let spare = out.spare_capacity_mut();
+        // SAFETY: `spare` has room for `wanted` pointers and Mbuf is repr(transparent) over a
+        // non-null mbuf pointer; the driver writes `received` valid mbufs it hands over to us.
+        // Only this thread polls this queue (handles are taken once).
+        let received = unsafe {
+            sys::rte_eth_rx_burst(
+                self.port_id,
+                self.queue_id,
+                spare.as_mut_ptr().cast::<*mut sys::rte_mbuf>(),
+                wanted as u16,
+            )
+        };
+        // SAFETY: the first `received` spare slots now hold owned, initialised mbufs.
+        unsafe { out.set_len(before + usize::from(received)) };
+        let mut index = before;
+        while index < out.len() {
+            if out[index].segments() > 1 {
+                drop(out.swap_remove(index));
+                self.multi_segment_dropped += 1;
+            } else {
+                index += 1;
+            }
+        }
+        out.len() - before
+    }
+
+    fn on_thread_start(&mut self) {
+        // Without an lcore id the thread still works, only without mempool caches.
+        let _ = register_current_thread(&self.device.eal);
+    }
+}
+
+/// A TX queue of an [`EthPort`], owned by the thread that transmits on it.
+#[derive(Debug)]
+pub struct DpdkTxQueue {
+    port_id: u16,
+    queue_id: u16,
+    pool: *mut sys::rte_mempool,
+    device: Arc<Device>,
+}
+
+// SAFETY: `pool` points to the pool `device` keeps alive, and mempools are thread-safe; the
+// queue itself is used by one thread at a time (it is owned).
+unsafe impl Send for DpdkTxQueue {}
+
+impl DpdkTxQueue {
+    /// The queue's index on its port.
+    pub fn queue_id(&self) -> u16 {
+        self.queue_id
+    }
+}
+
+impl TxQueue for DpdkTxQueue {
+    type Buf = Mbuf;
+
+    #[inline]
+    fn alloc(&mut self) -> Option<Mbuf> {
+        // SAFETY: the pool is live (held by `device`); the new mbuf is exclusively ours.
+        unsafe { Mbuf::from_raw(sys::rte_pktmbuf_alloc(self.pool)) }
+    }
+
+    #[inline]
+    fn tx_burst(&mut self, pkts: &mut Vec<Mbuf>) -> usize {
+        let count = pkts.len().min(MAX_BURST);
+        if count == 0 {
+            return 0;
+        }
+        let base = pkts.as_mut_ptr();
+        // SAFETY: `pkts` holds `count` valid mbufs, laid out as pointers (repr(transparent)).
+        // The driver takes ownership of the first `sent`; only this thread uses this queue.
+        let sent = usize::from(unsafe {
+            sys::rte_eth_tx_burst(
+                self.port_id,
+                self.queue_id,
+                base.cast::<*mut sys::rte_mbuf>(),
+                count as u16,
+            )
+        });
+        let remaining = pkts.len() - sent;
+        // SAFETY: the first `sent` entries now belong to the driver: shift the rest over them
+        // (a bitwise move, no drop) and shorten the vector, so they are never freed by us.
+        unsafe {
+            std::ptr::copy(base.add(sent), base, remaining);
+            pkts.set_len(remaining);
+        }
+        sent
+    }
+
+    fn on_thread_start(&mut self) {
+        // Without an lcore id the thread still works, only without mempool caches.
+        let _ = register_current_thread(&self.device.eal);
+    }
+}
