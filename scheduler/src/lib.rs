@@ -187,6 +187,9 @@ pub enum CompletionError {
     /// The worker holds no request.
     #[error("worker {0} is idle: nothing to complete")]
     WorkerIdle(WorkerId),
+    /// `on_preempted` under a policy that never sets a quantum (only `ts` preempts).
+    #[error("worker {0} was preempted, but the policy is not preemptive")]
+    NotPreemptive(WorkerId),
 }
 
 /// Invalid scheduler configuration.
@@ -244,6 +247,11 @@ pub struct DarcParams {
     /// the paper does). `false` with configured means and ratios: plan once, from the config
     /// ("oracle" mode), and never update.
     pub dynamic: bool,
+    /// A fixed number of workers per type group (shortest group first; groups formed by
+    /// `delta` from the configured means), instead of the demand-based counts. Implies a fixed
+    /// plan computed at construction (`dynamic` is ignored); each entry ≥ 1, one entry per
+    /// group, sum ≤ workers. The simulator's allocation search uses it.
+    pub fixed_allocation: Option<Vec<usize>>,
 }
 
 impl Default for DarcParams {
@@ -255,6 +263,7 @@ impl Default for DarcParams {
             rounding_cut: 0.5,
             profile_overhead_ns: 0,
             dynamic: true,
+            fixed_allocation: None,
         }
     }
 }
@@ -383,6 +392,9 @@ pub struct TypeGroup {
     pub reserved: Vec<WorkerId>,
     /// Workers this group may steal when idle: those reserved to longer groups or unreserved.
     pub stealable: Vec<WorkerId>,
+    /// Whether the group wanted more workers than were left and was given the spillway (which
+    /// then ends `reserved`, unless it was already in it).
+    pub uses_spillway: bool,
 }
 
 /// DARC's current allocation of workers to type groups.
@@ -415,5 +427,12 @@ pub struct PlanUpdate {
     pub plan: ReservationPlan,
 }
 
+mod darc;
+mod queue;
 mod scheduler;
-pub use scheduler::{Scheduler, SchedulerCounters};
+
+pub use darc::{
+    demand_workers, group_types, plan_reservations, plan_with_allocation, round_demand,
+    validate_allocation, window_mean_ns, ProfileGroup, TypeProfile, INACTIVE_MEAN_NS,
+};
+pub use scheduler::{Scheduler, SchedulerCounters, PLAN_UPDATE_CAPACITY};

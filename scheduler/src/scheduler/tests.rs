@@ -1,0 +1,820 @@
+//! Scheduler tests: hand-made sequences per policy, then property tests over random sequences.
+
+use super::*;
+use crate::{TimeSharingParams, TypeGroup};
+
+const SHORT: TypeIndex = TypeIndex(0);
+const LONG: TypeIndex = TypeIndex(1);
+const SHORT_WIRE: u32 = 1;
+const LONG_WIRE: u32 = 2;
+
+/// DISP2-like: SHORT 1 µs 50 %, LONG 100 µs 50 %.
+fn disp2_types() -> Vec<RequestTypeSpec> {
+    vec![
+        RequestTypeSpec::new("SHORT", SHORT_WIRE)
+            .with_mean_ns(1_000)
+            .with_ratio(0.5),
+        RequestTypeSpec::new("LONG", LONG_WIRE)
+            .with_mean_ns(100_000)
+            .with_ratio(0.5),
+    ]
+}
+
+fn build(workers: usize, types: Vec<RequestTypeSpec>, policy: Policy) -> Scheduler {
+    Scheduler::new(SchedulerConfig::new(workers, types, policy)).expect("valid test config")
+}
+
+fn oracle() -> Policy {
+    Policy::Darc(DarcParams {
+        dynamic: false,
+        ..DarcParams::default()
+    })
+}
+
+fn drain(s: &mut Scheduler, now: Nanos) -> Vec<(u16, u64)> {
+    let mut out = Vec::new();
+    while let Some(d) = s.next_dispatch(now) {
+        out.push((d.worker.0, d.token.0));
+    }
+    out
+}
+
+fn arrive(s: &mut Scheduler, now: Nanos, ty: TypeIndex, token: u64) {
+    s.on_arrival(now, ty, Token(token)).expect("queue has room");
+}
+
+#[test]
+fn cfcfs_is_one_fifo_to_the_lowest_idle_worker() {
+    let mut s = build(2, disp2_types(), Policy::Cfcfs);
+    arrive(&mut s, 0, LONG, 0);
+    arrive(&mut s, 1, TypeIndex::UNKNOWN, 1);
+    arrive(&mut s, 2, SHORT, 2);
+    arrive(&mut s, 3, SHORT, 3);
+    assert_eq!(drain(&mut s, 5), vec![(0, 0), (1, 1)]);
+    assert_eq!(s.queue_len(SHORT), 2);
+    let done = s.on_completion(9, WorkerId(1)).unwrap();
+    assert_eq!(
+        (done.token, done.ty, done.service_ns),
+        (Token(1), TypeIndex::UNKNOWN, 4)
+    );
+    assert_eq!(drain(&mut s, 9), vec![(1, 2)]);
+    s.on_completion(10, WorkerId(0)).unwrap();
+    assert_eq!(drain(&mut s, 10), vec![(0, 3)]);
+    assert_eq!(s.queued(), 0);
+    assert_eq!(s.counters().dispatched, 4);
+}
+
+#[test]
+fn dfcfs_feeds_workers_round_robin_and_each_runs_only_its_own_queue() {
+    let mut s = build(3, disp2_types(), Policy::Dfcfs);
+    for token in 0..7 {
+        arrive(&mut s, token, SHORT, token);
+    }
+    assert_eq!(drain(&mut s, 10), vec![(0, 0), (1, 1), (2, 2)]);
+    s.on_completion(11, WorkerId(1)).unwrap();
+    assert_eq!(drain(&mut s, 11), vec![(1, 4)]);
+    s.on_completion(12, WorkerId(1)).unwrap();
+    // Worker 1's queue is empty; worker 0's (3, 6) waits for worker 0.
+    assert_eq!(drain(&mut s, 12), vec![]);
+    assert!(s.is_idle(WorkerId(1)));
+    s.on_completion(13, WorkerId(0)).unwrap();
+    assert_eq!(drain(&mut s, 13), vec![(0, 3)]);
+}
+
+#[test]
+fn dfcfs_round_robin_has_no_256_glitch() {
+    let workers = 14;
+    let mut s = Scheduler::new(SchedulerConfig {
+        queue_capacity: 64,
+        ..SchedulerConfig::new(workers, disp2_types(), Policy::Dfcfs)
+    })
+    .unwrap();
+    let total = 600u64;
+    for token in 0..total {
+        arrive(&mut s, token, SHORT, token);
+    }
+    let mut seen = 0;
+    let mut now = total;
+    while seen < total {
+        for (w, token) in drain(&mut s, now) {
+            assert_eq!(
+                token % workers as u64,
+                u64::from(w),
+                "token {token} on w{w}"
+            );
+            seen += 1;
+        }
+        now += 1;
+        for w in 0..workers {
+            let _ = s.on_completion(now, WorkerId(w as u16));
+        }
+    }
+}
+
+#[test]
+fn sjf_serves_the_shortest_configured_type_first_and_unknown_last() {
+    let mut s = build(1, disp2_types(), Policy::Sjf);
+    arrive(&mut s, 0, TypeIndex::UNKNOWN, 0);
+    arrive(&mut s, 1, LONG, 1);
+    arrive(&mut s, 2, LONG, 2);
+    arrive(&mut s, 3, SHORT, 3);
+    let mut order = Vec::new();
+    for now in 10..14 {
+        order.extend(drain(&mut s, now).into_iter().map(|(_, t)| t));
+        let _ = s.on_completion(now, WorkerId(0));
+    }
+    assert_eq!(order, vec![3, 1, 2, 0]);
+}
+
+#[test]
+fn sjf_needs_every_mean_and_names_the_type() {
+    let types = vec![
+        RequestTypeSpec::new("A", 1).with_mean_ns(5),
+        RequestTypeSpec::new("B", 2),
+    ];
+    let err = Scheduler::new(SchedulerConfig::new(2, types, Policy::Sjf)).unwrap_err();
+    assert!(err.to_string().contains("\"B\""), "{err}");
+}
+
+#[test]
+fn edf_picks_the_earliest_absolute_deadline() {
+    let types = vec![
+        RequestTypeSpec::new("LAX", 1).with_deadline_ns(100),
+        RequestTypeSpec::new("TIGHT", 2).with_deadline_ns(10),
+        RequestTypeSpec::new("BY_MEAN", 3).with_mean_ns(30),
+    ];
+    let mut s = build(1, types, Policy::Edf);
+    arrive(&mut s, 0, TypeIndex(0), 0); // due 100
+    arrive(&mut s, 0, TypeIndex::UNKNOWN, 1); // never due
+    arrive(&mut s, 50, TypeIndex(1), 2); // due 60
+    arrive(&mut s, 20, TypeIndex(2), 3); // due 50
+    let mut order = Vec::new();
+    for now in 60..64 {
+        order.extend(drain(&mut s, now).into_iter().map(|(_, t)| t));
+        let _ = s.on_completion(now, WorkerId(0));
+    }
+    assert_eq!(order, vec![3, 2, 0, 1]);
+    let err = Scheduler::new(SchedulerConfig::new(
+        1,
+        vec![RequestTypeSpec::new("NONE", 9)],
+        Policy::Edf,
+    ))
+    .unwrap_err();
+    assert!(err.to_string().contains("\"NONE\""), "{err}");
+}
+
+#[test]
+fn darc_oracle_keeps_the_short_core_idle_for_short_requests() {
+    let mut s = build(14, disp2_types(), oracle());
+    let plan = s.plan().expect("oracle plans at construction").clone();
+    assert_eq!(plan.groups[0].reserved, vec![WorkerId(0)]);
+    for token in 0..20 {
+        arrive(&mut s, 0, LONG, token);
+    }
+    let first = drain(&mut s, 0);
+    assert_eq!(first.len(), 13);
+    assert!(
+        first.iter().all(|&(w, _)| w != 0),
+        "LONG ran on SHORT's core"
+    );
+    assert!(s.is_idle(WorkerId(0)));
+    assert_eq!(s.queue_len(LONG), 7);
+    arrive(&mut s, 1, SHORT, 100);
+    assert_eq!(drain(&mut s, 1), vec![(0, 100)]);
+    // A second SHORT waits: its reserved core is busy and every stealable core too.
+    arrive(&mut s, 2, SHORT, 101);
+    assert_eq!(drain(&mut s, 2), vec![]);
+    // A LONG core frees: SHORT (visited first) steals it before the queued LONGs.
+    s.on_completion(3, WorkerId(5)).unwrap();
+    assert_eq!(drain(&mut s, 3), vec![(5, 101)]);
+    // Worker 0 frees with only LONGs queued: it stays idle.
+    s.on_completion(4, WorkerId(0)).unwrap();
+    assert_eq!(drain(&mut s, 4), vec![]);
+    assert!(s.is_idle(WorkerId(0)));
+    let u = s.poll_plan_update().expect("the oracle plan is recorded");
+    assert_eq!((u.window_id, u.plan), (0, plan));
+    assert!(s.poll_plan_update().is_none());
+}
+
+#[test]
+fn darc_sends_unknown_only_to_the_spillway() {
+    let mut s = build(4, disp2_types(), oracle());
+    let spillway = s.plan().unwrap().spillway.unwrap();
+    assert_eq!(spillway, WorkerId(3));
+    for token in 0..3 {
+        arrive(&mut s, 0, TypeIndex::UNKNOWN, token);
+    }
+    assert_eq!(drain(&mut s, 0), vec![(3, 0)]);
+    s.on_completion(1, WorkerId(3)).unwrap();
+    assert_eq!(drain(&mut s, 1), vec![(3, 1)]);
+    assert_eq!(s.queue_len(TypeIndex::UNKNOWN), 1);
+    assert_eq!(s.counters().unknown_arrivals, 3);
+}
+
+#[test]
+fn darc_oracle_needs_means_and_ratios_and_names_the_type() {
+    let types = vec![
+        RequestTypeSpec::new("A", 1).with_mean_ns(5).with_ratio(0.5),
+        RequestTypeSpec::new("B", 2).with_mean_ns(50),
+    ];
+    let err = Scheduler::new(SchedulerConfig::new(2, types, oracle())).unwrap_err();
+    assert!(err.to_string().contains("\"B\""), "{err}");
+    // Oracle with all ratios 0: no division by zero, one worker per group.
+    let zero = vec![
+        RequestTypeSpec::new("A", 1).with_mean_ns(5).with_ratio(0.0),
+        RequestTypeSpec::new("B", 2)
+            .with_mean_ns(50)
+            .with_ratio(0.0),
+    ];
+    let s = build(4, zero, oracle());
+    let plan = s.plan().unwrap();
+    assert!(plan.groups.iter().all(|g| g.reserved.len() == 1));
+}
+
+#[test]
+fn darc_fixed_allocation_is_used_and_validated() {
+    let fixed = |alloc: Vec<usize>| {
+        Policy::Darc(DarcParams {
+            fixed_allocation: Some(alloc),
+            ..DarcParams::default()
+        })
+    };
+    let s = build(14, disp2_types(), fixed(vec![4, 10]));
+    assert!(!s.in_bootstrap());
+    let plan = s.plan().unwrap();
+    assert_eq!(plan.groups[0].reserved.len(), 4);
+    assert_eq!(plan.groups[1].reserved.first(), Some(&WorkerId(4)));
+    for bad in [vec![4], vec![0, 3], vec![10, 10]] {
+        let err = Scheduler::new(SchedulerConfig::new(14, disp2_types(), fixed(bad.clone())))
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("fixed_allocation"),
+            "{bad:?}: {err}"
+        );
+    }
+}
+
+/// Runs `n` requests of (type, service) through `s` one at a time on whatever worker it picks.
+fn serve_one_at_a_time(
+    s: &mut Scheduler,
+    now: &mut Nanos,
+    token: &mut u64,
+    mix: &[(TypeIndex, Nanos)],
+    n: usize,
+) {
+    for i in 0..n {
+        let (ty, service) = mix[i % mix.len()];
+        arrive(s, *now, ty, *token);
+        *token += 1;
+        let d = s.next_dispatch(*now).expect("an idle worker");
+        *now += service;
+        s.on_completion(*now, d.worker).unwrap();
+    }
+}
+
+fn dynamic_darc(samples_needed: u64) -> Policy {
+    Policy::Darc(DarcParams {
+        samples_needed,
+        ..DarcParams::default()
+    })
+}
+
+#[test]
+fn darc_bootstraps_in_cfcfs_then_switches_to_a_profiled_plan() {
+    let types = vec![
+        RequestTypeSpec::new("SHORT", 1),
+        RequestTypeSpec::new("LONG", 2),
+    ];
+    let mut s = build(14, types, dynamic_darc(10));
+    assert!(s.in_bootstrap() && s.plan().is_none());
+    let (mut now, mut token) = (0, 0);
+    serve_one_at_a_time(
+        &mut s,
+        &mut now,
+        &mut token,
+        &[(SHORT, 1_000), (LONG, 100_000)],
+        10,
+    );
+    // Bootstrap is c-FCFS: a LONG can take worker 0.
+    arrive(&mut s, now, LONG, 999);
+    let queued_before_switch = s.queued();
+    assert_eq!(queued_before_switch, 1);
+    // dispatched = 10, not yet > 10: still bootstrap; this dispatch makes it 11.
+    let d = s.next_dispatch(now).unwrap();
+    assert_eq!(d.worker, WorkerId(0));
+    assert!(s.in_bootstrap());
+    s.on_completion(now + 100_000, d.worker).unwrap();
+    now += 100_000;
+    arrive(&mut s, now, LONG, 1000);
+    let d = s.next_dispatch(now).unwrap();
+    assert!(!s.in_bootstrap());
+    assert_ne!(
+        d.worker,
+        WorkerId(0),
+        "LONG must not take SHORT's reserved core"
+    );
+    let u = s.poll_plan_update().expect("switch recorded");
+    assert_eq!(u.window_id, 0);
+    assert_eq!(u.samples, 11);
+    assert_eq!(u.means_ns, vec![1_000.0, 100_000.0]);
+    assert!((u.ratios[0] - 5.0 / 11.0).abs() < 1e-12);
+    assert!((u.ratios[1] - 6.0 / 11.0).abs() < 1e-12);
+    assert_eq!(u.plan.groups[0].members, vec![SHORT]);
+    assert_eq!(u.plan.groups[0].reserved, vec![WorkerId(0)]);
+    assert_eq!(s.plan(), Some(&u.plan));
+}
+
+/// After the switch, a second window with ratios `mix` and an old enough second-in-line SHORT
+/// triggers an evaluation; returns whether a new plan was applied.
+fn second_window_applies(mix: &[(TypeIndex, Nanos)]) -> (bool, Scheduler) {
+    let types = vec![
+        RequestTypeSpec::new("SHORT", 1),
+        RequestTypeSpec::new("LONG", 2),
+    ];
+    let mut s = build(14, types, dynamic_darc(20));
+    let (mut now, mut token) = (0, 0);
+    let base = [(SHORT, 1_000), (LONG, 100_000)];
+    serve_one_at_a_time(&mut s, &mut now, &mut token, &base, 22);
+    assert!(!s.in_bootstrap());
+    assert!(s.poll_plan_update().is_some());
+    serve_one_at_a_time(&mut s, &mut now, &mut token, mix, 21);
+    // Occupy SHORT's core and every stealable core, then queue two SHORTs.
+    for _ in 0..14 {
+        arrive(&mut s, now, LONG, token);
+        token += 1;
+    }
+    arrive(&mut s, now, SHORT, token);
+    drain(&mut s, now);
+    arrive(&mut s, now, SHORT, token + 1);
+    arrive(&mut s, now, SHORT, token + 2);
+    let evaluations = s.counters().darc_evaluations;
+    let updates = s.counters().plan_updates;
+    // The second-oldest SHORT waits 2 µs > SHORT's max_delay (its 1 µs mean).
+    drain(&mut s, now + 2_000);
+    assert_eq!(s.counters().darc_evaluations, evaluations + 1);
+    (s.counters().plan_updates > updates, s)
+}
+
+#[test]
+fn darc_hysteresis_suppresses_small_demand_changes() {
+    // Same 50/50 mix, service times 5 % longer: demand moves < 10 %.
+    let (applied, mut s) = second_window_applies(&[(SHORT, 1_050), (LONG, 105_000)]);
+    assert!(!applied);
+    assert!(s.poll_plan_update().is_none());
+}
+
+#[test]
+fn darc_applies_large_demand_changes() {
+    // SHORT becomes 20× longer: its demand grows far beyond 10 %.
+    let (applied, mut s) = second_window_applies(&[(SHORT, 20_000), (LONG, 100_000)]);
+    assert!(applied);
+    let u = s.poll_plan_update().unwrap();
+    assert_eq!(u.window_id, 1);
+    // The request dispatched at the switch completes in the new window: 1 + 21 samples.
+    assert_eq!(u.samples, 22);
+    assert!((u.means_ns[0] - 20_000.0).abs() < 1.0);
+    // Two SHORTs wait; 14 LONGs found 13 LONG workers.
+    assert_eq!(u.queue_lens, vec![2, 1]);
+}
+
+#[test]
+fn darc_update_needs_enough_samples_and_a_late_second_request() {
+    let types = vec![
+        RequestTypeSpec::new("SHORT", 1),
+        RequestTypeSpec::new("LONG", 2),
+    ];
+    let mut s = build(2, types, dynamic_darc(4));
+    let (mut now, mut token) = (0, 0);
+    serve_one_at_a_time(
+        &mut s,
+        &mut now,
+        &mut token,
+        &[(SHORT, 1_000), (LONG, 9_000)],
+        6,
+    );
+    assert!(!s.in_bootstrap());
+    let evaluations = s.counters().darc_evaluations;
+    // Few samples: queued SHORTs waiting long trigger nothing.
+    arrive(&mut s, now, LONG, 50);
+    arrive(&mut s, now, SHORT, 51);
+    arrive(&mut s, now, SHORT, 52);
+    arrive(&mut s, now, SHORT, 53);
+    drain(&mut s, now + 1_000_000);
+    assert_eq!(s.counters().darc_evaluations, evaluations);
+}
+
+#[test]
+fn darc_static_reserves_k_short_workers() {
+    let mut s = build(4, disp2_types(), Policy::DarcStatic { reserved_short: 2 });
+    let plan = s.plan().unwrap().clone();
+    assert_eq!(plan.groups[0].reserved, vec![WorkerId(0), WorkerId(1)]);
+    assert_eq!(plan.groups[0].stealable, vec![WorkerId(2), WorkerId(3)]);
+    assert_eq!(plan.groups[1].reserved, vec![WorkerId(2), WorkerId(3)]);
+    for token in 0..4 {
+        arrive(&mut s, 0, LONG, token);
+    }
+    assert_eq!(drain(&mut s, 0), vec![(2, 0), (3, 1)]);
+    for token in 10..13 {
+        arrive(&mut s, 0, SHORT, token);
+    }
+    assert_eq!(drain(&mut s, 0), vec![(0, 10), (1, 11)]);
+    // k = 0 is allowed (Fig. 4 sweeps 0..N-1); k = N is not.
+    assert!(Scheduler::new(SchedulerConfig::new(
+        4,
+        disp2_types(),
+        Policy::DarcStatic { reserved_short: 0 }
+    ))
+    .is_ok());
+    let err = Scheduler::new(SchedulerConfig::new(
+        4,
+        disp2_types(),
+        Policy::DarcStatic { reserved_short: 4 },
+    ))
+    .unwrap_err();
+    assert!(err.to_string().contains("reserved_short"), "{err}");
+}
+
+#[test]
+fn darc_static_without_means_uses_configuration_order() {
+    let types = vec![
+        RequestTypeSpec::new("SHORT", 1),
+        RequestTypeSpec::new("LONG", 2),
+    ];
+    let s = build(3, types, Policy::DarcStatic { reserved_short: 1 });
+    let plan = s.plan().unwrap();
+    assert_eq!(plan.groups[0].members, vec![SHORT]);
+    assert_eq!(plan.groups[1].members, vec![LONG]);
+}
+
+#[test]
+fn ts_preempts_round_robin_within_a_type_and_serves_the_most_late_type() {
+    let mut s = build(
+        1,
+        disp2_types(),
+        Policy::TimeSharing(TimeSharingParams::default()),
+    );
+    assert!(!s.policy().is_live());
+    arrive(&mut s, 0, LONG, 1);
+    arrive(&mut s, 0, LONG, 2);
+    let d = s.next_dispatch(0).unwrap();
+    assert_eq!((d.token, d.quantum_ns), (Token(1), Some(5_000)));
+    s.on_preempted(5_000, WorkerId(0)).unwrap();
+    assert_eq!(s.next_dispatch(5_000).unwrap().token, Token(2));
+    s.on_preempted(10_000, WorkerId(0)).unwrap();
+    assert_eq!(s.next_dispatch(10_000).unwrap().token, Token(1));
+    // A SHORT arriving at 10 µs has waited 5 µs at 15 µs: 5/10 µs SLO beats LONG's 15/1000 µs.
+    arrive(&mut s, 10_000, SHORT, 3);
+    s.on_preempted(15_000, WorkerId(0)).unwrap();
+    assert_eq!(s.next_dispatch(15_000).unwrap().token, Token(3));
+    assert_eq!(s.counters().preempted, 3);
+    assert_eq!(s.queue_len(LONG), 2);
+    let err = s.on_preempted(16_000, WorkerId(3)).unwrap_err();
+    assert_eq!(err, CompletionError::NoSuchWorker(WorkerId(3)));
+}
+
+#[test]
+fn non_preemptive_policies_refuse_preemption() {
+    let mut s = build(1, disp2_types(), Policy::Cfcfs);
+    arrive(&mut s, 0, SHORT, 1);
+    drain(&mut s, 0);
+    let err = s.on_preempted(1, WorkerId(0)).unwrap_err();
+    assert_eq!(err, CompletionError::NotPreemptive(WorkerId(0)));
+    assert!(!s.is_idle(WorkerId(0)));
+    assert_eq!(s.on_completion(2, WorkerId(0)).unwrap().token, Token(1));
+}
+
+#[test]
+fn unregistered_ids_are_unknown_and_never_out_of_bounds() {
+    let s = build(2, disp2_types(), Policy::Sjf);
+    assert_eq!(s.classify(SHORT_WIRE), SHORT);
+    assert_eq!(s.classify(LONG_WIRE), LONG);
+    for wire in [0, 3, 12, u32::MAX] {
+        assert_eq!(s.classify(wire), TypeIndex::UNKNOWN);
+    }
+    let mut s = build(2, disp2_types(), Policy::Edf);
+    s.on_arrival(0, TypeIndex(7), Token(1)).unwrap();
+    assert_eq!(s.queue_len(TypeIndex::UNKNOWN), 1);
+    assert_eq!(s.queue_len(TypeIndex(40)), 1);
+    assert_eq!(s.next_dispatch(0).unwrap().ty, TypeIndex::UNKNOWN);
+}
+
+#[test]
+fn full_queues_reject_and_return_the_token() {
+    let mut s = Scheduler::new(SchedulerConfig {
+        queue_capacity: 2,
+        ..SchedulerConfig::new(1, disp2_types(), Policy::Cfcfs)
+    })
+    .unwrap();
+    arrive(&mut s, 0, SHORT, 1);
+    arrive(&mut s, 0, SHORT, 2);
+    let r = s.on_arrival(0, SHORT, Token(3)).unwrap_err();
+    assert_eq!((r.token, r.reason), (Token(3), RejectReason::QueueFull));
+    assert_eq!((s.counters().accepted, s.counters().rejected), (2, 1));
+}
+
+#[test]
+fn bad_notifications_are_errors_that_change_nothing() {
+    let mut s = build(2, disp2_types(), Policy::Cfcfs);
+    assert_eq!(
+        s.on_completion(0, WorkerId(9)).unwrap_err(),
+        CompletionError::NoSuchWorker(WorkerId(9))
+    );
+    assert_eq!(
+        s.on_completion(0, WorkerId(1)).unwrap_err(),
+        CompletionError::WorkerIdle(WorkerId(1))
+    );
+    assert_eq!(s.counters().invalid_notifications, 2);
+    assert!(s.is_idle(WorkerId(1)));
+    assert!(!s.is_idle(WorkerId(9)));
+}
+
+#[test]
+fn configuration_errors_name_the_field() {
+    let cases = [
+        SchedulerConfig::new(0, disp2_types(), Policy::Cfcfs),
+        SchedulerConfig::new(MAX_WORKERS + 1, disp2_types(), Policy::Cfcfs),
+        SchedulerConfig {
+            queue_capacity: 0,
+            ..SchedulerConfig::new(2, disp2_types(), Policy::Cfcfs)
+        },
+        SchedulerConfig::new(
+            2,
+            vec![RequestTypeSpec::new("A", 1), RequestTypeSpec::new("B", 1)],
+            Policy::Cfcfs,
+        ),
+        SchedulerConfig::new(
+            2,
+            disp2_types(),
+            Policy::Darc(DarcParams {
+                rounding_cut: 1.5,
+                ..DarcParams::default()
+            }),
+        ),
+        SchedulerConfig::new(
+            2,
+            vec![RequestTypeSpec::new("A", 1).with_ratio(2.0)],
+            Policy::Cfcfs,
+        ),
+    ];
+    let expected = [
+        "workers",
+        "workers",
+        "queue_capacity",
+        "\"B\"",
+        "rounding_cut",
+        "ratio",
+    ];
+    for (config, needle) in cases.into_iter().zip(expected) {
+        let err = Scheduler::new(config).unwrap_err();
+        assert!(err.to_string().contains(needle), "{needle}: {err}");
+    }
+    let too_many: Vec<_> = (0..=MAX_TYPES as u32)
+        .map(|i| RequestTypeSpec::new(format!("T{i}"), i))
+        .collect();
+    assert_eq!(
+        Scheduler::new(SchedulerConfig::new(1, too_many, Policy::Cfcfs)).unwrap_err(),
+        ConfigError::TooManyTypes(MAX_TYPES + 1)
+    );
+}
+
+#[test]
+fn plan_update_buffer_is_bounded_and_counts_drops() {
+    let mut s = build(2, disp2_types(), oracle());
+    let plan = s.plan().unwrap().clone();
+    for _ in 0..PLAN_UPDATE_CAPACITY {
+        s.apply_plan(0, 0, 0, Vec::new(), Vec::new(), plan.clone());
+    }
+    assert_eq!(s.counters().plan_updates_dropped, 1);
+    assert_eq!(s.updates.len(), PLAN_UPDATE_CAPACITY);
+    assert_eq!(s.poll_plan_update().unwrap().window_id, 1);
+}
+
+/// Whether `worker` may run a request of group `g` of `plan` without breaking DARC's rule that
+/// a longer group never runs on a shorter group's reserved worker (the spillway excepted).
+fn allowed(plan: &ReservationPlan, g: &TypeGroup, gi: usize, worker: WorkerId) -> bool {
+    let own = g.reserved.contains(&worker) || g.stealable.contains(&worker);
+    let shorter_reserved = plan.groups[..gi]
+        .iter()
+        .any(|s| s.reserved.contains(&worker) && Some(worker) != plan.spillway);
+    own && !shorter_reserved
+}
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Arrive { wire: u32, dt_ns: Nanos },
+        Complete { worker: u16, dt_ns: Nanos },
+        Preempt { worker: u16 },
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (prop_oneof![9 => 0u32..5, 1 => any::<u32>()], 0u64..3_000)
+                .prop_map(|(wire, dt_ns)| Op::Arrive { wire, dt_ns }),
+            3 => (0u16..8, 0u64..20_000).prop_map(|(worker, dt_ns)| Op::Complete { worker, dt_ns }),
+            1 => (0u16..8).prop_map(|worker| Op::Preempt { worker }),
+        ]
+    }
+
+    fn types() -> Vec<RequestTypeSpec> {
+        vec![
+            RequestTypeSpec::new("A", 1)
+                .with_mean_ns(1_000)
+                .with_ratio(0.6),
+            RequestTypeSpec::new("B", 2)
+                .with_mean_ns(1_100)
+                .with_ratio(0.2),
+            RequestTypeSpec::new("C", 3)
+                .with_mean_ns(20_000)
+                .with_ratio(0.1),
+            RequestTypeSpec::new("D", 4)
+                .with_mean_ns(90_000)
+                .with_ratio(0.1),
+        ]
+    }
+
+    fn policy() -> impl Strategy<Value = Policy> {
+        prop_oneof![
+            Just(Policy::Cfcfs),
+            Just(Policy::Dfcfs),
+            Just(Policy::Sjf),
+            Just(Policy::Edf),
+            (1u64..30).prop_map(|samples_needed| Policy::Darc(DarcParams {
+                samples_needed,
+                ..DarcParams::default()
+            })),
+            Just(oracle()),
+            (0usize..4).prop_map(|reserved_short| Policy::DarcStatic { reserved_short }),
+            Just(Policy::TimeSharing(TimeSharingParams::default())),
+        ]
+    }
+
+    /// The reference model: where every accepted token is.
+    #[derive(Default)]
+    struct Model {
+        queued: HashMap<u64, TypeIndex>,
+        running: HashMap<u16, (u64, TypeIndex)>,
+        completed: u64,
+    }
+
+    fn dispatch_all(s: &mut Scheduler, m: &mut Model, now: Nanos) -> Result<(), TestCaseError> {
+        while let Some(d) = s.next_dispatch(now) {
+            prop_assert!((d.worker.index()) < s.workers());
+            prop_assert!(
+                !m.running.contains_key(&d.worker.0),
+                "{} holds two requests",
+                d.worker
+            );
+            let ty = m.queued.remove(&d.token.0);
+            prop_assert_eq!(
+                ty,
+                Some(d.ty),
+                "token {:?} not queued or wrong type",
+                d.token
+            );
+            m.running.insert(d.worker.0, (d.token.0, d.ty));
+            prop_assert!(!s.is_idle(d.worker));
+            prop_assert_eq!(
+                d.quantum_ns.is_some(),
+                matches!(s.policy(), Policy::TimeSharing(_))
+            );
+            if matches!(s.policy(), Policy::Darc(_) | Policy::DarcStatic { .. }) {
+                if let Some(plan) = s.plan() {
+                    if d.ty.is_unknown() {
+                        prop_assert_eq!(Some(d.worker), plan.spillway);
+                    } else {
+                        let gi = plan
+                            .groups
+                            .iter()
+                            .position(|g| g.members.contains(&d.ty))
+                            .expect("every type is planned");
+                        prop_assert!(
+                            allowed(plan, &plan.groups[gi], gi, d.worker),
+                            "type {:?} on {} breaks {:?}",
+                            d.ty,
+                            d.worker,
+                            plan
+                        );
+                    }
+                }
+            }
+        }
+        prop_assert_eq!(s.queued(), m.queued.len());
+        Ok(())
+    }
+
+    fn run(policy: Policy, workers: usize, ops: Vec<Op>) -> Result<(), TestCaseError> {
+        let mut s = Scheduler::new(SchedulerConfig {
+            queue_capacity: 16,
+            ..SchedulerConfig::new(workers, types(), policy)
+        })
+        .expect("valid property config");
+        let mut m = Model::default();
+        let mut now: Nanos = 0;
+        let mut next_token = 0u64;
+        let preemptive = matches!(s.policy(), Policy::TimeSharing(_));
+        for op in ops {
+            match op {
+                Op::Arrive { wire, dt_ns } => {
+                    now += dt_ns;
+                    let ty = s.classify(wire);
+                    prop_assert!(ty.is_unknown() || ty.index().is_some_and(|t| t < 4));
+                    prop_assert_eq!(ty.is_unknown(), !(1..=4).contains(&wire));
+                    let token = next_token;
+                    next_token += 1;
+                    match s.on_arrival(now, ty, Token(token)) {
+                        Ok(()) => {
+                            m.queued.insert(token, ty);
+                        }
+                        Err(r) => prop_assert_eq!(r.token, Token(token)),
+                    }
+                }
+                Op::Complete { worker, dt_ns } => {
+                    now += dt_ns;
+                    let expected = m.running.remove(&worker);
+                    match (s.on_completion(now, WorkerId(worker)), expected) {
+                        (Ok(c), Some((token, ty))) => {
+                            prop_assert_eq!((c.token.0, c.ty), (token, ty));
+                            m.completed += 1;
+                        }
+                        (Err(_), None) => {}
+                        (got, want) => prop_assert!(false, "completion {:?} vs {:?}", got, want),
+                    }
+                }
+                Op::Preempt { worker } => {
+                    let held = m.running.get(&worker).copied();
+                    match (s.on_preempted(now, WorkerId(worker)), held) {
+                        (Ok(()), Some((token, ty))) => {
+                            prop_assert!(preemptive);
+                            m.running.remove(&worker);
+                            m.queued.insert(token, ty);
+                        }
+                        (Err(_), _) => prop_assert!(!preemptive || held.is_none()),
+                        (Ok(()), None) => prop_assert!(false, "preempted an idle worker"),
+                    }
+                }
+            }
+            dispatch_all(&mut s, &mut m, now)?;
+        }
+        // Arrivals stop; completions keep coming: everything queued is served exactly once.
+        for _ in 0..10_000 {
+            if m.queued.is_empty() && m.running.is_empty() {
+                break;
+            }
+            now += 1_000;
+            let busy: Vec<u16> = m.running.keys().copied().collect();
+            prop_assert!(
+                !busy.is_empty(),
+                "queued requests but no worker busy: stuck"
+            );
+            for w in busy {
+                let token = m.running.remove(&w).map(|(token, _)| token);
+                let c = s.on_completion(now, WorkerId(w));
+                prop_assert_eq!(c.map(|c| c.token.0).ok(), token);
+                m.completed += 1;
+            }
+            dispatch_all(&mut s, &mut m, now)?;
+        }
+        prop_assert!(m.queued.is_empty() && m.running.is_empty());
+        prop_assert_eq!(s.queued(), 0);
+        let c = s.counters();
+        prop_assert_eq!(c.accepted, m.completed);
+        prop_assert_eq!(c.completed, m.completed);
+        prop_assert_eq!(c.dispatched, c.completed + c.preempted);
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+        #[test]
+        fn every_policy_conserves_tokens_and_drains(
+            policy in policy(),
+            workers in 1usize..6,
+            ops in proptest::collection::vec(op(), 0..160),
+        ) {
+            let policy = match policy {
+                Policy::DarcStatic { reserved_short } => Policy::DarcStatic {
+                    reserved_short: reserved_short.min(workers - 1),
+                },
+                p => p,
+            };
+            run(policy, workers, ops)?;
+        }
+
+        #[test]
+        fn classify_never_goes_out_of_bounds(wires in proptest::collection::vec(any::<u32>(), 1..64)) {
+            let mut s = build(3, types(), Policy::Sjf);
+            for (i, &wire) in wires.iter().enumerate() {
+                let ty = s.classify(wire);
+                let _ = s.on_arrival(i as Nanos, ty, Token(i as u64));
+                prop_assert!(s.queue_len(ty) >= 1 || s.counters().rejected > 0);
+            }
+            prop_assert_eq!(s.queued() as u64, s.counters().accepted);
+        }
+    }
+}
