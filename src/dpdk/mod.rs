@@ -25,6 +25,7 @@ mod eal;
 mod ethdev;
 mod mbuf;
 mod mempool;
+pub mod peer;
 pub mod sys;
 
 use std::ffi::CStr;
