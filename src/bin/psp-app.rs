@@ -210,12 +210,14 @@ fn run_tool(tool: Tool, stop: &AtomicBool) -> Result<()> {
     Ok(())
 }
 
+#[cfg(feature = "dpdk")]
 fn parse_mac(key: &str, text: &str) -> Result<psp_dataplane::wire::MacAddr> {
     text.parse()
         .map_err(|err| anyhow::anyhow!("{key} {text:?}: not a MAC address ({err:?})"))
 }
 
 /// `TYPE:RUN_NS` (e.g. `1:1000`).
+#[cfg(feature = "dpdk")]
 fn parse_type(text: &str) -> Result<(u32, u32)> {
     let (req_type, run_ns) = text
         .split_once(':')
