@@ -53,6 +53,20 @@ impl PortConfig {
     }
 }
 
+/// Drivers that refuse different RX and TX queue counts.
+const EQUAL_QUEUE_COUNT_DRIVERS: [&str; 1] = ["net_tap"];
+
+fn driver_needs_equal_queue_counts(info: &sys::rte_eth_dev_info) -> bool {
+    if info.driver_name.is_null() {
+        return false;
+    }
+    // SAFETY: driver_name points to the driver's static NUL-terminated name.
+    let name = unsafe { std::ffi::CStr::from_ptr(info.driver_name) };
+    EQUAL_QUEUE_COUNT_DRIVERS
+        .iter()
+        .any(|driver| name.to_bytes() == driver.as_bytes())
+}
+
 /// The device, shared by the port and its queue handles; stopped and closed when the last goes.
 #[derive(Debug)]
 struct Device {
@@ -128,13 +142,19 @@ impl EthPort {
                 });
             }
         }
+        // Some drivers (net_tap) need as many RX as TX queues: pad the smaller side with
+        // queues that are set up but never handed out (without RSS nothing arrives on them).
+        let (rx_queues, tx_queues) = if driver_needs_equal_queue_counts(&info) {
+            let both = config.rx_queues.max(config.tx_queues);
+            (both, both)
+        } else {
+            (config.rx_queues, config.tx_queues)
+        };
         // All-zero is the valid default configuration (no RSS, no offloads).
         let conf = sys::rte_eth_conf::default();
         // SAFETY: valid, stopped port; conf outlives the call (DPDK copies it).
         check(
-            unsafe {
-                sys::rte_eth_dev_configure(port_id, config.rx_queues, config.tx_queues, &conf)
-            },
+            unsafe { sys::rte_eth_dev_configure(port_id, rx_queues, tx_queues, &conf) },
             || format!("rte_eth_dev_configure(port {port_id})"),
         )?;
         let (mut rx_ring, mut tx_ring) = (config.rx_ring_size, config.tx_ring_size);
@@ -149,7 +169,7 @@ impl EthPort {
             socket => socket,
         };
         let socket = socket as u32;
-        for queue in 0..config.rx_queues {
+        for queue in 0..rx_queues {
             // SAFETY: configured port, queue in range, live pool (kept alive by Device);
             // NULL rx_conf means the device defaults.
             check(
@@ -166,7 +186,7 @@ impl EthPort {
                 || format!("rte_eth_rx_queue_setup(port {port_id}, queue {queue})"),
             )?;
         }
-        for queue in 0..config.tx_queues {
+        for queue in 0..tx_queues {
             // SAFETY: configured port, queue in range; NULL tx_conf means the device defaults.
             check(
                 unsafe {
