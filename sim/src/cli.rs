@@ -1,0 +1,480 @@
+//! The `psp` tool's simulator subcommands (`sim`, `plan`, `search`), with clap derive.
+//!
+//! `src/bin/psp.rs` is a thin `main`; it flattens [`Command`] into its own subcommand enum, so
+//! other subcommands (e.g. `psp merge`) are added there without touching this crate. This is
+//! binary logic living in the library so that it can be tested: it reports errors with
+//! `anyhow` and context, like a binary.
+//!
+//! Tested by `tests/cli.rs` (a small sweep writing CSV and SVG to a temporary directory, `plan`
+//! reproducing reference §1.9, a small `search`).
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use psp_scheduler::{DarcParams, Policy, TimeSharingParams, DEFAULT_QUEUE_CAPACITY};
+use psp_workload::Workload;
+
+use crate::alloc::{describe_plans, search};
+use crate::engine::{RunConfig, RunResult, DEFAULT_WARMUP_FRACTION};
+use crate::sweep::{capacity, passes_slo, results_table, slowdown_plot, sweep, SweepSpec};
+
+/// Simulator subcommands of `psp`.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Simulate a load sweep: every policy at every load; writes results.csv and plot.svg.
+    Sim(SimArgs),
+    /// Print DARC's groups, reserved and stealable workers and spillway from a workload's
+    /// configured means and ratios.
+    Plan(PlanArgs),
+    /// Exhaustively search DARC's per-group worker counts with the simulator at one load.
+    Search(SearchArgs),
+}
+
+/// Runs a simulator subcommand.
+pub fn run(command: Command) -> Result<()> {
+    match command {
+        Command::Sim(a) => run_sim(&a),
+        Command::Plan(a) => run_plan(&a),
+        Command::Search(a) => run_search(&a),
+    }
+}
+
+/// Parameters shared by `sim` and `search`.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Workload YAML (Perséphone schedule format, see configs/workloads/).
+    #[arg(long, short = 'w')]
+    pub workload: PathBuf,
+    /// Application workers.
+    #[arg(long, default_value_t = 14)]
+    pub workers: usize,
+    /// SLO on the overall p99.9 slowdown.
+    #[arg(long, default_value_t = 20.0)]
+    pub slo: f64,
+    /// Arrivals per load point, warm-up included.
+    #[arg(long, short = 'n', default_value_t = 1_000_000)]
+    pub requests: u64,
+    /// RNG seed (each load point derives its own; all policies see the same arrivals).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Share of the first arrivals discarded from the statistics.
+    #[arg(long, default_value_t = DEFAULT_WARMUP_FRACTION)]
+    pub warmup: f64,
+    /// Dispatcher cost per arrival (ns); the dispatcher is a single server.
+    #[arg(long, default_value_t = 0)]
+    pub dispatch_cost_ns: u64,
+    /// Dispatcher cost per completion notification (ns).
+    #[arg(long, default_value_t = 0)]
+    pub completion_cost_ns: u64,
+    /// Capacity of each scheduler queue (the original's RQUEUE_LEN by default).
+    #[arg(long, default_value_t = DEFAULT_QUEUE_CAPACITY)]
+    pub queue_capacity: usize,
+    /// DARC: completions profiled before the bootstrap switch and between updates. The
+    /// original's 50 000: keep `requests × warmup` above it so the c-FCFS bootstrap falls in
+    /// the warm-up.
+    #[arg(long, default_value_t = DarcParams::default().samples_needed)]
+    pub darc_samples: u64,
+    /// DARC: grouping factor δ.
+    #[arg(long, default_value_t = DarcParams::default().delta)]
+    pub darc_delta: f64,
+    /// DARC: plan once from the configured means and ratios instead of profiling.
+    #[arg(long)]
+    pub darc_oracle: bool,
+    /// Worker threads for the sweep (default: available cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+impl RunArgs {
+    fn run_config(&self) -> Result<RunConfig> {
+        if !(0.0..1.0).contains(&self.warmup) {
+            bail!("--warmup {}: must be in [0, 1)", self.warmup);
+        }
+        if self.requests == 0 {
+            bail!("--requests 0: need at least one request");
+        }
+        Ok(RunConfig {
+            workers: self.workers,
+            requests: self.requests,
+            seed: self.seed,
+            warmup_fraction: self.warmup,
+            dispatch_cost_ns: self.dispatch_cost_ns,
+            completion_cost_ns: self.completion_cost_ns,
+            queue_capacity: self.queue_capacity,
+        })
+    }
+
+    fn darc_params(&self) -> DarcParams {
+        DarcParams {
+            samples_needed: self.darc_samples,
+            delta: self.darc_delta,
+            dynamic: !self.darc_oracle,
+            ..DarcParams::default()
+        }
+    }
+
+    fn threads(&self) -> usize {
+        self.threads.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        })
+    }
+
+    fn workload(&self) -> Result<Workload> {
+        Workload::from_path(&self.workload)
+            .with_context(|| format!("loading workload {}", self.workload.display()))
+    }
+}
+
+/// `psp sim`.
+#[derive(Debug, Clone, Args)]
+pub struct SimArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub run: RunArgs,
+    /// Policies, comma-separated (cfcfs, dfcfs, sjf, edf, darc, darc-static, ts).
+    #[arg(long, short = 'p', default_value = "darc,cfcfs,dfcfs,sjf,ts")]
+    pub policies: String,
+    /// Loads: `start:stop:step` (inclusive) or a comma-separated list.
+    #[arg(long, short = 'l', default_value = "0.05:1.05:0.05")]
+    pub load: String,
+    /// Output directory (created) for results.csv and plot.svg.
+    #[arg(long, short = 'o')]
+    pub out: PathBuf,
+    /// darc-static: workers reserved for the shortest type.
+    #[arg(long, default_value_t = 1)]
+    pub darc_static_reserved: usize,
+    /// ts: preemption quantum (ns).
+    #[arg(long, default_value_t = TimeSharingParams::default().quantum_ns)]
+    pub ts_quantum_ns: u64,
+    /// ts: cost of one preemption (ns), charged to the preempted worker.
+    #[arg(long, default_value_t = TimeSharingParams::default().preemption_cost_ns)]
+    pub preemption_cost_ns: u64,
+}
+
+/// `psp plan`.
+#[derive(Debug, Clone, Args)]
+pub struct PlanArgs {
+    /// Workload YAML.
+    #[arg(long, short = 'w')]
+    pub workload: PathBuf,
+    /// Application workers.
+    #[arg(long, default_value_t = 14)]
+    pub workers: usize,
+    /// Grouping factor δ.
+    #[arg(long, default_value_t = DarcParams::default().delta)]
+    pub delta: f64,
+    /// Fractional demand above this rounds up.
+    #[arg(long, default_value_t = DarcParams::default().rounding_cut)]
+    pub rounding_cut: f64,
+}
+
+/// `psp search`.
+#[derive(Debug, Clone, Args)]
+pub struct SearchArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub run: RunArgs,
+    /// Offered load of the search.
+    #[arg(long, short = 'l')]
+    pub load: f64,
+    /// How many of the best allocations to print.
+    #[arg(long, default_value_t = 10)]
+    pub top: usize,
+}
+
+/// Parses `start:stop:step` (inclusive, to within half a step) or `a,b,c`.
+pub fn parse_loads(spec: &str) -> Result<Vec<f64>> {
+    let number = |s: &str| -> Result<f64> {
+        let v: f64 = s
+            .trim()
+            .parse()
+            .with_context(|| format!("--load: {s:?} is not a number"))?;
+        if !(v.is_finite() && v > 0.0) {
+            bail!("--load: {v} must be a positive load");
+        }
+        Ok(v)
+    };
+    let parts: Vec<&str> = spec.split(':').collect();
+    let loads = match parts.as_slice() {
+        [start, stop, step] => {
+            let (start, stop, step) = (number(start)?, number(stop)?, number(step)?);
+            if stop < start {
+                bail!("--load {spec}: stop {stop} is below start {start}");
+            }
+            let count = ((stop - start) / step + 0.5).floor() as usize + 1;
+            if count > MAX_LOAD_POINTS {
+                bail!("--load {spec}: {count} points, at most {MAX_LOAD_POINTS}");
+            }
+            // Rounded to 1e-9 so 0.05 + 2×0.05 prints as 0.15.
+            (0..count)
+                .map(|i| ((start + i as f64 * step) * 1e9).round() / 1e9)
+                .collect()
+        }
+        [_] => spec
+            .split(',')
+            .filter(|s| !s.trim().is_empty())
+            .map(number)
+            .collect::<Result<Vec<f64>>>()?,
+        _ => bail!("--load {spec}: expected start:stop:step or a comma-separated list"),
+    };
+    if loads.is_empty() {
+        bail!("--load {spec:?}: no load given");
+    }
+    Ok(loads)
+}
+
+/// Most load points one sweep accepts.
+pub const MAX_LOAD_POINTS: usize = 1000;
+
+fn parse_policies(args: &SimArgs, darc: &DarcParams) -> Result<Vec<Policy>> {
+    let mut out = Vec::new();
+    for name in args
+        .policies
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        let policy = Policy::from_name(name).with_context(|| format!("--policies {name}"))?;
+        out.push(match policy {
+            Policy::Darc(_) => Policy::Darc(darc.clone()),
+            Policy::DarcStatic { .. } => Policy::DarcStatic {
+                reserved_short: args.darc_static_reserved,
+            },
+            Policy::TimeSharing(p) => Policy::TimeSharing(TimeSharingParams {
+                quantum_ns: args.ts_quantum_ns,
+                preemption_cost_ns: args.preemption_cost_ns,
+                ..p
+            }),
+            other => other,
+        });
+    }
+    if out.is_empty() {
+        bail!("--policies {:?}: no policy given", args.policies);
+    }
+    Ok(out)
+}
+
+fn progress_bar(total: usize) -> ProgressBar {
+    if std::io::stderr().is_terminal() {
+        let bar = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
+        if let Ok(style) =
+            ProgressStyle::with_template("{bar:40} {pos}/{len} points [{elapsed}<{eta}]")
+        {
+            bar.set_style(style);
+        }
+        bar
+    } else {
+        ProgressBar::hidden()
+    }
+}
+
+fn fmt_slowdown(v: f64) -> String {
+    if v.is_nan() {
+        "-".into()
+    } else if v.is_infinite() {
+        "inf".into()
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+fn summary_table(results: &[RunResult], slo: f64) -> psp_workload::report::Table {
+    let type_names: Vec<String> = results
+        .first()
+        .map(|r| r.stats.types().iter().map(|t| t.name.clone()).collect())
+        .unwrap_or_default();
+    let mut header = vec![
+        "policy".to_string(),
+        "load".into(),
+        "offered_rps".into(),
+        "achieved_rps".into(),
+        "p99.9_sd".into(),
+    ];
+    header.extend(type_names.iter().map(|n| format!("{n}_p99.9_sd")));
+    header.extend(["drops".to_string(), "slo".into()]);
+    let mut table = psp_workload::report::Table::new(header);
+    for r in results {
+        let mut row = vec![
+            r.policy.to_string(),
+            format!("{:.2}", r.load),
+            format!("{:.0}", r.offered_rps),
+            format!("{:.0}", r.achieved_rps),
+            fmt_slowdown(r.stats.slowdown().p999),
+        ];
+        row.extend(
+            r.stats
+                .types()
+                .iter()
+                .map(|t| fmt_slowdown(t.slowdown().p999)),
+        );
+        row.push(r.stats.dropped().to_string());
+        row.push(if passes_slo(r, slo) { "ok" } else { "VIOLATED" }.into());
+        table.push(row);
+    }
+    table
+}
+
+fn run_sim(args: &SimArgs) -> Result<()> {
+    let workload = args.run.workload()?;
+    let run = args.run.run_config()?;
+    let darc = args.run.darc_params();
+    let policies = parse_policies(args, &darc)?;
+    let loads = parse_loads(&args.load)?;
+    let warmup_requests = (run.warmup_fraction * run.requests as f64) as u64;
+    if policies
+        .iter()
+        .any(|p| matches!(p, Policy::Darc(d) if d.dynamic))
+        && warmup_requests < darc.samples_needed
+    {
+        eprintln!(
+            "note: DARC bootstraps in c-FCFS for its first {} requests but only {warmup_requests} \
+             are warm-up; the recorded requests include the bootstrap (raise --requests or \
+             lower --darc-samples)",
+            darc.samples_needed
+        );
+    }
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating output directory {}", args.out.display()))?;
+    let spec = SweepSpec {
+        policies: policies.clone(),
+        loads,
+        run,
+        threads: args.run.threads(),
+    };
+    let bar = progress_bar(spec.policies.len() * spec.loads.len());
+    let started = std::time::Instant::now();
+    let results = sweep(&workload, &spec, &|| bar.inc(1)).context("simulating the sweep")?;
+    bar.finish_and_clear();
+    let elapsed = started.elapsed();
+    write_outputs(&args.out, &workload, &results, &policies, args.run.slo)?;
+
+    print!("{}", summary_table(&results, args.run.slo).to_text());
+    let simulated: u64 = results.iter().map(|r| r.arrivals).sum();
+    println!(
+        "\n{} points, {simulated} requests simulated in {:.2} s ({:.2} M requests/s over {} threads)",
+        results.len(),
+        elapsed.as_secs_f64(),
+        simulated as f64 / elapsed.as_secs_f64().max(1e-9) / 1e6,
+        spec.threads
+    );
+    let phase_mean = workload.mean_service_ns();
+    println!(
+        "capacity at overall p99.9 slowdown ≤ {} (drops ≤ 0.1 %, achieved ≥ 99.9 % of offered):",
+        args.run.slo
+    );
+    for p in &policies {
+        match capacity(&results, p.name(), args.run.slo) {
+            Some(load) => println!(
+                "  {:<12} load {load:.2} ({:.0} rps)",
+                p.name(),
+                load * args.run.workers as f64 * 1e9 / phase_mean
+            ),
+            None => println!("  {:<12} no load point meets the SLO", p.name()),
+        }
+    }
+    println!(
+        "wrote {} and {}",
+        args.out.join(RESULTS_CSV).display(),
+        args.out.join(PLOT_SVG).display()
+    );
+    Ok(())
+}
+
+/// File name of the sweep's CSV.
+pub const RESULTS_CSV: &str = "results.csv";
+/// File name of the sweep's plot.
+pub const PLOT_SVG: &str = "plot.svg";
+
+fn write_outputs(
+    out: &Path,
+    workload: &Workload,
+    results: &[RunResult],
+    policies: &[Policy],
+    slo: f64,
+) -> Result<()> {
+    results_table(results, slo)
+        .write_csv_file(out.join(RESULTS_CSV))
+        .context("writing the results CSV")?;
+    slowdown_plot(workload, results, policies, slo)
+        .write_svg(out.join(PLOT_SVG))
+        .context("writing the plot")?;
+    Ok(())
+}
+
+fn run_plan(args: &PlanArgs) -> Result<()> {
+    let workload = Workload::from_path(&args.workload)
+        .with_context(|| format!("loading workload {}", args.workload.display()))?;
+    if args.workers == 0 || args.workers > psp_scheduler::MAX_WORKERS {
+        bail!(
+            "--workers {}: must be between 1 and {}",
+            args.workers,
+            psp_scheduler::MAX_WORKERS
+        );
+    }
+    let params = DarcParams {
+        delta: args.delta,
+        rounding_cut: args.rounding_cut,
+        ..DarcParams::default()
+    };
+    print!("{}", describe_plans(&workload, args.workers, &params));
+    Ok(())
+}
+
+fn run_search(args: &SearchArgs) -> Result<()> {
+    let workload = args.run.workload()?;
+    let run = args.run.run_config()?;
+    let params = args.run.darc_params();
+    let bar = progress_bar(0);
+    let report = search(
+        &workload,
+        args.load,
+        args.run.slo,
+        &run,
+        args.run.threads(),
+        &params,
+        &|| bar.inc(1),
+    )
+    .context("searching allocations")?;
+    bar.finish_and_clear();
+    println!(
+        "{} at load {:.2} on {} workers, {} requests per allocation: {} allocations simulated",
+        workload.name,
+        args.load,
+        args.run.workers,
+        args.run.requests,
+        report.ranked.len()
+    );
+    let show = |label: &str, c: &crate::alloc::Candidate| {
+        println!(
+            "  {label:<28} overall p99.9 slowdown {:>9}  {}",
+            fmt_slowdown(c.score()),
+            if report.passes(c) {
+                "meets SLO"
+            } else {
+                "violates SLO"
+            }
+        );
+    };
+    println!("DARC formula plan:");
+    for (g, group) in report.formula_plan.groups.iter().enumerate() {
+        println!(
+            "  group {g}: demand {:.3} → reserved {:?}{}",
+            group.demand_workers,
+            group.reserved.iter().map(|w| w.index()).collect::<Vec<_>>(),
+            if group.uses_spillway {
+                " (+spillway)"
+            } else {
+                ""
+            }
+        );
+    }
+    show("DARC formula", &report.formula);
+    println!("best fixed allocations (workers per group, shortest group first):");
+    for c in report.ranked.iter().take(args.top) {
+        show(&format!("{:?}", c.allocation.as_deref().unwrap_or(&[])), c);
+    }
+    Ok(())
+}

@@ -1,0 +1,465 @@
+//! One simulated run: one workload, one policy, one offered load.
+//!
+//! ## Model
+//! - Virtual time in ns (`u64`). Open-loop arrivals from the workload's phases (Poisson or
+//!   uniform gaps, per-type service-time distributions), `requests` arrivals in all; phase `i`
+//!   gets a share of them proportional to `rate_i × duration_i`, so phases keep their relative
+//!   lengths in time.
+//! - `workers` workers, each running at most one request (the scheduler's invariant).
+//! - The dispatcher is a single server: processing an arrival costs `dispatch_cost_ns` and
+//!   processing a completion notification costs `completion_cost_ns`; these serialize (an event
+//!   is handled at `max(event time, dispatcher free) + cost`). The scheduler sees that handling
+//!   time as `now`. Both costs default to 0.
+//! - A request's latency is `completion − arrival`: the worker answers the client itself, so
+//!   the completion-notification cost delays the worker's next request, not the response.
+//! - Time sharing (`ts`): a dispatch with a quantum runs `min(remaining, quantum)`; if work is
+//!   left, the worker is busy for the quantum plus `preemption_cost_ns`, and then the driver
+//!   calls `on_preempted` (the request rejoins its queue).
+//! - A rejected arrival (queue full) is a drop. After the last arrival the run continues until
+//!   every accepted request has completed, so every arrival either completes or is dropped.
+//! - The first `warmup_fraction` of arrivals (by arrival order) are simulated but not recorded.
+//!
+//! ## Events
+//! Each worker has at most one pending event (its completion or its preemption), kept in a
+//! binary heap ordered by `(time, worker)`; the next arrival is kept aside and generated lazily.
+//! Ties go to the worker event first (a freed worker is visible to the arrival at the same ns).
+//! Everything is deterministic for a given seed.
+//!
+//! ## Cost
+//! In-flight requests live in a slab with a free list (grown to the peak number in flight, then
+//! reused), histograms are preallocated, and the scheduler allocates nothing per request: the
+//! steady-state loop does not allocate.
+//!
+//! Tested by `tests/engine.rs` (determinism, conservation, M/M/1, DARC vs c-FCFS).
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use psp_scheduler::{
+    ConfigError, Nanos, Policy, RequestTypeSpec, Scheduler, SchedulerConfig, Token, TypeIndex,
+    WorkerId, DEFAULT_QUEUE_CAPACITY,
+};
+use psp_workload::spec::NS_PER_S;
+use psp_workload::{PhaseGenerator, RunStats, Workload};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+/// Default share of arrivals discarded as warm-up (the original client drops the first 10 %,
+/// reference §5.5).
+pub const DEFAULT_WARMUP_FRACTION: f64 = 0.1;
+
+/// Errors of a simulated run.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    /// The scheduler refused its configuration.
+    #[error("policy {policy}: {source}")]
+    Scheduler {
+        /// The policy's name.
+        policy: &'static str,
+        /// Its error.
+        source: ConfigError,
+    },
+    /// A run parameter is out of range.
+    #[error("{field} = {value}: {why}")]
+    Invalid {
+        /// The parameter.
+        field: &'static str,
+        /// Its value.
+        value: String,
+        /// What is wrong.
+        why: &'static str,
+    },
+    /// The scheduler broke its contract (a driver or scheduler bug).
+    #[error("scheduler contract violated: {0}")]
+    Contract(String),
+}
+
+/// Parameters of one run besides the policy and the load.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunConfig {
+    /// Application workers.
+    pub workers: usize,
+    /// Arrivals to simulate (warm-up included).
+    pub requests: u64,
+    /// RNG seed.
+    pub seed: u64,
+    /// Share of the first arrivals not recorded, in `[0, 1)`.
+    pub warmup_fraction: f64,
+    /// Dispatcher cost of one arrival (ns).
+    pub dispatch_cost_ns: Nanos,
+    /// Dispatcher cost of one completion notification (ns).
+    pub completion_cost_ns: Nanos,
+    /// Capacity of each scheduler queue.
+    pub queue_capacity: usize,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        Self {
+            workers: 14,
+            requests: 100_000,
+            seed: 1,
+            warmup_fraction: DEFAULT_WARMUP_FRACTION,
+            dispatch_cost_ns: 0,
+            completion_cost_ns: 0,
+            queue_capacity: DEFAULT_QUEUE_CAPACITY,
+        }
+    }
+}
+
+/// The outcome of one run.
+#[derive(Clone, Debug)]
+pub struct RunResult {
+    /// Policy name.
+    pub policy: &'static str,
+    /// Offered load (1.0 = `workers / mean service time`).
+    pub load: f64,
+    /// Configured rate of the first phase (rps).
+    pub target_rps: f64,
+    /// Measured arrivals / measurement window (rps).
+    pub offered_rps: f64,
+    /// Measured completions inside the measurement window / window (rps).
+    pub achieved_rps: f64,
+    /// Latency and slowdown statistics of the measured requests.
+    pub stats: RunStats,
+    /// All arrivals, warm-up included.
+    pub arrivals: u64,
+    /// All completions, warm-up included.
+    pub completed: u64,
+    /// All drops, warm-up included.
+    pub dropped: u64,
+    /// Preemptions (ts).
+    pub preemptions: u64,
+    /// DARC reservation updates applied.
+    pub plan_updates: u64,
+    /// Virtual time at the end of the run (ns).
+    pub end_ns: Nanos,
+}
+
+impl RunResult {
+    /// Measured drops as a share of measured arrivals.
+    pub fn drop_fraction(&self) -> f64 {
+        let measured = self.stats.completed() + self.stats.dropped();
+        if measured == 0 {
+            0.0
+        } else {
+            self.stats.dropped() as f64 / measured as f64
+        }
+    }
+}
+
+/// The scheduler's type table for a workload: one type per class, with the mean, ratio and
+/// deadline of the first phase that has it.
+pub fn scheduler_types(workload: &Workload) -> Vec<RequestTypeSpec> {
+    workload
+        .classes
+        .iter()
+        .enumerate()
+        .map(|(class, c)| {
+            let mut spec = RequestTypeSpec::new(c.name.clone(), c.wire_id);
+            if let Some(t) = workload
+                .phases
+                .iter()
+                .flat_map(|p| &p.types)
+                .find(|t| t.class == class)
+            {
+                spec = spec
+                    .with_mean_ns(t.mean_ns.round().max(1.0) as Nanos)
+                    .with_ratio(t.ratio);
+                if let Some(d) = t.deadline_ns {
+                    spec = spec.with_deadline_ns(d);
+                }
+            }
+            spec
+        })
+        .collect()
+}
+
+#[derive(Copy, Clone, Debug, Default)]
+struct InFlight {
+    arrival_ns: Nanos,
+    remaining_ns: Nanos,
+    mean_ns: f64,
+    class: u32,
+    measured: bool,
+}
+
+/// What a worker's pending event is.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum WorkerEvent {
+    Idle,
+    Completes,
+    Preempted,
+}
+
+/// Phase bookkeeping for lazy arrival generation.
+struct ArrivalSource {
+    generators: Vec<PhaseGenerator>,
+    /// Cumulative arrival counts at which each phase ends.
+    phase_ends: Vec<u64>,
+    phase: usize,
+    next_index: u64,
+    clock_ns: f64,
+    total: u64,
+}
+
+impl ArrivalSource {
+    fn new(workload: &Workload, load: f64, workers: usize, total: u64) -> Result<Self, SimError> {
+        let rates = workload.rates_for_load(load, workers);
+        let mut generators = Vec::with_capacity(rates.len());
+        for (phase, &rate) in workload.phases.iter().zip(&rates) {
+            generators.push(PhaseGenerator::new(phase, rate).ok_or(SimError::Invalid {
+                field: "load",
+                value: load.to_string(),
+                why: "gives a non-positive or non-finite arrival rate",
+            })?);
+        }
+        let weights: Vec<f64> = workload
+            .phases
+            .iter()
+            .zip(&rates)
+            .map(|(p, r)| p.duration_s * r)
+            .collect();
+        let weight_sum: f64 = weights.iter().sum();
+        let mut acc = 0.0;
+        let mut phase_ends: Vec<u64> = weights
+            .iter()
+            .map(|w| {
+                acc += w;
+                (acc / weight_sum * total as f64).round() as u64
+            })
+            .collect();
+        if let Some(last) = phase_ends.last_mut() {
+            *last = total;
+        }
+        Ok(Self {
+            generators,
+            phase_ends,
+            phase: 0,
+            next_index: 0,
+            clock_ns: 0.0,
+            total,
+        })
+    }
+}
+
+/// Runs one simulation.
+pub fn run(
+    workload: &Workload,
+    policy: &Policy,
+    load: f64,
+    config: &RunConfig,
+) -> Result<RunResult, SimError> {
+    if !(load.is_finite() && load > 0.0) {
+        return Err(SimError::Invalid {
+            field: "load",
+            value: load.to_string(),
+            why: "must be positive",
+        });
+    }
+    if !(0.0..1.0).contains(&config.warmup_fraction) {
+        return Err(SimError::Invalid {
+            field: "warmup",
+            value: config.warmup_fraction.to_string(),
+            why: "must be in [0, 1)",
+        });
+    }
+    let mut sched_config =
+        SchedulerConfig::new(config.workers, scheduler_types(workload), policy.clone());
+    sched_config.queue_capacity = config.queue_capacity;
+    let mut sched = Scheduler::new(sched_config).map_err(|source| SimError::Scheduler {
+        policy: policy.name(),
+        source,
+    })?;
+    let preemption_cost_ns = match policy {
+        Policy::TimeSharing(p) => p.preemption_cost_ns,
+        _ => 0,
+    };
+    let workers = config.workers;
+    let warmup_count = (config.warmup_fraction * config.requests as f64).round() as u64;
+    let mut source = ArrivalSource::new(workload, load, workers, config.requests)?;
+    let mut rng = StdRng::seed_from_u64(config.seed);
+    let mut stats = RunStats::new(&workload.classes);
+
+    let mut heap: BinaryHeap<Reverse<(Nanos, u16)>> = BinaryHeap::with_capacity(workers + 1);
+    let mut worker_event = vec![WorkerEvent::Idle; workers];
+    let mut slab: Vec<InFlight> = Vec::with_capacity(config.queue_capacity);
+    let mut free_slots: Vec<u32> = Vec::with_capacity(config.queue_capacity);
+
+    let mut dispatcher_free_ns: Nanos = 0;
+    let (mut arrivals, mut completed, mut dropped, mut preemptions, mut plan_updates) =
+        (0u64, 0u64, 0u64, 0u64, 0u64);
+    let mut window_start_ns: Option<Nanos> = None;
+    let mut window_end_ns: Nanos = 0;
+    let mut measured_arrivals = 0u64;
+    // Completion times of measured requests are compared with the window end only after the
+    // last arrival; before that every completion is inside the window.
+    let mut completed_in_window = 0u64;
+    let mut last_event_ns: Nanos = 0;
+
+    // The first arrival.
+    let mut next_arrival = draw_arrival(&mut source, &mut rng);
+
+    loop {
+        let next_worker_ns = heap.peek().map(|Reverse((t, _))| *t);
+        let take_arrival = match (next_arrival, next_worker_ns) {
+            (None, None) => break,
+            (Some(a), Some(w)) => a.0 < w,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+        };
+        let now;
+        if take_arrival {
+            let Some((arrival_ns, class, service_ns, mean_ns)) = next_arrival else {
+                break;
+            };
+            now = arrival_ns.max(dispatcher_free_ns) + config.dispatch_cost_ns;
+            dispatcher_free_ns = now;
+            let index = arrivals;
+            arrivals += 1;
+            let measured = index >= warmup_count;
+            if measured {
+                measured_arrivals += 1;
+                window_start_ns.get_or_insert(arrival_ns);
+            }
+            window_end_ns = arrival_ns;
+            let item = InFlight {
+                arrival_ns,
+                remaining_ns: service_ns,
+                mean_ns,
+                class: class as u32,
+                measured,
+            };
+            let slot = match free_slots.pop() {
+                Some(s) => {
+                    slab[s as usize] = item;
+                    s
+                }
+                None => {
+                    slab.push(item);
+                    (slab.len() - 1) as u32
+                }
+            };
+            if let Err(rejected) =
+                sched.on_arrival(now, TypeIndex(class as u16), Token(u64::from(slot)))
+            {
+                dropped += 1;
+                if measured {
+                    stats.record_drop(class);
+                }
+                free_slots.push(rejected.token.0 as u32);
+            }
+            next_arrival = draw_arrival(&mut source, &mut rng);
+        } else {
+            let Some(Reverse((event_ns, w))) = heap.pop() else {
+                break;
+            };
+            now = event_ns.max(dispatcher_free_ns) + config.completion_cost_ns;
+            dispatcher_free_ns = now;
+            last_event_ns = last_event_ns.max(event_ns);
+            let worker = WorkerId(w);
+            match worker_event[usize::from(w)] {
+                WorkerEvent::Completes => {
+                    let done = sched
+                        .on_completion(now, worker)
+                        .map_err(|e| SimError::Contract(e.to_string()))?;
+                    let slot = done.token.0 as usize;
+                    let req = slab[slot];
+                    completed += 1;
+                    if req.measured {
+                        stats.record(req.class as usize, event_ns - req.arrival_ns, req.mean_ns);
+                        if next_arrival.is_some() || event_ns <= window_end_ns {
+                            completed_in_window += 1;
+                        }
+                    }
+                    free_slots.push(slot as u32);
+                }
+                WorkerEvent::Preempted => {
+                    sched
+                        .on_preempted(now, worker)
+                        .map_err(|e| SimError::Contract(e.to_string()))?;
+                    preemptions += 1;
+                }
+                WorkerEvent::Idle => {
+                    return Err(SimError::Contract(format!(
+                        "event for idle worker {worker}"
+                    )))
+                }
+            }
+            worker_event[usize::from(w)] = WorkerEvent::Idle;
+            while let Some(update) = sched.poll_plan_update() {
+                drop(update);
+                plan_updates += 1;
+            }
+        }
+        while let Some(d) = sched.next_dispatch(now) {
+            let w = d.worker.index();
+            if w >= workers || worker_event[w] != WorkerEvent::Idle {
+                return Err(SimError::Contract(format!(
+                    "dispatch to busy or unknown worker {}",
+                    d.worker
+                )));
+            }
+            let req = &mut slab[d.token.0 as usize];
+            match d.quantum_ns {
+                Some(q) if req.remaining_ns > q => {
+                    req.remaining_ns -= q;
+                    worker_event[w] = WorkerEvent::Preempted;
+                    heap.push(Reverse((now + q + preemption_cost_ns, d.worker.0)));
+                }
+                _ => {
+                    worker_event[w] = WorkerEvent::Completes;
+                    heap.push(Reverse((now + req.remaining_ns, d.worker.0)));
+                }
+            }
+        }
+    }
+    if sched.queued() != 0 {
+        return Err(SimError::Contract(format!(
+            "{} requests left queued with every worker idle",
+            sched.queued()
+        )));
+    }
+    let window_ns = window_end_ns
+        .saturating_sub(window_start_ns.unwrap_or(0))
+        .max(1) as f64;
+    let rate = |n: u64| n as f64 * NS_PER_S / window_ns;
+    Ok(RunResult {
+        policy: policy.name(),
+        load,
+        target_rps: workload.rate_for_load(load, workers),
+        offered_rps: rate(measured_arrivals),
+        achieved_rps: rate(completed_in_window),
+        stats,
+        arrivals,
+        completed,
+        dropped,
+        preemptions,
+        plan_updates,
+        end_ns: last_event_ns.max(window_end_ns),
+    })
+}
+
+/// The next arrival: `(time, class, service, type mean)`, or `None` when done.
+#[inline]
+fn draw_arrival(
+    source: &mut ArrivalSource,
+    rng: &mut StdRng,
+) -> Option<(Nanos, usize, Nanos, f64)> {
+    if source.next_index >= source.total {
+        return None;
+    }
+    while source.next_index >= source.phase_ends[source.phase] {
+        source.phase += 1;
+    }
+    let generator = &source.generators[source.phase];
+    let s = generator.next(rng);
+    source.clock_ns += s.gap_ns;
+    source.next_index += 1;
+    Some((
+        source.clock_ns.round() as Nanos,
+        s.class,
+        s.service_ns,
+        generator.mean_ns(s.ty),
+    ))
+}

@@ -1,0 +1,179 @@
+//! Simulator behaviour: determinism, conservation, queueing-theory sanity, DARC vs c-FCFS.
+
+use psp_scheduler::{DarcParams, Policy, TimeSharingParams};
+use psp_sim::{run, sweep, RunConfig, SweepSpec};
+use psp_workload::Workload;
+
+fn workload(name: &str) -> Workload {
+    let path = format!(
+        "{}/../configs/workloads/{name}.yml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    Workload::from_path(&path).unwrap()
+}
+
+fn darc(samples: u64) -> Policy {
+    Policy::Darc(DarcParams {
+        samples_needed: samples,
+        ..DarcParams::default()
+    })
+}
+
+fn all_policies() -> Vec<Policy> {
+    vec![
+        Policy::Cfcfs,
+        Policy::Dfcfs,
+        Policy::Sjf,
+        Policy::Edf,
+        darc(2_000),
+        Policy::DarcStatic { reserved_short: 2 },
+        Policy::TimeSharing(TimeSharingParams::default()),
+    ]
+}
+
+fn config(requests: u64, seed: u64) -> RunConfig {
+    RunConfig {
+        requests,
+        seed,
+        ..RunConfig::default()
+    }
+}
+
+#[test]
+fn same_seed_same_results() {
+    let w = workload("DISP2");
+    for policy in [
+        darc(2_000),
+        Policy::TimeSharing(TimeSharingParams::default()),
+    ] {
+        let a = run(&w, &policy, 0.8, &config(20_000, 7)).unwrap();
+        let b = run(&w, &policy, 0.8, &config(20_000, 7)).unwrap();
+        let c = run(&w, &policy, 0.8, &config(20_000, 8)).unwrap();
+        assert_eq!(a.stats.slowdown_histogram(), b.stats.slowdown_histogram());
+        assert_eq!(a.stats.latency_histogram(), b.stats.latency_histogram());
+        assert_eq!(
+            (a.completed, a.end_ns, a.plan_updates),
+            (b.completed, b.end_ns, b.plan_updates)
+        );
+        assert_ne!(a.stats.latency_histogram(), c.stats.latency_histogram());
+    }
+}
+
+#[test]
+fn sweep_does_not_depend_on_thread_count() {
+    let w = workload("SBIM2");
+    let mut spec = SweepSpec {
+        policies: vec![Policy::Cfcfs, darc(1_000)],
+        loads: vec![0.3, 0.7],
+        run: config(10_000, 3),
+        threads: 1,
+    };
+    let one = sweep(&w, &spec, &|| ()).unwrap();
+    spec.threads = 3;
+    let three = sweep(&w, &spec, &|| ()).unwrap();
+    assert_eq!(one.len(), 4);
+    for (a, b) in one.iter().zip(&three) {
+        assert_eq!((a.policy, a.load), (b.policy, b.load));
+        assert_eq!(a.stats.slowdown_histogram(), b.stats.slowdown_histogram());
+    }
+}
+
+#[test]
+fn every_arrival_completes_or_is_dropped() {
+    let w = workload("TPCC");
+    for policy in all_policies() {
+        for (load, capacity) in [(0.7, 4096), (1.6, 16)] {
+            let mut cfg = config(20_000, 11);
+            cfg.queue_capacity = capacity;
+            let r = run(&w, &policy, load, &cfg).unwrap();
+            assert_eq!(r.arrivals, 20_000, "{}", policy.name());
+            assert_eq!(
+                r.completed + r.dropped,
+                r.arrivals,
+                "{} at {load}",
+                policy.name()
+            );
+            let measured = r.stats.completed() + r.stats.dropped();
+            assert_eq!(measured, 18_000, "{} at {load}", policy.name());
+            if capacity == 16 {
+                assert!(
+                    r.dropped > 0,
+                    "{} dropped nothing at load {load}",
+                    policy.name()
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn mm1_mean_latency_is_twice_the_service_time_at_half_load() {
+    // M/M/1 at ρ = 0.5: mean response time = S / (1 − ρ) = 2 S.
+    let w = Workload::from_yaml_str(
+        "mm1",
+        "- {mean_ns: [10000], ratios: [1], rtype: [SHORT], duration: 1, service: [exponential]}",
+    )
+    .unwrap();
+    let cfg = RunConfig {
+        workers: 1,
+        ..config(200_000, 5)
+    };
+    let r = run(&w, &Policy::Cfcfs, 0.5, &cfg).unwrap();
+    let mean = r.stats.latency().mean;
+    assert!(
+        (mean - 20_000.0).abs() < 0.05 * 20_000.0,
+        "mean latency {mean} ns"
+    );
+    assert!(
+        (r.offered_rps - 50_000.0).abs() < 0.02 * 50_000.0,
+        "{}",
+        r.offered_rps
+    );
+}
+
+#[test]
+fn darc_beats_cfcfs_on_disp2_at_high_load() {
+    let w = workload("DISP2");
+    let cfg = config(60_000, 2);
+    let load = 0.85;
+    let c = run(&w, &Policy::Cfcfs, load, &cfg).unwrap();
+    let d = run(&w, &darc(5_000), load, &cfg).unwrap();
+    let (c999, d999) = (c.stats.slowdown().p999, d.stats.slowdown().p999);
+    assert!(d.plan_updates >= 1, "DARC never left its bootstrap");
+    assert!(
+        d999 * 2.0 < c999,
+        "darc p99.9 slowdown {d999} vs cfcfs {c999}"
+    );
+}
+
+#[test]
+fn dispatcher_costs_serialize() {
+    // One 1 µs dispatch cost per arrival caps the dispatcher at 1 Mrps: SBIM2 on 14 workers at
+    // load 0.5 offers 2.3 Mrps, so the queues overflow and requests are dropped.
+    let w = workload("SBIM2");
+    let mut cfg = config(50_000, 4);
+    let free = run(&w, &Policy::Cfcfs, 0.5, &cfg).unwrap();
+    cfg.dispatch_cost_ns = 1_000;
+    let costly = run(&w, &Policy::Cfcfs, 0.5, &cfg).unwrap();
+    assert!(
+        costly.stats.latency().p50 > 10.0 * free.stats.latency().p50,
+        "{:?} vs {:?}",
+        costly.stats.latency(),
+        free.stats.latency()
+    );
+}
+
+#[test]
+fn time_sharing_preempts_long_requests() {
+    let w = workload("DISP2");
+    let r = run(
+        &w,
+        &Policy::TimeSharing(TimeSharingParams::default()),
+        0.5,
+        &config(10_000, 9),
+    )
+    .unwrap();
+    // Every LONG (100 µs) request is preempted ⌈100/5⌉ − 1 = 19 times.
+    assert!(r.preemptions > 19 * 4_000, "{} preemptions", r.preemptions);
+    assert_eq!(r.completed + r.dropped, r.arrivals);
+}
