@@ -71,6 +71,9 @@ pub enum MatchOutcome {
     Late,
     /// An id the client never issued (or issued so long ago that the slot has moved on twice).
     UnknownId,
+    /// The id is outstanding but the response disagrees with the request (e.g. another type):
+    /// not ours; the request stays outstanding.
+    Mismatched,
 }
 
 /// A request that expired when its slot was reused (or at the end of the run).
@@ -179,10 +182,22 @@ impl InFlightTable {
     /// Matches a response id.
     #[inline]
     pub fn complete(&mut self, id: u32) -> MatchOutcome {
+        self.complete_if(id, |_| true)
+    }
+
+    /// Matches a response id, completing the request only if `accept` agrees with what was sent
+    /// (otherwise [`MatchOutcome::Mismatched`], and the request stays outstanding).
+    #[inline]
+    pub fn complete_if(
+        &mut self,
+        id: u32,
+        accept: impl FnOnce(&RequestInfo) -> bool,
+    ) -> MatchOutcome {
         let (index, generation) = self.split(id);
         let slot = &mut self.slots[index];
         if slot.generation == generation {
             match slot.state {
+                SlotState::Outstanding if !accept(&slot.info) => MatchOutcome::Mismatched,
                 SlotState::Outstanding => {
                     slot.state = SlotState::Answered;
                     self.outstanding -= 1;
@@ -247,6 +262,21 @@ mod tests {
         assert_eq!(table.complete(id), MatchOutcome::Matched(info(5)));
         assert_eq!(table.outstanding(), 0);
         assert_eq!(table.complete(id), MatchOutcome::Duplicate);
+    }
+
+    #[test]
+    fn mismatched_response_leaves_request_outstanding() {
+        let mut table = InFlightTable::with_index_bits(10);
+        let (id, _) = table.insert(info(4));
+        assert_eq!(
+            table.complete_if(id, |i| i.type_index == 9),
+            MatchOutcome::Mismatched
+        );
+        assert_eq!(table.outstanding(), 1);
+        assert_eq!(
+            table.complete_if(id, |i| i.type_index == 1),
+            MatchOutcome::Matched(info(4))
+        );
     }
 
     #[test]

@@ -1,4 +1,6 @@
 //! psp-client (under construction).
 
 pub mod config;
+pub mod engine;
 pub mod inflight;
+pub mod report;

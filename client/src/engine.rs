@@ -1,0 +1,919 @@
+//! The open-loop engine: sends a workload's requests at their intended times over any
+//! [`Port`], matches responses, and measures latency from the **intended** send time.
+//!
+//! ## How a run goes
+//! 1. Each phase gets its own RNG (`seed` mixed with the phase index) and a
+//!    [`PhaseGenerator`] at the phase's rate. A dry pass over the same generators counts the
+//!    requests, so the warm-up is exactly the first `warmup_fraction` of them in send order
+//!    (reference §5.5), without storing a schedule.
+//! 2. Phases play back to back on one timeline: phase `k` starts when phase `k-1`'s duration
+//!    ends (intended time, not actual), so falling behind never shifts the schedule.
+//! 3. The loop polls every RX queue (over memif the server answers on `1 + workers` queues,
+//!    rust-dpdk.md), then sends every request whose intended time has come, in bursts of up to
+//!    [`TX_BURST`]. It never waits for a response (open loop). When the next send is more than
+//!    [`IDLE_YIELD_THRESHOLD_NS`] away it yields the core (and sleeps when nothing is in flight
+//!    and the gap exceeds [`IDLE_SLEEP_THRESHOLD_NS`]), so on a 2-core box it does not starve
+//!    the server.
+//! 4. After the last phase it drains responses until none is outstanding or
+//!    [`EngineConfig::drain_timeout_ns`] passes; whatever is still outstanding is *unanswered*
+//!    and counts as +∞ latency in every percentile.
+//!
+//! ## Measurement
+//! - latency = receive time (one clock read per RX burst) − intended send time, so queueing in
+//!   the client itself is charged to the request (no coordinated omission);
+//! - send lag = time after `tx_burst` − intended send time, in its own histogram;
+//! - late, duplicate, unknown-id, mismatched and malformed responses are counted and ignored.
+//!
+//! ## Hot path
+//! Sending and receiving allocate nothing: the in-flight table ([`InFlightTable`]), the burst
+//! vectors and the histograms are allocated before the first send (a histogram only grows for a
+//! latency beyond 1 s). Progress is published with relaxed atomic stores.
+//!
+//! Tested by `tests/engine.rs` (in-memory port pair against an echo thread, kernel UDP on
+//! 127.0.0.1, faulty responders) and the unit tests below.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use hdrhistogram::Histogram;
+use psp_dataplane::port::{PacketBuf, Port, RxQueue, TxQueue};
+use psp_dataplane::wire::{
+    self, DropCounters, Endpoint, ParseOptions, RequestRepr, PAYLOAD_OFFSET,
+};
+use psp_workload::stats::{INITIAL_MAX_NS, SIGNIFICANT_DIGITS};
+use psp_workload::{PhaseGenerator, RunStats, Sampled, Workload};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+use crate::inflight::{InFlightTable, MatchOutcome, RequestInfo};
+
+/// Packets fetched per RX queue per poll (DPDK's customary burst).
+pub const RX_BURST: usize = 32;
+/// Most requests sent in one TX burst.
+pub const TX_BURST: usize = 32;
+/// When the next send is further away than this, the engine yields its core after a poll that
+/// received nothing (reference rust-dpdk.md: three busy pollers on two cores need idle-yield).
+pub const IDLE_YIELD_THRESHOLD_NS: u64 = 20_000;
+/// When nothing is in flight and the next send is further away than this, the engine sleeps.
+pub const IDLE_SLEEP_THRESHOLD_NS: u64 = 500_000;
+/// How early the engine wakes before a send it slept towards (covers timer slack).
+pub const IDLE_SLEEP_MARGIN_NS: u64 = 200_000;
+/// A request sent more than this after its intended time counts as "behind schedule".
+pub const BEHIND_SCHEDULE_LAG_NS: u64 = 10_000;
+/// `tx_burst` attempts for one burst before the leftover requests are given up (counted).
+pub const TX_RETRY_LIMIT: usize = 1_000;
+/// Default drain time after the last send (the original waits up to 5 s per phase; 2 s is ample
+/// for microsecond-scale services and keeps test runs short).
+pub const DEFAULT_DRAIN_TIMEOUT_NS: u64 = 2_000_000_000;
+/// Default age at which an unanswered request's slot may be reused (sizes the in-flight table).
+pub const DEFAULT_RESPONSE_TIMEOUT_NS: u64 = 1_000_000_000;
+/// Default warm-up cut: the first 10 % of requests (reference §5.5).
+pub const DEFAULT_WARMUP_FRACTION: f64 = 0.1;
+/// `req_size` the original client puts in every request (reference §4.2).
+pub const REQ_SIZE_WORD: u32 = psp_dataplane::wire::psp::DEFAULT_REQ_SIZE;
+/// Odd constant mixing a phase index into the seed (SplitMix64's increment, 2^64/φ).
+const PHASE_SEED_MIX: u64 = 0x9E37_79B9_7F4A_7C15;
+/// Nanoseconds per second.
+const NS_PER_S: f64 = 1e9;
+
+/// Errors that stop a run before it starts.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The port has no TX queue 0 (or it was taken).
+    #[error("the port has no free TX queue 0")]
+    NoTxQueue,
+    /// The port has no RX queue (or all were taken).
+    #[error("the port has no free RX queue")]
+    NoRxQueue,
+    /// No server to send to.
+    #[error("no target server configured")]
+    NoTarget,
+    /// `rates` does not have one entry per phase.
+    #[error("{got} rates given for a workload of {phases} phases")]
+    RateCount {
+        /// Rates given.
+        got: usize,
+        /// Phases in the workload.
+        phases: usize,
+    },
+    /// A phase's rate is not a finite positive number (or its generator refused it).
+    #[error("phase {phase}: rate {rate_rps} rps is not a positive finite number")]
+    BadRate {
+        /// Phase index.
+        phase: usize,
+        /// The rate.
+        rate_rps: f64,
+    },
+    /// More phases or types than the request table can tag (u16).
+    #[error("workload too large: {0}")]
+    TooLarge(String),
+    /// The warm-up fraction is outside [0, 1).
+    #[error("warm-up fraction {0} is not in [0, 1)")]
+    BadWarmup(f64),
+}
+
+/// How to run.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// This client's address (source of requests, destination of responses).
+    pub local: Endpoint,
+    /// Servers, used round-robin by request.
+    pub targets: Vec<Endpoint>,
+    /// RNG seed: the same seed sends the same requests at the same intended times.
+    pub seed: u64,
+    /// Share of requests (send order) left out of the histograms.
+    pub warmup_fraction: f64,
+    /// Most requests in flight; a send slot that finds this many is skipped (`None`: unlimited).
+    pub max_concurrency: Option<usize>,
+    /// How long to wait for responses after the last send.
+    pub drain_timeout_ns: u64,
+    /// Age at which an unanswered request's slot may be reused.
+    pub response_timeout_ns: u64,
+    /// Checks applied to responses.
+    pub parse_options: ParseOptions,
+}
+
+impl EngineConfig {
+    /// Defaults for `local` sending to `targets`.
+    pub fn new(local: Endpoint, targets: Vec<Endpoint>) -> Self {
+        Self {
+            local,
+            targets,
+            seed: 1,
+            warmup_fraction: DEFAULT_WARMUP_FRACTION,
+            max_concurrency: None,
+            drain_timeout_ns: DEFAULT_DRAIN_TIMEOUT_NS,
+            response_timeout_ns: DEFAULT_RESPONSE_TIMEOUT_NS,
+            parse_options: ParseOptions::default(),
+        }
+    }
+}
+
+/// Live counters for a progress display (relaxed atomics; written by the engine only).
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Requests sent so far.
+    pub sent: AtomicU64,
+    /// Responses matched so far.
+    pub received: AtomicU64,
+    /// Requests planned in the whole run (set before the first send).
+    pub planned: AtomicU64,
+    /// Current phase.
+    pub phase: AtomicU64,
+    /// Set when the run is over.
+    pub done: AtomicBool,
+}
+
+/// Counters of a run (all requests, warm-up included).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Counters {
+    /// Requests planned by the generators.
+    pub planned: u64,
+    /// Requests the device took.
+    pub sent: u64,
+    /// Responses matched to an outstanding request.
+    pub received: u64,
+    /// Requests sent and never answered (expired or still outstanding at the end).
+    pub unanswered: u64,
+    /// Requests sent more than [`BEHIND_SCHEDULE_LAG_NS`] after their intended time.
+    pub behind_schedule: u64,
+    /// Send slots skipped because `max_concurrency` requests were in flight.
+    pub skipped: u64,
+    /// Requests given up because no buffer was free or the device would not take them.
+    pub tx_failed: u64,
+    /// Warm-up requests (first `warmup_fraction` in send order), not in the histograms.
+    pub warmup: u64,
+    /// Responses for a request already answered.
+    pub duplicate: u64,
+    /// Responses for a request already counted unanswered.
+    pub late: u64,
+    /// Responses with an id never issued.
+    pub unknown_id: u64,
+    /// Responses whose id is outstanding but whose type differs from the request's.
+    pub mismatched: u64,
+    /// Received frames that were not valid responses for us (sum of `malformed_by_reason`).
+    pub malformed: u64,
+    /// `malformed` by reason (wire `DropReason` names), non-zero only.
+    pub malformed_by_reason: Vec<(String, u64)>,
+}
+
+/// Per-phase figures (all requests of the phase, warm-up included).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PhaseResult {
+    /// Configured rate (rps).
+    pub rate_rps: f64,
+    /// Phase length (intended), ns.
+    pub duration_ns: u64,
+    /// Requests planned.
+    pub planned: u64,
+    /// Requests sent.
+    pub sent: u64,
+    /// Responses matched.
+    pub received: u64,
+    /// Intended start of the phase, ns since the run's start.
+    pub start_ns: u64,
+    /// Actual time of the phase's last send, ns since the run's start.
+    pub last_send_ns: u64,
+    /// Actual time of the phase's last matched response (or its last send if none), ns.
+    pub end_ns: u64,
+}
+
+impl PhaseResult {
+    /// Offered rate: sent / (last send − start) (the original's `traces_rates`, reference §5.5).
+    pub fn offered_rps(&self) -> f64 {
+        rate(self.sent, self.last_send_ns.saturating_sub(self.start_ns))
+    }
+
+    /// Achieved rate (goodput): received / (end − start).
+    pub fn achieved_rps(&self) -> f64 {
+        rate(self.received, self.end_ns.saturating_sub(self.start_ns))
+    }
+}
+
+fn rate(count: u64, span_ns: u64) -> f64 {
+    if span_ns == 0 {
+        0.0
+    } else {
+        count as f64 * NS_PER_S / span_ns as f64
+    }
+}
+
+/// Per-class request counts (all requests, warm-up included), for comparing with the server.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ClassCounts {
+    /// Type name.
+    pub name: String,
+    /// Wire id.
+    pub wire_id: u32,
+    /// Requests sent.
+    pub sent: u64,
+    /// Responses matched.
+    pub received: u64,
+}
+
+/// Everything a run measured.
+#[derive(Debug)]
+pub struct RunResult {
+    /// Latency and slowdown histograms per class, warm-up excluded, unanswered as +∞.
+    pub stats: RunStats,
+    /// Send lag (actual − intended send time, ns) of every sent request.
+    pub send_lag_ns: Histogram<u64>,
+    /// Counters.
+    pub counters: Counters,
+    /// Per phase.
+    pub phases: Vec<PhaseResult>,
+    /// Per class.
+    pub classes: Vec<ClassCounts>,
+    /// Wall-clock time of the run's start (time 0 of every `*_ns` field).
+    pub started_at: SystemTime,
+    /// Intended send time of the first measured (post-warm-up) request, ns.
+    pub measured_from_ns: u64,
+    /// When the run ended (drain included), ns.
+    pub ended_ns: u64,
+}
+
+impl RunResult {
+    /// Offered rate over all phases: sent / (last send − start).
+    pub fn offered_rps(&self) -> f64 {
+        let last = self
+            .phases
+            .iter()
+            .map(|p| p.last_send_ns)
+            .max()
+            .unwrap_or(0);
+        rate(self.counters.sent, last)
+    }
+
+    /// Achieved rate over all phases: received / (last response − start).
+    pub fn achieved_rps(&self) -> f64 {
+        let end = self.phases.iter().map(|p| p.end_ns).max().unwrap_or(0);
+        rate(self.counters.received, end)
+    }
+}
+
+/// The seed of phase `phase`'s RNG.
+pub fn phase_seed(seed: u64, phase: usize) -> u64 {
+    seed ^ (phase as u64).wrapping_add(1).wrapping_mul(PHASE_SEED_MIX)
+}
+
+/// The arrivals of one phase: intended send times (absolute, ns since the run's start) and
+/// what to send.
+#[derive(Clone, Debug)]
+pub struct Arrivals {
+    generator: PhaseGenerator,
+    rng: StdRng,
+    next_ns: f64,
+    end_ns: f64,
+}
+
+impl Arrivals {
+    /// The arrivals of `workload`'s phase `phase` at `rate_rps`, starting at `start_ns`.
+    pub fn new(
+        workload: &Workload,
+        phase: usize,
+        rate_rps: f64,
+        start_ns: u64,
+        seed: u64,
+    ) -> Option<Self> {
+        let p = workload.phases.get(phase)?;
+        let generator = PhaseGenerator::new(p, rate_rps)?;
+        Some(Self {
+            generator,
+            rng: StdRng::seed_from_u64(phase_seed(seed, phase)),
+            next_ns: start_ns as f64,
+            end_ns: start_ns as f64 + p.duration_s * NS_PER_S,
+        })
+    }
+
+    /// The next request and its intended send time, or `None` once past the phase's end.
+    #[inline]
+    pub fn next_request(&mut self) -> Option<(u64, Sampled)> {
+        let sample = self.generator.next(&mut self.rng);
+        self.next_ns += sample.gap_ns;
+        if self.next_ns < self.end_ns {
+            Some((self.next_ns as u64, sample))
+        } else {
+            self.next_ns = self.end_ns;
+            None
+        }
+    }
+
+    /// The configured mean (ns) of type `ty` of this phase.
+    pub fn mean_ns(&self, ty: usize) -> f64 {
+        self.generator.mean_ns(ty)
+    }
+}
+
+/// Counts the requests a phase will plan (the same draws as the run itself).
+fn count_arrivals(mut arrivals: Arrivals) -> u64 {
+    let mut n = 0;
+    while arrivals.next_request().is_some() {
+        n += 1;
+    }
+    n
+}
+
+/// What the engine needs per (phase, type) on the response path.
+#[derive(Copy, Clone, Debug)]
+struct TypeSlot {
+    class: usize,
+    wire_id: u32,
+    mean_ns: f64,
+}
+
+fn new_histogram() -> Histogram<u64> {
+    let mut h = Histogram::new_with_max(INITIAL_MAX_NS, SIGNIFICANT_DIGITS)
+        .unwrap_or_else(|_| unreachable!("constant histogram bounds are valid"));
+    h.auto(true);
+    h
+}
+
+/// Mutable state of the response path, kept apart so that benches can drive it.
+pub struct ResponseSink {
+    table: InFlightTable,
+    types: Vec<Vec<TypeSlot>>,
+    stats: RunStats,
+    counters: Counters,
+    drops: DropCounters,
+    phases: Vec<PhaseResult>,
+    classes: Vec<ClassCounts>,
+    local: Endpoint,
+    parse_options: ParseOptions,
+}
+
+impl ResponseSink {
+    fn new(
+        workload: &Workload,
+        table: InFlightTable,
+        local: Endpoint,
+        parse_options: ParseOptions,
+    ) -> Self {
+        let types = workload
+            .phases
+            .iter()
+            .map(|p| {
+                p.types
+                    .iter()
+                    .map(|t| TypeSlot {
+                        class: t.class,
+                        wire_id: t.wire_id,
+                        mean_ns: t.mean_ns,
+                    })
+                    .collect()
+            })
+            .collect();
+        Self {
+            table,
+            types,
+            stats: RunStats::new(&workload.classes),
+            counters: Counters::default(),
+            drops: DropCounters::new(),
+            phases: Vec::new(),
+            classes: workload
+                .classes
+                .iter()
+                .map(|c| ClassCounts {
+                    name: c.name.clone(),
+                    wire_id: c.wire_id,
+                    sent: 0,
+                    received: 0,
+                })
+                .collect(),
+            local,
+            parse_options,
+        }
+    }
+
+    /// A sink for benches and tests: `workload`'s types, a table of `2^index_bits` slots.
+    pub fn for_bench(workload: &Workload, index_bits: u32, local: Endpoint) -> Self {
+        let mut sink = Self::new(
+            workload,
+            InFlightTable::with_index_bits(index_bits),
+            local,
+            ParseOptions::default(),
+        );
+        sink.phases = workload
+            .phases
+            .iter()
+            .map(|p| PhaseResult {
+                rate_rps: p.rate_rps.unwrap_or(0.0),
+                duration_ns: 0,
+                planned: 0,
+                sent: 0,
+                received: 0,
+                start_ns: 0,
+                last_send_ns: 0,
+                end_ns: 0,
+            })
+            .collect();
+        sink
+    }
+
+    /// Registers a request of `phase`'s type `ty` as sent (bench and test helper); returns its id.
+    pub fn track(&mut self, phase: u16, ty: u16, intended_send_ns: u64) -> u32 {
+        let (id, expired) = self.table.insert(RequestInfo {
+            intended_send_ns,
+            type_index: ty,
+            phase,
+            warmup: false,
+        });
+        if let Some(e) = expired {
+            self.on_expired(e.0);
+        }
+        id
+    }
+
+    fn on_expired(&mut self, info: RequestInfo) {
+        self.counters.unanswered += 1;
+        if !info.warmup {
+            if let Some(t) = self
+                .types
+                .get(usize::from(info.phase))
+                .and_then(|p| p.get(usize::from(info.type_index)))
+            {
+                self.stats.record_unanswered(t.class, 1);
+            }
+        }
+    }
+
+    /// Handles one received frame at `now_ns`: parse, match, record. Never panics.
+    #[inline]
+    pub fn on_frame(&mut self, frame: &[u8], now_ns: u64) {
+        let response = match wire::parse_response_with(frame, &self.local, &self.parse_options) {
+            Ok(r) => r,
+            Err(reason) => {
+                self.drops.record(reason);
+                return;
+            }
+        };
+        let types = &self.types;
+        let outcome = self.table.complete_if(response.req_id, |info| {
+            types
+                .get(usize::from(info.phase))
+                .and_then(|p| p.get(usize::from(info.type_index)))
+                .is_some_and(|t| t.wire_id == response.req_type)
+        });
+        match outcome {
+            MatchOutcome::Matched(info) => {
+                // complete_if only accepts requests whose (phase, type) exists.
+                let Some(&t) = self
+                    .types
+                    .get(usize::from(info.phase))
+                    .and_then(|p| p.get(usize::from(info.type_index)))
+                else {
+                    return;
+                };
+                self.counters.received += 1;
+                if let Some(c) = self.classes.get_mut(t.class) {
+                    c.received += 1;
+                }
+                if let Some(p) = self.phases.get_mut(usize::from(info.phase)) {
+                    p.received += 1;
+                    p.end_ns = p.end_ns.max(now_ns);
+                }
+                if !info.warmup {
+                    let latency_ns = now_ns.saturating_sub(info.intended_send_ns);
+                    self.stats.record(t.class, latency_ns, t.mean_ns);
+                }
+            }
+            MatchOutcome::Duplicate => self.counters.duplicate += 1,
+            MatchOutcome::Late => self.counters.late += 1,
+            MatchOutcome::UnknownId => self.counters.unknown_id += 1,
+            MatchOutcome::Mismatched => self.counters.mismatched += 1,
+        }
+    }
+
+    /// Completed (post-warm-up) requests recorded so far.
+    pub fn recorded(&self) -> u64 {
+        self.stats.completed()
+    }
+
+    /// The counters so far.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+}
+
+/// A clock: ns since the run's start.
+struct Clock(Instant);
+
+impl Clock {
+    #[inline]
+    fn now_ns(&self) -> u64 {
+        u64::try_from(self.0.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+}
+
+/// Runs `workload` over `port` with one rate per phase (rps). Takes TX queue 0 and every RX
+/// queue of the port; blocks the calling thread for the whole run.
+pub fn run<P: Port>(
+    port: &mut P,
+    workload: &Workload,
+    rates_rps: &[f64],
+    config: &EngineConfig,
+    progress: Option<&Progress>,
+) -> Result<RunResult, EngineError> {
+    if rates_rps.len() != workload.phases.len() {
+        return Err(EngineError::RateCount {
+            got: rates_rps.len(),
+            phases: workload.phases.len(),
+        });
+    }
+    if config.targets.is_empty() {
+        return Err(EngineError::NoTarget);
+    }
+    if !(0.0..1.0).contains(&config.warmup_fraction) {
+        return Err(EngineError::BadWarmup(config.warmup_fraction));
+    }
+    if workload.phases.len() > usize::from(u16::MAX)
+        || workload
+            .phases
+            .iter()
+            .any(|p| p.types.len() > usize::from(u16::MAX))
+    {
+        return Err(EngineError::TooLarge(
+            "more than 65535 phases or types per phase".into(),
+        ));
+    }
+    // Plan: per-phase generators and exact request counts.
+    let mut arrivals = Vec::with_capacity(workload.phases.len());
+    let mut phases = Vec::with_capacity(workload.phases.len());
+    let mut start_ns = 0u64;
+    for (index, (&rate_rps, phase)) in rates_rps.iter().zip(&workload.phases).enumerate() {
+        let a = Arrivals::new(workload, index, rate_rps, start_ns, config.seed)
+            .filter(|_| rate_rps.is_finite() && rate_rps > 0.0)
+            .ok_or(EngineError::BadRate {
+                phase: index,
+                rate_rps,
+            })?;
+        let planned = count_arrivals(a.clone());
+        let duration_ns = (phase.duration_s * NS_PER_S) as u64;
+        phases.push(PhaseResult {
+            rate_rps,
+            duration_ns,
+            planned,
+            sent: 0,
+            received: 0,
+            start_ns,
+            last_send_ns: start_ns,
+            end_ns: start_ns,
+        });
+        arrivals.push(a);
+        start_ns = start_ns.saturating_add(duration_ns);
+    }
+    let planned: u64 = phases.iter().map(|p| p.planned).sum();
+    let warmup_requests = (planned as f64 * config.warmup_fraction).ceil() as u64;
+    let max_rate = rates_rps.iter().copied().fold(0.0, f64::max);
+
+    let mut tx = port.take_tx(0).ok_or(EngineError::NoTxQueue)?;
+    let mut rxs: Vec<P::Rx> = (0..port.rx_queue_count())
+        .filter_map(|q| port.take_rx(q))
+        .collect();
+    if rxs.is_empty() {
+        return Err(EngineError::NoRxQueue);
+    }
+    tx.on_thread_start();
+    for rx in &mut rxs {
+        rx.on_thread_start();
+    }
+
+    let mut sink = ResponseSink::new(
+        workload,
+        InFlightTable::for_rate(max_rate, config.response_timeout_ns),
+        config.local,
+        config.parse_options,
+    );
+    sink.counters.planned = planned;
+    sink.phases = phases;
+    let mut send_lag_ns = new_histogram();
+    let mut rx_bufs: Vec<P::Buf> = Vec::with_capacity(RX_BURST);
+    let mut tx_bufs: Vec<P::Buf> = Vec::with_capacity(TX_BURST);
+    let mut batch_intended = [0u64; TX_BURST];
+    let mut batch_class = [0usize; TX_BURST];
+    let mut seq: u64 = 0;
+    let mut measured_from_ns = u64::MAX;
+    let targets = &config.targets;
+    let max_in_flight = config.max_concurrency.unwrap_or(usize::MAX);
+    if let Some(p) = progress {
+        p.planned.store(planned, Ordering::Relaxed);
+    }
+
+    let started_at = SystemTime::now();
+    let clock = Clock(Instant::now());
+
+    // Receives from every RX queue; returns how many frames came in.
+    let poll = |sink: &mut ResponseSink, rx_bufs: &mut Vec<P::Buf>, rxs: &mut [P::Rx]| -> usize {
+        let mut total = 0;
+        for rx in rxs.iter_mut() {
+            let n = rx.rx_burst(rx_bufs, RX_BURST);
+            if n == 0 {
+                continue;
+            }
+            total += n;
+            let now = clock.now_ns();
+            for buf in rx_bufs.drain(..) {
+                sink.on_frame(buf.data(), now);
+            }
+        }
+        total
+    };
+
+    for (phase_index, mut phase_arrivals) in arrivals.into_iter().enumerate() {
+        if let Some(p) = progress {
+            p.phase.store(phase_index as u64, Ordering::Relaxed);
+        }
+        let phase_tag = phase_index as u16;
+        let mut pending = phase_arrivals.next_request();
+        while let Some((intended_ns, _)) = pending {
+            let received = poll(&mut sink, &mut rx_bufs, &mut rxs);
+            let now = clock.now_ns();
+            if now < intended_ns {
+                let gap = intended_ns - now;
+                if sink.table.outstanding() == 0 && gap > IDLE_SLEEP_THRESHOLD_NS {
+                    std::thread::sleep(Duration::from_nanos(gap - IDLE_SLEEP_MARGIN_NS));
+                } else if received == 0 && gap > IDLE_YIELD_THRESHOLD_NS {
+                    std::thread::yield_now();
+                }
+                continue;
+            }
+            // Build a burst of every due request.
+            let mut batch = 0;
+            while let Some((intended_ns, sample)) = pending {
+                if intended_ns > now || batch == TX_BURST {
+                    break;
+                }
+                pending = phase_arrivals.next_request();
+                seq += 1;
+                if sink.table.outstanding() >= max_in_flight {
+                    sink.counters.skipped += 1;
+                    continue;
+                }
+                let Some(mut buf) = tx.alloc() else {
+                    sink.counters.tx_failed += 1;
+                    continue;
+                };
+                let warmup = seq <= warmup_requests;
+                let (id, expired) = sink.table.insert(RequestInfo {
+                    intended_send_ns: intended_ns,
+                    type_index: sample.ty as u16,
+                    phase: phase_tag,
+                    warmup,
+                });
+                if let Some(e) = expired {
+                    sink.on_expired(e.0);
+                }
+                let wire_id = sink.types[phase_index][sample.ty].wire_id;
+                let request = RequestRepr {
+                    req_id: id,
+                    req_type: wire_id,
+                    req_size: REQ_SIZE_WORD,
+                    run_ns: u32::try_from(sample.service_ns).unwrap_or(u32::MAX),
+                };
+                let target = &targets[(seq % targets.len() as u64) as usize];
+                let capacity = buf.capacity();
+                let built = buf
+                    .set_len(capacity)
+                    .ok()
+                    .and_then(|()| {
+                        wire::build_request(buf.data_mut(), &request, &config.local, target).ok()
+                    })
+                    .and_then(|len| buf.set_len(len).ok());
+                if built.is_none() {
+                    sink.table.cancel(id);
+                    sink.counters.tx_failed += 1;
+                    continue;
+                }
+                if warmup {
+                    sink.counters.warmup += 1;
+                } else if measured_from_ns == u64::MAX {
+                    measured_from_ns = intended_ns;
+                }
+                batch_intended[tx_bufs.len()] = intended_ns;
+                batch_class[tx_bufs.len()] = sample.class;
+                tx_bufs.push(buf);
+                batch += 1;
+            }
+            if tx_bufs.is_empty() {
+                continue;
+            }
+            let in_batch = tx_bufs.len();
+            let mut attempts = 0;
+            while !tx_bufs.is_empty() && attempts < TX_RETRY_LIMIT {
+                tx.tx_burst(&mut tx_bufs);
+                attempts += 1;
+            }
+            let taken = in_batch - tx_bufs.len();
+            for buf in tx_bufs.drain(..) {
+                // The device refused it: take the request back.
+                if let Some(id) = payload_req_id(buf.data()) {
+                    sink.table.cancel(id);
+                }
+                sink.counters.tx_failed += 1;
+            }
+            let sent_at = clock.now_ns();
+            for k in 0..taken {
+                let lag = sent_at.saturating_sub(batch_intended[k]);
+                if send_lag_ns.record(lag).is_err() {
+                    send_lag_ns.saturating_record(lag);
+                }
+                if lag > BEHIND_SCHEDULE_LAG_NS {
+                    sink.counters.behind_schedule += 1;
+                }
+                if let Some(c) = sink.classes.get_mut(batch_class[k]) {
+                    c.sent += 1;
+                }
+            }
+            sink.counters.sent += taken as u64;
+            let phase_result = &mut sink.phases[phase_index];
+            phase_result.sent += taken as u64;
+            phase_result.last_send_ns = sent_at;
+            phase_result.end_ns = phase_result.end_ns.max(sent_at);
+            if let Some(p) = progress {
+                p.sent.store(sink.counters.sent, Ordering::Relaxed);
+                p.received.store(sink.counters.received, Ordering::Relaxed);
+            }
+        }
+    }
+
+    // Drain.
+    let drain_deadline = clock.now_ns().saturating_add(config.drain_timeout_ns);
+    while sink.table.outstanding() > 0 && clock.now_ns() < drain_deadline {
+        if poll(&mut sink, &mut rx_bufs, &mut rxs) == 0 {
+            std::thread::yield_now();
+        }
+    }
+    let ended_ns = clock.now_ns();
+    let mut leftovers = Vec::new();
+    sink.table.expire_all(|info| leftovers.push(info));
+    for info in leftovers {
+        sink.on_expired(info);
+    }
+    if let Some(p) = progress {
+        p.sent.store(sink.counters.sent, Ordering::Relaxed);
+        p.received.store(sink.counters.received, Ordering::Relaxed);
+        p.done.store(true, Ordering::Relaxed);
+    }
+    let mut counters = sink.counters;
+    counters.malformed = sink.drops.total_drops() + sink.drops.get(wire::DropReason::Arp);
+    counters.malformed_by_reason = sink
+        .drops
+        .nonzero()
+        .map(|(r, n)| (r.as_str().to_string(), n))
+        .collect();
+    Ok(RunResult {
+        stats: sink.stats,
+        send_lag_ns,
+        counters,
+        phases: sink.phases,
+        classes: sink.classes,
+        started_at,
+        measured_from_ns: if measured_from_ns == u64::MAX {
+            0
+        } else {
+            measured_from_ns
+        },
+        ended_ns,
+    })
+}
+
+/// The request id in a request frame built by this engine.
+fn payload_req_id(frame: &[u8]) -> Option<u32> {
+    let bytes = frame.get(PAYLOAD_OFFSET..PAYLOAD_OFFSET + 4)?;
+    Some(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn workload() -> Workload {
+        Workload::from_yaml_str(
+            "t",
+            "- {mean_ns: [1000, 10000], ratios: [.9, .1], rtype: [SHORT, LONG], duration: 0.01}\n\
+             - {mean_ns: [2000], ratios: [1], rtype: [SHORT], duration: 0.01}",
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn arrivals_are_reproducible_and_within_phase() {
+        let w = workload();
+        let mut a = Arrivals::new(&w, 0, 1e6, 0, 7).unwrap();
+        let mut b = Arrivals::new(&w, 0, 1e6, 0, 7).unwrap();
+        let mut n = 0;
+        let mut last = 0;
+        while let Some((t, s)) = a.next_request() {
+            assert_eq!(Some((t, s)), b.next_request());
+            assert!(t >= last && t < 10_000_000);
+            last = t;
+            n += 1;
+        }
+        assert_eq!(b.next_request(), None);
+        // 1 Mrps for 10 ms: 10k requests ± 5 sigma.
+        assert!((9_500..10_500).contains(&n), "{n}");
+        let c = Arrivals::new(&w, 0, 1e6, 0, 8).unwrap();
+        assert_ne!(count_arrivals(c), 0);
+    }
+
+    #[test]
+    fn second_phase_starts_after_first() {
+        let w = workload();
+        let mut a = Arrivals::new(&w, 1, 1e5, 10_000_000, 1).unwrap();
+        let (t, s) = a.next_request().unwrap();
+        assert!(t >= 10_000_000);
+        assert_eq!(s.ty, 0);
+        assert_ne!(phase_seed(1, 0), phase_seed(1, 1));
+    }
+
+    #[test]
+    fn sink_counts_every_response_kind() {
+        let w = workload();
+        let local = Endpoint::new(
+            wire::MacAddr([2, 0, 0, 0, 0, 1]),
+            [10, 0, 0, 1].into(),
+            5000,
+        );
+        let server = Endpoint::new(
+            wire::MacAddr([2, 0, 0, 0, 0, 2]),
+            [10, 0, 0, 2].into(),
+            6789,
+        );
+        let mut sink = ResponseSink::for_bench(&w, 10, local);
+        let id = sink.track(0, 1, 100);
+        let mut frame = [0u8; 64];
+        let request = RequestRepr {
+            req_id: id,
+            req_type: 2,
+            req_size: 4,
+            run_ns: 10,
+        };
+        // A response is a request frame from the server to us (12-byte payload suffices).
+        wire::build_request(&mut frame, &request, &server, &local).unwrap();
+        sink.on_frame(&frame, 1100);
+        assert_eq!(sink.counters().received, 1);
+        assert_eq!(sink.recorded(), 1);
+        sink.on_frame(&frame, 1200);
+        assert_eq!(sink.counters().duplicate, 1);
+        let wrong_type = RequestRepr {
+            req_type: 1,
+            req_id: sink.track(0, 1, 5),
+            ..request
+        };
+        wire::build_request(&mut frame, &wrong_type, &server, &local).unwrap();
+        sink.on_frame(&frame, 1300);
+        assert_eq!(sink.counters().mismatched, 1);
+        let unknown = RequestRepr {
+            req_id: 0xdead_beef,
+            ..request
+        };
+        wire::build_request(&mut frame, &unknown, &server, &local).unwrap();
+        sink.on_frame(&frame, 1400);
+        assert_eq!(sink.counters().unknown_id, 1);
+        sink.on_frame(&frame[..20], 1500);
+        sink.on_frame(&[], 1500);
+        assert_eq!(sink.drops.total_drops(), 2);
+        let latency = sink.stats.types()[1].latency();
+        assert_eq!(latency.count, 1);
+        assert!((999.0..=1001.0).contains(&latency.p50), "{latency:?}");
+    }
+}

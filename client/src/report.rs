@@ -1,0 +1,847 @@
+//! What a run leaves behind: the stdout lines, the JSON summary, the original's `traces_hist`
+//! and `traces_rates`, and HDR interval logs that [`crate::merge`] can add up exactly.
+//!
+//! Everything is produced from a [`Report`], which holds histograms and counts only, so a report
+//! built from one run ([`Report::from_run`]) and one merged from several clients' logs
+//! ([`crate::merge::merge_dirs`]) print and serialise the same way.
+//!
+//! ## Files (written by [`write_run_files`])
+//! - `summary.json`: [`Summary`] (serde_json); +∞ percentiles are the string `"inf"`, empty ones
+//!   `null`.
+//! - `latency.hlog`, `slowdown.hlog`: interval logs (HdrHistogram's standard text format, V2
+//!   deflate encoding), one interval per type tagged with the type name; the slowdown values
+//!   are ×[`SLOWDOWN_SCALE`]. `send_lag.hlog`: the send-lag histogram (tag `send_lag`).
+//! - `traces_hist`: reference §5.5 — warm-up cut, unanswered skipped, 1000 ns buckets; first
+//!   all requests under the label `UNKNOWN`, then each type; per block a line
+//!   `TYPE MIN MAX COUNT TOTAL <bucket_lo_ns…>` and a line `<name> min max count total <counts…>`
+//!   (non-zero buckets only, tab-separated). Buckets come from the HDR histograms, exact below
+//!   16 µs and within 0.1 % above; TOTAL is `mean·count`.
+//! - `traces_rates`: `OFFERED\tACHIEVED`, one line per schedule (rps).
+//!
+//! Tested below (round trip of the files, the `traces_hist` layout, the +∞ rule).
+
+use std::fmt::Write as _;
+use std::fs;
+use std::path::Path;
+use std::time::{Duration, UNIX_EPOCH};
+
+use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
+use hdrhistogram::serialization::V2DeflateSerializer;
+use hdrhistogram::Histogram;
+use psp_workload::stats::{quantile_with_infinite, Percentiles, SLOWDOWN_SCALE};
+use psp_workload::Workload;
+use serde::{Deserialize, Serialize, Serializer};
+
+use crate::engine::{Counters, PhaseResult, RunResult};
+
+/// Width of a `traces_hist` bucket (reference §5.5: 1000 ns).
+pub const TRACES_HIST_BUCKET_NS: u64 = 1000;
+/// File names inside an output directory.
+pub const SUMMARY_FILE: &str = "summary.json";
+/// Latency interval log.
+pub const LATENCY_LOG_FILE: &str = "latency.hlog";
+/// Slowdown interval log.
+pub const SLOWDOWN_LOG_FILE: &str = "slowdown.hlog";
+/// Send-lag interval log.
+pub const SEND_LAG_LOG_FILE: &str = "send_lag.hlog";
+/// The original's latency histogram file.
+pub const TRACES_HIST_FILE: &str = "traces_hist";
+/// The original's offered/achieved rates file.
+pub const TRACES_RATES_FILE: &str = "traces_rates";
+/// Tag of the send-lag histogram.
+pub const SEND_LAG_TAG: &str = "send_lag";
+/// The label of the all-types block in `traces_hist` (the original's).
+pub const ALL_TYPES_LABEL: &str = "UNKNOWN";
+
+/// Errors from writing or reading outputs.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A histogram could not be encoded or decoded, or a log is malformed.
+    #[error("{path}: {why}")]
+    Histogram {
+        /// The path.
+        path: String,
+        /// What went wrong.
+        why: String,
+    },
+    /// A summary could not be (de)serialised.
+    #[error("{path}: {source}")]
+    Json {
+        /// The path.
+        path: String,
+        /// serde_json's error.
+        source: serde_json::Error,
+    },
+    /// Plotting or CSV failed.
+    #[error(transparent)]
+    Plot(#[from] psp_workload::report::ReportError),
+}
+
+pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ReportError + '_ {
+    move |source| ReportError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// A new histogram for latencies (ns) or scaled slowdowns: 3 digits, auto-resizing.
+pub fn new_histogram() -> Histogram<u64> {
+    let mut h = Histogram::new_with_max(
+        psp_workload::stats::INITIAL_MAX_NS,
+        psp_workload::stats::SIGNIFICANT_DIGITS,
+    )
+    .unwrap_or_else(|_| unreachable!("constant histogram bounds are valid"));
+    h.auto(true);
+    h
+}
+
+/// One type's measured data.
+#[derive(Clone, Debug)]
+pub struct TypeReport {
+    /// Type name.
+    pub name: String,
+    /// Wire id.
+    pub wire_id: u32,
+    /// Configured mean (ns) in the first phase that has the type.
+    pub mean_ns: f64,
+    /// Requests sent (warm-up included).
+    pub sent: u64,
+    /// Responses matched (warm-up included).
+    pub received: u64,
+    /// Measured (post-warm-up) requests never answered: +∞ in the percentiles.
+    pub unanswered: u64,
+    /// Latency (ns) of measured answered requests.
+    pub latency_ns: Histogram<u64>,
+    /// Slowdown ×[`SLOWDOWN_SCALE`] of measured answered requests.
+    pub slowdown_scaled: Histogram<u64>,
+}
+
+/// A run's (or several merged runs') results, ready to print and write.
+#[derive(Clone, Debug)]
+pub struct Report {
+    /// Run label.
+    pub label: String,
+    /// Workload name.
+    pub workload: String,
+    /// Seed (of the first run for a merge).
+    pub seed: u64,
+    /// Load relative to the workload's capacity, for sweeps.
+    pub load: Option<f64>,
+    /// Counters (summed over merged runs).
+    pub counters: Counters,
+    /// Per phase (sent/received summed, rates summed over merged runs).
+    pub phases: Vec<PhaseSummary>,
+    /// Per type.
+    pub types: Vec<TypeReport>,
+    /// Send lag (ns).
+    pub send_lag_ns: Histogram<u64>,
+    /// Wall-clock start of the measured interval, seconds since the epoch.
+    pub start_epoch_s: f64,
+    /// Length of the measured interval, seconds.
+    pub measured_s: f64,
+}
+
+/// Per-phase rates and counts.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PhaseSummary {
+    /// Configured rate (rps).
+    pub rate_rps: f64,
+    /// Offered rate (rps): sent / (last send − phase start).
+    pub offered_rps: f64,
+    /// Achieved rate (rps): received / (last response − phase start).
+    pub achieved_rps: f64,
+    /// Requests sent.
+    pub sent: u64,
+    /// Responses matched.
+    pub received: u64,
+}
+
+impl From<&PhaseResult> for PhaseSummary {
+    fn from(p: &PhaseResult) -> Self {
+        Self {
+            rate_rps: p.rate_rps,
+            offered_rps: p.offered_rps(),
+            achieved_rps: p.achieved_rps(),
+            sent: p.sent,
+            received: p.received,
+        }
+    }
+}
+
+/// Percentiles with +∞ written as `"inf"` and NaN (no data) as `null` in JSON.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PercentileSummary {
+    /// Answered requests.
+    pub count: u64,
+    /// Requests counted as +∞.
+    pub infinite: u64,
+    /// Median.
+    #[serde(serialize_with = "ser_f64", deserialize_with = "de_f64")]
+    pub p50: f64,
+    /// 90th.
+    #[serde(serialize_with = "ser_f64", deserialize_with = "de_f64")]
+    pub p90: f64,
+    /// 99th.
+    #[serde(serialize_with = "ser_f64", deserialize_with = "de_f64")]
+    pub p99: f64,
+    /// 99.9th.
+    #[serde(serialize_with = "ser_f64", deserialize_with = "de_f64")]
+    pub p999: f64,
+    /// 99.99th.
+    #[serde(serialize_with = "ser_f64", deserialize_with = "de_f64")]
+    pub p9999: f64,
+    /// Largest finite value.
+    #[serde(serialize_with = "ser_f64", deserialize_with = "de_f64")]
+    pub max: f64,
+    /// Mean of finite values.
+    #[serde(serialize_with = "ser_f64", deserialize_with = "de_f64")]
+    pub mean: f64,
+}
+
+fn ser_f64<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+    if v.is_nan() {
+        s.serialize_none()
+    } else if v.is_infinite() {
+        s.serialize_str(if *v > 0.0 { "inf" } else { "-inf" })
+    } else {
+        s.serialize_f64(*v)
+    }
+}
+
+fn de_f64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Num(f64),
+        Text(String),
+        Null(()),
+    }
+    Ok(match Raw::deserialize(d)? {
+        Raw::Num(v) => v,
+        Raw::Text(t) if t == "-inf" => f64::NEG_INFINITY,
+        Raw::Text(_) => f64::INFINITY,
+        Raw::Null(()) => f64::NAN,
+    })
+}
+
+impl From<Percentiles> for PercentileSummary {
+    fn from(p: Percentiles) -> Self {
+        Self {
+            count: p.count,
+            infinite: p.infinite,
+            p50: p.p50,
+            p90: p.p90,
+            p99: p.p99,
+            p999: p.p999,
+            p9999: p.p9999,
+            max: p.max,
+            mean: p.mean,
+        }
+    }
+}
+
+/// Percentiles of `h` with `infinite` more samples at +∞, values divided by `scale`.
+pub fn percentiles(h: &Histogram<u64>, infinite: u64, scale: f64) -> PercentileSummary {
+    let q = |p| quantile_with_infinite(h, infinite, p, scale);
+    let quantiles = psp_workload::stats::QUANTILES;
+    PercentileSummary {
+        count: h.len(),
+        infinite,
+        p50: q(quantiles[0]),
+        p90: q(quantiles[1]),
+        p99: q(quantiles[2]),
+        p999: q(quantiles[3]),
+        p9999: q(quantiles[4]),
+        max: if h.is_empty() {
+            f64::NAN
+        } else {
+            h.max() as f64 / scale
+        },
+        mean: if h.is_empty() {
+            f64::NAN
+        } else {
+            h.mean() / scale
+        },
+    }
+}
+
+/// One type in the JSON summary.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TypeSummary {
+    /// Type name.
+    pub name: String,
+    /// Wire id.
+    pub wire_id: u32,
+    /// Configured mean (ns).
+    pub mean_ns: f64,
+    /// Requests sent (warm-up included).
+    pub sent: u64,
+    /// Responses matched (warm-up included).
+    pub received: u64,
+    /// Measured requests never answered.
+    pub unanswered: u64,
+    /// Latency percentiles (ns).
+    pub latency_ns: PercentileSummary,
+    /// Slowdown percentiles.
+    pub slowdown: PercentileSummary,
+}
+
+/// The JSON summary (`summary.json`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Run label.
+    pub label: String,
+    /// Workload name.
+    pub workload: String,
+    /// Seed.
+    pub seed: u64,
+    /// Load relative to capacity (sweeps).
+    pub load: Option<f64>,
+    /// Offered rate over all phases (rps).
+    pub offered_rps: f64,
+    /// Achieved rate over all phases (rps).
+    pub achieved_rps: f64,
+    /// Counters.
+    pub counters: Counters,
+    /// Per phase.
+    pub phases: Vec<PhaseSummary>,
+    /// Send lag percentiles (ns).
+    pub send_lag_ns: PercentileSummary,
+    /// All types: latency (ns).
+    pub latency_ns: PercentileSummary,
+    /// All types: per-request slowdown (reference §5.6).
+    pub slowdown: PercentileSummary,
+    /// Per type.
+    pub types: Vec<TypeSummary>,
+    /// Wall-clock start of the measured interval, seconds since the epoch.
+    pub start_epoch_s: f64,
+    /// Length of the measured interval, seconds.
+    pub measured_s: f64,
+}
+
+impl Report {
+    /// The report of one engine run.
+    pub fn from_run(
+        label: &str,
+        workload: &Workload,
+        seed: u64,
+        load: Option<f64>,
+        run: &RunResult,
+    ) -> Self {
+        let types = run
+            .stats
+            .types()
+            .iter()
+            .enumerate()
+            .map(|(class, t)| {
+                let mean_ns = workload
+                    .phases
+                    .iter()
+                    .flat_map(|p| &p.types)
+                    .find(|rt| rt.class == class)
+                    .map_or(f64::NAN, |rt| rt.mean_ns);
+                let counts = run.classes.get(class);
+                TypeReport {
+                    name: t.name.clone(),
+                    wire_id: t.wire_id,
+                    mean_ns,
+                    sent: counts.map_or(0, |c| c.sent),
+                    received: counts.map_or(0, |c| c.received),
+                    unanswered: t.unanswered + t.dropped,
+                    latency_ns: t.latency_histogram().clone(),
+                    slowdown_scaled: t.slowdown_histogram().clone(),
+                }
+            })
+            .collect();
+        let start = run.started_at + Duration::from_nanos(run.measured_from_ns);
+        Self {
+            label: label.to_string(),
+            workload: workload.name.clone(),
+            seed,
+            load,
+            counters: run.counters.clone(),
+            phases: run.phases.iter().map(PhaseSummary::from).collect(),
+            types,
+            send_lag_ns: run.send_lag_ns.clone(),
+            start_epoch_s: start
+                .duration_since(UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64()),
+            measured_s: run.ended_ns.saturating_sub(run.measured_from_ns) as f64 / 1e9,
+        }
+    }
+
+    /// Latency (ns) of all measured answered requests.
+    pub fn all_latency(&self) -> Histogram<u64> {
+        sum_histograms(self.types.iter().map(|t| &t.latency_ns))
+    }
+
+    /// Slowdown (×[`SLOWDOWN_SCALE`]) of all measured answered requests.
+    pub fn all_slowdown(&self) -> Histogram<u64> {
+        sum_histograms(self.types.iter().map(|t| &t.slowdown_scaled))
+    }
+
+    /// Measured requests never answered.
+    pub fn unanswered_measured(&self) -> u64 {
+        self.types.iter().map(|t| t.unanswered).sum()
+    }
+
+    /// Offered rate over all phases (sum of per-phase offered rates weighted by sends).
+    pub fn offered_rps(&self) -> f64 {
+        weighted_rate(&self.phases, |p| p.offered_rps, |p| p.sent)
+    }
+
+    /// Achieved rate over all phases.
+    pub fn achieved_rps(&self) -> f64 {
+        weighted_rate(&self.phases, |p| p.achieved_rps, |p| p.received)
+    }
+
+    /// The JSON summary.
+    pub fn summary(&self) -> Summary {
+        let infinite = self.unanswered_measured();
+        Summary {
+            label: self.label.clone(),
+            workload: self.workload.clone(),
+            seed: self.seed,
+            load: self.load,
+            offered_rps: self.offered_rps(),
+            achieved_rps: self.achieved_rps(),
+            counters: self.counters.clone(),
+            phases: self.phases.clone(),
+            send_lag_ns: percentiles(&self.send_lag_ns, 0, 1.0),
+            latency_ns: percentiles(&self.all_latency(), infinite, 1.0),
+            slowdown: percentiles(&self.all_slowdown(), infinite, SLOWDOWN_SCALE),
+            types: self
+                .types
+                .iter()
+                .map(|t| TypeSummary {
+                    name: t.name.clone(),
+                    wire_id: t.wire_id,
+                    mean_ns: t.mean_ns,
+                    sent: t.sent,
+                    received: t.received,
+                    unanswered: t.unanswered,
+                    latency_ns: percentiles(&t.latency_ns, t.unanswered, 1.0),
+                    slowdown: percentiles(&t.slowdown_scaled, t.unanswered, SLOWDOWN_SCALE),
+                })
+                .collect(),
+            start_epoch_s: self.start_epoch_s,
+            measured_s: self.measured_s,
+        }
+    }
+}
+
+/// Rate over phases: Σ rate·weight / Σ weight (the single phase's rate when there is one).
+fn weighted_rate(
+    phases: &[PhaseSummary],
+    rate: impl Fn(&PhaseSummary) -> f64,
+    weight: impl Fn(&PhaseSummary) -> u64,
+) -> f64 {
+    let total: u64 = phases.iter().map(&weight).sum();
+    if total == 0 {
+        return 0.0;
+    }
+    phases
+        .iter()
+        .map(|p| rate(p) * weight(p) as f64)
+        .sum::<f64>()
+        / total as f64
+}
+
+/// Adds histograms (exact).
+pub fn sum_histograms<'a>(hs: impl IntoIterator<Item = &'a Histogram<u64>>) -> Histogram<u64> {
+    let mut sum = new_histogram();
+    for h in hs {
+        // An auto-resizing histogram accepts any other histogram's range.
+        if sum.add(h).is_err() {
+            for v in h.iter_recorded() {
+                sum.saturating_record_n(v.value_iterated_to(), v.count_at_value());
+            }
+        }
+    }
+    sum
+}
+
+fn fmt_us(ns: f64) -> String {
+    if ns.is_nan() {
+        "-".into()
+    } else if ns.is_infinite() {
+        "inf".into()
+    } else {
+        format!("{:.1}", ns / 1e3)
+    }
+}
+
+fn fmt_x(v: f64) -> String {
+    if v.is_nan() {
+        "-".into()
+    } else if v.is_infinite() {
+        "inf".into()
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+/// The original's exit line, extended: sent, received, unanswered, behind schedule, skipped,
+/// then what was counted and ignored.
+pub fn final_line(summary: &Summary) -> String {
+    let c = &summary.counters;
+    format!(
+        "[{}] sent {}, received {}, sent but not answered {}, behind schedule {}, skipped {} \
+         | offered {:.0} rps, achieved {:.0} rps | tx failed {}, late {}, duplicate {}, \
+         unknown id {}, mismatched {}, malformed {}",
+        summary.label,
+        c.sent,
+        c.received,
+        c.unanswered,
+        c.behind_schedule,
+        c.skipped,
+        summary.offered_rps,
+        summary.achieved_rps,
+        c.tx_failed,
+        c.late,
+        c.duplicate,
+        c.unknown_id,
+        c.mismatched,
+        c.malformed
+    )
+}
+
+/// The per-type table (latencies in µs), with an `ALL` row.
+pub fn type_table(summary: &Summary) -> psp_workload::report::Table {
+    let mut table = psp_workload::report::Table::new([
+        "type",
+        "id",
+        "mean_us",
+        "sent",
+        "received",
+        "unanswered",
+        "p50_us",
+        "p90_us",
+        "p99_us",
+        "p99.9_us",
+        "p99.99_us",
+        "p99_slowdown",
+        "p99.9_slowdown",
+    ]);
+    let row = |name: &str,
+               id: String,
+               mean: f64,
+               sent: u64,
+               recv: u64,
+               lat: &PercentileSummary,
+               slow: &PercentileSummary| {
+        vec![
+            name.to_string(),
+            id,
+            fmt_us(mean),
+            sent.to_string(),
+            recv.to_string(),
+            lat.infinite.to_string(),
+            fmt_us(lat.p50),
+            fmt_us(lat.p90),
+            fmt_us(lat.p99),
+            fmt_us(lat.p999),
+            fmt_us(lat.p9999),
+            fmt_x(slow.p99),
+            fmt_x(slow.p999),
+        ]
+    };
+    for t in &summary.types {
+        table.push(row(
+            &t.name,
+            t.wire_id.to_string(),
+            t.mean_ns,
+            t.sent,
+            t.received,
+            &t.latency_ns,
+            &t.slowdown,
+        ));
+    }
+    table.push(row(
+        "ALL",
+        "-".into(),
+        f64::NAN,
+        summary.counters.sent,
+        summary.counters.received,
+        &summary.latency_ns,
+        &summary.slowdown,
+    ));
+    table
+}
+
+/// `traces_hist` text (see the module docs).
+pub fn traces_hist(report: &Report) -> String {
+    let mut text = String::new();
+    let all = report.all_latency();
+    hist_block(&mut text, ALL_TYPES_LABEL, &all);
+    for t in &report.types {
+        hist_block(&mut text, &t.name, &t.latency_ns);
+    }
+    text
+}
+
+fn hist_block(text: &mut String, name: &str, h: &Histogram<u64>) {
+    let mut buckets: Vec<(u64, u64)> = Vec::new();
+    for v in h.iter_recorded() {
+        let lo = v.value_iterated_to() / TRACES_HIST_BUCKET_NS * TRACES_HIST_BUCKET_NS;
+        match buckets.last_mut() {
+            Some((b, n)) if *b == lo => *n += v.count_at_value(),
+            _ => buckets.push((lo, v.count_at_value())),
+        }
+    }
+    let (min, max) = if h.is_empty() {
+        (0, 0)
+    } else {
+        (h.min(), h.max())
+    };
+    let total = (h.mean() * h.len() as f64).round() as u64;
+    text.push_str("TYPE\tMIN\tMAX\tCOUNT\tTOTAL");
+    for (lo, _) in &buckets {
+        let _ = write!(text, "\t{lo}");
+    }
+    let _ = write!(text, "\n{name}\t{min}\t{max}\t{}\t{total}", h.len());
+    for (_, n) in &buckets {
+        let _ = write!(text, "\t{n}");
+    }
+    text.push('\n');
+}
+
+/// `traces_rates` text: `OFFERED\tACHIEVED` then one line per phase.
+pub fn traces_rates(report: &Report) -> String {
+    let mut text = String::from("OFFERED\tACHIEVED\n");
+    for p in &report.phases {
+        let _ = writeln!(text, "{:.3}\t{:.3}", p.offered_rps, p.achieved_rps);
+    }
+    text
+}
+
+/// Writes an interval log of `(tag, histogram)` pairs, all spanning the measured interval.
+pub fn write_interval_log(
+    path: &Path,
+    report: &Report,
+    histograms: &[(&str, &Histogram<u64>)],
+    comment: &str,
+) -> Result<(), ReportError> {
+    let hist_err = |why: String| ReportError::Histogram {
+        path: path.display().to_string(),
+        why,
+    };
+    let mut bytes = Vec::new();
+    let mut serializer = V2DeflateSerializer::new();
+    {
+        let start = UNIX_EPOCH + Duration::from_secs_f64(report.start_epoch_s.max(0.0));
+        let mut writer = IntervalLogWriterBuilder::new()
+            .add_comment(comment)
+            .with_start_time(start)
+            .with_base_time(start)
+            .begin_log_with(&mut bytes, &mut serializer)
+            .map_err(|e| hist_err(e.to_string()))?;
+        let duration = Duration::from_secs_f64(report.measured_s.max(0.0));
+        for (tag, h) in histograms {
+            let tag = Tag::new(tag)
+                .ok_or_else(|| hist_err(format!("type name {tag:?} is not a valid log tag")))?;
+            writer
+                .write_histogram(h, Duration::ZERO, duration, Some(tag))
+                .map_err(|e| hist_err(format!("{e:?}")))?;
+        }
+    }
+    fs::write(path, bytes).map_err(io_err(path))
+}
+
+/// Writes every file of a run into `dir` (created if missing); returns the summary.
+pub fn write_run_files(dir: &Path, report: &Report) -> Result<Summary, ReportError> {
+    fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let summary = report.summary();
+    let path = dir.join(SUMMARY_FILE);
+    let json = serde_json::to_vec_pretty(&summary).map_err(|source| ReportError::Json {
+        path: path.display().to_string(),
+        source,
+    })?;
+    fs::write(&path, json).map_err(io_err(&path))?;
+    let latency: Vec<(&str, &Histogram<u64>)> = report
+        .types
+        .iter()
+        .map(|t| (t.name.as_str(), &t.latency_ns))
+        .collect();
+    write_interval_log(
+        &dir.join(LATENCY_LOG_FILE),
+        report,
+        &latency,
+        "psp-client latency (ns) per type",
+    )?;
+    let slowdown: Vec<(&str, &Histogram<u64>)> = report
+        .types
+        .iter()
+        .map(|t| (t.name.as_str(), &t.slowdown_scaled))
+        .collect();
+    write_interval_log(
+        &dir.join(SLOWDOWN_LOG_FILE),
+        report,
+        &slowdown,
+        "psp-client slowdown x1000 per type",
+    )?;
+    write_interval_log(
+        &dir.join(SEND_LAG_LOG_FILE),
+        report,
+        &[(SEND_LAG_TAG, &report.send_lag_ns)],
+        "psp-client send lag (ns)",
+    )?;
+    let path = dir.join(TRACES_HIST_FILE);
+    fs::write(&path, traces_hist(report)).map_err(io_err(&path))?;
+    let path = dir.join(TRACES_RATES_FILE);
+    fs::write(&path, traces_rates(report)).map_err(io_err(&path))?;
+    Ok(summary)
+}
+
+/// Prints the final line and the per-type table to `out`.
+pub fn print_summary(out: &mut impl std::io::Write, summary: &Summary) -> std::io::Result<()> {
+    writeln!(out, "{}", type_table(summary).to_text())?;
+    writeln!(
+        out,
+        "send lag: p50 {} us, p99 {} us, p99.9 {} us, max {} us",
+        fmt_us(summary.send_lag_ns.p50),
+        fmt_us(summary.send_lag_ns.p99),
+        fmt_us(summary.send_lag_ns.p999),
+        fmt_us(summary.send_lag_ns.max)
+    )?;
+    writeln!(out, "{}", final_line(summary))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn sample_report() -> Report {
+        let mut short = new_histogram();
+        let mut short_slow = new_histogram();
+        for v in [1_500u64, 2_400, 2_600, 15_000] {
+            short.record(v).unwrap();
+            short_slow.record(v * 1000 / 1000).unwrap();
+        }
+        let mut long = new_histogram();
+        let mut long_slow = new_histogram();
+        long.record(120_000).unwrap();
+        long_slow.record(1_200).unwrap();
+        Report {
+            label: "test".into(),
+            workload: "DISP".into(),
+            seed: 3,
+            load: Some(0.5),
+            counters: Counters {
+                sent: 6,
+                received: 5,
+                unanswered: 1,
+                ..Counters::default()
+            },
+            phases: vec![PhaseSummary {
+                rate_rps: 10.0,
+                offered_rps: 9.5,
+                achieved_rps: 9.0,
+                sent: 6,
+                received: 5,
+            }],
+            types: vec![
+                TypeReport {
+                    name: "SHORT".into(),
+                    wire_id: 1,
+                    mean_ns: 1000.0,
+                    sent: 4,
+                    received: 4,
+                    unanswered: 0,
+                    latency_ns: short,
+                    slowdown_scaled: short_slow,
+                },
+                TypeReport {
+                    name: "LONG".into(),
+                    wire_id: 2,
+                    mean_ns: 100_000.0,
+                    sent: 2,
+                    received: 1,
+                    unanswered: 1,
+                    latency_ns: long,
+                    slowdown_scaled: long_slow,
+                },
+            ],
+            send_lag_ns: new_histogram(),
+            start_epoch_s: 1_700_000_000.0,
+            measured_s: 1.0,
+        }
+    }
+
+    #[test]
+    fn traces_hist_has_all_block_first_and_1us_buckets() {
+        let text = traces_hist(&sample_report());
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 6);
+        assert_eq!(
+            lines[0],
+            "TYPE\tMIN\tMAX\tCOUNT\tTOTAL\t1000\t2000\t15000\t120000"
+        );
+        let all: Vec<&str> = lines[1].split('\t').collect();
+        assert_eq!(all[..2], ["UNKNOWN", "1500"]);
+        assert_eq!(all[3], "5");
+        // TOTAL is mean·count of HDR values: within 0.1 % of the exact 141 500.
+        let total: f64 = all[4].parse().unwrap();
+        assert!((total - 141_500.0).abs() < 141.5, "{total}");
+        assert_eq!(all[5..], ["1", "2", "1", "1"]);
+        assert_eq!(lines[2], "TYPE\tMIN\tMAX\tCOUNT\tTOTAL\t1000\t2000\t15000");
+        assert!(
+            lines[3].starts_with("SHORT\t1500\t15007\t4\t"),
+            "{}",
+            lines[3]
+        );
+        assert!(lines[5].starts_with("LONG\t"));
+    }
+
+    #[test]
+    fn unanswered_is_infinite_in_tail_and_json_says_inf() {
+        let summary = sample_report().summary();
+        let long = &summary.types[1];
+        assert_eq!(long.latency_ns.count, 1);
+        assert_eq!(long.latency_ns.infinite, 1);
+        assert!(long.latency_ns.p99.is_infinite());
+        assert!(summary.latency_ns.p999.is_infinite());
+        assert!(summary.latency_ns.p50.is_finite());
+        let json = serde_json::to_string(&summary).unwrap();
+        assert!(json.contains("\"p99\":\"inf\""), "{json}");
+        let back: Summary = serde_json::from_str(&json).unwrap();
+        assert!(back.types[1].latency_ns.p99.is_infinite());
+        assert_eq!(back.counters, summary.counters);
+    }
+
+    #[test]
+    fn files_are_written_and_table_has_all_row() {
+        let dir = std::env::temp_dir().join(format!("psp-client-report-{}", std::process::id()));
+        let report = sample_report();
+        let summary = write_run_files(&dir, &report).unwrap();
+        for f in [
+            SUMMARY_FILE,
+            LATENCY_LOG_FILE,
+            SLOWDOWN_LOG_FILE,
+            SEND_LAG_LOG_FILE,
+            TRACES_HIST_FILE,
+            TRACES_RATES_FILE,
+        ] {
+            assert!(dir.join(f).is_file(), "{f}");
+        }
+        let rates = fs::read_to_string(dir.join(TRACES_RATES_FILE)).unwrap();
+        assert_eq!(rates, "OFFERED\tACHIEVED\n9.500\t9.000\n");
+        let hlog = fs::read_to_string(dir.join(LATENCY_LOG_FILE)).unwrap();
+        assert!(
+            hlog.contains("Tag=SHORT,") && hlog.contains("Tag=LONG,"),
+            "{hlog}"
+        );
+        let table = type_table(&summary).to_text();
+        assert!(table.contains("ALL") && table.contains("inf"), "{table}");
+        assert!(final_line(&summary).contains("sent 6, received 5, sent but not answered 1"));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}
