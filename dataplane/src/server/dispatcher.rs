@@ -1,0 +1,369 @@
+//! The dispatcher loop: RX, ARP, parse, classify, enqueue, completions, dispatch, plan log.
+//!
+//! Every structure is sized at construction: the RX and ARP burst vectors, the pending slab
+//! and its free list, the per-type counters. The loop allocates only when DARC applies a new
+//! plan (the scheduler's record of it and the windows log row set), which happens at most once
+//! per profiling window.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use psp_scheduler::{Policy, Scheduler, Token, TypeIndex, WorkerId};
+
+use super::idle::Idler;
+use super::report::{DispatcherReport, TypeReport};
+use super::windows::WindowsLog;
+use super::worker::{Done, Job};
+use super::{Clock, RequestHandler, ServerOptions};
+use crate::port::{PacketBuf, RxQueue, TxQueue};
+use crate::ring;
+use crate::wire::{
+    build_arp_reply, parse_request_with, DropCounters, DropReason, LocalAddr, ParseOptions,
+    RequestView, MIN_FRAME_LEN,
+};
+
+/// A request parked between RX and dispatch.
+struct Pending<B> {
+    buf: B,
+    request: RequestView,
+    arrival_ns: u64,
+}
+
+/// Fixed-size slab of pending requests; the index is the scheduler token.
+struct PendingSlab<B> {
+    slots: Vec<Option<Pending<B>>>,
+    free: Vec<u32>,
+}
+
+impl<B> PendingSlab<B> {
+    fn new(capacity: usize) -> Self {
+        let mut slots = Vec::with_capacity(capacity);
+        slots.resize_with(capacity, || None);
+        // Pop order 0, 1, 2...: the free list is a stack, so push in reverse.
+        let free = (0..capacity as u32).rev().collect();
+        Self { slots, free }
+    }
+
+    #[inline]
+    fn insert(&mut self, pending: Pending<B>) -> Result<Token, Pending<B>> {
+        match self.free.pop() {
+            Some(slot) => {
+                self.slots[slot as usize] = Some(pending);
+                Ok(Token(u64::from(slot)))
+            }
+            None => Err(pending),
+        }
+    }
+
+    #[inline]
+    fn take(&mut self, token: Token) -> Option<Pending<B>> {
+        let slot = usize::try_from(token.0).ok()?;
+        let pending = self.slots.get_mut(slot)?.take()?;
+        // `slot` indexed `slots`, whose length fits u32 (checked in Server::new).
+        self.free.push(slot as u32);
+        Some(pending)
+    }
+}
+
+/// The dispatcher thread's state.
+pub(crate) struct Dispatcher<R: RxQueue, T: TxQueue<Buf = R::Buf>, H> {
+    scheduler: Scheduler,
+    local: LocalAddr,
+    parse: ParseOptions,
+    clock: Clock,
+    idle: Idler,
+    rx: R,
+    rx_burst: usize,
+    rx_bufs: Vec<R::Buf>,
+    arp_tx: T,
+    arp_out: Vec<R::Buf>,
+    classifier: H,
+    jobs: Vec<ring::Sender<Job<R::Buf>>>,
+    /// A job the worker's ring refused, retried first (never happens while the scheduler keeps
+    /// one job per worker; kept so a violation cannot lose a request).
+    stalled: Vec<Option<Job<R::Buf>>>,
+    done: Vec<ring::Receiver<Done>>,
+    slab: PendingSlab<R::Buf>,
+    drain_timeout_ns: u64,
+    windows: Option<WindowsLog>,
+    report: DispatcherReport,
+    drops: DropCounters,
+    in_flight: u64,
+}
+
+/// Type slot of `ty` in the per-type tables: the dense index, or the last slot for UNKNOWN.
+#[inline]
+fn type_slot(ty: TypeIndex, n_types: usize) -> usize {
+    ty.index().filter(|&i| i < n_types).unwrap_or(n_types)
+}
+
+impl<R, T, H> Dispatcher<R, T, H>
+where
+    R: RxQueue,
+    T: TxQueue<Buf = R::Buf>,
+    H: RequestHandler,
+{
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        options: &ServerOptions,
+        scheduler: Scheduler,
+        local: LocalAddr,
+        clock: Clock,
+        rx: R,
+        arp_tx: T,
+        classifier: H,
+        jobs: Vec<ring::Sender<Job<R::Buf>>>,
+        done: Vec<ring::Receiver<Done>>,
+    ) -> Self {
+        let n_types = scheduler.types().len();
+        let mut per_type: Vec<TypeReport> = scheduler
+            .types()
+            .iter()
+            .map(|t| TypeReport::new(&t.name, Some(t.wire_id)))
+            .collect();
+        per_type.push(TypeReport::new("UNKNOWN", None));
+        let windows = matches!(
+            scheduler.policy(),
+            Policy::Darc(_) | Policy::DarcStatic { .. }
+        )
+        .then(|| WindowsLog::new(n_types));
+        let workers = jobs.len();
+        Self {
+            local,
+            parse: options.parse,
+            clock,
+            idle: Idler::new(options.idle),
+            rx,
+            rx_burst: options.rx_burst,
+            rx_bufs: Vec::with_capacity(options.rx_burst),
+            arp_tx,
+            arp_out: Vec::with_capacity(options.rx_burst),
+            classifier,
+            stalled: (0..workers).map(|_| None).collect(),
+            jobs,
+            done,
+            slab: PendingSlab::new(options.pending_slots),
+            drain_timeout_ns: u64::try_from(options.drain_timeout.as_nanos()).unwrap_or(u64::MAX),
+            windows,
+            report: DispatcherReport {
+                per_type,
+                ..DispatcherReport::default()
+            },
+            drops: DropCounters::default(),
+            scheduler,
+            in_flight: 0,
+        }
+    }
+
+    /// Runs until `shutdown` is set and the drain ends; returns the counters and the windows
+    /// log (DARC policies only).
+    pub(crate) fn run(mut self, shutdown: &AtomicBool) -> (DispatcherReport, Option<WindowsLog>) {
+        self.rx.on_thread_start();
+        self.arp_tx.on_thread_start();
+        let mut drain_deadline_ns: Option<u64> = None;
+        loop {
+            let now_ns = self.clock.now_ns();
+            let mut worked = false;
+            match drain_deadline_ns {
+                None => {
+                    if shutdown.load(Ordering::Acquire) {
+                        drain_deadline_ns = Some(now_ns.saturating_add(self.drain_timeout_ns));
+                    } else {
+                        worked |= self.receive(now_ns);
+                    }
+                }
+                Some(deadline_ns) => {
+                    if self.scheduler.queued() == 0 && self.in_flight == 0 {
+                        break;
+                    }
+                    if now_ns >= deadline_ns {
+                        self.report.abandoned_at_shutdown =
+                            self.scheduler.queued() as u64 + self.in_flight;
+                        break;
+                    }
+                }
+            }
+            worked |= self.flush_arp();
+            let now_ns = self.clock.now_ns();
+            worked |= self.poll_completions(now_ns);
+            worked |= self.dispatch(now_ns);
+            self.poll_plan_updates();
+            if worked {
+                self.idle.busy();
+            } else {
+                self.idle.idle();
+            }
+        }
+        // Whatever is still parked is freed with the slab; stalled jobs with their vector.
+        self.report.parse_drops = self.drops.clone();
+        self.report.scheduler = self.scheduler.counters().clone();
+        self.report.final_queued = self.scheduler.queued() as u64;
+        (self.report, self.windows)
+    }
+
+    /// One RX burst: parse, classify, park, enqueue. Returns whether anything arrived.
+    #[inline]
+    fn receive(&mut self, now_ns: u64) -> bool {
+        let received = self.rx.rx_burst(&mut self.rx_bufs, self.rx_burst);
+        if received == 0 {
+            return false;
+        }
+        self.report.rx_packets += received as u64;
+        let n_types = self.scheduler.types().len();
+        // Drain by index from the front without allocating: swap the vector out.
+        let mut bufs = std::mem::take(&mut self.rx_bufs);
+        for mut buf in bufs.drain(..) {
+            match parse_request_with(buf.data(), &self.local, &self.parse) {
+                Ok(request) => {
+                    let wire_type = self.classifier.classify(&request);
+                    let ty = self.scheduler.classify(wire_type);
+                    let slot = type_slot(ty, n_types);
+                    self.report.per_type[slot].arrivals += 1;
+                    let pending = Pending {
+                        buf,
+                        request,
+                        arrival_ns: now_ns,
+                    };
+                    let token = match self.slab.insert(pending) {
+                        Ok(token) => token,
+                        Err(_dropped) => {
+                            self.report.slab_full_drops += 1;
+                            continue;
+                        }
+                    };
+                    match self.scheduler.on_arrival(now_ns, ty, token) {
+                        Ok(()) => {
+                            let depth = self.scheduler.queue_len(ty) as u64;
+                            let stats = &mut self.report.per_type[slot];
+                            stats.queue_depth_hwm = stats.queue_depth_hwm.max(depth);
+                        }
+                        Err(rejected) => {
+                            drop(self.slab.take(rejected.token));
+                            self.report.per_type[slot].rejected += 1;
+                            self.report.queue_full_drops += 1;
+                        }
+                    }
+                }
+                Err(DropReason::Arp) => {
+                    if buf.data().len() < MIN_FRAME_LEN {
+                        // Room for the padded reply; a buffer that small cannot hold one.
+                        let _ = buf.set_len(MIN_FRAME_LEN.min(buf.capacity()));
+                    }
+                    match build_arp_reply(buf.data_mut(), &self.local) {
+                        Ok(len) if buf.set_len(len).is_ok() => {
+                            self.report.arp_requests += 1;
+                            self.arp_out.push(buf);
+                        }
+                        Ok(_) => self.drops.record(DropReason::ArpMalformed),
+                        Err(reason) => self.drops.record(reason),
+                    }
+                }
+                Err(reason) => self.drops.record(reason),
+            }
+        }
+        self.rx_bufs = bufs;
+        true
+    }
+
+    /// Sends pending ARP replies on TX queue 0; a reply the device refuses is dropped and
+    /// counted (ARP is retried by the requester).
+    #[inline]
+    fn flush_arp(&mut self) -> bool {
+        if self.arp_out.is_empty() {
+            return false;
+        }
+        let sent = self.arp_tx.tx_burst(&mut self.arp_out);
+        self.report.arp_replies += sent as u64;
+        self.report.arp_tx_drops += self.arp_out.len() as u64;
+        self.arp_out.clear();
+        true
+    }
+
+    /// Polls every worker's completion ring once.
+    #[inline]
+    fn poll_completions(&mut self, now_ns: u64) -> bool {
+        let n_types = self.scheduler.types().len();
+        let mut any = false;
+        for (w, done) in self.done.iter_mut().enumerate() {
+            let Some(completion) = done.pop() else {
+                continue;
+            };
+            any = true;
+            // `w` < workers ≤ MAX_WORKERS (128).
+            match self.scheduler.on_completion(now_ns, WorkerId(w as u16)) {
+                Ok(completed) => {
+                    self.in_flight -= 1;
+                    let slot = type_slot(completed.ty, n_types);
+                    let stats = &mut self.report.per_type[slot];
+                    stats.completed += 1;
+                    stats.sojourn_ns_total += now_ns.saturating_sub(completion.arrival_ns);
+                    self.report.completed += 1;
+                    if let Some(log) = &mut self.windows {
+                        log.on_completion(completed.ty);
+                    }
+                }
+                Err(_) => self.report.spurious_completions += 1,
+            }
+        }
+        any
+    }
+
+    /// Moves every decided request to its worker.
+    #[inline]
+    fn dispatch(&mut self, now_ns: u64) -> bool {
+        let mut any = false;
+        for w in 0..self.stalled.len() {
+            if let Some(job) = self.stalled[w].take() {
+                any = true;
+                if let Err(job) = self.jobs[w].push(job) {
+                    self.stalled[w] = Some(job);
+                }
+            }
+        }
+        let n_types = self.scheduler.types().len();
+        while let Some(decision) = self.scheduler.next_dispatch(now_ns) {
+            any = true;
+            let slot = type_slot(decision.ty, n_types);
+            self.report.per_type[slot].dispatched += 1;
+            let Some(pending) = self.slab.take(decision.token) else {
+                // A token we never issued: a scheduler bug; count it, the worker stays busy
+                // until freed by nothing, so hand it back as completed at once.
+                self.report.lost_tokens += 1;
+                let _ = self.scheduler.on_completion(now_ns, decision.worker);
+                continue;
+            };
+            let w = decision.worker.index();
+            let job = Job {
+                buf: pending.buf,
+                request: pending.request,
+                arrival_ns: pending.arrival_ns,
+                dispatched_ns: now_ns,
+            };
+            self.in_flight += 1;
+            self.report.dispatched += 1;
+            match self.stalled.get_mut(w) {
+                Some(stalled) if stalled.is_none() => {
+                    if let Err(job) = self.jobs[w].push(job) {
+                        self.report.job_ring_full += 1;
+                        *stalled = Some(job);
+                    }
+                }
+                _ => {
+                    // Out-of-range worker or a second job for a worker: scheduler bug.
+                    self.report.lost_tokens += 1;
+                    self.in_flight -= 1;
+                }
+            }
+        }
+        any
+    }
+
+    /// Drains DARC plan updates into the windows log.
+    fn poll_plan_updates(&mut self) {
+        while let Some(update) = self.scheduler.poll_plan_update() {
+            self.report.plan_updates += 1;
+            if let Some(log) = &mut self.windows {
+                log.record(&update);
+            }
+        }
+    }
+}

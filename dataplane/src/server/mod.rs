@@ -1,0 +1,420 @@
+//! The server runner: one dispatcher thread and N worker threads over any [`Port`].
+//!
+//! ## Threads and queues (reference §3.1–3.2)
+//! - The **dispatcher** (the calling thread of [`Server::run`]) owns RX queue 0 and TX queue 0.
+//!   Each loop iteration: RX burst → ARP requests answered in place on TX queue 0 → every other
+//!   frame parsed ([`crate::wire::parse_request_with`]; a refusal is dropped and counted by
+//!   [`DropReason`]) → classified ([`RequestHandler::classify`] then
+//!   [`Scheduler::classify`]) → parked in a preallocated slab of pending buffers and handed to
+//!   [`Scheduler::on_arrival`] with the slab index as token (full slab or a rejected arrival →
+//!   counted drop; RX never blocks) → every worker's completion ring polled →
+//!   [`Scheduler::on_completion`] → `while let Some(d) = next_dispatch(now)` the buffer moves to
+//!   worker `d.worker`'s job ring → [`Scheduler::poll_plan_update`] feeds the DARC windows log.
+//! - **Worker** `i` owns TX queue `i + 1`. It pops a job, runs the application on the request in
+//!   place, turns the frame into the response in place (addresses swapped), transmits it on its
+//!   own queue and sends a completion back on its own ring. At most one job per worker is ever
+//!   outstanding (the scheduler's rule), so rings of [`JOB_RING_SLOTS`] never fill.
+//! - Each thread polls; when a poll finds nothing it follows the [`IdleStrategy`].
+//! - Time is a monotonic ns clock ([`Clock`], an `Instant` taken at start) passed to the
+//!   scheduler.
+//!
+//! ## Shutdown
+//! When the shutdown flag is set, the dispatcher stops reading RX, keeps dispatching until
+//! every queued and in-flight request has completed or [`ServerOptions::drain_timeout`] passed
+//! (what is left is counted as abandoned), then tells the workers to stop, joins them, writes
+//! the windows log and returns the [`ServerReport`].
+//!
+//! ## Hot path
+//! From RX to TX, nothing allocates (buffers come from the port's pool, queues and the slab are
+//! preallocated), nothing locks and nothing logs: every event is a counter.
+//!
+//! ## Tests
+//! `tests` below run whole servers over the in-memory port pair with a test thread as client:
+//! addressing of every response, per-type counts, malformed traffic, queue-full drops, every
+//! live policy, and drain on shutdown.
+
+mod affinity;
+mod dispatcher;
+mod idle;
+mod report;
+mod windows;
+mod worker;
+
+#[cfg(test)]
+mod tests;
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use psp_scheduler::{ConfigError, Scheduler, SchedulerConfig};
+
+use crate::port::Port;
+use crate::ring;
+use crate::wire::{Endpoint, MacAddr, ParseOptions, RequestView};
+
+pub use affinity::{allowed_cpus, pin_current_thread};
+pub use idle::{IdleStrategy, IDLE_SLEEP, YIELD_POLLS_BEFORE_SLEEP};
+pub use report::{DispatcherReport, ServerReport, TypeReport, WorkerReport};
+pub use windows::{WindowRecord, WindowTypeRow, WindowsLog, MAX_WINDOWS, WINDOWS_HEADER};
+
+/// Packets read per RX burst: DPDK's customary burst of 32 (its examples' `MAX_PKT_BURST`),
+/// above the original's 8 (net_su.cc) so that bursts drain faster under load.
+pub const DEFAULT_RX_BURST: usize = 32;
+
+/// Slots of each dispatcher→worker job ring and worker→dispatcher completion ring. A worker
+/// never has more than one outstanding job, so 4 leaves slack without wasting cache lines
+/// (the original sized its LRPC rings 4096 for batching it never did).
+pub const JOB_RING_SLOTS: usize = 4;
+
+/// Pending requests the dispatcher can park by default: the original's per-type queue depth
+/// (`RQUEUE_LEN` 4096) times 4, enough for a few full typed queues.
+pub const DEFAULT_PENDING_SLOTS: usize = 4 * psp_scheduler::DEFAULT_QUEUE_CAPACITY;
+
+/// How long shutdown waits for queued and in-flight requests to finish.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Responses a worker keeps waiting for TX room before dropping the oldest: the original's
+/// per-worker outbound ring of 128 (context.hh).
+pub const WORKER_TX_BACKLOG: usize = 128;
+
+/// What the workers run, and how the dispatcher reads a request's type.
+///
+/// One value per worker is moved to its thread. Implementations write the response payload
+/// in place; the runner builds the headers around it.
+pub trait RequestHandler: Send + 'static {
+    /// The wire type id the scheduler classifies (default: the header's `req_type`).
+    /// Runs on the dispatcher, on a shared reference kept by the dispatcher.
+    fn classify(&self, request: &RequestView) -> u32 {
+        request.req_type
+    }
+
+    /// Processes one request. `payload` is the UDP payload area from the request's first byte
+    /// to the end of the buffer (the request itself is `payload[..request.payload_len]`).
+    /// Returns the response payload length (≤ `payload.len()`); the bytes must be written at
+    /// the start of `payload`.
+    fn handle(&mut self, request: &RequestView, payload: &mut [u8]) -> usize;
+}
+
+/// A monotonic nanosecond clock: time since the server started.
+#[derive(Copy, Clone, Debug)]
+pub struct Clock {
+    start: Instant,
+}
+
+impl Clock {
+    /// A clock whose zero is now.
+    pub fn start() -> Self {
+        Self {
+            start: Instant::now(),
+        }
+    }
+
+    /// Nanoseconds since the clock started.
+    #[inline]
+    pub fn now_ns(&self) -> u64 {
+        // u64 nanoseconds cover 584 years of uptime.
+        u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+}
+
+/// Runtime options of a server.
+#[derive(Clone, Debug)]
+pub struct ServerOptions {
+    /// Workers, request types, policy and queue depth.
+    pub scheduler: SchedulerConfig,
+    /// Our IPv4 address (requests to another IP are dropped when `parse.check_dst_ip`).
+    pub ip: Ipv4Addr,
+    /// Our UDP port (requests to another port are dropped).
+    pub udp_port: u16,
+    /// Which optional header checks run.
+    pub parse: ParseOptions,
+    /// What idle threads do.
+    pub idle: IdleStrategy,
+    /// CPU for the dispatcher thread (the calling thread), if pinned.
+    pub dispatcher_cpu: Option<usize>,
+    /// CPUs for the workers, one per worker, or empty for no pinning.
+    pub worker_cpus: Vec<usize>,
+    /// Packets per RX burst.
+    pub rx_burst: usize,
+    /// Requests the dispatcher can hold between RX and dispatch.
+    pub pending_slots: usize,
+    /// How long shutdown waits for queued and in-flight requests.
+    pub drain_timeout: Duration,
+    /// Where to write DARC's windows log (`<log_dir>/<label>/server/windows`), if anywhere.
+    pub windows_log: Option<PathBuf>,
+}
+
+impl ServerOptions {
+    /// Options with defaults for everything but the scheduler and our address.
+    pub fn new(scheduler: SchedulerConfig, ip: Ipv4Addr, udp_port: u16) -> Self {
+        Self {
+            scheduler,
+            ip,
+            udp_port,
+            parse: ParseOptions::default(),
+            idle: IdleStrategy::default(),
+            dispatcher_cpu: None,
+            worker_cpus: Vec::new(),
+            rx_burst: DEFAULT_RX_BURST,
+            pending_slots: DEFAULT_PENDING_SLOTS,
+            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            windows_log: None,
+        }
+    }
+
+    /// The original's windows log path: `<log_dir>/<label>/server/windows`.
+    pub fn windows_log_path(log_dir: impl Into<PathBuf>, label: &str) -> PathBuf {
+        let mut path = log_dir.into();
+        path.push(label);
+        path.push("server");
+        path.push("windows");
+        path
+    }
+}
+
+/// Why a server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The scheduler configuration is invalid.
+    #[error("scheduler configuration: {0}")]
+    Scheduler(#[from] ConfigError),
+    /// The policy cannot run live (it preempts).
+    #[error("policy {0} is simulator-only: the live server cannot preempt")]
+    NotLive(&'static str),
+    /// The port lacks a queue the server needs.
+    #[error("port has {rx} RX / {tx} TX queues; {workers} workers need 1 RX and {needed} TX queues (dispatcher + one per worker)")]
+    Queues {
+        /// RX queues of the port.
+        rx: u16,
+        /// TX queues of the port.
+        tx: u16,
+        /// Workers configured.
+        workers: usize,
+        /// TX queues needed.
+        needed: usize,
+    },
+    /// A queue was already taken.
+    #[error("port queue {direction} {queue} is unavailable (already taken?)")]
+    QueueTaken {
+        /// `rx` or `tx`.
+        direction: &'static str,
+        /// The queue index.
+        queue: u16,
+    },
+    /// The number of handlers differs from the number of workers.
+    #[error("{handlers} request handlers given for {workers} workers")]
+    Handlers {
+        /// Handlers given.
+        handlers: usize,
+        /// Workers configured.
+        workers: usize,
+    },
+    /// `worker_cpus` is neither empty nor one per worker.
+    #[error("worker_cpus lists {cpus} cpus for {workers} workers (give one per worker, or none)")]
+    WorkerCpus {
+        /// CPUs listed.
+        cpus: usize,
+        /// Workers configured.
+        workers: usize,
+    },
+    /// A field is out of range.
+    #[error("{field} = {value}: {why}")]
+    Invalid {
+        /// Option name.
+        field: &'static str,
+        /// Its value.
+        value: String,
+        /// What is wrong.
+        why: &'static str,
+    },
+    /// Pinning the dispatcher failed.
+    #[error("pinning the dispatcher to cpu {cpu}: {source}")]
+    Affinity {
+        /// The CPU.
+        cpu: usize,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A worker thread could not be spawned.
+    #[error("spawning worker {worker}: {source}")]
+    Spawn {
+        /// The worker index.
+        worker: usize,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// A configured server, ready to [`run`](Server::run) on a port.
+#[derive(Debug)]
+pub struct Server {
+    options: ServerOptions,
+    scheduler: Scheduler,
+}
+
+impl Server {
+    /// Validates the options and builds the scheduler.
+    pub fn new(options: ServerOptions) -> Result<Self, ServerError> {
+        if !options.scheduler.policy.is_live() {
+            return Err(ServerError::NotLive(options.scheduler.policy.name()));
+        }
+        let workers = options.scheduler.workers;
+        if !options.worker_cpus.is_empty() && options.worker_cpus.len() != workers {
+            return Err(ServerError::WorkerCpus {
+                cpus: options.worker_cpus.len(),
+                workers,
+            });
+        }
+        if options.rx_burst == 0 {
+            return Err(ServerError::Invalid {
+                field: "rx_burst",
+                value: "0".into(),
+                why: "must be at least 1",
+            });
+        }
+        if options.pending_slots == 0 || options.pending_slots > u32::MAX as usize {
+            return Err(ServerError::Invalid {
+                field: "pending_slots",
+                value: options.pending_slots.to_string(),
+                why: "must be between 1 and 2^32 - 1",
+            });
+        }
+        let scheduler = Scheduler::new(options.scheduler.clone())?;
+        Ok(Self { options, scheduler })
+    }
+
+    /// The options.
+    pub fn options(&self) -> &ServerOptions {
+        &self.options
+    }
+
+    /// Runs until `shutdown` is set and the drain finishes. The calling thread becomes the
+    /// dispatcher; `handlers[i]` runs on worker `i`; `classifier` classifies on the dispatcher.
+    pub fn run<P, H>(
+        self,
+        mut port: P,
+        classifier: H,
+        handlers: Vec<H>,
+        shutdown: Arc<AtomicBool>,
+    ) -> Result<ServerReport, ServerError>
+    where
+        P: Port,
+        H: RequestHandler,
+    {
+        let Server { options, scheduler } = self;
+        let workers = scheduler.workers();
+        if handlers.len() != workers {
+            return Err(ServerError::Handlers {
+                handlers: handlers.len(),
+                workers,
+            });
+        }
+        let (rx_count, tx_count) = (port.rx_queue_count(), port.tx_queue_count());
+        if rx_count < 1 || usize::from(tx_count) < workers + 1 {
+            return Err(ServerError::Queues {
+                rx: rx_count,
+                tx: tx_count,
+                workers,
+                needed: workers + 1,
+            });
+        }
+        let taken = |direction, queue| ServerError::QueueTaken { direction, queue };
+        let rx = port.take_rx(0).ok_or_else(|| taken("rx", 0))?;
+        let arp_tx = port.take_tx(0).ok_or_else(|| taken("tx", 0))?;
+        let mut worker_tx = Vec::with_capacity(workers);
+        for w in 0..workers {
+            // workers ≤ MAX_WORKERS (128), so w + 1 fits u16.
+            let queue = (w + 1) as u16;
+            worker_tx.push(port.take_tx(queue).ok_or_else(|| taken("tx", queue))?);
+        }
+        if let Some(cpu) = options.dispatcher_cpu {
+            pin_current_thread(cpu).map_err(|source| ServerError::Affinity { cpu, source })?;
+        }
+
+        let clock = Clock::start();
+        let local = Endpoint::new(MacAddr(port.mac()), options.ip, options.udp_port);
+        let stop_workers = Arc::new(AtomicBool::new(false));
+        let mut job_senders = Vec::with_capacity(workers);
+        let mut done_receivers = Vec::with_capacity(workers);
+        let mut joins = Vec::with_capacity(workers);
+        for (w, (handler, tx)) in handlers.into_iter().zip(worker_tx).enumerate() {
+            let (job_tx, job_rx) = ring::channel(JOB_RING_SLOTS);
+            let (done_tx, done_rx) = ring::channel(JOB_RING_SLOTS);
+            job_senders.push(job_tx);
+            done_receivers.push(done_rx);
+            let ctx = worker::WorkerContext {
+                index: w,
+                cpu: options.worker_cpus.get(w).copied(),
+                idle: options.idle,
+                clock,
+                jobs: job_rx,
+                done: done_tx,
+                tx,
+                handler,
+                stop: Arc::clone(&stop_workers),
+            };
+            let join = std::thread::Builder::new()
+                .name(format!("psp-worker-{w}"))
+                .spawn(move || ctx.run());
+            match join {
+                Ok(join) => joins.push(join),
+                Err(source) => {
+                    stop_workers.store(true, Ordering::Release);
+                    for join in joins {
+                        let _ = join.join();
+                    }
+                    return Err(ServerError::Spawn { worker: w, source });
+                }
+            }
+        }
+
+        let dispatcher = dispatcher::Dispatcher::new(
+            &options,
+            scheduler,
+            local,
+            clock,
+            rx,
+            arp_tx,
+            classifier,
+            job_senders,
+            done_receivers,
+        );
+        let (mut dispatcher_report, windows) = dispatcher.run(&shutdown);
+        stop_workers.store(true, Ordering::Release);
+        let mut worker_reports = Vec::with_capacity(workers);
+        for (w, join) in joins.into_iter().enumerate() {
+            match join.join() {
+                Ok(report) => worker_reports.push(report),
+                Err(_) => {
+                    dispatcher_report.worker_panics += 1;
+                    worker_reports.push(WorkerReport {
+                        worker: w,
+                        ..WorkerReport::default()
+                    });
+                }
+            }
+        }
+        let elapsed_ns = clock.now_ns();
+        let mut windows_log_error = None;
+        let mut windows_log_path = None;
+        if let (Some(path), Some(log)) = (&options.windows_log, &windows) {
+            match log.write_file(path) {
+                Ok(()) => windows_log_path = Some(path.clone()),
+                Err(e) => windows_log_error = Some(format!("{}: {e}", path.display())),
+            }
+        }
+        Ok(ServerReport {
+            policy: options.scheduler.policy.name(),
+            elapsed_ns,
+            dispatcher: dispatcher_report,
+            workers: worker_reports,
+            port: port.stats(),
+            windows,
+            windows_log_path,
+            windows_log_error,
+        })
+    }
+}

@@ -1,0 +1,270 @@
+//! What a server run did: dispatcher, per-type and per-worker counters, printed as tables.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use psp_scheduler::SchedulerCounters;
+
+use super::windows::WindowsLog;
+use crate::port::PortStats;
+use crate::wire::DropCounters;
+
+/// Counters of one request type (or UNKNOWN).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TypeReport {
+    /// Type name (`UNKNOWN` for unregistered wire types).
+    pub name: String,
+    /// Wire id, `None` for UNKNOWN.
+    pub wire_id: Option<u32>,
+    /// Requests parsed and classified as this type.
+    pub arrivals: u64,
+    /// Refused by the scheduler (queue full).
+    pub rejected: u64,
+    /// Handed to a worker.
+    pub dispatched: u64,
+    /// Completed.
+    pub completed: u64,
+    /// Highest queue depth seen right after an arrival.
+    pub queue_depth_hwm: u64,
+    /// Σ (completion seen by the dispatcher − arrival), ns.
+    pub sojourn_ns_total: u64,
+}
+
+impl TypeReport {
+    pub(crate) fn new(name: &str, wire_id: Option<u32>) -> Self {
+        Self {
+            name: name.to_string(),
+            wire_id,
+            ..Self::default()
+        }
+    }
+
+    /// Mean arrival-to-completion time at the dispatcher, ns (0 without completions).
+    pub fn mean_sojourn_ns(&self) -> f64 {
+        if self.completed == 0 {
+            0.0
+        } else {
+            self.sojourn_ns_total as f64 / self.completed as f64
+        }
+    }
+}
+
+/// The dispatcher's counters.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DispatcherReport {
+    /// Packets received on RX queue 0.
+    pub rx_packets: u64,
+    /// Frames refused by the parser, by reason.
+    pub parse_drops: DropCounters,
+    /// ARP requests for our address answered (replies built).
+    pub arp_requests: u64,
+    /// ARP replies the device took.
+    pub arp_replies: u64,
+    /// ARP replies the device refused (dropped).
+    pub arp_tx_drops: u64,
+    /// Requests dropped because the pending slab was full.
+    pub slab_full_drops: u64,
+    /// Requests refused by the scheduler (queue full).
+    pub queue_full_drops: u64,
+    /// Requests handed to workers.
+    pub dispatched: u64,
+    /// Completions received.
+    pub completed: u64,
+    /// Completion notices the scheduler refused (a worker that held nothing).
+    pub spurious_completions: u64,
+    /// Dispatch tokens that matched no pending request (scheduler bug guard).
+    pub lost_tokens: u64,
+    /// Times a worker's job ring was full (should stay 0).
+    pub job_ring_full: u64,
+    /// Requests queued or in flight when the drain timeout expired.
+    pub abandoned_at_shutdown: u64,
+    /// Requests still queued in the scheduler at exit.
+    pub final_queued: u64,
+    /// DARC plans applied.
+    pub plan_updates: u64,
+    /// Worker threads that panicked.
+    pub worker_panics: u64,
+    /// Per type, in registration order, then UNKNOWN.
+    pub per_type: Vec<TypeReport>,
+    /// The scheduler's own counters.
+    pub scheduler: SchedulerCounters,
+}
+
+/// One worker's counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WorkerReport {
+    /// Worker index.
+    pub worker: usize,
+    /// CPU it was pinned to, if any.
+    pub cpu: Option<usize>,
+    /// Pinning was requested and failed (the worker ran unpinned).
+    pub pin_failed: bool,
+    /// Requests processed.
+    pub requests: u64,
+    /// Time spent processing (handler + response + TX), ns.
+    pub busy_ns: u64,
+    /// Σ (dispatch − arrival) of its requests, ns.
+    pub queueing_ns: u64,
+    /// Responses the device took.
+    pub tx_packets: u64,
+    /// Responses dropped (TX backlog full or left at shutdown).
+    pub tx_dropped: u64,
+    /// Requests whose response could not be built (buffer too small).
+    pub build_failures: u64,
+}
+
+/// Everything a run reports.
+#[derive(Clone, Debug)]
+pub struct ServerReport {
+    /// Policy name.
+    pub policy: &'static str,
+    /// Wall time of the run, ns.
+    pub elapsed_ns: u64,
+    /// Dispatcher counters.
+    pub dispatcher: DispatcherReport,
+    /// Per-worker counters, by index.
+    pub workers: Vec<WorkerReport>,
+    /// The port's device counters at exit.
+    pub port: PortStats,
+    /// DARC's windows (DARC policies only).
+    pub windows: Option<WindowsLog>,
+    /// Where the windows log was written.
+    pub windows_log_path: Option<PathBuf>,
+    /// Why writing the windows log failed.
+    pub windows_log_error: Option<String>,
+}
+
+impl ServerReport {
+    /// Requests processed by all workers.
+    pub fn requests_served(&self) -> u64 {
+        self.workers.iter().map(|w| w.requests).sum()
+    }
+
+    /// Responses transmitted by all workers.
+    pub fn responses_sent(&self) -> u64 {
+        self.workers.iter().map(|w| w.tx_packets).sum()
+    }
+
+    /// Every request lost after RX: parse drops, slab and queue-full drops, abandoned ones.
+    pub fn total_drops(&self) -> u64 {
+        let d = &self.dispatcher;
+        d.parse_drops.total_drops()
+            + d.slab_full_drops
+            + d.queue_full_drops
+            + d.abandoned_at_shutdown
+    }
+}
+
+impl fmt::Display for ServerReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let d = &self.dispatcher;
+        let secs = self.elapsed_ns as f64 / 1e9;
+        writeln!(
+            f,
+            "server: policy {} ran {:.3} s; rx {} packets, served {} requests, sent {} responses",
+            self.policy,
+            secs,
+            d.rx_packets,
+            self.requests_served(),
+            self.responses_sent()
+        )?;
+        writeln!(
+            f,
+            "dispatcher: dispatched {} completed {} | drops: parse {} slab-full {} queue-full {} abandoned {} | arp {} (tx drops {}) | plan updates {}",
+            d.dispatched,
+            d.completed,
+            d.parse_drops.total_drops(),
+            d.slab_full_drops,
+            d.queue_full_drops,
+            d.abandoned_at_shutdown,
+            d.arp_replies,
+            d.arp_tx_drops,
+            d.plan_updates
+        )?;
+        let anomalies = d.spurious_completions + d.lost_tokens + d.job_ring_full + d.worker_panics;
+        if anomalies > 0 {
+            writeln!(
+                f,
+                "anomalies: spurious completions {} lost tokens {} job ring full {} worker panics {}",
+                d.spurious_completions, d.lost_tokens, d.job_ring_full, d.worker_panics
+            )?;
+        }
+        for (reason, count) in d.parse_drops.nonzero() {
+            writeln!(f, "  parse drop {reason:<20} {count:>12}")?;
+        }
+        writeln!(
+            f,
+            "{:<14} {:>8} {:>12} {:>10} {:>12} {:>12} {:>10} {:>14}",
+            "type",
+            "wire id",
+            "arrivals",
+            "rejected",
+            "dispatched",
+            "completed",
+            "max depth",
+            "mean sojourn"
+        )?;
+        for t in &d.per_type {
+            if t.wire_id.is_none() && t.arrivals == 0 {
+                continue; // UNKNOWN row only when something unknown arrived
+            }
+            let wire = t.wire_id.map_or_else(|| "-".to_string(), |w| w.to_string());
+            writeln!(
+                f,
+                "{:<14} {:>8} {:>12} {:>10} {:>12} {:>12} {:>10} {:>11.1} µs",
+                t.name,
+                wire,
+                t.arrivals,
+                t.rejected,
+                t.dispatched,
+                t.completed,
+                t.queue_depth_hwm,
+                t.mean_sojourn_ns() / 1e3
+            )?;
+        }
+        writeln!(
+            f,
+            "{:<8} {:>5} {:>12} {:>8} {:>12} {:>10} {:>10}",
+            "worker", "cpu", "requests", "busy %", "tx packets", "tx drops", "mean busy"
+        )?;
+        for w in &self.workers {
+            let cpu = match (w.cpu, w.pin_failed) {
+                (Some(c), false) => c.to_string(),
+                (Some(c), true) => format!("{c}!"),
+                (None, _) => "-".to_string(),
+            };
+            let busy_pct = if self.elapsed_ns == 0 {
+                0.0
+            } else {
+                100.0 * w.busy_ns as f64 / self.elapsed_ns as f64
+            };
+            let mean_busy_us = if w.requests == 0 {
+                0.0
+            } else {
+                w.busy_ns as f64 / w.requests as f64 / 1e3
+            };
+            writeln!(
+                f,
+                "{:<8} {:>5} {:>12} {:>7.1}% {:>12} {:>10} {:>7.2} µs",
+                w.worker, cpu, w.requests, busy_pct, w.tx_packets, w.tx_dropped, mean_busy_us
+            )?;
+        }
+        writeln!(
+            f,
+            "port: rx {} tx {} rx missed {} rx errors {} tx errors {}",
+            self.port.rx_packets,
+            self.port.tx_packets,
+            self.port.rx_missed,
+            self.port.rx_errors,
+            self.port.tx_errors
+        )?;
+        if let Some(path) = &self.windows_log_path {
+            let n = self.windows.as_ref().map_or(0, |w| w.windows().len());
+            writeln!(f, "windows log: {} ({n} windows)", path.display())?;
+        }
+        if let Some(error) = &self.windows_log_error {
+            writeln!(f, "windows log NOT written: {error}")?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,450 @@
+//! Whole-server tests over the in-memory port pair (and one over kernel UDP): a test thread
+//! plays the client on side A, the server runs on side B. Loads are small (hundreds of
+//! requests), threads yield when idle, every wait is bounded.
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use psp_scheduler::{DarcParams, Policy, RequestTypeSpec, SchedulerConfig};
+
+use super::*;
+use crate::port::memory::{pair, MemPort, MemPortConfig, MemRxQueue, MemTxQueue};
+use crate::port::udp::{UdpPort, UdpPortConfig};
+use crate::port::{PacketBuf, Port, RxQueue, TxQueue};
+use crate::wire::{
+    build_request, parse_response, DropReason, Endpoint, MacAddr, RequestRepr, ResponseView,
+    REQUEST_FRAME_LEN,
+};
+
+const SERVER_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+const SERVER_PORT: u16 = 6789;
+const CLIENT_PORT: u16 = 40_000;
+/// Bound on every wait for responses.
+const RESPONSE_WAIT: Duration = Duration::from_secs(10);
+/// Silence after which a test expecting some drops stops waiting for more responses.
+const QUIET_PERIOD: Duration = Duration::from_millis(300);
+
+/// Echoes the 12-byte response prefix; optionally spins `spin_ns` per request.
+#[derive(Clone)]
+struct TestHandler {
+    spin: Duration,
+}
+
+impl RequestHandler for TestHandler {
+    fn handle(&mut self, _request: &RequestView, _payload: &mut [u8]) -> usize {
+        if !self.spin.is_zero() {
+            let start = Instant::now();
+            while start.elapsed() < self.spin {
+                std::hint::spin_loop();
+            }
+        }
+        crate::wire::psp::RESPONSE_LEN
+    }
+}
+
+fn types() -> Vec<RequestTypeSpec> {
+    vec![
+        RequestTypeSpec::new("SHORT", 1)
+            .with_mean_ns(1_000)
+            .with_ratio(0.5)
+            .with_deadline_ns(10_000),
+        RequestTypeSpec::new("LONG", 2)
+            .with_mean_ns(100_000)
+            .with_ratio(0.5)
+            .with_deadline_ns(1_000_000),
+    ]
+}
+
+fn options(policy: Policy, workers: usize) -> ServerOptions {
+    let mut options = ServerOptions::new(
+        SchedulerConfig::new(workers, types(), policy),
+        SERVER_IP,
+        SERVER_PORT,
+    );
+    options.idle = IdleStrategy::Yield;
+    options
+}
+
+struct Client {
+    tx: MemTxQueue,
+    rx: Vec<MemRxQueue>,
+    me: Endpoint,
+    server: Endpoint,
+}
+
+struct Running {
+    client: Client,
+    shutdown: Arc<AtomicBool>,
+    server: JoinHandle<Result<ServerReport, ServerError>>,
+}
+
+fn start(options: ServerOptions, spin: Duration) -> Running {
+    let workers = options.scheduler.workers;
+    let (mut a, b): (MemPort, MemPort) = pair(&MemPortConfig::with_queues(workers as u16 + 1));
+    let server_mac = MacAddr(b.mac());
+    let client = Client {
+        tx: a.take_tx(0).expect("client tx"),
+        rx: (0..=workers as u16)
+            .map(|q| a.take_rx(q).expect("client rx"))
+            .collect(),
+        me: Endpoint::new(MacAddr(a.mac()), CLIENT_IP, CLIENT_PORT),
+        server: Endpoint::new(server_mac, SERVER_IP, SERVER_PORT),
+    };
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&shutdown);
+    let server = std::thread::spawn(move || {
+        let handler = TestHandler { spin };
+        let server = Server::new(options)?;
+        server.run(b, handler.clone(), vec![handler; workers], flag)
+    });
+    Running {
+        client,
+        shutdown,
+        server,
+    }
+}
+
+impl Client {
+    fn send_frames(&mut self, frames: Vec<crate::port::pool::PoolBuf>) {
+        let mut burst = frames;
+        let deadline = Instant::now() + RESPONSE_WAIT;
+        while !burst.is_empty() {
+            self.tx.tx_burst(&mut burst);
+            assert!(Instant::now() < deadline, "client TX stuck");
+        }
+    }
+
+    fn request_frame(&mut self, req_id: u32, req_type: u32) -> crate::port::pool::PoolBuf {
+        let mut buf = self.tx.alloc().expect("client buffer");
+        buf.set_len(REQUEST_FRAME_LEN).expect("fits");
+        let request = RequestRepr {
+            req_id,
+            req_type,
+            req_size: 4,
+            run_ns: 0,
+        };
+        let len = build_request(buf.data_mut(), &request, &self.me, &self.server).expect("build");
+        buf.set_len(len).expect("fits");
+        buf
+    }
+
+    fn send(&mut self, requests: &[(u32, u32)]) {
+        let frames = requests
+            .iter()
+            .map(|&(id, ty)| self.request_frame(id, ty))
+            .collect();
+        self.send_frames(frames);
+    }
+
+    /// Collects responses on every RX queue until `want` arrived or the wait ends; checks the
+    /// addressing of each.
+    fn collect(&mut self, want: usize) -> Vec<(u16, ResponseView)> {
+        self.collect_until(want, RESPONSE_WAIT)
+    }
+
+    /// As `collect`, but also stops after `quiet` without any response.
+    fn collect_until(&mut self, want: usize, quiet: Duration) -> Vec<(u16, ResponseView)> {
+        let mut got = Vec::new();
+        let mut bufs = Vec::with_capacity(64);
+        let deadline = Instant::now() + RESPONSE_WAIT;
+        let mut last_seen = Instant::now();
+        while got.len() < want && Instant::now() < deadline && last_seen.elapsed() < quiet {
+            let mut any = false;
+            for (q, rx) in self.rx.iter_mut().enumerate() {
+                if rx.rx_burst(&mut bufs, 64) > 0 {
+                    any = true;
+                }
+                for buf in bufs.drain(..) {
+                    let frame = buf.data();
+                    let response = parse_response(frame, &self.me).expect("valid response");
+                    assert_eq!(response.src, self.server, "response source = server");
+                    assert_eq!(&frame[0..6], &self.me.mac.0, "dst MAC = client");
+                    got.push((q as u16, response));
+                }
+            }
+            if any {
+                last_seen = Instant::now();
+            } else {
+                std::thread::sleep(Duration::from_micros(100));
+            }
+        }
+        got
+    }
+}
+
+impl Running {
+    fn stop(self) -> (Client, ServerReport) {
+        self.shutdown.store(true, Ordering::Release);
+        let report = self
+            .server
+            .join()
+            .expect("server thread")
+            .expect("server ran");
+        (self.client, report)
+    }
+}
+
+fn mixed_requests(n: u32) -> Vec<(u32, u32)> {
+    (0..n)
+        .map(|i| (i, if i % 3 == 0 { 2 } else { 1 }))
+        .collect()
+}
+
+#[test]
+fn every_request_answered_with_correct_addressing_and_counts() {
+    let mut run = start(options(Policy::Cfcfs, 2), Duration::ZERO);
+    let requests = mixed_requests(300);
+    run.client.send(&requests);
+    let got = run.client.collect(requests.len());
+    let (_, report) = run.stop();
+    assert_eq!(got.len(), 300, "{report}");
+    let mut ids: Vec<u32> = got.iter().map(|(_, r)| r.req_id).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, (0..300).collect::<Vec<_>>(), "each id answered once");
+    let by_id: HashMap<u32, u32> = requests.iter().copied().collect();
+    for (queue, response) in &got {
+        assert_eq!(by_id[&response.req_id], response.req_type, "type echoed");
+        assert!((1..=2).contains(queue), "responses come from worker queues");
+    }
+    let d = &report.dispatcher;
+    assert_eq!(d.rx_packets, 300);
+    assert_eq!(d.per_type[0].arrivals, 200);
+    assert_eq!(d.per_type[1].arrivals, 100);
+    assert_eq!(d.per_type[0].completed, 200);
+    assert_eq!(d.per_type[1].completed, 100);
+    assert_eq!(report.requests_served(), 300);
+    assert_eq!(report.responses_sent(), 300);
+    assert_eq!(report.total_drops(), 0);
+    assert!(report.to_string().contains("SHORT"));
+}
+
+#[test]
+fn malformed_frames_are_counted_and_serving_continues() {
+    let mut run = start(options(Policy::Cfcfs, 1), Duration::ZERO);
+    let mut frames = Vec::new();
+    // Too short for Ethernet.
+    let mut short = run.client.tx.alloc().expect("buffer");
+    short.set_len(10).expect("fits");
+    frames.push(short);
+    // Not IPv4 (EtherType 0x86dd).
+    let mut v6 = run.client.request_frame(1000, 1);
+    v6.data_mut()[12..14].copy_from_slice(&0x86ddu16.to_be_bytes());
+    frames.push(v6);
+    // Wrong UDP destination port.
+    let mut wrong_port = run.client.request_frame(1001, 1);
+    wrong_port.data_mut()[36..38].copy_from_slice(&1u16.to_be_bytes());
+    frames.push(wrong_port);
+    // Bad IPv4 checksum.
+    let mut bad_sum = run.client.request_frame(1002, 1);
+    bad_sum.data_mut()[24] ^= 0xff;
+    frames.push(bad_sum);
+    run.client.send_frames(frames);
+    let requests = mixed_requests(100);
+    run.client.send(&requests);
+    let got = run.client.collect(100);
+    let (_, report) = run.stop();
+    assert_eq!(got.len(), 100, "{report}");
+    let drops = &report.dispatcher.parse_drops;
+    assert_eq!(drops.get(DropReason::TooShort), 1);
+    assert_eq!(drops.get(DropReason::NotIpv4), 1);
+    assert_eq!(drops.get(DropReason::WrongDstPort), 1);
+    assert_eq!(drops.get(DropReason::BadIpChecksum), 1);
+    assert_eq!(report.dispatcher.rx_packets, 104);
+    assert_eq!(report.requests_served(), 100);
+}
+
+#[test]
+fn queue_full_arrivals_are_dropped_and_counted() {
+    let mut opts = options(Policy::Cfcfs, 1);
+    opts.scheduler.queue_capacity = 4;
+    // A slow worker so the queue fills: 64 requests arrive in two bursts of 32.
+    let mut run = start(opts, Duration::from_micros(500));
+    let requests: Vec<(u32, u32)> = (0..64).map(|i| (i, 1)).collect();
+    run.client.send(&requests);
+    let first = run.client.collect(1);
+    assert_eq!(first.len(), 1);
+    // Let the worker finish what was accepted (≤ 1 running + 4 queued per burst).
+    let rest = run.client.collect_until(64, QUIET_PERIOD);
+    let (_, report) = run.stop();
+    let d = &report.dispatcher;
+    assert!(d.queue_full_drops > 0, "{report}");
+    assert_eq!(d.queue_full_drops, d.per_type[0].rejected);
+    assert_eq!(
+        d.per_type[0].arrivals,
+        d.per_type[0].completed + d.queue_full_drops
+    );
+    assert_eq!(
+        (first.len() + rest.len()) as u64,
+        d.per_type[0].completed,
+        "every accepted request answered"
+    );
+    assert!(d.per_type[0].queue_depth_hwm <= 4);
+}
+
+fn serves_all_with(policy: Policy) -> ServerReport {
+    let name = policy.name();
+    let mut run = start(options(policy, 3), Duration::ZERO);
+    let mut requests = mixed_requests(400);
+    // A few requests of an unregistered type go to UNKNOWN.
+    requests.extend((400..410).map(|i| (i, 77)));
+    run.client.send(&requests);
+    let got = run.client.collect(requests.len());
+    let (_, report) = run.stop();
+    assert_eq!(got.len(), requests.len(), "{name}: {report}");
+    assert_eq!(
+        report.dispatcher.per_type[2].completed, 10,
+        "{name}: UNKNOWN"
+    );
+    assert_eq!(report.total_drops(), 0, "{name}: {report}");
+    report
+}
+
+#[test]
+fn every_live_policy_serves_all_requests() {
+    for policy in [
+        Policy::Cfcfs,
+        Policy::Dfcfs,
+        Policy::Sjf,
+        Policy::Edf,
+        Policy::Darc(DarcParams::default()),
+        Policy::DarcStatic { reserved_short: 1 },
+    ] {
+        serves_all_with(policy);
+    }
+}
+
+#[test]
+fn darc_switches_and_writes_the_windows_log() {
+    let dir = std::env::temp_dir().join(format!("psp-windows-{}", std::process::id()));
+    let path = ServerOptions::windows_log_path(&dir, "test-label");
+    let mut opts = options(
+        Policy::Darc(DarcParams {
+            samples_needed: 50,
+            ..DarcParams::default()
+        }),
+        3,
+    );
+    opts.windows_log = Some(path.clone());
+    let mut run = start(opts, Duration::ZERO);
+    let requests = mixed_requests(300);
+    run.client.send(&requests);
+    let got = run.client.collect(300);
+    let (_, report) = run.stop();
+    assert_eq!(got.len(), 300, "{report}");
+    assert!(report.dispatcher.plan_updates >= 1, "{report}");
+    let text = std::fs::read_to_string(&path).expect("windows log written");
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some(WINDOWS_HEADER));
+    let first: Vec<&str> = lines.next().expect("a window row").split('\t').collect();
+    assert_eq!(first.len(), 9);
+    assert_eq!(first[0], "0");
+    assert_eq!(first[7], "1");
+    assert_eq!(report.windows_log_path.as_deref(), Some(path.as_path()));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn shutdown_drains_queued_and_in_flight_requests() {
+    let mut run = start(options(Policy::Cfcfs, 1), Duration::from_micros(300));
+    let requests: Vec<(u32, u32)> = (0..20).map(|i| (i, 1)).collect();
+    run.client.send(&requests);
+    // One response means the dispatcher has read the burst holding all 20.
+    let mut got = run.client.collect(1);
+    run.shutdown.store(true, Ordering::Release);
+    got.extend(run.client.collect(19));
+    let (_, report) = run.stop();
+    assert_eq!(got.len(), 20, "{report}");
+    assert_eq!(report.dispatcher.abandoned_at_shutdown, 0);
+    assert_eq!(report.dispatcher.final_queued, 0);
+}
+
+#[test]
+fn misconfigurations_are_errors() {
+    let ts = options(Policy::from_name("ts").expect("ts"), 1);
+    assert!(matches!(Server::new(ts), Err(ServerError::NotLive("ts"))));
+    let mut cpus = options(Policy::Cfcfs, 2);
+    cpus.worker_cpus = vec![0];
+    assert!(matches!(
+        Server::new(cpus),
+        Err(ServerError::WorkerCpus { .. })
+    ));
+    // Too few TX queues on the port.
+    let (_a, b) = pair(&MemPortConfig::with_queues(1));
+    let server = Server::new(options(Policy::Cfcfs, 2)).expect("valid");
+    let handler = TestHandler {
+        spin: Duration::ZERO,
+    };
+    let result = server.run(
+        b,
+        handler.clone(),
+        vec![handler.clone(), handler],
+        Arc::new(AtomicBool::new(true)),
+    );
+    assert!(matches!(result, Err(ServerError::Queues { .. })));
+}
+
+#[test]
+fn serves_over_kernel_udp() {
+    let workers = 2;
+    let port = UdpPort::bind(&UdpPortConfig::new(
+        SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0),
+        workers as u16 + 1,
+    ))
+    .expect("bind");
+    let server_addr = port.local_addr();
+    let mut opts = options(Policy::Cfcfs, workers);
+    opts.ip = *server_addr.ip();
+    opts.udp_port = server_addr.port();
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&shutdown);
+    let server = std::thread::spawn(move || {
+        let handler = TestHandler {
+            spin: Duration::ZERO,
+        };
+        Server::new(opts)?.run(port, handler.clone(), vec![handler; workers], flag)
+    });
+    let client = UdpSocket::bind("127.0.0.1:0").expect("client");
+    client
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let mut answered = std::collections::HashSet::new();
+    let deadline = Instant::now() + RESPONSE_WAIT;
+    let mut payload = [0u8; 16];
+    for id in 0..50u32 {
+        payload[0..4].copy_from_slice(&id.to_le_bytes());
+        payload[4..8].copy_from_slice(&1u32.to_le_bytes());
+        payload[8..12].copy_from_slice(&4u32.to_le_bytes());
+        client.send_to(&payload, server_addr).expect("send");
+    }
+    let mut reply = [0u8; 64];
+    while answered.len() < 50 && Instant::now() < deadline {
+        if let Ok((n, from)) = client.recv_from(&mut reply) {
+            assert_eq!(from, SocketAddr::V4(server_addr));
+            assert_eq!(n, 12, "12-byte response payload");
+            answered.insert(u32::from_le_bytes([reply[0], reply[1], reply[2], reply[3]]));
+        }
+    }
+    shutdown.store(true, Ordering::Release);
+    let report = server.join().expect("server thread").expect("server ran");
+    assert_eq!(answered.len(), 50, "{report}");
+    assert_eq!(report.requests_served(), 50);
+}
+
+#[test]
+fn report_prints_a_summary_table() {
+    let mut run = start(options(Policy::Sjf, 2), Duration::ZERO);
+    run.client.send(&mixed_requests(30));
+    assert_eq!(run.client.collect(30).len(), 30);
+    let (_, report) = run.stop();
+    let text = report.to_string();
+    eprintln!("{text}");
+    assert!(text.starts_with("server: policy sjf"));
+    for needle in ["SHORT", "LONG", "worker", "busy %", "port: rx 30 tx 30"] {
+        assert!(text.contains(needle), "missing {needle:?} in\n{text}");
+    }
+}
