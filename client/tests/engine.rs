@@ -1,0 +1,282 @@
+//! The engine end to end over real ports: the in-memory pair against an echo thread (answering
+//! on another queue, like a Perséphone worker over memif), a faulty responder (drops,
+//! duplicates, junk, unknown ids), and kernel UDP on 127.0.0.1 against a socket echo thread.
+//! Loads are small and every loop is bounded in time.
+
+use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use psp_client::engine::{self, EngineConfig, Progress};
+use psp_dataplane::port::memory::{pair, MemPort, MemPortConfig};
+use psp_dataplane::port::udp::{UdpPort, UdpPortConfig};
+use psp_dataplane::port::{PacketBuf, Port, RxQueue, TxQueue};
+use psp_dataplane::wire::{self, Endpoint, MacAddr};
+use psp_workload::Workload;
+
+const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+const SERVER_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+const SERVER_PORT: u16 = 6789;
+const CLIENT_PORT: u16 = 40000;
+/// Longest any responder thread runs (safety bound).
+const RESPONDER_LIMIT: Duration = Duration::from_secs(20);
+
+fn workload(duration_s: f64) -> Workload {
+    Workload::from_yaml_str(
+        "bimodal",
+        &format!(
+            "- {{mean_ns: [1000, 10000], ratios: [.8, .2], rtype: [SHORT, LONG], duration: {duration_s}}}"
+        ),
+    )
+    .unwrap()
+}
+
+/// What the responder does to the i-th request (0-based).
+#[derive(Clone, Copy, Default)]
+struct Faults {
+    /// Never answer every n-th request.
+    drop_every: Option<u64>,
+    /// Answer every n-th request twice.
+    duplicate_every: Option<u64>,
+    /// Send a junk frame and a response with an unknown id every n-th request.
+    junk_every: Option<u64>,
+}
+
+/// Answers requests arriving on B's RX queue 0 on B's TX queue `reply_queue`.
+fn responder(
+    mut port: MemPort,
+    reply_queue: u16,
+    faults: Faults,
+    stop: Arc<AtomicBool>,
+) -> thread::JoinHandle<u64> {
+    let local = Endpoint::new(MacAddr(port.mac()), SERVER_IP, SERVER_PORT);
+    let mut rx = port.take_rx(0).unwrap();
+    let mut tx = port.take_tx(reply_queue).unwrap();
+    thread::spawn(move || {
+        let started = Instant::now();
+        let mut bufs = Vec::with_capacity(32);
+        let mut out = Vec::with_capacity(128);
+        let mut seen = 0u64;
+        while !stop.load(Ordering::Relaxed) && started.elapsed() < RESPONDER_LIMIT {
+            if rx.rx_burst(&mut bufs, 32) == 0 {
+                thread::yield_now();
+                continue;
+            }
+            for mut buf in bufs.drain(..) {
+                if wire::parse_request(buf.data(), &local).is_err() {
+                    continue;
+                }
+                let i = seen;
+                seen += 1;
+                let len = wire::build_response_in_place(buf.data_mut());
+                buf.set_len(len).unwrap();
+                if faults.junk_every.is_some_and(|n| i % n == 0) {
+                    let mut junk = tx.alloc().unwrap();
+                    junk.set_len(30).unwrap();
+                    junk.data_mut().fill(0xab);
+                    out.push(junk);
+                    let mut unknown = tx.alloc().unwrap();
+                    unknown.set_len(len).unwrap();
+                    unknown.data_mut().copy_from_slice(buf.data());
+                    // Flip the generation bits: an id the client never issued.
+                    unknown.data_mut()[wire::PAYLOAD_OFFSET + 3] ^= 0x80;
+                    out.push(unknown);
+                }
+                if faults.duplicate_every.is_some_and(|n| i % n == 0) {
+                    let mut copy = tx.alloc().unwrap();
+                    copy.set_len(len).unwrap();
+                    copy.data_mut().copy_from_slice(buf.data());
+                    out.push(copy);
+                }
+                if faults.drop_every.is_some_and(|n| i % n == 0) {
+                    continue;
+                }
+                out.push(buf);
+            }
+            while !out.is_empty() {
+                tx.tx_burst(&mut out);
+            }
+        }
+        seen
+    })
+}
+
+fn mem_run(faults: Faults, requests_per_s: f64, duration_s: f64) -> (engine::RunResult, u64) {
+    let (mut client, server) = pair(&MemPortConfig::with_queues(2));
+    let stop = Arc::new(AtomicBool::new(false));
+    let handle = responder(server, 1, faults, Arc::clone(&stop));
+    let local = Endpoint::new(MacAddr(client.mac()), CLIENT_IP, CLIENT_PORT);
+    let target = Endpoint::new(
+        MacAddr(MemPortConfig::default().mac_b),
+        SERVER_IP,
+        SERVER_PORT,
+    );
+    let mut config = EngineConfig::new(local, vec![target]);
+    config.seed = 42;
+    config.drain_timeout_ns = 200_000_000;
+    let progress = Progress::default();
+    let w = workload(duration_s);
+    let result = engine::run(&mut client, &w, &[requests_per_s], &config, Some(&progress)).unwrap();
+    assert!(progress.done.load(Ordering::Relaxed));
+    assert_eq!(progress.sent.load(Ordering::Relaxed), result.counters.sent);
+    stop.store(true, Ordering::Relaxed);
+    let seen = handle.join().unwrap();
+    (result, seen)
+}
+
+#[test]
+fn memory_pair_every_request_answered_on_worker_queue() {
+    let (r, seen) = mem_run(Faults::default(), 20_000.0, 0.05);
+    let c = &r.counters;
+    assert!(c.planned > 700, "{c:?}");
+    assert_eq!(c.sent, c.planned);
+    assert_eq!(seen, c.sent);
+    assert_eq!(c.received, c.sent, "{c:?}");
+    assert_eq!(c.unanswered, 0);
+    assert_eq!(
+        c.duplicate + c.late + c.unknown_id + c.malformed + c.mismatched,
+        0,
+        "{c:?}"
+    );
+    assert_eq!(c.warmup, (c.planned as f64 * 0.1).ceil() as u64);
+    assert_eq!(r.stats.completed(), c.received - c.warmup);
+    let latency = r.stats.latency();
+    assert!(latency.p999.is_finite() && latency.p50 > 0.0, "{latency:?}");
+    assert_eq!(r.classes.iter().map(|k| k.sent).sum::<u64>(), c.sent);
+    assert!(r.classes[0].sent > r.classes[1].sent);
+    let phase = &r.phases[0];
+    assert!(
+        phase.offered_rps() > 10_000.0 && phase.offered_rps() < 30_000.0,
+        "{phase:?}"
+    );
+    assert_eq!(r.send_lag_ns.len(), c.sent);
+}
+
+#[test]
+fn faulty_responder_is_counted_never_crashes_and_lost_requests_are_infinite() {
+    let faults = Faults {
+        drop_every: Some(50),
+        duplicate_every: Some(7),
+        junk_every: Some(11),
+    };
+    let (r, seen) = mem_run(faults, 20_000.0, 0.05);
+    let c = &r.counters;
+    // Every 50th is not answered, except every 350th, whose duplicate stands in for it.
+    let dropped = seen.div_ceil(50) - seen.div_ceil(350);
+    assert_eq!(seen, c.sent);
+    assert_eq!(c.unanswered, dropped, "{c:?}");
+    assert_eq!(c.received, c.sent - dropped);
+    assert_eq!(
+        c.duplicate,
+        seen.div_ceil(7) - seen.div_ceil(7 * 50),
+        "{c:?}"
+    );
+    assert_eq!(c.unknown_id, seen.div_ceil(11), "{c:?}");
+    assert_eq!(c.malformed, seen.div_ceil(11), "{c:?}");
+    // 2 % never answered: p99 and beyond are +∞, the median is not.
+    let latency = r.stats.latency();
+    assert!(
+        latency.p99.is_infinite() && latency.p50.is_finite(),
+        "{latency:?}"
+    );
+    assert_eq!(latency.infinite, r.stats.unanswered());
+}
+
+#[test]
+fn same_seed_same_schedule() {
+    let (a, _) = mem_run(Faults::default(), 10_000.0, 0.02);
+    let (b, _) = mem_run(Faults::default(), 10_000.0, 0.02);
+    assert_eq!(a.counters.planned, b.counters.planned);
+    let sent = |r: &engine::RunResult| r.classes.iter().map(|c| c.sent).collect::<Vec<_>>();
+    assert_eq!(sent(&a), sent(&b));
+}
+
+#[test]
+fn max_concurrency_skips_send_slots() {
+    // A responder that never answers: with at most 5 in flight, everything after is skipped.
+    let (mut client, _server) = pair(&MemPortConfig::with_queues(1));
+    let local = Endpoint::new(MacAddr(client.mac()), CLIENT_IP, CLIENT_PORT);
+    let target = Endpoint::new(
+        MacAddr(MemPortConfig::default().mac_b),
+        SERVER_IP,
+        SERVER_PORT,
+    );
+    let mut config = EngineConfig::new(local, vec![target]);
+    config.max_concurrency = Some(5);
+    config.drain_timeout_ns = 10_000_000;
+    config.warmup_fraction = 0.0;
+    let r = engine::run(&mut client, &workload(0.01), &[20_000.0], &config, None).unwrap();
+    let c = &r.counters;
+    assert_eq!(c.sent, 5);
+    assert_eq!(c.skipped, c.planned - 5);
+    assert_eq!(c.unanswered, 5);
+    assert!(r.stats.latency().p50.is_infinite());
+}
+
+#[test]
+fn bad_arguments_are_refused_before_sending() {
+    let (mut client, _server) = pair(&MemPortConfig::with_queues(1));
+    let local = Endpoint::new(MacAddr(client.mac()), CLIENT_IP, CLIENT_PORT);
+    let w = workload(0.01);
+    let no_target = EngineConfig::new(local, vec![]);
+    assert!(engine::run(&mut client, &w, &[1000.0], &no_target, None).is_err());
+    let config = EngineConfig::new(local, vec![local]);
+    let e = engine::run(&mut client, &w, &[-3.0], &config, None).unwrap_err();
+    assert!(e.to_string().contains("-3"), "{e}");
+    assert!(engine::run(&mut client, &w, &[1.0, 2.0], &config, None).is_err());
+    assert_eq!(client.stats().tx_packets, 0);
+}
+
+/// A kernel UDP echo server: returns the first 12 bytes (the Perséphone response) of each
+/// datagram to its sender.
+fn udp_echo(stop: Arc<AtomicBool>) -> (SocketAddrV4, thread::JoinHandle<u64>) {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(20)))
+        .unwrap();
+    let addr = match socket.local_addr().unwrap() {
+        std::net::SocketAddr::V4(a) => a,
+        other => panic!("{other}"),
+    };
+    let handle = thread::spawn(move || {
+        let started = Instant::now();
+        let mut buf = [0u8; 2048];
+        let mut answered = 0;
+        while !stop.load(Ordering::Relaxed) && started.elapsed() < RESPONDER_LIMIT {
+            if let Ok((n, from)) = socket.recv_from(&mut buf) {
+                if n >= 12 && socket.send_to(&buf[..12], from).is_ok() {
+                    answered += 1;
+                }
+            }
+        }
+        answered
+    });
+    (addr, handle)
+}
+
+#[test]
+fn kernel_udp_against_echo_server_on_loopback() {
+    let stop = Arc::new(AtomicBool::new(false));
+    let (server, handle) = udp_echo(Arc::clone(&stop));
+    let mut port = UdpPort::bind(&UdpPortConfig::new(
+        SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0),
+        1,
+    ))
+    .unwrap();
+    let local_addr = port.local_addr();
+    let local = Endpoint::new(MacAddr(port.mac()), *local_addr.ip(), local_addr.port());
+    let target = Endpoint::new(MacAddr([0; 6]), *server.ip(), server.port());
+    let mut config = EngineConfig::new(local, vec![target]);
+    config.drain_timeout_ns = 500_000_000;
+    let r = engine::run(&mut port, &workload(0.05), &[5_000.0], &config, None).unwrap();
+    stop.store(true, Ordering::Relaxed);
+    let answered = handle.join().unwrap();
+    let c = &r.counters;
+    assert!(c.sent > 150, "{c:?}");
+    assert_eq!(answered, c.sent);
+    assert_eq!(c.received, c.sent, "{c:?}");
+    assert_eq!(c.malformed + c.unknown_id, 0, "{c:?}");
+    assert!(r.stats.latency().p99.is_finite());
+}
