@@ -72,7 +72,7 @@ fn responder(
                 seen += 1;
                 let len = wire::build_response_in_place(buf.data_mut());
                 buf.set_len(len).unwrap();
-                if faults.junk_every.is_some_and(|n| i % n == 0) {
+                if faults.junk_every.is_some_and(|n| i.is_multiple_of(n)) {
                     let mut junk = tx.alloc().unwrap();
                     junk.set_len(30).unwrap();
                     junk.data_mut().fill(0xab);
@@ -84,13 +84,13 @@ fn responder(
                     unknown.data_mut()[wire::PAYLOAD_OFFSET + 3] ^= 0x80;
                     out.push(unknown);
                 }
-                if faults.duplicate_every.is_some_and(|n| i % n == 0) {
+                if faults.duplicate_every.is_some_and(|n| i.is_multiple_of(n)) {
                     let mut copy = tx.alloc().unwrap();
                     copy.set_len(len).unwrap();
                     copy.data_mut().copy_from_slice(buf.data());
                     out.push(copy);
                 }
-                if faults.drop_every.is_some_and(|n| i % n == 0) {
+                if faults.drop_every.is_some_and(|n| i.is_multiple_of(n)) {
                     continue;
                 }
                 out.push(buf);
