@@ -1,1 +1,0 @@
-//! config (under construction).

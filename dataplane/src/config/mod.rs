@@ -1,0 +1,347 @@
+//! # Server configuration: the Perséphone server YAML, validated before anything starts
+//!
+//! [`ServerConfig::from_yaml_str`] / [`ServerConfig::from_path`] accept the original server
+//! schema (reference §6.1), including the keys the original parses and ignores, plus
+//! extensions under `psp:`:
+//!
+//! ```yaml
+//! cpus: [2, 4, 6]               # cpus[0] = dispatcher, then one per worker
+//! log_dir: /tmp/psp-logs        # optional
+//! n_resas: 1                    # optional: with dp DARC → darc-static with 1 reserved worker
+//! net_workers:                  # exactly one
+//!   - {ip: 192.168.10.10, port: 6789, dp: DARC, is_echo: 0}   # CFCFS|DFCFS|SJF|EDF|DARC
+//! network: {device_id: 0, mac: '42:00:00:00:00:01', eal_init: [-n, 2, --file-prefix, psp]}
+//! requests:                     # mandatory; name → original wire id, or an explicit `id:`
+//!   - {type: SHORT, mean_ns: 1000, ratio: 0.5}
+//!   - {type: LONG, mean_ns: 100000, ratio: 0.5, deadline: 1000000}
+//! workers: {number: 2, type: MB}   # MB|TPCC → app spin, ROCKSDB → app kv, ECHO → app echo
+//! psp:                          # all optional
+//!   idle: yield                 # spin (default) | yield
+//!   app: spin                   # spin | kv | echo (default from workers.type)
+//!   kv: {keys: 5000, scan_len: 5000}
+//!   spin: {max_run_ns: 10000000, calibration_rounds: 20}
+//!   darc: {delta: 0.2, samples_needed: 50000, hysteresis: 0.1, rounding_cut: 0.5,
+//!          profile_overhead_ns: 0, dynamic: true}
+//!   queue_capacity: 4096
+//!   policy: darc-static         # overrides dp; any live psp_scheduler::Policy name
+//!   rx: {verify_ip_checksum: true, verify_udp_checksum: false, check_dst_mac: true,
+//!        check_dst_ip: true}
+//!   rx_burst: 32
+//!   pending_slots: 8192
+//!   drain_timeout_ms: 1000
+//! ```
+//!
+//! Units: `mean_ns` and `deadline` are nanoseconds (`deadline_ns` is accepted as an alias).
+//!
+//! ## Invariants
+//! A [`ServerConfig`] that exists is runnable: every key was known, every value had the right
+//! type and range, the scheduler configuration was accepted by `psp_scheduler::Scheduler::new`.
+//! Every error names the key (as a path, `net_workers[0].port`) and the value.
+//!
+//! ## Tests
+//! `tests.rs`: the reference schema, every rejection (message checked for key and value), the
+//! policy mapping, and every file under `configs/server/`.
+
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use psp_scheduler::{DarcParams, Policy, Scheduler, SchedulerConfig, MAX_WORKERS};
+use serde::Deserialize;
+
+use crate::app::{AppConfig, AppKind};
+use crate::wire::{Endpoint, MacAddr, ParseOptions};
+
+mod raw;
+
+/// Tolerance on the sum of configured ratios (decimal fractions in YAML do not add up to
+/// exactly 1.0 in binary floating point).
+pub const RATIO_SUM_TOLERANCE: f64 = 1e-6;
+
+/// The original's request type names and wire ids (`ReqType`, Request.hh; reference §3.4).
+pub const REQUEST_TYPE_IDS: [(&str, u32); 12] = [
+    ("UNKNOWN", 0),
+    ("SHORT", 1),
+    ("LONG", 2),
+    ("PAGE", 3),
+    ("REGEX", 4),
+    ("NEW_ORDER", 5),
+    ("PAYMENT", 6),
+    ("DELIVERY", 7),
+    ("ORDER_STATUS", 8),
+    ("STOCK_LEVEL", 9),
+    ("GET", 10),
+    ("SCAN", 11),
+];
+
+/// The wire id of an original type name. Case, `_` and `-` are ignored, so `NewOrder`,
+/// `new_order` and `NEW-ORDER` are all 5.
+pub fn request_type_id(name: &str) -> Option<u32> {
+    let wanted = normalize(name);
+    REQUEST_TYPE_IDS
+        .iter()
+        .find(|(known, _)| normalize(known) == wanted)
+        .map(|&(_, id)| id)
+}
+
+fn normalize(name: &str) -> String {
+    name.chars()
+        .filter(|c| *c != '_' && *c != '-' && !c.is_whitespace())
+        .map(|c| c.to_ascii_uppercase())
+        .collect()
+}
+
+/// A configuration that cannot run.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read server config {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Not valid YAML for the schema: unknown key, wrong type, missing key (the message names
+    /// the key path and the value).
+    #[error("server config: {0}")]
+    Yaml(String),
+    /// A value out of range or inconsistent with another.
+    #[error("server config: {key} = {value}: {why}")]
+    Invalid {
+        /// The key, as a path (`net_workers[0].port`).
+        key: String,
+        /// The offending value, printed.
+        value: String,
+        /// What is wrong.
+        why: String,
+    },
+}
+
+impl ConfigError {
+    fn invalid(key: impl Into<String>, value: impl fmt::Display, why: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            key: key.into(),
+            value: value.to_string(),
+            why: why.into(),
+        }
+    }
+}
+
+/// The original's `workers.type`.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum WorkerKind {
+    /// Micro-benchmark: spin for `run_ns`.
+    Mb,
+    /// TPC-C service times emulated by spinning.
+    Tpcc,
+    /// RocksDB GET/SCAN (here: the `kv` application).
+    Rocksdb,
+    /// Extension (`ECHO`): the payload back (the `echo` application).
+    Echo,
+}
+
+impl WorkerKind {
+    /// The application this kind runs unless `psp.app` says otherwise.
+    pub fn default_app(self) -> AppKind {
+        match self {
+            WorkerKind::Mb | WorkerKind::Tpcc => AppKind::Spin,
+            WorkerKind::Rocksdb => AppKind::Kv,
+            WorkerKind::Echo => AppKind::Echo,
+        }
+    }
+}
+
+/// What idle dispatcher and worker threads do (`psp.idle`).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Default)]
+pub enum IdleMode {
+    /// Busy-poll (dedicated cores; the original).
+    #[default]
+    Spin,
+    /// Yield the CPU on an empty poll (shared cores; required on small machines).
+    Yield,
+}
+
+impl IdleMode {
+    /// The configuration name.
+    pub fn name(self) -> &'static str {
+        match self {
+            IdleMode::Spin => "spin",
+            IdleMode::Yield => "yield",
+        }
+    }
+}
+
+/// A validated server configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ServerConfig {
+    /// `cpus` as given.
+    pub cpus: Vec<usize>,
+    /// `cpus[0]`: the dispatcher's CPU.
+    pub dispatcher_cpu: usize,
+    /// `cpus[1..=workers.number]`: one CPU per worker (may repeat on small machines).
+    pub worker_cpus: Vec<usize>,
+    /// `log_dir`, if given.
+    pub log_dir: Option<PathBuf>,
+    /// Our address: `network.mac`, `net_workers[0].ip` and `.port`.
+    pub local: Endpoint,
+    /// `network.device_id` (DPDK port id; default 0).
+    pub device_id: u16,
+    /// `network.eal_init`, every item as a string.
+    pub eal_args: Vec<String>,
+    /// `workers.type`.
+    pub worker_kind: WorkerKind,
+    /// `net_workers[0].is_echo` (parsed; the original ignores it too; see `psp.app: echo`).
+    pub is_echo: bool,
+    /// Workers, request types, policy and queue depth, accepted by `Scheduler::new`.
+    pub scheduler: SchedulerConfig,
+    /// The application.
+    pub app: AppConfig,
+    /// `psp.idle`.
+    pub idle: IdleMode,
+    /// `psp.rx`: which optional header checks the dispatcher runs.
+    pub parse: ParseOptions,
+    /// `psp.rx_burst`, if given.
+    pub rx_burst: Option<usize>,
+    /// `psp.pending_slots`, if given.
+    pub pending_slots: Option<usize>,
+    /// `psp.drain_timeout_ms`, if given.
+    pub drain_timeout: Option<Duration>,
+    /// Keys that were accepted but have no effect here (printed at start-up).
+    pub warnings: Vec<String>,
+}
+
+impl ServerConfig {
+    /// Reads and validates a YAML file.
+    pub fn from_path(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_yaml_str(&text)
+    }
+
+    /// Parses and validates YAML text.
+    pub fn from_yaml_str(text: &str) -> Result<Self, ConfigError> {
+        let raw = raw::ServerFile::deserialize(serde_norway::Deserializer::from_str(text))
+            .map_err(|e| ConfigError::Yaml(e.to_string()))?;
+        raw.validate()
+    }
+
+    /// Number of workers.
+    pub fn workers(&self) -> usize {
+        self.scheduler.workers
+    }
+}
+
+/// Parses a dispatch policy name from `dp` or `psp.policy`; the simulator-only `ts` is
+/// refused.
+fn parse_policy(key: &str, name: &str) -> Result<Policy, ConfigError> {
+    let policy = Policy::from_name(name).map_err(|_| {
+        ConfigError::invalid(
+            key,
+            format!("{name:?}"),
+            "unknown policy (expected CFCFS, DFCFS, SJF, EDF, DARC or darc-static)",
+        )
+    })?;
+    if !policy.is_live() {
+        return Err(ConfigError::invalid(
+            key,
+            format!("{name:?}"),
+            "time sharing needs preemption: simulator only",
+        ));
+    }
+    Ok(policy)
+}
+
+fn check_darc_params(params: &DarcParams) -> Result<(), ConfigError> {
+    let key = "psp.darc";
+    if !(params.delta.is_finite() && params.delta >= 0.0) {
+        return Err(ConfigError::invalid(
+            format!("{key}.delta"),
+            params.delta,
+            "must be a finite number ≥ 0",
+        ));
+    }
+    if params.samples_needed == 0 {
+        return Err(ConfigError::invalid(
+            format!("{key}.samples_needed"),
+            0,
+            "must be ≥ 1",
+        ));
+    }
+    if !(params.hysteresis.is_finite() && params.hysteresis >= 0.0) {
+        return Err(ConfigError::invalid(
+            format!("{key}.hysteresis"),
+            params.hysteresis,
+            "must be a finite number ≥ 0",
+        ));
+    }
+    if !(0.0..=1.0).contains(&params.rounding_cut) {
+        return Err(ConfigError::invalid(
+            format!("{key}.rounding_cut"),
+            params.rounding_cut,
+            "must be in [0, 1]",
+        ));
+    }
+    Ok(())
+}
+
+fn parse_ip(key: &str, text: &str) -> Result<Ipv4Addr, ConfigError> {
+    text.trim()
+        .parse()
+        .map_err(|_| ConfigError::invalid(key, format!("{text:?}"), "not an IPv4 address"))
+}
+
+fn parse_mac(key: &str, text: &str) -> Result<MacAddr, ConfigError> {
+    let mac: MacAddr = text.parse().map_err(|_| {
+        ConfigError::invalid(
+            key,
+            format!("{text:?}"),
+            "not a MAC address (six hex octets like 42:00:00:00:00:01)",
+        )
+    })?;
+    if mac.0[0] & 1 != 0 {
+        return Err(ConfigError::invalid(
+            key,
+            format!("{text:?}"),
+            "a multicast or broadcast address cannot be a port's address",
+        ));
+    }
+    Ok(mac)
+}
+
+fn check_workers(number: usize, cpus: &[usize]) -> Result<(), ConfigError> {
+    if number == 0 || number > MAX_WORKERS {
+        return Err(ConfigError::invalid(
+            "workers.number",
+            number,
+            format!("must be between 1 and {MAX_WORKERS}"),
+        ));
+    }
+    let available = cpus.len().saturating_sub(1);
+    if number > available {
+        return Err(ConfigError::invalid(
+            "workers.number",
+            number,
+            format!(
+                "more workers than worker CPUs: cpus has {} entries (cpus[0] is the \
+                 dispatcher), so at most {available} workers",
+                cpus.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Final check: the scheduler accepts the configuration.
+fn check_scheduler(config: &SchedulerConfig) -> Result<(), ConfigError> {
+    Scheduler::new(config.clone())
+        .map(|_| ())
+        .map_err(|e| ConfigError::invalid("requests / dp", config.policy.name(), e.to_string()))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,517 @@
+//! The YAML as written (serde, unknown keys refused) and its validation into [`ServerConfig`].
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use psp_scheduler::{DarcParams, Policy, RequestTypeSpec, SchedulerConfig};
+use serde::Deserialize;
+
+use super::{
+    check_darc_params, check_scheduler, check_workers, parse_ip, parse_mac, parse_policy,
+    request_type_id, ConfigError, IdleMode, ServerConfig, WorkerKind, RATIO_SUM_TOLERANCE,
+};
+use crate::app::{AppConfig, AppKind};
+use crate::wire::{Endpoint, ParseOptions};
+
+/// A YAML scalar of any kind (`eal_init` mixes strings and numbers: `[-n, 2]`).
+#[derive(Deserialize, Debug, Clone)]
+#[serde(untagged)]
+pub(super) enum Scalar {
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Text(String),
+}
+
+impl Scalar {
+    fn to_arg(&self) -> String {
+        match self {
+            Scalar::Int(v) => v.to_string(),
+            Scalar::Float(v) => v.to_string(),
+            Scalar::Bool(v) => v.to_string(),
+            Scalar::Text(v) => v.clone(),
+        }
+    }
+}
+
+/// `is_echo`: the original writes `0`/`1`; `true`/`false` is accepted too.
+#[derive(Deserialize, Debug, Clone, Copy)]
+#[serde(untagged)]
+pub(super) enum Flag {
+    Bool(bool),
+    Int(i64),
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ServerFile {
+    cpus: Vec<usize>,
+    #[serde(default)]
+    log_dir: Option<String>,
+    #[serde(default)]
+    n_resas: Option<i64>,
+    net_workers: Vec<NetWorker>,
+    network: Network,
+    requests: Vec<Request>,
+    workers: Workers,
+    #[serde(default)]
+    psp: Psp,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct NetWorker {
+    ip: String,
+    port: i64,
+    dp: String,
+    #[serde(default)]
+    is_echo: Option<Flag>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct Network {
+    #[serde(default)]
+    device_id: Option<u16>,
+    mac: String,
+    #[serde(default)]
+    eal_init: Vec<Scalar>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct Request {
+    #[serde(rename = "type")]
+    type_name: String,
+    #[serde(default)]
+    id: Option<u32>,
+    #[serde(default)]
+    mean_ns: Option<u64>,
+    #[serde(default)]
+    ratio: Option<f64>,
+    #[serde(default, alias = "deadline_ns")]
+    deadline: Option<u64>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct Workers {
+    number: i64,
+    #[serde(rename = "type")]
+    kind: String,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct Psp {
+    #[serde(default)]
+    idle: Option<String>,
+    #[serde(default)]
+    app: Option<String>,
+    #[serde(default)]
+    kv: Option<Kv>,
+    #[serde(default)]
+    spin: Option<Spin>,
+    #[serde(default)]
+    darc: Option<Darc>,
+    #[serde(default)]
+    queue_capacity: Option<usize>,
+    #[serde(default)]
+    policy: Option<String>,
+    #[serde(default)]
+    rx: Option<Rx>,
+    #[serde(default)]
+    rx_burst: Option<usize>,
+    #[serde(default)]
+    pending_slots: Option<usize>,
+    #[serde(default)]
+    drain_timeout_ms: Option<u64>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct Kv {
+    #[serde(default)]
+    keys: Option<usize>,
+    #[serde(default)]
+    scan_len: Option<usize>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct Spin {
+    #[serde(default)]
+    max_run_ns: Option<u32>,
+    #[serde(default)]
+    calibration_rounds: Option<u32>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct Darc {
+    #[serde(default)]
+    delta: Option<f64>,
+    #[serde(default)]
+    samples_needed: Option<u64>,
+    #[serde(default)]
+    hysteresis: Option<f64>,
+    #[serde(default)]
+    rounding_cut: Option<f64>,
+    #[serde(default)]
+    profile_overhead_ns: Option<u64>,
+    #[serde(default)]
+    dynamic: Option<bool>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct Rx {
+    #[serde(default)]
+    verify_ip_checksum: Option<bool>,
+    #[serde(default)]
+    verify_udp_checksum: Option<bool>,
+    #[serde(default)]
+    check_dst_mac: Option<bool>,
+    #[serde(default)]
+    check_dst_ip: Option<bool>,
+}
+
+impl ServerFile {
+    pub(super) fn validate(self) -> Result<ServerConfig, ConfigError> {
+        let mut warnings = Vec::new();
+
+        // cpus and workers.
+        if self.cpus.is_empty() {
+            return Err(ConfigError::invalid(
+                "cpus",
+                "[]",
+                "needs the dispatcher's CPU and one per worker",
+            ));
+        }
+        let number = usize::try_from(self.workers.number).map_err(|_| {
+            ConfigError::invalid("workers.number", self.workers.number, "must be ≥ 1")
+        })?;
+        check_workers(number, &self.cpus)?;
+        let worker_kind = match super::normalize(&self.workers.kind).as_str() {
+            "MB" => WorkerKind::Mb,
+            "TPCC" => WorkerKind::Tpcc,
+            "ROCKSDB" => WorkerKind::Rocksdb,
+            "ECHO" => WorkerKind::Echo,
+            _ => {
+                return Err(ConfigError::invalid(
+                    "workers.type",
+                    format!("{:?}", self.workers.kind),
+                    "unknown worker type (expected MB, TPCC, ROCKSDB or ECHO)",
+                ))
+            }
+        };
+        if self.cpus.len() > number + 1 {
+            warnings.push(format!(
+                "cpus: {} entries for 1 dispatcher + {number} workers; the last {} are unused",
+                self.cpus.len(),
+                self.cpus.len() - number - 1
+            ));
+        }
+
+        // net_workers: exactly one.
+        let [net] = <[NetWorker; 1]>::try_from(self.net_workers).map_err(|list| {
+            ConfigError::invalid(
+                "net_workers",
+                format!("{} entries", list.len()),
+                "exactly one net worker (the dispatcher) is supported",
+            )
+        })?;
+        let ip = parse_ip("net_workers[0].ip", &net.ip)?;
+        if ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() {
+            return Err(ConfigError::invalid(
+                "net_workers[0].ip",
+                ip,
+                "must be a unicast address",
+            ));
+        }
+        let port = u16::try_from(net.port)
+            .ok()
+            .filter(|&p| p != 0)
+            .ok_or_else(|| {
+                ConfigError::invalid("net_workers[0].port", net.port, "must be in 1..=65535")
+            })?;
+        let is_echo = match net.is_echo {
+            None | Some(Flag::Bool(false)) | Some(Flag::Int(0)) => false,
+            Some(Flag::Bool(true)) | Some(Flag::Int(1)) => true,
+            Some(Flag::Int(other)) => {
+                return Err(ConfigError::invalid(
+                    "net_workers[0].is_echo",
+                    other,
+                    "must be 0, 1, true or false",
+                ))
+            }
+        };
+
+        // network.
+        let mac = parse_mac("network.mac", &self.network.mac)?;
+        let eal_args = self.network.eal_init.iter().map(Scalar::to_arg).collect();
+
+        // requests.
+        let types = request_types(&self.requests)?;
+
+        // Policy: dp, overridden by psp.policy; n_resas turns DARC into darc-static.
+        let mut policy = parse_policy("net_workers[0].dp", &net.dp)?;
+        if let Some(name) = &self.psp.policy {
+            policy = parse_policy("psp.policy", name)?;
+        }
+        if let Some(n_resas) = self.n_resas {
+            match policy {
+                Policy::Darc(_) | Policy::DarcStatic { .. } => {
+                    let reserved = usize::try_from(n_resas)
+                        .ok()
+                        .filter(|&n| n >= 1 && n < number)
+                        .ok_or_else(|| {
+                            ConfigError::invalid(
+                                "n_resas",
+                                n_resas,
+                                format!(
+                                    "must reserve at least 1 and leave at least 1 of the \
+                                     {number} workers"
+                                ),
+                            )
+                        })?;
+                    policy = Policy::DarcStatic {
+                        reserved_short: reserved,
+                    };
+                }
+                _ => warnings.push(format!(
+                    "n_resas = {n_resas} has no effect under policy {}",
+                    policy.name()
+                )),
+            }
+        }
+        if let Some(darc) = &self.psp.darc {
+            match &mut policy {
+                Policy::Darc(params) => {
+                    apply_darc(params, darc);
+                    check_darc_params(params)?;
+                }
+                other => warnings.push(format!(
+                    "psp.darc has no effect under policy {}",
+                    other.name()
+                )),
+            }
+        }
+
+        let mut scheduler = SchedulerConfig::new(number, types, policy);
+        if let Some(capacity) = self.psp.queue_capacity {
+            if capacity == 0 {
+                return Err(ConfigError::invalid("psp.queue_capacity", 0, "must be ≥ 1"));
+            }
+            scheduler.queue_capacity = capacity;
+        }
+        check_scheduler(&scheduler)?;
+
+        // Application.
+        let kind = match &self.psp.app {
+            Some(name) => name.parse::<AppKind>().map_err(|_| {
+                ConfigError::invalid(
+                    "psp.app",
+                    format!("{name:?}"),
+                    "unknown application (expected spin, kv or echo)",
+                )
+            })?,
+            None if is_echo => AppKind::Echo,
+            None => worker_kind.default_app(),
+        };
+        let mut app = AppConfig {
+            kind,
+            ..AppConfig::default()
+        };
+        if let Some(kv) = &self.psp.kv {
+            if let Some(keys) = kv.keys {
+                app.kv_keys = keys;
+                app.kv_scan_len = keys;
+            }
+            if let Some(scan_len) = kv.scan_len {
+                if scan_len == 0 {
+                    return Err(ConfigError::invalid("psp.kv.scan_len", 0, "must be ≥ 1"));
+                }
+                app.kv_scan_len = scan_len;
+            }
+            if app.kv_keys == 0 {
+                return Err(ConfigError::invalid("psp.kv.keys", 0, "must be ≥ 1"));
+            }
+        }
+        if let Some(spin) = &self.psp.spin {
+            if let Some(max) = spin.max_run_ns {
+                app.spin_max_run_ns = max;
+            }
+            if let Some(rounds) = spin.calibration_rounds {
+                if rounds == 0 {
+                    return Err(ConfigError::invalid(
+                        "psp.spin.calibration_rounds",
+                        0,
+                        "must be ≥ 1",
+                    ));
+                }
+                app.spin_calibration_rounds = rounds;
+            }
+        }
+
+        let idle = match self.psp.idle.as_deref().map(str::trim) {
+            None => IdleMode::default(),
+            Some(name) if name.eq_ignore_ascii_case("spin") => IdleMode::Spin,
+            Some(name) if name.eq_ignore_ascii_case("yield") => IdleMode::Yield,
+            Some(other) => {
+                return Err(ConfigError::invalid(
+                    "psp.idle",
+                    format!("{other:?}"),
+                    "expected spin or yield",
+                ))
+            }
+        };
+
+        let mut parse = ParseOptions::default();
+        if let Some(rx) = &self.psp.rx {
+            parse.verify_ip_checksum = rx.verify_ip_checksum.unwrap_or(parse.verify_ip_checksum);
+            parse.verify_udp_checksum = rx.verify_udp_checksum.unwrap_or(parse.verify_udp_checksum);
+            parse.check_dst_mac = rx.check_dst_mac.unwrap_or(parse.check_dst_mac);
+            parse.check_dst_ip = rx.check_dst_ip.unwrap_or(parse.check_dst_ip);
+        }
+        for (key, value) in [
+            ("psp.rx_burst", self.psp.rx_burst),
+            ("psp.pending_slots", self.psp.pending_slots),
+        ] {
+            if value == Some(0) {
+                return Err(ConfigError::invalid(key, 0, "must be ≥ 1"));
+            }
+        }
+
+        Ok(ServerConfig {
+            dispatcher_cpu: self.cpus[0],
+            worker_cpus: self.cpus[1..=number].to_vec(),
+            cpus: self.cpus,
+            log_dir: self.log_dir.map(PathBuf::from),
+            local: Endpoint::new(mac, ip, port),
+            device_id: self.network.device_id.unwrap_or(0),
+            eal_args,
+            worker_kind,
+            is_echo,
+            scheduler,
+            app,
+            idle,
+            parse,
+            rx_burst: self.psp.rx_burst,
+            pending_slots: self.psp.pending_slots,
+            drain_timeout: self.psp.drain_timeout_ms.map(Duration::from_millis),
+            warnings,
+        })
+    }
+}
+
+fn apply_darc(params: &mut DarcParams, darc: &Darc) {
+    if let Some(v) = darc.delta {
+        params.delta = v;
+    }
+    if let Some(v) = darc.samples_needed {
+        params.samples_needed = v;
+    }
+    if let Some(v) = darc.hysteresis {
+        params.hysteresis = v;
+    }
+    if let Some(v) = darc.rounding_cut {
+        params.rounding_cut = v;
+    }
+    if let Some(v) = darc.profile_overhead_ns {
+        params.profile_overhead_ns = v;
+    }
+    if let Some(v) = darc.dynamic {
+        params.dynamic = v;
+    }
+}
+
+fn request_types(requests: &[Request]) -> Result<Vec<RequestTypeSpec>, ConfigError> {
+    if requests.is_empty() {
+        return Err(ConfigError::invalid(
+            "requests",
+            "[]",
+            "at least one request type is required",
+        ));
+    }
+    let mut names = HashSet::new();
+    let mut ids = HashSet::new();
+    let mut types = Vec::with_capacity(requests.len());
+    let mut ratio_sum = 0.0;
+    let mut ratios_given = 0;
+    for (i, request) in requests.iter().enumerate() {
+        let key = |field: &str| format!("requests[{i}].{field}");
+        let name = request.type_name.trim();
+        let wire_id = match (request.id, request_type_id(name)) {
+            (Some(id), _) => id,
+            (None, Some(id)) => id,
+            (None, None) => {
+                return Err(ConfigError::invalid(
+                    key("type"),
+                    format!("{name:?}"),
+                    "unknown request type: use one of SHORT, LONG, PAGE, REGEX, NEW_ORDER, \
+                     PAYMENT, DELIVERY, ORDER_STATUS, STOCK_LEVEL, GET, SCAN, or give `id:`",
+                ))
+            }
+        };
+        if wire_id == 0 {
+            return Err(ConfigError::invalid(
+                key(if request.id.is_some() { "id" } else { "type" }),
+                format!("{name:?} (wire id 0)"),
+                "wire id 0 is UNKNOWN, the class of unregistered types; it cannot be registered",
+            ));
+        }
+        if !names.insert(super::normalize(name)) {
+            return Err(ConfigError::invalid(
+                key("type"),
+                format!("{name:?}"),
+                "duplicate request type",
+            ));
+        }
+        if !ids.insert(wire_id) {
+            return Err(ConfigError::invalid(
+                key("id"),
+                wire_id,
+                format!("duplicate wire id (type {name:?})"),
+            ));
+        }
+        let mut spec = RequestTypeSpec::new(name, wire_id);
+        if let Some(mean_ns) = request.mean_ns {
+            if mean_ns == 0 {
+                return Err(ConfigError::invalid(key("mean_ns"), 0, "must be ≥ 1 ns"));
+            }
+            spec = spec.with_mean_ns(mean_ns);
+        }
+        if let Some(ratio) = request.ratio {
+            if !(0.0..=1.0).contains(&ratio) {
+                return Err(ConfigError::invalid(
+                    key("ratio"),
+                    ratio,
+                    "must be in [0, 1]",
+                ));
+            }
+            ratio_sum += ratio;
+            ratios_given += 1;
+            spec = spec.with_ratio(ratio);
+        }
+        if let Some(deadline) = request.deadline {
+            if deadline == 0 {
+                return Err(ConfigError::invalid(key("deadline"), 0, "must be ≥ 1 ns"));
+            }
+            spec = spec.with_deadline_ns(deadline);
+        }
+        types.push(spec);
+    }
+    let all_given = ratios_given == requests.len();
+    if (all_given && (ratio_sum - 1.0).abs() > RATIO_SUM_TOLERANCE)
+        || ratio_sum > 1.0 + RATIO_SUM_TOLERANCE
+    {
+        return Err(ConfigError::invalid(
+            "requests[*].ratio",
+            format!("sum {ratio_sum}"),
+            "ratios must sum to 1",
+        ));
+    }
+    Ok(types)
+}

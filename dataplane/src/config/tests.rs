@@ -1,0 +1,458 @@
+//! Server config tests: the reference schema, every rejection, the policy mapping and every
+//! shipped file under `configs/server/`.
+
+use super::*;
+use psp_scheduler::RequestTypeSpec;
+
+/// The original's base config shape (reference §6.1), with TPC-C types and every ignored key.
+const ORIGINAL: &str = r#"
+cpus: [2, 4, 6, 8]
+log_dir: /tmpfs/experiments/
+net_workers:
+  - ip: 192.168.10.10
+    port: 6789
+    dp: CFCFS
+    is_echo: 0
+network:
+  device_id: 0
+  mac: '42:00:00:00:00:01'
+  eal_init: [-n, 2, -l, '2, 4, 6, 8', --file-prefix, X, -w, '0000:18:00.1']
+requests:
+  - {type: NewOrder, mean_ns: 20000, ratio: 0.44}
+  - {type: Payment, mean_ns: 5700, ratio: 0.44}
+  - {type: Delivery, mean_ns: 88000, ratio: 0.04}
+  - {type: OrderStatus, mean_ns: 6000, ratio: 0.04}
+  - {type: StockLevel, mean_ns: 100000, ratio: 0.04}
+workers:
+  number: 3
+  type: TPCC
+"#;
+
+/// A minimal config; tests replace one line of it.
+const BASE: &str = r#"
+cpus: [0, 1, 2]
+net_workers:
+  - {ip: 10.0.0.1, port: 6789, dp: DARC}
+network:
+  mac: '42:00:00:00:00:01'
+requests:
+  - {type: SHORT, mean_ns: 1000, ratio: 0.5}
+  - {type: LONG, mean_ns: 100000, ratio: 0.5}
+workers: {number: 2, type: MB}
+"#;
+
+fn with(from: &str, to: &str) -> String {
+    assert!(BASE.contains(from), "test bug: {from:?} not in BASE");
+    BASE.replacen(from, to, 1)
+}
+
+fn error_of(text: &str) -> String {
+    match ServerConfig::from_yaml_str(text) {
+        Ok(config) => panic!("accepted: {config:?}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// The error names the key and the value.
+fn assert_rejects(text: &str, key: &str, value: &str) {
+    let message = error_of(text);
+    assert!(
+        message.contains(key),
+        "{message:?} does not name key {key:?}"
+    );
+    assert!(
+        message.contains(value),
+        "{message:?} does not name value {value:?}"
+    );
+}
+
+#[test]
+fn original_schema_parses() {
+    let config = ServerConfig::from_yaml_str(ORIGINAL).unwrap();
+    assert_eq!(config.dispatcher_cpu, 2);
+    assert_eq!(config.worker_cpus, vec![4, 6, 8]);
+    assert_eq!(config.workers(), 3);
+    assert_eq!(config.local.ip, Ipv4Addr::new(192, 168, 10, 10));
+    assert_eq!(config.local.port, 6789);
+    assert_eq!(config.local.mac, MacAddr([0x42, 0, 0, 0, 0, 1]));
+    assert_eq!(config.log_dir, Some(PathBuf::from("/tmpfs/experiments/")));
+    assert_eq!(
+        config.eal_args,
+        [
+            "-n",
+            "2",
+            "-l",
+            "2, 4, 6, 8",
+            "--file-prefix",
+            "X",
+            "-w",
+            "0000:18:00.1"
+        ]
+    );
+    assert_eq!(config.worker_kind, WorkerKind::Tpcc);
+    assert_eq!(config.app.kind, AppKind::Spin);
+    assert!(!config.is_echo);
+    assert_eq!(config.scheduler.policy, Policy::Cfcfs);
+    let ids: Vec<u32> = config.scheduler.types.iter().map(|t| t.wire_id).collect();
+    assert_eq!(ids, [5, 6, 7, 8, 9]);
+    assert_eq!(
+        config.scheduler.types[0],
+        RequestTypeSpec::new("NewOrder", 5)
+            .with_mean_ns(20_000)
+            .with_ratio(0.44)
+    );
+    assert_eq!(config.idle, IdleMode::Spin);
+    assert_eq!(config.parse, ParseOptions::STRICT);
+    assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+}
+
+#[test]
+fn type_names_map_to_original_ids() {
+    for (name, id) in REQUEST_TYPE_IDS {
+        assert_eq!(request_type_id(name), Some(id));
+    }
+    assert_eq!(request_type_id("new-order"), Some(5));
+    assert_eq!(request_type_id("scan"), Some(11));
+    assert_eq!(request_type_id("polpot"), None);
+    // Explicit ids for names the original does not know.
+    let config = ServerConfig::from_yaml_str(&with(
+        "  - {type: LONG, mean_ns: 100000, ratio: 0.5}",
+        "  - {type: polpot, id: 42, mean_ns: 100000, ratio: 0.5, deadline_ns: 7}",
+    ))
+    .unwrap();
+    assert_eq!(config.scheduler.types[1].wire_id, 42);
+    assert_eq!(config.scheduler.types[1].deadline_ns, Some(7));
+}
+
+#[test]
+fn extensions_are_applied() {
+    let text = format!(
+        "{BASE}n_resas: 1\npsp:\n  idle: yield\n  app: kv\n  kv: {{keys: 100, scan_len: 10}}\n  \
+         spin: {{max_run_ns: 5000, calibration_rounds: 3}}\n  queue_capacity: 64\n  \
+         rx: {{verify_ip_checksum: false, check_dst_mac: false}}\n  rx_burst: 16\n  \
+         pending_slots: 512\n  drain_timeout_ms: 250\n"
+    );
+    let config = ServerConfig::from_yaml_str(&text).unwrap();
+    assert_eq!(config.idle, IdleMode::Yield);
+    assert_eq!(config.app.kind, AppKind::Kv);
+    assert_eq!((config.app.kv_keys, config.app.kv_scan_len), (100, 10));
+    assert_eq!(config.app.spin_max_run_ns, 5000);
+    assert_eq!(config.app.spin_calibration_rounds, 3);
+    assert_eq!(config.scheduler.queue_capacity, 64);
+    assert_eq!(
+        config.scheduler.policy,
+        Policy::DarcStatic { reserved_short: 1 }
+    );
+    assert!(!config.parse.verify_ip_checksum);
+    assert!(!config.parse.check_dst_mac);
+    assert!(config.parse.check_dst_ip);
+    assert_eq!(config.rx_burst, Some(16));
+    assert_eq!(config.pending_slots, Some(512));
+    assert_eq!(config.drain_timeout, Some(Duration::from_millis(250)));
+}
+
+#[test]
+fn darc_params_and_policy_override() {
+    let text = format!(
+        "{BASE}psp:\n  darc: {{delta: 0.3, samples_needed: 10, hysteresis: 0.2, \
+         rounding_cut: 0.4, profile_overhead_ns: 230, dynamic: false}}\n"
+    );
+    let config = ServerConfig::from_yaml_str(&text).unwrap();
+    assert_eq!(
+        config.scheduler.policy,
+        Policy::Darc(DarcParams {
+            delta: 0.3,
+            samples_needed: 10,
+            hysteresis: 0.2,
+            rounding_cut: 0.4,
+            profile_overhead_ns: 230,
+            dynamic: false,
+            ..DarcParams::default()
+        })
+    );
+    let text = format!("{BASE}psp:\n  policy: sjf\n  darc: {{delta: 0.3}}\n");
+    let config = ServerConfig::from_yaml_str(&text).unwrap();
+    assert_eq!(config.scheduler.policy, Policy::Sjf);
+    assert_eq!(config.warnings.len(), 1, "psp.darc is inert under sjf");
+    for (dp, policy) in [
+        ("CFCFS", Policy::Cfcfs),
+        ("DFCFS", Policy::Dfcfs),
+        ("SJF", Policy::Sjf),
+        ("DARC", Policy::Darc(DarcParams::default())),
+    ] {
+        let config = ServerConfig::from_yaml_str(&with("dp: DARC", &format!("dp: {dp}"))).unwrap();
+        assert_eq!(config.scheduler.policy, policy);
+    }
+    // EDF needs deadlines (the scheduler says which); with deadlines it is accepted.
+    let edf = with("dp: DARC", "dp: EDF").replace("ratio: 0.5}", "ratio: 0.5, deadline: 5000}");
+    assert_eq!(
+        ServerConfig::from_yaml_str(&edf).unwrap().scheduler.policy,
+        Policy::Edf
+    );
+}
+
+#[test]
+fn n_resas_under_other_policies_is_a_warning() {
+    let config =
+        ServerConfig::from_yaml_str(&format!("{}n_resas: 1\n", with("dp: DARC", "dp: CFCFS")))
+            .unwrap();
+    assert_eq!(config.scheduler.policy, Policy::Cfcfs);
+    assert!(config.warnings[0].contains("n_resas"));
+}
+
+#[test]
+fn echo_flag_and_worker_type_choose_the_app() {
+    let config = ServerConfig::from_yaml_str(&with("dp: DARC}", "dp: DARC, is_echo: 1}")).unwrap();
+    assert!(config.is_echo);
+    assert_eq!(config.app.kind, AppKind::Echo);
+    let config = ServerConfig::from_yaml_str(&with("type: MB}", "type: ROCKSDB}")).unwrap();
+    assert_eq!(config.app.kind, AppKind::Kv);
+    let config = ServerConfig::from_yaml_str(&with("type: MB}", "type: ECHO}")).unwrap();
+    assert_eq!(config.app.kind, AppKind::Echo);
+}
+
+#[test]
+fn unknown_keys_are_rejected_with_their_name() {
+    assert_rejects(&format!("{BASE}colour: blue\n"), "colour", "unknown field");
+    assert_rejects(
+        &with("dp: DARC}", "dp: DARC, speed: 3}"),
+        "speed",
+        "unknown field",
+    );
+    assert_rejects(
+        &format!("{BASE}psp: {{idel: yield}}\n"),
+        "idel",
+        "unknown field",
+    );
+    assert_rejects(
+        &format!("{BASE}psp: {{darc: {{detla: 1}}}}\n"),
+        "detla",
+        "unknown field",
+    );
+}
+
+#[test]
+fn wrong_types_are_rejected_with_key_and_value() {
+    assert_rejects(&with("cpus: [0, 1, 2]", "cpus: [0, one, 2]"), "cpus", "one");
+    assert_rejects(
+        &with("type: MB}", "type: MB, number: 2}").replace("{number: 2, type: MB, ", "{"),
+        "workers",
+        "",
+    );
+    assert_rejects(
+        &with("{number: 2,", "{number: two,"),
+        "workers.number",
+        "two",
+    );
+    assert_rejects(
+        &with("mean_ns: 1000,", "mean_ns: fast,"),
+        "requests[0].mean_ns",
+        "fast",
+    );
+    assert_rejects(
+        &format!("{BASE}psp: {{queue_capacity: -1}}\n"),
+        "queue_capacity",
+        "-1",
+    );
+}
+
+#[test]
+fn missing_mandatory_keys_are_named() {
+    let no_requests = BASE
+        .lines()
+        .filter(|l| !l.starts_with("requests") && !l.starts_with("  - {type"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert_rejects(&no_requests, "requests", "missing field");
+    assert_rejects(
+        &with("  mac: '42:00:00:00:00:01'", "  device_id: 0"),
+        "mac",
+        "missing field",
+    );
+}
+
+#[test]
+fn impossible_values_are_rejected_with_key_and_value() {
+    let cases: [(String, &str, &str); 19] = [
+        (with("{number: 2,", "{number: 3,"), "workers.number", "3"),
+        (with("{number: 2,", "{number: 0,"), "workers.number", "0"),
+        (with("{number: 2,", "{number: -2,"), "workers.number", "-2"),
+        (with("cpus: [0, 1, 2]", "cpus: []"), "cpus", "[]"),
+        (with("dp: DARC", "dp: FIFO"), "net_workers[0].dp", "FIFO"),
+        (with("dp: DARC", "dp: ts"), "net_workers[0].dp", "ts"),
+        (
+            with("ip: 10.0.0.1", "ip: 10.0.0.300"),
+            "net_workers[0].ip",
+            "10.0.0.300",
+        ),
+        (
+            with("ip: 10.0.0.1", "ip: 0.0.0.0"),
+            "net_workers[0].ip",
+            "0.0.0.0",
+        ),
+        (with("port: 6789", "port: 0"), "net_workers[0].port", "0"),
+        (
+            with("port: 6789", "port: 70000"),
+            "net_workers[0].port",
+            "70000",
+        ),
+        (
+            with("'42:00:00:00:00:01'", "'42:00:00:00:01'"),
+            "network.mac",
+            "42:00:00:00:01",
+        ),
+        (
+            with("'42:00:00:00:00:01'", "'ff:ff:ff:ff:ff:ff'"),
+            "network.mac",
+            "ff:ff:ff:ff:ff:ff",
+        ),
+        (
+            with("type: LONG,", "type: SHORT,"),
+            "requests[1].type",
+            "SHORT",
+        ),
+        (
+            with("type: LONG,", "type: LONG, id: 1,"),
+            "requests[1].id",
+            "1",
+        ),
+        (
+            with(
+                "ratio: 0.5}\n  - {type: LONG",
+                "ratio: 0.6}\n  - {type: LONG",
+            ),
+            "ratio",
+            "1.1",
+        ),
+        (
+            with("type: LONG,", "type: BANANA,"),
+            "requests[1].type",
+            "BANANA",
+        ),
+        (
+            with("type: LONG,", "type: UNKNOWN,"),
+            "requests[1].type",
+            "UNKNOWN",
+        ),
+        (
+            with("{number: 2, type: MB}", "{number: 2, type: GPU}"),
+            "workers.type",
+            "GPU",
+        ),
+        (
+            with("mean_ns: 1000,", "mean_ns: 0,"),
+            "requests[0].mean_ns",
+            "0",
+        ),
+    ];
+    for (text, key, value) in cases {
+        assert_rejects(&text, key, value);
+    }
+}
+
+#[test]
+fn more_impossible_values() {
+    assert_rejects(&format!("{BASE}n_resas: 2\n"), "n_resas", "2");
+    assert_rejects(&format!("{BASE}n_resas: 0\n"), "n_resas", "0");
+    assert_rejects(&format!("{BASE}psp: {{idle: nap}}\n"), "psp.idle", "nap");
+    assert_rejects(
+        &format!("{BASE}psp: {{app: rocksdb}}\n"),
+        "psp.app",
+        "rocksdb",
+    );
+    assert_rejects(
+        &format!("{BASE}psp: {{policy: lifo}}\n"),
+        "psp.policy",
+        "lifo",
+    );
+    assert_rejects(
+        &format!("{BASE}psp: {{queue_capacity: 0}}\n"),
+        "psp.queue_capacity",
+        "0",
+    );
+    assert_rejects(
+        &format!("{BASE}psp: {{darc: {{rounding_cut: 1.5}}}}\n"),
+        "psp.darc.rounding_cut",
+        "1.5",
+    );
+    assert_rejects(
+        &format!("{BASE}psp: {{darc: {{samples_needed: 0}}}}\n"),
+        "psp.darc.samples_needed",
+        "0",
+    );
+    assert_rejects(
+        &format!("{BASE}psp: {{kv: {{keys: 0}}}}\n"),
+        "psp.kv.keys",
+        "0",
+    );
+    assert_rejects(
+        &format!("{BASE}psp: {{rx_burst: 0}}\n"),
+        "psp.rx_burst",
+        "0",
+    );
+    assert_rejects(
+        &with("dp: DARC}", "dp: DARC, is_echo: 2}"),
+        "net_workers[0].is_echo",
+        "2",
+    );
+    let two_net_workers = with(
+        "  - {ip: 10.0.0.1, port: 6789, dp: DARC}",
+        "  - {ip: 10.0.0.1, port: 6789, dp: DARC}\n  - {ip: 10.0.0.2, port: 6789, dp: DARC}",
+    );
+    assert_rejects(&two_net_workers, "net_workers", "2 entries");
+    let no_requests = with(
+        "  - {type: SHORT, mean_ns: 1000, ratio: 0.5}\n  - {type: LONG, mean_ns: 100000, ratio: 0.5}",
+        "  []",
+    )
+    .replace("requests:\n  []", "requests: []");
+    assert_rejects(&no_requests, "requests", "[]");
+    // SJF without means: the scheduler's own check, reported against the policy.
+    let sjf_no_means = with("dp: DARC", "dp: SJF").replace("mean_ns: 100000, ", "");
+    assert_rejects(&sjf_no_means, "dp", "sjf");
+}
+
+#[test]
+fn unreadable_file_names_the_path() {
+    let err = ServerConfig::from_path("/nonexistent/psp.yml").unwrap_err();
+    assert!(err.to_string().contains("/nonexistent/psp.yml"), "{err}");
+}
+
+/// Every shipped server config parses; the memif demo is what the docs say it is.
+#[test]
+fn shipped_configs_parse() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/server");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yml" || e == "yaml") {
+            let config = ServerConfig::from_path(&path)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert!(config.workers() >= 1);
+            seen += 1;
+        }
+    }
+    assert!(
+        seen >= 4,
+        "expected the four shipped configs in {}",
+        dir.display()
+    );
+
+    let demo = ServerConfig::from_path(dir.join("memif-demo.yml")).unwrap();
+    assert_eq!(demo.worker_cpus, vec![1, 1]);
+    assert_eq!(demo.idle, IdleMode::Yield);
+    assert!(matches!(demo.scheduler.policy, Policy::Darc(_)));
+    assert!(demo
+        .eal_args
+        .iter()
+        .any(|a| a.contains("net_memif") && a.contains("rsize=14")));
+    assert!(demo.eal_args.iter().any(|a| a == "--no-huge"));
+    for (file, policy) in [
+        ("darc-14.yml", "darc"),
+        ("cfcfs-14.yml", "cfcfs"),
+        ("dfcfs-14.yml", "dfcfs"),
+    ] {
+        let config = ServerConfig::from_path(dir.join(file)).unwrap();
+        assert_eq!(config.workers(), 14, "{file}");
+        assert_eq!(config.scheduler.policy.name(), policy, "{file}");
+    }
+}
