@@ -301,6 +301,8 @@ pub struct Scheduler {
     running: Box<[Option<Running>]>,
     idle: WorkerSet,
     engine: Engine,
+    /// `Some(quantum)` under `ts`.
+    quantum_ns: Option<Nanos>,
     updates: VecDeque<PlanUpdate>,
     counters: SchedulerCounters,
 }
@@ -569,6 +571,10 @@ impl Scheduler {
             queued_total: 0,
             running: vec![None; workers].into_boxed_slice(),
             idle: WorkerSet::range(0, workers),
+            quantum_ns: match &engine {
+                Engine::TimeSharing { quantum_ns, .. } => Some(*quantum_ns),
+                _ => None,
+            },
             engine,
             updates: VecDeque::new(),
             counters: SchedulerCounters::default(),
@@ -713,15 +719,11 @@ impl Scheduler {
             dispatched_ns: now_ns,
         });
         self.counters.dispatched += 1;
-        let quantum_ns = match &self.engine {
-            Engine::TimeSharing { quantum_ns, .. } => Some(*quantum_ns),
-            _ => None,
-        };
         Some(Dispatch {
             worker: WorkerId(w as u16),
             token: item.token,
             ty: item.ty,
-            quantum_ns,
+            quantum_ns: self.quantum_ns,
         })
     }
 
@@ -729,9 +731,7 @@ impl Scheduler {
     /// Under `darc` this is also where profiling is evaluated (bootstrap switch, update trigger).
     #[inline]
     pub fn next_dispatch(&mut self, now_ns: Nanos) -> Option<Dispatch> {
-        if let Engine::Darc(_) = self.engine {
-            self.darc_check_update(now_ns);
-        }
+        self.darc_check_update(now_ns);
         if self.idle.is_empty() || self.nonempty == 0 {
             return None;
         }
@@ -805,34 +805,42 @@ impl Scheduler {
         None
     }
 
-    /// The bootstrap switch and the steady-state update trigger (reference §1.5).
+    /// The bootstrap switch and the steady-state update trigger (reference §1.5): the cheap
+    /// sample-count test, inlined on the dispatch path.
+    #[inline]
     fn darc_check_update(&mut self, now_ns: Nanos) {
+        let Engine::Darc(d) = &self.engine else {
+            return;
+        };
+        let due = d.dynamic
+            && match d.phase {
+                DarcPhase::Bootstrap => self.counters.dispatched > d.params.samples_needed,
+                DarcPhase::Reserved => d.window_count > d.params.samples_needed,
+            };
+        if due {
+            self.darc_maybe_update(now_ns);
+        }
+    }
+
+    /// The rest of the trigger (the second-in-line delay scan) and the update itself.
+    #[cold]
+    #[inline(never)]
+    fn darc_maybe_update(&mut self, now_ns: Nanos) {
         let Engine::Darc(d) = &mut self.engine else {
             return;
         };
-        if !d.dynamic {
-            return;
-        }
         let trigger = match d.phase {
             DarcPhase::Bootstrap => {
-                if self.counters.dispatched <= d.params.samples_needed {
-                    return;
-                }
                 d.window_start_ns = now_ns;
                 d.window_count = self.counters.dispatched;
                 d.phase = DarcPhase::Reserved;
                 true
             }
-            DarcPhase::Reserved => {
-                if d.window_count <= d.params.samples_needed {
-                    return;
-                }
-                d.order.iter().any(|&t| {
-                    self.queues[t].get(1).is_some_and(|second| {
-                        now_ns.saturating_sub(second.arrival_ns) as f64 > d.max_delay_ns[t]
-                    })
+            DarcPhase::Reserved => d.order.iter().any(|&t| {
+                self.queues[t].get(1).is_some_and(|second| {
+                    now_ns.saturating_sub(second.arrival_ns) as f64 > d.max_delay_ns[t]
                 })
-            }
+            }),
         };
         if !trigger {
             return;
