@@ -1,5 +1,5 @@
-//! Per-request cost of each policy: `classify` + `on_arrival` + `next_dispatch` (until `None`)
-//! + one `on_completion`, at 14 workers with a DISP2-like mix (SHORT 1 µs / LONG 100 µs,
+//! Per-request cost of each policy: `classify`, `on_arrival`, `next_dispatch` (until `None`)
+//! and one `on_completion`, at 14 workers with a DISP2-like mix (SHORT 1 µs / LONG 100 µs,
 //! 50/50, wire types drawn from a fixed pseudo-random sequence).
 //!
 //! The harness keeps the system in steady state: every iteration brings one arrival and
@@ -160,7 +160,7 @@ impl Measurement for ThreadCpuTime {
         *value as f64
     }
     fn formatter(&self) -> &dyn ValueFormatter {
-        (&WallTime).formatter()
+        WallTime.formatter()
     }
 }
 
