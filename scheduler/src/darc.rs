@@ -409,4 +409,72 @@ mod tests {
             assert!(err.to_string().contains("darc.fixed_allocation"), "{err}");
         }
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn profile_list() -> impl Strategy<Value = Vec<TypeProfile>> {
+            proptest::collection::vec((1.0f64..1e6, 0.0f64..1.0), 0..8).prop_map(|v| {
+                v.into_iter()
+                    .enumerate()
+                    .map(|(i, (mean_ns, ratio))| TypeProfile {
+                        ty: TypeIndex(i as u16),
+                        mean_ns,
+                        ratio,
+                    })
+                    .collect()
+            })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+            #[test]
+            fn plans_are_contiguous_disjoint_and_cover_every_type(
+                types in profile_list(),
+                workers in 1usize..20,
+                delta in 0.0f64..1.0,
+            ) {
+                let params = DarcParams { delta, ..DarcParams::default() };
+                let plan = plan_reservations(&types, workers, &params);
+                let spillway = WorkerId((workers - 1) as u16);
+                prop_assert_eq!(plan.spillway, Some(spillway));
+                let mut planned: Vec<TypeIndex> =
+                    plan.groups.iter().flat_map(|g| g.members.clone()).collect();
+                planned.sort();
+                let mut given: Vec<TypeIndex> = types.iter().map(|t| t.ty).collect();
+                given.sort();
+                prop_assert_eq!(planned, given);
+                let mut next_free = 0usize;
+                let mut previous_leader = f64::NEG_INFINITY;
+                for g in &plan.groups {
+                    prop_assert!(!g.reserved.is_empty(), "a group without workers: {:?}", plan);
+                    prop_assert!(g.leader_mean_ns >= previous_leader);
+                    previous_leader = g.leader_mean_ns;
+                    for m in &g.members {
+                        let mean = types[usize::from(m.0)].mean_ns;
+                        prop_assert!(mean - g.leader_mean_ns < delta * g.leader_mean_ns
+                            || mean == g.leader_mean_ns);
+                    }
+                    let own: Vec<usize> = g
+                        .reserved
+                        .iter()
+                        .map(|w| w.index())
+                        .filter(|&w| !(g.uses_spillway && w == spillway.index() && w < next_free))
+                        .collect();
+                    let expected: Vec<usize> = (next_free..next_free + own.len()).collect();
+                    prop_assert_eq!(&own, &expected, "not contiguous from {}", next_free);
+                    next_free += own.len();
+                    prop_assert!(next_free <= workers);
+                    if g.uses_spillway {
+                        prop_assert_eq!(next_free, workers);
+                        prop_assert!(g.reserved.contains(&spillway));
+                    }
+                    let stealable: Vec<usize> = g.stealable.iter().map(|w| w.index()).collect();
+                    prop_assert_eq!(stealable, (next_free..workers).collect::<Vec<_>>());
+                }
+            }
+        }
+    }
 }

@@ -11,18 +11,65 @@
 //! ```text
 //! on packet:      ty = sched.classify(wire_type); sched.on_arrival(now, ty, token)?  // Err = counted drop
 //! on completion:  sched.on_completion(now, worker)                                  // frees the worker
+//! on preemption:  sched.on_preempted(now, worker)                                   // `ts` only
 //! then:           while let Some(d) = sched.next_dispatch(now) { send d.token to d.worker }
 //! sometimes:      while let Some(u) = sched.poll_plan_update() { log it }
 //! ```
+//!
+//! ## Policies ([`Policy`])
+//! - `cfcfs`: one central FIFO (UNKNOWN included); the lowest-numbered idle worker takes the
+//!   head. Work conserving.
+//! - `dfcfs`: per-worker FIFOs fed round-robin at arrival by a full-width counter (the
+//!   original's `uint8_t` wrapped every 256 requests); a worker runs only its own FIFO.
+//! - `sjf`: per-type FIFOs visited in ascending configured `mean_ns` (required), UNKNOWN last;
+//!   each head goes to the lowest idle worker. Non-preemptive fixed priority, work conserving.
+//! - `edf`: the type whose head has the smallest `arrival + deadline_ns` (the type's `mean_ns`
+//!   when it has no deadline; one of the two is required) goes to the lowest idle worker;
+//!   UNKNOWN has an infinite deadline.
+//! - `darc`: Perséphone's DARC (reference §1.4–§1.8): profiles dispatch→completion service
+//!   times, runs c-FCFS until `samples_needed` requests were dispatched, then reserves workers
+//!   per group of similar types ([`plan_reservations`]) and re-plans when a type's
+//!   second-in-line request waited longer than its mean and demand moved by more than the
+//!   hysteresis. Not work conserving: a longer type never runs on a shorter type's reserved
+//!   worker; UNKNOWN runs only on the spillway (the last worker). With
+//!   [`DarcParams::dynamic`] `= false` it plans once from configured means and ratios;
+//!   [`DarcParams::fixed_allocation`] imposes the per-group worker counts.
+//! - `darc-static`: the shortest type reserves `[0, k)` and may steal `[k, n)`; every other
+//!   type shares `[k, n)` (`0 ≤ k ≤ n - 1`; Fig. 4 of the paper).
+//! - `ts`: Shinjuku-like centralized preemptive time sharing: per-type FIFOs, the head with
+//!   the largest `wait / (slo_factor × mean)` runs for one quantum
+//!   ([`Dispatch::quantum_ns`]); the driver preempts it with [`Scheduler::on_preempted`],
+//!   which re-queues it at its type's tail with its original arrival time. **Simulator only**
+//!   ([`Policy::is_live`] is `false`): the live server cannot preempt a worker.
+//!
+//! ## Modules
+//! - `scheduler`: the [`Scheduler`] state machine and its per-policy dispatch.
+//! - `darc`: the planning step as pure functions ([`plan_reservations`],
+//!   [`plan_with_allocation`], [`group_types`]), shared with `psp plan` and the simulator's
+//!   allocation search.
+//! - `queue`: the fixed-capacity ring buffer and the `u128` worker bit set.
 //!
 //! ## Invariants (checked by unit and property tests)
 //! - A worker holds at most one request at a time; it is busy from the [`Dispatch`] that names it
 //!   until the matching [`Scheduler::on_completion`] (or [`Scheduler::on_preempted`] for `ts`).
 //! - Every accepted token is dispatched exactly once (per quantum for `ts`), unless it is still
 //!   queued; nothing is lost or duplicated. A rejected token is handed back in [`Rejected`].
-//! - A wire type that was not registered is [`TypeIndex::UNKNOWN`]; it never indexes out of bounds.
+//! - A wire type that was not registered is [`TypeIndex::UNKNOWN`]; it never indexes out of bounds
+//!   (nor does a `TypeIndex` beyond the registered types: it is treated as UNKNOWN). The
+//!   original's three hazards (`>` instead of `>=`, an uninitialised type-order table, per-window
+//!   arrays indexed by raw wire id, reference §8.3) have no counterpart: every per-type array
+//!   is indexed by the dense [`TypeIndex`] after a bounds-checked mapping.
 //! - The per-request path (`classify`, `on_arrival`, `next_dispatch`, `on_completion`) does not
-//!   allocate: every queue is allocated once, at construction, with a fixed capacity.
+//!   allocate: every queue is allocated once, at construction, with a fixed capacity. The only
+//!   exception is DARC applying a new plan (at most once per `samples_needed` completions).
+//!
+//! ## How it is tested
+//! `cargo test -p psp-scheduler`: the reference §1.9 reservation vectors (DISP2, SBIM2, TPC-C,
+//! RocksDB, DISP3 at 14 workers), per-policy decision sequences, DARC's bootstrap switch,
+//! hysteresis and update trigger, configuration errors, and proptest properties over random
+//! arrival / completion / preemption sequences for every policy (conservation, one request per
+//! worker, bounds, DARC's reservation rule, draining). `cargo bench -p psp-scheduler` measures
+//! the per-request cost of each policy.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -269,6 +316,10 @@ impl Default for DarcParams {
 }
 
 /// Shinjuku-style time sharing tunables (simulator only: the live server cannot preempt).
+///
+/// The scheduler only sets the quantum on each [`Dispatch`] and re-queues preempted requests;
+/// the driver enforces the quantum and charges `preemption_cost_ns` (the simulator keeps the
+/// preempted worker busy that long before calling [`Scheduler::on_preempted`]).
 #[derive(Clone, Debug, PartialEq)]
 pub struct TimeSharingParams {
     /// Preemption quantum (Shinjuku's default for DISP2/SBIM2: 5 µs, reference §7.2).
