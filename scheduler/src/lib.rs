@@ -16,6 +16,30 @@
 //! sometimes:      while let Some(u) = sched.poll_plan_update() { log it }
 //! ```
 //!
+//! For example, DARC planned from configured means (DISP2: SHORT 1 µs / LONG 100 µs, 50/50)
+//! keeps worker 0 for SHORT requests even when LONG ones queue up:
+//! ```
+//! use psp_scheduler::*;
+//! let types = vec![
+//!     RequestTypeSpec::new("SHORT", 1).with_mean_ns(1_000).with_ratio(0.5),
+//!     RequestTypeSpec::new("LONG", 2).with_mean_ns(100_000).with_ratio(0.5),
+//! ];
+//! let oracle = Policy::Darc(DarcParams { dynamic: false, ..DarcParams::default() });
+//! let mut sched = Scheduler::new(SchedulerConfig::new(2, types, oracle))?;
+//! for token in 0..3 {
+//!     let ty = sched.classify(2); // LONG
+//!     sched.on_arrival(0, ty, Token(token)).map_err(|r| r.reason).unwrap();
+//! }
+//! let d = sched.next_dispatch(0).unwrap();
+//! assert_eq!((d.worker, d.token), (WorkerId(1), Token(0)));
+//! assert!(sched.next_dispatch(0).is_none()); // worker 0 idles: it is SHORT's
+//! sched.on_arrival(1, sched.classify(1), Token(9)).map_err(|r| r.reason).unwrap();
+//! assert_eq!(sched.next_dispatch(1).unwrap().worker, WorkerId(0));
+//! let done = sched.on_completion(100_000, WorkerId(1))?;
+//! assert_eq!(done.service_ns, 100_000);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! ## Policies ([`Policy`])
 //! - `cfcfs`: one central FIFO (UNKNOWN included); the lowest-numbered idle worker takes the
 //!   head. Work conserving.
