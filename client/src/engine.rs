@@ -544,8 +544,57 @@ impl Clock {
     }
 }
 
-/// Runs `workload` over `port` with one rate per phase (rps). Takes TX queue 0 and every RX
-/// queue of the port; blocks the calling thread for the whole run.
+/// The queues a run uses: TX queue 0 and every RX queue of a port (over memif the server
+/// answers on `1 + workers` queues). Keep one `Engine` for several runs (a load sweep): the
+/// queues are taken once. Create it on the thread that runs it (DPDK registers that thread).
+pub struct Engine<P: Port> {
+    tx: P::Tx,
+    rxs: Vec<P::Rx>,
+}
+
+impl<P: Port> Engine<P> {
+    /// Takes TX queue 0 and every RX queue of `port`.
+    pub fn new(port: &mut P) -> Result<Self, EngineError> {
+        let mut tx = port.take_tx(0).ok_or(EngineError::NoTxQueue)?;
+        let mut rxs: Vec<P::Rx> = (0..port.rx_queue_count())
+            .filter_map(|q| port.take_rx(q))
+            .collect();
+        if rxs.is_empty() {
+            return Err(EngineError::NoRxQueue);
+        }
+        tx.on_thread_start();
+        for rx in &mut rxs {
+            rx.on_thread_start();
+        }
+        Ok(Self { tx, rxs })
+    }
+
+    /// RX queues polled.
+    pub fn rx_queue_count(&self) -> usize {
+        self.rxs.len()
+    }
+
+    /// Runs `workload` with one rate per phase (rps); blocks for the whole run.
+    pub fn run(
+        &mut self,
+        workload: &Workload,
+        rates_rps: &[f64],
+        config: &EngineConfig,
+        progress: Option<&Progress>,
+    ) -> Result<RunResult, EngineError> {
+        run_on_queues::<P>(
+            &mut self.tx,
+            &mut self.rxs,
+            workload,
+            rates_rps,
+            config,
+            progress,
+        )
+    }
+}
+
+/// Runs `workload` over `port` with one rate per phase (rps): [`Engine::new`] then
+/// [`Engine::run`].
 pub fn run<P: Port>(
     port: &mut P,
     workload: &Workload,
@@ -553,6 +602,15 @@ pub fn run<P: Port>(
     config: &EngineConfig,
     progress: Option<&Progress>,
 ) -> Result<RunResult, EngineError> {
+    validate(workload, rates_rps, config)?;
+    Engine::new(port)?.run(workload, rates_rps, config, progress)
+}
+
+fn validate(
+    workload: &Workload,
+    rates_rps: &[f64],
+    config: &EngineConfig,
+) -> Result<(), EngineError> {
     if rates_rps.len() != workload.phases.len() {
         return Err(EngineError::RateCount {
             got: rates_rps.len(),
@@ -575,17 +633,34 @@ pub fn run<P: Port>(
             "more than 65535 phases or types per phase".into(),
         ));
     }
+    for (phase, &rate_rps) in rates_rps.iter().enumerate() {
+        if !(rate_rps.is_finite() && rate_rps > 0.0) {
+            return Err(EngineError::BadRate { phase, rate_rps });
+        }
+    }
+    Ok(())
+}
+
+fn run_on_queues<P: Port>(
+    tx: &mut P::Tx,
+    rxs: &mut [P::Rx],
+    workload: &Workload,
+    rates_rps: &[f64],
+    config: &EngineConfig,
+    progress: Option<&Progress>,
+) -> Result<RunResult, EngineError> {
+    validate(workload, rates_rps, config)?;
     // Plan: per-phase generators and exact request counts.
     let mut arrivals = Vec::with_capacity(workload.phases.len());
     let mut phases = Vec::with_capacity(workload.phases.len());
     let mut start_ns = 0u64;
     for (index, (&rate_rps, phase)) in rates_rps.iter().zip(&workload.phases).enumerate() {
-        let a = Arrivals::new(workload, index, rate_rps, start_ns, config.seed)
-            .filter(|_| rate_rps.is_finite() && rate_rps > 0.0)
-            .ok_or(EngineError::BadRate {
+        let a = Arrivals::new(workload, index, rate_rps, start_ns, config.seed).ok_or(
+            EngineError::BadRate {
                 phase: index,
                 rate_rps,
-            })?;
+            },
+        )?;
         let planned = count_arrivals(a.clone());
         let duration_ns = (phase.duration_s * NS_PER_S) as u64;
         phases.push(PhaseResult {
@@ -604,18 +679,6 @@ pub fn run<P: Port>(
     let planned: u64 = phases.iter().map(|p| p.planned).sum();
     let warmup_requests = (planned as f64 * config.warmup_fraction).ceil() as u64;
     let max_rate = rates_rps.iter().copied().fold(0.0, f64::max);
-
-    let mut tx = port.take_tx(0).ok_or(EngineError::NoTxQueue)?;
-    let mut rxs: Vec<P::Rx> = (0..port.rx_queue_count())
-        .filter_map(|q| port.take_rx(q))
-        .collect();
-    if rxs.is_empty() {
-        return Err(EngineError::NoRxQueue);
-    }
-    tx.on_thread_start();
-    for rx in &mut rxs {
-        rx.on_thread_start();
-    }
 
     let mut sink = ResponseSink::new(
         workload,
@@ -665,7 +728,7 @@ pub fn run<P: Port>(
         let phase_tag = phase_index as u16;
         let mut pending = phase_arrivals.next_request();
         while let Some((intended_ns, _)) = pending {
-            let received = poll(&mut sink, &mut rx_bufs, &mut rxs);
+            let received = poll(&mut sink, &mut rx_bufs, rxs);
             let now = clock.now_ns();
             if now < intended_ns {
                 let gap = intended_ns - now;
@@ -778,7 +841,7 @@ pub fn run<P: Port>(
     // Drain.
     let drain_deadline = clock.now_ns().saturating_add(config.drain_timeout_ns);
     while sink.table.outstanding() > 0 && clock.now_ns() < drain_deadline {
-        if poll(&mut sink, &mut rx_bufs, &mut rxs) == 0 {
+        if poll(&mut sink, &mut rx_bufs, rxs) == 0 {
             std::thread::yield_now();
         }
     }

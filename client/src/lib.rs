@@ -3,4 +3,5 @@
 pub mod config;
 pub mod engine;
 pub mod inflight;
+pub mod merge;
 pub mod report;
