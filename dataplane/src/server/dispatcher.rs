@@ -7,18 +7,20 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use psp_scheduler::{Policy, Scheduler, Token, TypeIndex, WorkerId};
+use psp_scheduler::{Policy, Scheduler, TypeIndex, WorkerId};
 
 use super::idle::Idler;
 use super::report::{DispatcherReport, TypeReport};
+use super::slab::PendingSlab;
 use super::windows::WindowsLog;
 use super::worker::{Done, Job};
-use super::{Clock, RequestHandler, ServerOptions};
+use super::{Clock, ServerOptions};
+use crate::app::Classifier;
 use crate::port::{PacketBuf, RxQueue, TxQueue};
 use crate::ring;
 use crate::wire::{
     build_arp_reply, parse_request_with, DropCounters, DropReason, LocalAddr, ParseOptions,
-    RequestView, MIN_FRAME_LEN,
+    RequestView, MIN_FRAME_LEN, PAYLOAD_OFFSET,
 };
 
 /// A request parked between RX and dispatch.
@@ -28,44 +30,8 @@ struct Pending<B> {
     arrival_ns: u64,
 }
 
-/// Fixed-size slab of pending requests; the index is the scheduler token.
-struct PendingSlab<B> {
-    slots: Vec<Option<Pending<B>>>,
-    free: Vec<u32>,
-}
-
-impl<B> PendingSlab<B> {
-    fn new(capacity: usize) -> Self {
-        let mut slots = Vec::with_capacity(capacity);
-        slots.resize_with(capacity, || None);
-        // Pop order 0, 1, 2...: the free list is a stack, so push in reverse.
-        let free = (0..capacity as u32).rev().collect();
-        Self { slots, free }
-    }
-
-    #[inline]
-    fn insert(&mut self, pending: Pending<B>) -> Result<Token, Pending<B>> {
-        match self.free.pop() {
-            Some(slot) => {
-                self.slots[slot as usize] = Some(pending);
-                Ok(Token(u64::from(slot)))
-            }
-            None => Err(pending),
-        }
-    }
-
-    #[inline]
-    fn take(&mut self, token: Token) -> Option<Pending<B>> {
-        let slot = usize::try_from(token.0).ok()?;
-        let pending = self.slots.get_mut(slot)?.take()?;
-        // `slot` indexed `slots`, whose length fits u32 (checked in Server::new).
-        self.free.push(slot as u32);
-        Some(pending)
-    }
-}
-
 /// The dispatcher thread's state.
-pub(crate) struct Dispatcher<R: RxQueue, T: TxQueue<Buf = R::Buf>, H> {
+pub(crate) struct Dispatcher<R: RxQueue, T: TxQueue<Buf = R::Buf>, C> {
     scheduler: Scheduler,
     local: LocalAddr,
     parse: ParseOptions,
@@ -76,13 +42,13 @@ pub(crate) struct Dispatcher<R: RxQueue, T: TxQueue<Buf = R::Buf>, H> {
     rx_bufs: Vec<R::Buf>,
     arp_tx: T,
     arp_out: Vec<R::Buf>,
-    classifier: H,
+    classifier: C,
     jobs: Vec<ring::Sender<Job<R::Buf>>>,
     /// A job the worker's ring refused, retried first (never happens while the scheduler keeps
     /// one job per worker; kept so a violation cannot lose a request).
     stalled: Vec<Option<Job<R::Buf>>>,
     done: Vec<ring::Receiver<Done>>,
-    slab: PendingSlab<R::Buf>,
+    slab: PendingSlab<Pending<R::Buf>>,
     drain_timeout_ns: u64,
     windows: Option<WindowsLog>,
     report: DispatcherReport,
@@ -96,11 +62,11 @@ fn type_slot(ty: TypeIndex, n_types: usize) -> usize {
     ty.index().filter(|&i| i < n_types).unwrap_or(n_types)
 }
 
-impl<R, T, H> Dispatcher<R, T, H>
+impl<R, T, C> Dispatcher<R, T, C>
 where
     R: RxQueue,
     T: TxQueue<Buf = R::Buf>,
-    H: RequestHandler,
+    C: Classifier,
 {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
@@ -110,7 +76,7 @@ where
         clock: Clock,
         rx: R,
         arp_tx: T,
-        classifier: H,
+        classifier: C,
         jobs: Vec<ring::Sender<Job<R::Buf>>>,
         done: Vec<ring::Receiver<Done>>,
     ) -> Self {
@@ -214,7 +180,12 @@ where
         for mut buf in bufs.drain(..) {
             match parse_request_with(buf.data(), &self.local, &self.parse) {
                 Ok(request) => {
-                    let wire_type = self.classifier.classify(&request);
+                    // parse_request_with guarantees the payload lies inside the frame.
+                    let payload = buf
+                        .data()
+                        .get(PAYLOAD_OFFSET..PAYLOAD_OFFSET + request.payload_len)
+                        .unwrap_or(&[]);
+                    let wire_type = self.classifier.classify(&request, payload);
                     let ty = self.scheduler.classify(wire_type);
                     let slot = type_slot(ty, n_types);
                     self.report.per_type[slot].arrivals += 1;

@@ -4,14 +4,15 @@
 //! - The **dispatcher** (the calling thread of [`Server::run`]) owns RX queue 0 and TX queue 0.
 //!   Each loop iteration: RX burst → ARP requests answered in place on TX queue 0 → every other
 //!   frame parsed ([`crate::wire::parse_request_with`]; a refusal is dropped and counted by
-//!   [`DropReason`]) → classified ([`RequestHandler::classify`] then
+//!   [`crate::wire::DropReason`]) → classified ([`Classifier::classify`] then
 //!   [`Scheduler::classify`]) → parked in a preallocated slab of pending buffers and handed to
 //!   [`Scheduler::on_arrival`] with the slab index as token (full slab or a rejected arrival →
 //!   counted drop; RX never blocks) → every worker's completion ring polled →
 //!   [`Scheduler::on_completion`] → `while let Some(d) = next_dispatch(now)` the buffer moves to
 //!   worker `d.worker`'s job ring → [`Scheduler::poll_plan_update`] feeds the DARC windows log.
 //! - **Worker** `i` owns TX queue `i + 1`. It pops a job, runs the application on the request in
-//!   place, turns the frame into the response in place (addresses swapped), transmits it on its
+//!   place ([`Application::handle`]), turns the frame into the response in place (addresses
+//!   swapped), transmits it on its
 //!   own queue and sends a completion back on its own ring. At most one job per worker is ever
 //!   outstanding (the scheduler's rule), so rings of [`JOB_RING_SLOTS`] never fill.
 //! - Each thread polls; when a poll finds nothing it follows the [`IdleStrategy`].
@@ -37,6 +38,7 @@ mod affinity;
 mod dispatcher;
 mod idle;
 mod report;
+mod slab;
 mod windows;
 mod worker;
 
@@ -51,13 +53,16 @@ use std::time::{Duration, Instant};
 
 use psp_scheduler::{ConfigError, Scheduler, SchedulerConfig};
 
+use crate::app::{AppFactory, Application, Classifier};
+use crate::config::{IdleMode, ServerConfig};
 use crate::port::Port;
 use crate::ring;
-use crate::wire::{Endpoint, MacAddr, ParseOptions, RequestView};
+use crate::wire::{Endpoint, MacAddr, ParseOptions};
 
 pub use affinity::{allowed_cpus, pin_current_thread};
 pub use idle::{IdleStrategy, IDLE_SLEEP, YIELD_POLLS_BEFORE_SLEEP};
 pub use report::{DispatcherReport, ServerReport, TypeReport, WorkerReport};
+pub use slab::PendingSlab;
 pub use windows::{WindowRecord, WindowTypeRow, WindowsLog, MAX_WINDOWS, WINDOWS_HEADER};
 
 /// Packets read per RX burst: DPDK's customary burst of 32 (its examples' `MAX_PKT_BURST`),
@@ -80,22 +85,13 @@ pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 /// per-worker outbound ring of 128 (context.hh).
 pub const WORKER_TX_BACKLOG: usize = 128;
 
-/// What the workers run, and how the dispatcher reads a request's type.
-///
-/// One value per worker is moved to its thread. Implementations write the response payload
-/// in place; the runner builds the headers around it.
-pub trait RequestHandler: Send + 'static {
-    /// The wire type id the scheduler classifies (default: the header's `req_type`).
-    /// Runs on the dispatcher, on a shared reference kept by the dispatcher.
-    fn classify(&self, request: &RequestView) -> u32 {
-        request.req_type
+impl From<IdleMode> for IdleStrategy {
+    fn from(mode: IdleMode) -> Self {
+        match mode {
+            IdleMode::Spin => IdleStrategy::Spin,
+            IdleMode::Yield => IdleStrategy::Yield,
+        }
     }
-
-    /// Processes one request. `payload` is the UDP payload area from the request's first byte
-    /// to the end of the buffer (the request itself is `payload[..request.payload_len]`).
-    /// Returns the response payload length (≤ `payload.len()`); the bytes must be written at
-    /// the start of `payload`.
-    fn handle(&mut self, request: &RequestView, payload: &mut [u8]) -> usize;
 }
 
 /// A monotonic nanosecond clock: time since the server started.
@@ -127,6 +123,8 @@ pub struct ServerOptions {
     pub scheduler: SchedulerConfig,
     /// Our IPv4 address (requests to another IP are dropped when `parse.check_dst_ip`).
     pub ip: Ipv4Addr,
+    /// Our MAC for validation and ARP replies; `None`: the port's MAC.
+    pub mac: Option<[u8; 6]>,
     /// Our UDP port (requests to another port are dropped).
     pub udp_port: u16,
     /// Which optional header checks run.
@@ -153,6 +151,7 @@ impl ServerOptions {
         Self {
             scheduler,
             ip,
+            mac: None,
             udp_port,
             parse: ParseOptions::default(),
             idle: IdleStrategy::default(),
@@ -163,6 +162,31 @@ impl ServerOptions {
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             windows_log: None,
         }
+    }
+
+    /// The runtime options a validated server YAML asks for. `label` names the run's log
+    /// directory (`<log_dir>/<label>/server/windows`, written only if `log_dir` is set).
+    pub fn from_config(config: &ServerConfig, label: &str) -> Self {
+        let mut options = Self::new(config.scheduler.clone(), config.local.ip, config.local.port);
+        options.mac = Some(config.local.mac.0);
+        options.parse = config.parse;
+        options.idle = config.idle.into();
+        options.dispatcher_cpu = Some(config.dispatcher_cpu);
+        options.worker_cpus = config.worker_cpus.clone();
+        if let Some(rx_burst) = config.rx_burst {
+            options.rx_burst = rx_burst;
+        }
+        if let Some(pending_slots) = config.pending_slots {
+            options.pending_slots = pending_slots;
+        }
+        if let Some(drain_timeout) = config.drain_timeout {
+            options.drain_timeout = drain_timeout;
+        }
+        options.windows_log = config
+            .log_dir
+            .as_ref()
+            .map(|dir| Self::windows_log_path(dir, label));
+        options
     }
 
     /// The original's windows log path: `<log_dir>/<label>/server/windows`.
@@ -204,11 +228,11 @@ pub enum ServerError {
         /// The queue index.
         queue: u16,
     },
-    /// The number of handlers differs from the number of workers.
-    #[error("{handlers} request handlers given for {workers} workers")]
-    Handlers {
-        /// Handlers given.
-        handlers: usize,
+    /// The number of applications differs from the number of workers.
+    #[error("{apps} applications given for {workers} workers")]
+    Apps {
+        /// Applications given.
+        apps: usize,
         /// Workers configured.
         workers: usize,
     },
@@ -291,24 +315,38 @@ impl Server {
         &self.options
     }
 
+    /// [`Server::run`] with one application per worker from `factory` and its classifier.
+    pub fn run_with_factory<P: Port>(
+        self,
+        port: P,
+        factory: &AppFactory,
+        shutdown: Arc<AtomicBool>,
+    ) -> Result<ServerReport, ServerError> {
+        let apps = (0..self.scheduler.workers())
+            .map(|_| factory.make())
+            .collect();
+        self.run(port, factory.classifier(), apps, shutdown)
+    }
+
     /// Runs until `shutdown` is set and the drain finishes. The calling thread becomes the
-    /// dispatcher; `handlers[i]` runs on worker `i`; `classifier` classifies on the dispatcher.
-    pub fn run<P, H>(
+    /// dispatcher and runs `classifier`; `apps[i]` runs on worker `i`.
+    pub fn run<P, C, A>(
         self,
         mut port: P,
-        classifier: H,
-        handlers: Vec<H>,
+        classifier: C,
+        apps: Vec<A>,
         shutdown: Arc<AtomicBool>,
     ) -> Result<ServerReport, ServerError>
     where
         P: Port,
-        H: RequestHandler,
+        C: Classifier,
+        A: Application,
     {
         let Server { options, scheduler } = self;
         let workers = scheduler.workers();
-        if handlers.len() != workers {
-            return Err(ServerError::Handlers {
-                handlers: handlers.len(),
+        if apps.len() != workers {
+            return Err(ServerError::Apps {
+                apps: apps.len(),
                 workers,
             });
         }
@@ -335,12 +373,13 @@ impl Server {
         }
 
         let clock = Clock::start();
-        let local = Endpoint::new(MacAddr(port.mac()), options.ip, options.udp_port);
+        let mac = options.mac.unwrap_or_else(|| port.mac());
+        let local = Endpoint::new(MacAddr(mac), options.ip, options.udp_port);
         let stop_workers = Arc::new(AtomicBool::new(false));
         let mut job_senders = Vec::with_capacity(workers);
         let mut done_receivers = Vec::with_capacity(workers);
         let mut joins = Vec::with_capacity(workers);
-        for (w, (handler, tx)) in handlers.into_iter().zip(worker_tx).enumerate() {
+        for (w, (app, tx)) in apps.into_iter().zip(worker_tx).enumerate() {
             let (job_tx, job_rx) = ring::channel(JOB_RING_SLOTS);
             let (done_tx, done_rx) = ring::channel(JOB_RING_SLOTS);
             job_senders.push(job_tx);
@@ -353,7 +392,7 @@ impl Server {
                 jobs: job_rx,
                 done: done_tx,
                 tx,
-                handler,
+                app,
                 stop: Arc::clone(&stop_workers),
             };
             let join = std::thread::Builder::new()

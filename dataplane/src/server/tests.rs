@@ -12,12 +12,13 @@ use std::time::{Duration, Instant};
 use psp_scheduler::{DarcParams, Policy, RequestTypeSpec, SchedulerConfig};
 
 use super::*;
+use crate::app::{Application, WireTypeClassifier};
 use crate::port::memory::{pair, MemPort, MemPortConfig, MemRxQueue, MemTxQueue};
 use crate::port::udp::{UdpPort, UdpPortConfig};
 use crate::port::{PacketBuf, Port, RxQueue, TxQueue};
 use crate::wire::{
-    build_request, parse_response, DropReason, Endpoint, MacAddr, RequestRepr, ResponseView,
-    REQUEST_FRAME_LEN,
+    build_request, parse_response, DropReason, Endpoint, MacAddr, RequestRepr, RequestView,
+    ResponseView, REQUEST_FRAME_LEN,
 };
 
 const SERVER_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
@@ -35,7 +36,11 @@ struct TestHandler {
     spin: Duration,
 }
 
-impl RequestHandler for TestHandler {
+impl Application for TestHandler {
+    fn name(&self) -> &'static str {
+        "test"
+    }
+
     fn handle(&mut self, _request: &RequestView, _payload: &mut [u8]) -> usize {
         if !self.spin.is_zero() {
             let start = Instant::now();
@@ -100,7 +105,7 @@ fn start(options: ServerOptions, spin: Duration) -> Running {
     let server = std::thread::spawn(move || {
         let handler = TestHandler { spin };
         let server = Server::new(options)?;
-        server.run(b, handler.clone(), vec![handler; workers], flag)
+        server.run(b, WireTypeClassifier, vec![handler; workers], flag)
     });
     Running {
         client,
@@ -381,7 +386,7 @@ fn misconfigurations_are_errors() {
     };
     let result = server.run(
         b,
-        handler.clone(),
+        WireTypeClassifier,
         vec![handler.clone(), handler],
         Arc::new(AtomicBool::new(true)),
     );
@@ -406,7 +411,7 @@ fn serves_over_kernel_udp() {
         let handler = TestHandler {
             spin: Duration::ZERO,
         };
-        Server::new(opts)?.run(port, handler.clone(), vec![handler; workers], flag)
+        Server::new(opts)?.run(port, WireTypeClassifier, vec![handler; workers], flag)
     });
     let client = UdpSocket::bind("127.0.0.1:0").expect("client");
     client
@@ -447,4 +452,51 @@ fn report_prints_a_summary_table() {
     for needle in ["SHORT", "LONG", "worker", "busy %", "port: rx 30 tx 30"] {
         assert!(text.contains(needle), "missing {needle:?} in\n{text}");
     }
+}
+
+/// A server YAML (reference schema + `psp:` extensions) → options → a run with the configured
+/// application (echo: the whole 16-byte payload comes back) and MAC.
+#[test]
+fn runs_from_a_server_yaml_with_the_configured_app() {
+    let yaml = "
+cpus: [0, 0, 0]
+net_workers:
+  - {ip: 10.0.0.1, port: 6789, dp: SJF, is_echo: 0}
+network: {device_id: 0, mac: '42:00:00:00:00:01'}
+requests:
+  - {type: SHORT, mean_ns: 1000, ratio: 0.5}
+  - {type: LONG, mean_ns: 100000, ratio: 0.5}
+workers: {number: 2, type: MB}
+psp: {idle: yield, app: echo, drain_timeout_ms: 500}
+";
+    let config = crate::config::ServerConfig::from_yaml_str(yaml).expect("valid YAML");
+    let mut options = ServerOptions::from_config(&config, "yaml-test");
+    assert_eq!(options.idle, IdleStrategy::Yield);
+    assert_eq!(options.drain_timeout, Duration::from_millis(500));
+    assert_eq!(options.dispatcher_cpu, Some(0));
+    assert_eq!(options.worker_cpus, vec![0, 0]);
+    assert!(options.windows_log.is_none(), "no log_dir, no windows log");
+    // CPU 0 may not be ours on a CI runner: pinning has its own test.
+    options.dispatcher_cpu = None;
+    options.worker_cpus.clear();
+    let factory = crate::app::AppFactory::new(&config.app);
+    let (mut a, b) = pair(&MemPortConfig::with_queues(3));
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&shutdown);
+    let server =
+        std::thread::spawn(move || Server::new(options)?.run_with_factory(b, &factory, flag));
+    let mut client = Client {
+        tx: a.take_tx(0).expect("client tx"),
+        rx: (0..3).map(|q| a.take_rx(q).expect("client rx")).collect(),
+        me: Endpoint::new(MacAddr(a.mac()), CLIENT_IP, CLIENT_PORT),
+        // The configured MAC, not the memory port's own.
+        server: Endpoint::new(MacAddr([0x42, 0, 0, 0, 0, 1]), SERVER_IP, SERVER_PORT),
+    };
+    client.send(&mixed_requests(40));
+    let got = client.collect(40);
+    shutdown.store(true, Ordering::Release);
+    let report = server.join().expect("server thread").expect("server ran");
+    assert_eq!(got.len(), 40, "{report}");
+    assert!(got.iter().all(|(_, r)| r.payload_len == 16), "echo app");
+    assert_eq!(report.policy, "sjf");
 }

@@ -1,4 +1,4 @@
-//! The worker loop: pop a job, run the handler in place, build the response in place, transmit
+//! The worker loop: pop a job, run the application in place, build the response in place, transmit
 //! it on the worker's own TX queue, report the completion.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use super::idle::{IdleStrategy, Idler};
 use super::report::WorkerReport;
-use super::{pin_current_thread, Clock, RequestHandler, WORKER_TX_BACKLOG};
+use super::{pin_current_thread, Clock, WORKER_TX_BACKLOG};
+use crate::app::Application;
 use crate::port::{PacketBuf, TxQueue};
 use crate::ring;
 use crate::wire::{build_reply_in_place, RequestView, PAYLOAD_OFFSET};
@@ -30,7 +31,7 @@ pub(crate) struct Done {
 }
 
 /// Everything a worker thread owns.
-pub(crate) struct WorkerContext<T: TxQueue, H> {
+pub(crate) struct WorkerContext<T: TxQueue, A> {
     pub(crate) index: usize,
     pub(crate) cpu: Option<usize>,
     pub(crate) idle: IdleStrategy,
@@ -38,11 +39,11 @@ pub(crate) struct WorkerContext<T: TxQueue, H> {
     pub(crate) jobs: ring::Receiver<Job<T::Buf>>,
     pub(crate) done: ring::Sender<Done>,
     pub(crate) tx: T,
-    pub(crate) handler: H,
+    pub(crate) app: A,
     pub(crate) stop: Arc<AtomicBool>,
 }
 
-impl<T: TxQueue, H: RequestHandler> WorkerContext<T, H> {
+impl<T: TxQueue, A: Application> WorkerContext<T, A> {
     /// The thread body.
     pub(crate) fn run(mut self) -> WorkerReport {
         let mut report = WorkerReport {
@@ -111,10 +112,12 @@ impl<T: TxQueue, H: RequestHandler> WorkerContext<T, H> {
         report
     }
 
-    /// Runs the handler and turns `buf` into the response, in place. `false`: nothing to send.
+    /// Runs the application and turns `buf` into the response, in place. `false`: nothing to
+    /// send.
     #[inline]
     fn respond(&mut self, request: &RequestView, buf: &mut T::Buf) -> bool {
-        // Expose the whole buffer so the handler may write a response longer than the request.
+        // Expose the whole buffer so the application may write a response longer than the
+        // request.
         let capacity = buf.capacity();
         if buf.set_len(capacity).is_err() || capacity < PAYLOAD_OFFSET {
             return false;
@@ -122,7 +125,7 @@ impl<T: TxQueue, H: RequestHandler> WorkerContext<T, H> {
         let frame = buf.data_mut();
         let payload_room = frame.len() - PAYLOAD_OFFSET;
         let reply_len = self
-            .handler
+            .app
             .handle(request, &mut frame[PAYLOAD_OFFSET..])
             .min(payload_room);
         let frame_len = build_reply_in_place(frame, reply_len);
