@@ -589,6 +589,86 @@ fn plan_update_buffer_is_bounded_and_counts_drops() {
     assert_eq!(s.poll_plan_update().unwrap().window_id, 1);
 }
 
+/// A small event-driven run at 14 workers, 70 % load: SHORT/LONG 50/50 whose service times
+/// swap after `swap_after` requests (like the paper's Fig. 8 phases). Returns the scheduler
+/// and the plans seen, checking DARC's reservation rule on every dispatch.
+fn phased_darc_run(requests: u64, swap_after: u64) -> (Scheduler, Vec<ReservationPlan>) {
+    const WORKERS: usize = 14;
+    const INTERARRIVAL_NS: Nanos = 5_150;
+    let types = vec![RequestTypeSpec::new("A", 1), RequestTypeSpec::new("B", 2)];
+    let mut s = build(WORKERS, types, dynamic_darc(500));
+    let service = |ty: TypeIndex, swapped: bool| -> Nanos {
+        match (ty == SHORT) ^ swapped {
+            true => 1_000,
+            false => 100_000,
+        }
+    };
+    let mut busy_until: Vec<Option<Nanos>> = vec![None; WORKERS];
+    let mut plans: Vec<ReservationPlan> = Vec::new();
+    let mut next_arrival: Nanos = 0;
+    let mut sent = 0u64;
+    let mut lcg: u64 = 12_345;
+    loop {
+        let next_completion = busy_until
+            .iter()
+            .enumerate()
+            .filter_map(|(w, t)| t.map(|t| (t, w)))
+            .min();
+        let now = match next_completion {
+            Some((t, w)) if sent >= requests || t <= next_arrival => {
+                s.on_completion(t, WorkerId(w as u16)).unwrap();
+                busy_until[w] = None;
+                t
+            }
+            _ if sent < requests => {
+                lcg = lcg.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                let ty = if lcg >> 63 == 0 { SHORT } else { LONG };
+                let _ = s.on_arrival(next_arrival, ty, Token(sent));
+                sent += 1;
+                next_arrival += INTERARRIVAL_NS;
+                next_arrival - INTERARRIVAL_NS
+            }
+            _ => break,
+        };
+        while let Some(d) = s.next_dispatch(now) {
+            let plan = s.plan().cloned();
+            if let Some(plan) = plan {
+                if !d.ty.is_unknown() {
+                    let gi = plan
+                        .groups
+                        .iter()
+                        .position(|g| g.members.contains(&d.ty))
+                        .unwrap();
+                    assert!(
+                        allowed(&plan, &plan.groups[gi], gi, d.worker),
+                        "{d:?} {plan:?}"
+                    );
+                }
+                if plans.last() != Some(&plan) {
+                    plans.push(plan);
+                }
+            }
+            let swapped = d.token.0 >= swap_after;
+            busy_until[d.worker.index()] = Some(now + service(d.ty, swapped));
+        }
+    }
+    (s, plans)
+}
+
+#[test]
+fn darc_adapts_when_service_times_swap() {
+    let (s, plans) = phased_darc_run(12_000, 6_000);
+    assert!(plans.len() >= 2, "no adaptation: {plans:?}");
+    let first = &plans[0];
+    let last = plans.last().unwrap();
+    // Before the swap A (type 0) is short: it leads; after, B does.
+    assert_eq!(first.groups[0].members, vec![SHORT]);
+    assert_eq!(last.groups[0].members, vec![LONG]);
+    assert_eq!(last.groups[0].reserved, vec![WorkerId(0)]);
+    assert_eq!(s.queued(), 0);
+    assert_eq!(s.counters().completed, s.counters().accepted);
+}
+
 /// Whether `worker` may run a request of group `g` of `plan` without breaking DARC's rule that
 /// a longer group never runs on a shorter group's reserved worker (the spillway excepted).
 fn allowed(plan: &ReservationPlan, g: &TypeGroup, gi: usize, worker: WorkerId) -> bool {
