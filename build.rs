@@ -28,7 +28,7 @@ const ALLOWED_FUNCTIONS: &str = concat!(
     "rte_pktmbuf_(alloc|free|append|trim|tailroom|headroom|reset|alloc_bulk)|",
     "rte_eth_(dev_configure|dev_start|dev_stop|dev_close|rx_queue_setup|tx_queue_setup|",
     "dev_count_avail|dev_socket_id|dev_info_get|stats_get|stats_reset|macaddr_get|",
-    "link_get_nowait|promiscuous_enable|dev_adjust_nb_rx_tx_desc|dev_get_port_by_name|dev_is_valid_port|",
+    "link_get_nowait|promiscuous_enable|dev_adjust_nb_rx_tx_desc|dev_default_mac_addr_set|dev_get_port_by_name|dev_is_valid_port|",
     "rx_burst|tx_burst|dev_get_name_by_port)|",
     "shim_.*"
 );

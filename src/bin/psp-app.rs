@@ -277,21 +277,173 @@ mod dpdk_setup {
     }
 }
 
+/// Server mode: config → validation → port (DPDK or UDP) → dispatcher and workers → summary.
 mod server {
     use std::net::SocketAddr;
     use std::path::Path;
     use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
 
-    use anyhow::Result;
+    use anyhow::{Context, Result};
+    use psp_dataplane::app::AppFactory;
+    use psp_dataplane::config::ServerConfig;
+    use psp_dataplane::port::Port;
+    use psp_dataplane::server::{Server, ServerOptions, ServerReport};
+
+    /// Everything validated before any device is touched.
+    struct Prepared {
+        config: ServerConfig,
+        server: Server,
+        factory: AppFactory,
+    }
+
+    fn prepare(cfg: &Path, label: &str, udp: Option<SocketAddr>) -> Result<Prepared> {
+        let config = ServerConfig::from_path(cfg)
+            .with_context(|| format!("loading server config {}", cfg.display()))?;
+        for warning in &config.warnings {
+            eprintln!("psp-app: config warning: {warning}");
+        }
+        let mut options = ServerOptions::from_config(&config, label);
+        match udp {
+            Some(SocketAddr::V4(addr)) => {
+                // The kernel owns addressing: our IP and port are the socket's, and the MAC is
+                // the one the UDP port synthesizes into received frames.
+                options.ip = *addr.ip();
+                options.udp_port = addr.port();
+                options.mac = None;
+            }
+            Some(SocketAddr::V6(addr)) => {
+                anyhow::bail!("--udp {addr}: only IPv4 is supported")
+            }
+            None => {}
+        }
+        let server = Server::new(options).context("server configuration")?;
+        // Spin calibration and the kv store are built here, before any device is touched.
+        let factory = AppFactory::new(&config.app);
+        Ok(Prepared {
+            config,
+            server,
+            factory,
+        })
+    }
 
     /// Loads `cfg`, validates it, and serves until `stop`.
     pub fn run(
         cfg: &Path,
         label: Option<&str>,
         udp: Option<SocketAddr>,
-        stop: &AtomicBool,
+        stop: &Arc<AtomicBool>,
     ) -> Result<()> {
-        let _ = (cfg, label, udp, stop);
-        anyhow::bail!("server mode not wired yet")
+        let label = label.map_or_else(
+            || {
+                cfg.file_stem()
+                    .map_or_else(|| "psp".to_string(), |s| s.to_string_lossy().into_owned())
+            },
+            str::to_string,
+        );
+        let prepared = prepare(cfg, &label, udp)?;
+        eprintln!(
+            "psp-app: {label}: policy {}, {} worker(s), app {}, idle {}",
+            prepared.config.scheduler.policy.name(),
+            prepared.config.workers(),
+            prepared.config.app.kind,
+            prepared.config.idle.name()
+        );
+        let report = match udp {
+            Some(addr) => run_udp(prepared, addr, stop)?,
+            None => run_dpdk(prepared, stop)?,
+        };
+        println!("psp-app summary ({label}):");
+        print!("{report}");
+        Ok(())
+    }
+
+    fn serve<P: Port>(prepared: Prepared, port: P, stop: &Arc<AtomicBool>) -> Result<ServerReport> {
+        let Prepared {
+            server, factory, ..
+        } = prepared;
+        eprintln!("psp-app: serving (SIGINT or SIGTERM stops)");
+        server
+            .run_with_factory(port, &factory, Arc::clone(stop))
+            .context("running the server")
+    }
+
+    fn run_udp(
+        prepared: Prepared,
+        addr: SocketAddr,
+        stop: &Arc<AtomicBool>,
+    ) -> Result<ServerReport> {
+        use psp_dataplane::port::udp::{UdpPort, UdpPortConfig};
+        let SocketAddr::V4(addr) = addr else {
+            anyhow::bail!("--udp {addr}: only IPv4 is supported");
+        };
+        let tx_queues = u16::try_from(prepared.config.workers() + 1)
+            .context("too many workers for the UDP port")?;
+        let port = UdpPort::bind(&UdpPortConfig::new(addr, tx_queues))
+            .with_context(|| format!("binding UDP {addr}"))?;
+        eprintln!("psp-app: UDP {}", port.local_addr());
+        serve(prepared, port, stop)
+    }
+
+    #[cfg(not(feature = "dpdk"))]
+    fn run_dpdk(_prepared: Prepared, _stop: &Arc<AtomicBool>) -> Result<ServerReport> {
+        anyhow::bail!(
+            "psp-app was built without the `dpdk` feature: serve over kernel UDP with --udp ADDR"
+        )
+    }
+
+    #[cfg(feature = "dpdk")]
+    fn run_dpdk(prepared: Prepared, stop: &Arc<AtomicBool>) -> Result<ServerReport> {
+        use std::sync::atomic::Ordering;
+        use std::time::{Duration, Instant};
+
+        use psp::dpdk::{Eal, EthPort, Mempool, MempoolConfig, PortConfig};
+
+        /// How long to wait for the link (a memif server waits for its client).
+        const LINK_TIMEOUT: Duration = Duration::from_secs(60);
+        /// Link polling period while waiting.
+        const LINK_POLL: Duration = Duration::from_millis(10);
+
+        let config = &prepared.config;
+        let eal = Eal::init(&config.eal_args)
+            .with_context(|| format!("network.eal_init = {:?}", config.eal_args))?;
+        let available = EthPort::count_available();
+        anyhow::ensure!(
+            config.device_id < available,
+            "network.device_id = {}: the EAL probed {available} port(s) (give a --vdev such as \
+             net_memif0,role=server,socket=/tmp/psp.sock or a PCI device in network.eal_init)",
+            config.device_id
+        );
+        let pool = Arc::new(
+            Mempool::new(&eal, &MempoolConfig::named("psp_mbufs"))
+                .context("creating the mbuf pool (with --no-huge, give -m 256 or more)")?,
+        );
+        let workers = u16::try_from(config.workers()).context("workers.number")?;
+        let mut port_config = PortConfig::server(config.device_id, workers);
+        port_config.mac = Some(config.local.mac.0);
+        let port = EthPort::start(&eal, pool, &port_config)
+            .with_context(|| format!("starting DPDK port {}", config.device_id))?;
+        eprintln!(
+            "psp-app: DPDK port {} started (1 RX, {} TX queues); waiting for the link",
+            config.device_id,
+            port.tx_queue_count()
+        );
+        let started = Instant::now();
+        while !port.link_up() {
+            if stop.load(Ordering::Relaxed) {
+                anyhow::bail!("stopped before the link came up");
+            }
+            anyhow::ensure!(
+                started.elapsed() < LINK_TIMEOUT,
+                "port {}: link still down after {LINK_TIMEOUT:?} (is the peer running?)",
+                config.device_id
+            );
+            std::thread::sleep(LINK_POLL);
+        }
+        eprintln!("psp-app: link up");
+        let report = serve(prepared, port, stop)?;
+        // The port is closed once the runner returns; the EAL goes last.
+        drop(eal);
+        Ok(report)
     }
 }

@@ -33,6 +33,9 @@ pub struct PortConfig {
     pub tx_ring_size: u16,
     /// Put the port in promiscuous mode (ignored by devices that cannot, e.g. memif).
     pub promiscuous: bool,
+    /// The MAC address to use (a config's `network.mac`): set on the device where it can be,
+    /// and reported by [`Port::mac`] in any case (memif and ring do not filter by MAC).
+    pub mac: Option<[u8; 6]>,
 }
 
 impl PortConfig {
@@ -49,6 +52,7 @@ impl PortConfig {
             rx_ring_size: Self::DEFAULT_RING_SIZE,
             tx_ring_size: Self::DEFAULT_RING_SIZE,
             promiscuous: true,
+            mac: None,
         }
     }
 }
@@ -90,6 +94,7 @@ impl Drop for Device {
 #[derive(Debug)]
 pub struct EthPort {
     device: Arc<Device>,
+    mac: Option<[u8; 6]>,
     rx_taken: Vec<bool>,
     tx_taken: Vec<bool>,
 }
@@ -209,8 +214,15 @@ impl EthPort {
             // SAFETY: started port. memif and ring do not support it; that is fine.
             let _ = unsafe { sys::rte_eth_promiscuous_enable(port_id) };
         }
+        if let Some(mac) = config.mac {
+            let mut addr = sys::rte_ether_addr { addr_bytes: mac };
+            // SAFETY: started port; addr is a valid address the driver copies. Drivers that
+            // cannot change their address (-ENOTSUP) still get the override in `mac()`.
+            let _ = unsafe { sys::rte_eth_dev_default_mac_addr_set(port_id, &mut addr) };
+        }
         Ok(Self {
             device,
+            mac: config.mac,
             rx_taken: vec![false; usize::from(config.rx_queues)],
             tx_taken: vec![false; usize::from(config.tx_queues)],
         })
@@ -262,6 +274,9 @@ impl Port for EthPort {
     type Tx = DpdkTxQueue;
 
     fn mac(&self) -> [u8; 6] {
+        if let Some(mac) = self.mac {
+            return mac;
+        }
         let mut addr = sys::rte_ether_addr::default();
         // SAFETY: valid port; addr is a writable struct of the right type.
         let ret = unsafe { sys::rte_eth_macaddr_get(self.port_id(), &mut addr) };
