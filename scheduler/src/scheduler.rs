@@ -141,7 +141,7 @@ struct Darc {
     window_start_ns: Nanos,
     next_window_id: u64,
     /// Per type: queueing delay of the second-oldest request that triggers an update (ns).
-    max_delay_ns: Box<[f64]>,
+    max_delay_ns: Box<[Nanos]>,
     prev_demand: Box<[f64]>,
     prev_active: usize,
     /// Last evaluated means and ratios, per type.
@@ -169,7 +169,7 @@ impl Darc {
             window_count: 0,
             window_start_ns: 0,
             next_window_id: 0,
-            max_delay_ns: vec![0.0; n_types].into_boxed_slice(),
+            max_delay_ns: vec![0; n_types].into_boxed_slice(),
             prev_demand: vec![0.0; n_types].into_boxed_slice(),
             prev_active: 0,
             means_ns: vec![0.0; n_types].into_boxed_slice(),
@@ -245,7 +245,8 @@ impl Darc {
                 || (self.ratios[t] > 0.0 && active != self.prev_active)
             {
                 changed = true;
-                self.max_delay_ns[t] = self.means_ns[t];
+                // Means are integral ns (or the inactive sentinel): the cast is exact.
+                self.max_delay_ns[t] = self.means_ns[t] as Nanos;
                 self.prev_demand[t] = demand;
             }
         }
@@ -805,45 +806,46 @@ impl Scheduler {
         None
     }
 
-    /// The bootstrap switch and the steady-state update trigger (reference §1.5): the cheap
-    /// sample-count test, inlined on the dispatch path.
+    /// The bootstrap switch and the steady-state update trigger (reference §1.5), inlined on
+    /// the dispatch path: after `samples_needed` samples, an update is due when a type (in
+    /// ascending-mean order) has a second-in-line request that waited longer than its
+    /// `max_delay`. In steady state this scan runs on every call, as in the original.
     #[inline]
     fn darc_check_update(&mut self, now_ns: Nanos) {
         let Engine::Darc(d) = &self.engine else {
             return;
         };
-        let due = d.dynamic
-            && match d.phase {
-                DarcPhase::Bootstrap => self.counters.dispatched > d.params.samples_needed,
-                DarcPhase::Reserved => d.window_count > d.params.samples_needed,
-            };
+        if !d.dynamic {
+            return;
+        }
+        let due = match d.phase {
+            DarcPhase::Bootstrap => self.counters.dispatched > d.params.samples_needed,
+            DarcPhase::Reserved => {
+                d.window_count > d.params.samples_needed
+                    && self.queued_total >= 2
+                    && d.order.iter().any(|&t| {
+                        self.queues[t].get(1).is_some_and(|second| {
+                            now_ns.saturating_sub(second.arrival_ns) > d.max_delay_ns[t]
+                        })
+                    })
+            }
+        };
         if due {
-            self.darc_maybe_update(now_ns);
+            self.darc_update(now_ns);
         }
     }
 
-    /// The rest of the trigger (the second-in-line delay scan) and the update itself.
+    /// The bootstrap switch or a steady-state `update_darc()`, and applying its plan.
     #[cold]
     #[inline(never)]
-    fn darc_maybe_update(&mut self, now_ns: Nanos) {
+    fn darc_update(&mut self, now_ns: Nanos) {
         let Engine::Darc(d) = &mut self.engine else {
             return;
         };
-        let trigger = match d.phase {
-            DarcPhase::Bootstrap => {
-                d.window_start_ns = now_ns;
-                d.window_count = self.counters.dispatched;
-                d.phase = DarcPhase::Reserved;
-                true
-            }
-            DarcPhase::Reserved => d.order.iter().any(|&t| {
-                self.queues[t].get(1).is_some_and(|second| {
-                    now_ns.saturating_sub(second.arrival_ns) as f64 > d.max_delay_ns[t]
-                })
-            }),
-        };
-        if !trigger {
-            return;
+        if d.phase == DarcPhase::Bootstrap {
+            d.window_start_ns = now_ns;
+            d.window_count = self.counters.dispatched;
+            d.phase = DarcPhase::Reserved;
         }
         let bootstrap_switch = d.plan.is_none();
         let samples = d.window_count;
