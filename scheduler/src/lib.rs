@@ -372,19 +372,25 @@ pub enum Policy {
     Cfcfs,
     /// Per-worker FIFOs fed round-robin at arrival; a worker runs only its own queue.
     Dfcfs,
-    /// Fixed priority by configured mean service time (shortest first), work conserving.
+    /// Fixed priority by configured mean service time (shortest first; every type needs a
+    /// `mean_ns`), UNKNOWN last, work conserving.
     Sjf,
-    /// Earliest `arrival + deadline` first, work conserving.
+    /// Earliest `arrival + deadline` first (`deadline_ns`, else the type's `mean_ns`), UNKNOWN
+    /// last, work conserving.
     Edf,
-    /// Perséphone's Dynamic Application-aware Reserved Cores.
+    /// Perséphone's Dynamic Application-aware Reserved Cores (see [`DarcParams`] and
+    /// [`plan_reservations`]).
     Darc(DarcParams),
-    /// DARC with a fixed split: types sorted by mean, the shortest type's group gets
-    /// `reserved_short` workers `[0, k)` and may steal `[k, n)`; the rest get `[k, n)`.
+    /// DARC with a fixed split (the original's manual `n_resas` mode, Fig. 4): types sorted by
+    /// configured mean (all types need one, or none: then configuration order), the shortest
+    /// type alone gets `reserved_short` workers `[0, k)` and may steal `[k, n)`; every other
+    /// type shares `[k, n)`; UNKNOWN runs on the last worker only. `0 ≤ k ≤ n - 1`.
     DarcStatic {
         /// Workers reserved for the shortest type (the original's `n_resas`).
         reserved_short: usize,
     },
-    /// Centralized preemptive time sharing (Shinjuku). **Simulator only.**
+    /// Centralized preemptive time sharing (Shinjuku). **Simulator only**: dispatches carry a
+    /// quantum and the driver reports preemptions with [`Scheduler::on_preempted`].
     TimeSharing(TimeSharingParams),
 }
 
