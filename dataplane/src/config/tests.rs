@@ -456,3 +456,37 @@ fn shipped_configs_parse() {
         assert_eq!(config.scheduler.policy.name(), policy, "{file}");
     }
 }
+
+mod never_panics {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+        /// Arbitrary text is an error or a config, never a panic.
+        #[test]
+        fn arbitrary_text(text in ".{0,200}") {
+            let _ = ServerConfig::from_yaml_str(&text);
+        }
+
+        /// The base config with one line dropped and one character replaced: an error or a
+        /// config, never a panic; an accepted config still passes the scheduler's checks.
+        #[test]
+        fn mutated_base(drop_line in 0usize..12, at in 0usize..400, with in any::<char>()) {
+            let mut lines: Vec<&str> = BASE.lines().collect();
+            if drop_line < lines.len() {
+                lines.remove(drop_line);
+            }
+            let mut text: Vec<char> = lines.join("\n").chars().collect();
+            if at < text.len() {
+                text[at] = with;
+            }
+            let text: String = text.into_iter().collect();
+            if let Ok(config) = ServerConfig::from_yaml_str(&text) {
+                prop_assert!(Scheduler::new(config.scheduler.clone()).is_ok());
+                prop_assert_eq!(config.worker_cpus.len(), config.workers());
+            }
+        }
+    }
+}
