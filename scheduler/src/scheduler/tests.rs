@@ -887,6 +887,16 @@ mod properties {
         }
 
         #[test]
+        fn darc_keeps_its_invariants_across_many_updates(
+            samples_needed in 1u64..8,
+            workers in 2usize..9,
+            ops in proptest::collection::vec(op(), 100..400),
+        ) {
+            let policy = Policy::Darc(DarcParams { samples_needed, ..DarcParams::default() });
+            run(policy, workers, ops)?;
+        }
+
+        #[test]
         fn classify_never_goes_out_of_bounds(wires in proptest::collection::vec(any::<u32>(), 1..64)) {
             let mut s = build(3, types(), Policy::Sjf);
             for (i, &wire) in wires.iter().enumerate() {
