@@ -355,6 +355,13 @@ impl ServerFile {
             }
         }
 
+        if self.psp.kv.is_some() && kind != AppKind::Kv {
+            warnings.push(format!("psp.kv has no effect with app {kind}"));
+        }
+        if self.psp.spin.is_some() && kind != AppKind::Spin {
+            warnings.push(format!("psp.spin has no effect with app {kind}"));
+        }
+
         let idle = match self.psp.idle.as_deref().map(str::trim) {
             None => IdleMode::default(),
             Some(name) if name.eq_ignore_ascii_case("spin") => IdleMode::Spin,

@@ -149,6 +149,7 @@ fn extensions_are_applied() {
     assert_eq!(config.rx_burst, Some(16));
     assert_eq!(config.pending_slots, Some(512));
     assert_eq!(config.drain_timeout, Some(Duration::from_millis(250)));
+    assert_eq!(config.warnings, ["psp.spin has no effect with app kv"]);
 }
 
 #[test]
