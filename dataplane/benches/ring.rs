@@ -1,19 +1,25 @@
 //! Ring handoff: the hand-written LRPC ring (`psp_dataplane::ring`) against `rtrb`.
 //!
-//! - `same_thread`: push one item then pop it (pure per-item cost, no sharing).
+//! - `same_thread`: push one item then pop it (pure per-item cost, no sharing), measured in the
+//!   thread's CPU time (`support/thread_cpu.rs`).
 //! - `cross_thread_stream`: a producer thread streams items through a 64-slot ring while the
 //!   measuring thread pops them; time per item.
 //! - `ping_pong`: one item goes to an echo thread and comes back on a second ring (round trip,
 //!   what a dispatch + completion costs in ring traffic).
 //!
 //! Run: `cargo bench -p psp-dataplane --bench ring -- --warm-up-time 1 --measurement-time 2`.
-//! On a machine with fewer than two free cores the cross-thread figures measure the scheduler.
+//! The cross-thread figures are wall time: on a machine with fewer than two free cores they
+//! measure the OS scheduler, not the ring.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
+
+#[path = "support/thread_cpu.rs"]
+mod thread_cpu;
 use psp_dataplane::ring;
+use thread_cpu::ThreadCpuTime;
 
 /// Ring depth for the cross-thread benches (small, so wrap-around and full rings happen).
 const BENCH_RING_SLOTS: usize = 64;
@@ -21,7 +27,7 @@ const BENCH_RING_SLOTS: usize = 64;
 /// Item carried in the benches: a 16-byte message like the original's `lrpc_msg`.
 type Msg = (u64, u64);
 
-fn same_thread(c: &mut Criterion) {
+fn same_thread(c: &mut Criterion<ThreadCpuTime>) {
     let mut group = c.benchmark_group("ring/same_thread_push_pop");
     let (mut tx, mut rx) = ring::channel::<Msg>(BENCH_RING_SLOTS);
     group.bench_function("lrpc", |b| {
@@ -160,5 +166,10 @@ fn ping_pong(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, same_thread, cross_thread_stream, ping_pong);
-criterion_main!(benches);
+criterion_group! {
+    name = same_thread_benches;
+    config = Criterion::default().with_measurement(ThreadCpuTime);
+    targets = same_thread
+}
+criterion_group!(cross_thread_benches, cross_thread_stream, ping_pong);
+criterion_main!(same_thread_benches, cross_thread_benches);
