@@ -107,6 +107,11 @@ pub type Nanos = u64;
 /// (Perséphone `Request.hh`, 4096 entries).
 pub const DEFAULT_QUEUE_CAPACITY: usize = 4096;
 
+/// Largest `queue_capacity` accepted: 256× the original's 4096, so that a mistyped
+/// configuration is an error rather than a multi-gigabyte allocation (every queue is
+/// allocated in full at construction).
+pub const MAX_QUEUE_CAPACITY: usize = 1 << 20;
+
 /// Most request types a scheduler accepts. Far above the original's `MAX_TYPES = 8`, which the
 /// TPC-C and RocksDB type ids overflowed (reference §8.3).
 pub const MAX_TYPES: usize = 64;

@@ -50,7 +50,7 @@ use crate::queue::{RingQueue, WorkerSet};
 use crate::{
     Completed, CompletionError, ConfigError, DarcParams, Dispatch, Nanos, PlanUpdate, Policy,
     RejectReason, Rejected, RequestTypeSpec, ReservationPlan, SchedulerConfig, Token, TypeIndex,
-    WorkerId, MAX_TYPES, MAX_WORKERS,
+    WorkerId, MAX_QUEUE_CAPACITY, MAX_TYPES, MAX_WORKERS,
 };
 
 /// Most [`PlanUpdate`]s kept for [`Scheduler::poll_plan_update`]; beyond it the oldest is
@@ -377,11 +377,11 @@ impl Scheduler {
         if n_types > MAX_TYPES {
             return Err(ConfigError::TooManyTypes(n_types));
         }
-        if config.queue_capacity == 0 {
+        if config.queue_capacity == 0 || config.queue_capacity > MAX_QUEUE_CAPACITY {
             return Err(ConfigError::Invalid {
                 field: "queue_capacity",
-                value: "0".into(),
-                why: "must be at least 1",
+                value: config.queue_capacity.to_string(),
+                why: "must be between 1 and MAX_QUEUE_CAPACITY (1048576)",
             });
         }
         for (i, t) in config.types.iter().enumerate() {

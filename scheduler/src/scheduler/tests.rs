@@ -537,6 +537,10 @@ fn configuration_errors_name_the_field() {
             queue_capacity: 0,
             ..SchedulerConfig::new(2, disp2_types(), Policy::Cfcfs)
         },
+        SchedulerConfig {
+            queue_capacity: MAX_QUEUE_CAPACITY + 1,
+            ..SchedulerConfig::new(2, disp2_types(), Policy::Cfcfs)
+        },
         SchedulerConfig::new(
             2,
             vec![RequestTypeSpec::new("A", 1), RequestTypeSpec::new("B", 1)],
@@ -559,6 +563,7 @@ fn configuration_errors_name_the_field() {
     let expected = [
         "workers",
         "workers",
+        "queue_capacity",
         "queue_capacity",
         "\"B\"",
         "rounding_cut",
