@@ -33,7 +33,7 @@ pub const VALUE: &[u8] = b"value";
 pub const NOT_FOUND: u32 = u32::MAX;
 
 /// Longest formatted key: the prefix and the 20 digits of `u64::MAX`.
-const KEY_BUF_LEN: usize = 3 + 20;
+pub const KEY_BUF_LEN: usize = 3 + 20;
 
 /// Writes `"key{index}"` into `buf`; returns the key's bytes.
 pub fn format_key(index: u64, buf: &mut [u8; KEY_BUF_LEN]) -> &[u8] {
