@@ -500,3 +500,74 @@ psp: {idle: yield, app: echo, drain_timeout_ms: 500}
     assert!(got.iter().all(|(_, r)| r.payload_len == 16), "echo app");
     assert_eq!(report.policy, "sjf");
 }
+
+#[test]
+fn arp_requests_for_our_ip_are_answered_on_queue_zero() {
+    use crate::wire::{arp, build_arp_request, parse_arp, MIN_FRAME_LEN};
+    let mut run = start(options(Policy::Cfcfs, 1), Duration::ZERO);
+    let mut frames = Vec::new();
+    for target in [SERVER_IP, Ipv4Addr::new(10, 0, 0, 99)] {
+        let mut buf = run.client.tx.alloc().expect("buffer");
+        buf.set_len(MIN_FRAME_LEN).expect("fits");
+        let len = build_arp_request(buf.data_mut(), &run.client.me, target).expect("build");
+        buf.set_len(len).expect("fits");
+        frames.push(buf);
+    }
+    run.client.send_frames(frames);
+    let mut replies = Vec::new();
+    let deadline = Instant::now() + RESPONSE_WAIT;
+    while replies.is_empty() && Instant::now() < deadline {
+        if run.client.rx[0].rx_burst(&mut replies, 8) == 0 {
+            std::thread::sleep(Duration::from_micros(100));
+        }
+    }
+    // Serving goes on after ARP.
+    run.client.send(&mixed_requests(10));
+    assert_eq!(run.client.collect(10).len(), 10);
+    let (_, report) = run.stop();
+    assert_eq!(replies.len(), 1, "{report}");
+    let reply = parse_arp(replies[0].data()).expect("ARP reply");
+    assert_eq!(reply.operation, arp::Operation::Reply);
+    assert_eq!(reply.source_protocol_addr, SERVER_IP);
+    assert_eq!(reply.source_hardware_addr, run_server_mac());
+    assert_eq!(
+        reply.target_hardware_addr,
+        MacAddr(crate::port::memory::DEFAULT_MAC_A)
+    );
+    assert_eq!(report.dispatcher.arp_replies, 1);
+    assert_eq!(
+        report.dispatcher.parse_drops.get(DropReason::ArpNotForUs),
+        1,
+        "the request for another IP is counted, not answered"
+    );
+}
+
+/// The server side's MAC in `start` (side B of the default pair).
+fn run_server_mac() -> MacAddr {
+    MacAddr(crate::port::memory::DEFAULT_MAC_B)
+}
+
+#[test]
+fn drain_timeout_bounds_shutdown_and_counts_abandoned_requests() {
+    let mut opts = options(Policy::Cfcfs, 1);
+    opts.drain_timeout = Duration::from_millis(20);
+    // 10 requests of 10 ms each cannot drain in 20 ms.
+    let mut run = start(opts, Duration::from_millis(10));
+    run.client
+        .send(&(0..10).map(|i| (i, 1)).collect::<Vec<_>>());
+    assert_eq!(run.client.collect(1).len(), 1, "first response");
+    let stop_started = Instant::now();
+    let (_, report) = run.stop();
+    assert!(
+        stop_started.elapsed() < Duration::from_secs(2),
+        "shutdown took {:?}",
+        stop_started.elapsed()
+    );
+    let d = &report.dispatcher;
+    assert!(d.abandoned_at_shutdown > 0, "{report}");
+    assert_eq!(
+        d.per_type[0].arrivals,
+        d.completed + d.abandoned_at_shutdown,
+        "{report}"
+    );
+}
