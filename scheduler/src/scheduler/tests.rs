@@ -744,6 +744,56 @@ mod properties {
         queued: HashMap<u64, TypeIndex>,
         running: HashMap<u16, (u64, TypeIndex)>,
         completed: u64,
+        /// Arrival time of every accepted token.
+        arrival_ns: HashMap<u64, Nanos>,
+        /// Last token dispatched (c-FCFS order check).
+        last_dispatched: Option<u64>,
+    }
+
+    /// Configured mean of a type in [`types`], UNKNOWN after every type.
+    fn mean_of(ty: TypeIndex) -> Nanos {
+        ty.index()
+            .and_then(|t| types().get(t).and_then(|spec| spec.mean_ns))
+            .unwrap_or(Nanos::MAX)
+    }
+
+    /// EDF due time (every type in [`types`] has a mean and no deadline).
+    fn due_of(m: &Model, token: u64, ty: TypeIndex) -> Nanos {
+        m.arrival_ns[&token].saturating_add(mean_of(ty))
+    }
+
+    /// The policy's ordering rule for dispatch `d` (the model's queue no longer holds it).
+    fn check_order(s: &Scheduler, m: &mut Model, d: &Dispatch) -> Result<(), TestCaseError> {
+        match s.policy() {
+            Policy::Cfcfs => {
+                prop_assert!(
+                    m.last_dispatched.is_none_or(|last| d.token.0 > last),
+                    "not FIFO"
+                );
+                m.last_dispatched = Some(d.token.0);
+            }
+            Policy::Dfcfs => {
+                prop_assert_eq!(d.token.0 % s.workers() as u64, u64::from(d.worker.0));
+            }
+            Policy::Sjf => {
+                let mine = mean_of(d.ty);
+                prop_assert!(
+                    m.queued.values().all(|&ty| mean_of(ty) >= mine),
+                    "a shorter type was queued"
+                );
+            }
+            Policy::Edf => {
+                let mine = due_of(m, d.token.0, d.ty);
+                prop_assert!(
+                    m.queued
+                        .iter()
+                        .all(|(&tok, &ty)| due_of(m, tok, ty) >= mine),
+                    "an earlier deadline was queued"
+                );
+            }
+            _ => {}
+        }
+        Ok(())
     }
 
     fn dispatch_all(s: &mut Scheduler, m: &mut Model, now: Nanos) -> Result<(), TestCaseError> {
@@ -755,6 +805,7 @@ mod properties {
                 d.worker
             );
             let ty = m.queued.remove(&d.token.0);
+            check_order(s, m, &d)?;
             prop_assert_eq!(
                 ty,
                 Some(d.ty),
@@ -814,6 +865,7 @@ mod properties {
                     match s.on_arrival(now, ty, Token(token)) {
                         Ok(()) => {
                             m.queued.insert(token, ty);
+                            m.arrival_ns.insert(token, now);
                         }
                         Err(r) => prop_assert_eq!(r.token, Token(token)),
                     }
