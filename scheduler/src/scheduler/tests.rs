@@ -748,6 +748,8 @@ mod properties {
         arrival_ns: HashMap<u64, Nanos>,
         /// Last token dispatched (c-FCFS order check).
         last_dispatched: Option<u64>,
+        /// `ts`: each type's queue in order (preempted requests rejoin at the tail).
+        ts_queues: std::collections::BTreeMap<u16, std::collections::VecDeque<u64>>,
     }
 
     /// Configured mean of a type in [`types`], UNKNOWN after every type.
@@ -763,8 +765,30 @@ mod properties {
     }
 
     /// The policy's ordering rule for dispatch `d` (the model's queue no longer holds it).
-    fn check_order(s: &Scheduler, m: &mut Model, d: &Dispatch) -> Result<(), TestCaseError> {
+    fn check_order(
+        s: &Scheduler,
+        m: &mut Model,
+        d: &Dispatch,
+        now: Nanos,
+    ) -> Result<(), TestCaseError> {
         match s.policy() {
+            Policy::TimeSharing(p) => {
+                // Largest wait / (slo_factor × mean) among typed heads, lowest type on ties;
+                // UNKNOWN only when no typed request waits.
+                let mut best: Option<(f64, u16)> = None;
+                for (&ty, q) in &m.ts_queues {
+                    if let (Some(&head), false) = (q.front(), TypeIndex(ty).is_unknown()) {
+                        let slo = p.slo_factor * mean_of(TypeIndex(ty)) as f64;
+                        let score = now.saturating_sub(m.arrival_ns[&head]) as f64 * (1.0 / slo);
+                        if best.is_none_or(|(b, _)| score > b) {
+                            best = Some((score, ty));
+                        }
+                    }
+                }
+                let ty = best.map_or(TypeIndex::UNKNOWN.0, |(_, ty)| ty);
+                let head = m.ts_queues.get_mut(&ty).and_then(|q| q.pop_front());
+                prop_assert_eq!(head, Some(d.token.0), "ts picked the wrong head");
+            }
             Policy::Cfcfs => {
                 prop_assert!(
                     m.last_dispatched.is_none_or(|last| d.token.0 > last),
@@ -805,7 +829,7 @@ mod properties {
                 d.worker
             );
             let ty = m.queued.remove(&d.token.0);
-            check_order(s, m, &d)?;
+            check_order(s, m, &d, now)?;
             prop_assert_eq!(
                 ty,
                 Some(d.ty),
@@ -866,6 +890,7 @@ mod properties {
                         Ok(()) => {
                             m.queued.insert(token, ty);
                             m.arrival_ns.insert(token, now);
+                            m.ts_queues.entry(ty.0).or_default().push_back(token);
                         }
                         Err(r) => prop_assert_eq!(r.token, Token(token)),
                     }
@@ -889,6 +914,7 @@ mod properties {
                             prop_assert!(preemptive);
                             m.running.remove(&worker);
                             m.queued.insert(token, ty);
+                            m.ts_queues.entry(ty.0).or_default().push_back(token);
                         }
                         (Err(_), _) => prop_assert!(!preemptive || held.is_none()),
                         (Ok(()), None) => prop_assert!(false, "preempted an idle worker"),
