@@ -38,10 +38,14 @@
 //! - Profiled means are exact integer `Σ service / count` rather than a truncating running mean.
 //!
 //! ## How it is tested
-//! Unit tests in `tests` (this file) pin each policy's decisions on hand-made sequences;
-//! property tests (`proptest`) drive every policy with random arrivals, completions and
-//! preemptions of random wire ids and check conservation, the one-request-per-worker rule,
-//! DARC's reservation rule and liveness (everything queued is dispatched once arrivals stop).
+//! Unit tests in `scheduler/tests.rs` pin each policy's decisions on hand-made sequences
+//! (including DARC's bootstrap switch, hysteresis, update trigger and adaptation when service
+//! times swap mid-run); property tests (`proptest`) drive every policy with random arrivals,
+//! completions and preemptions of random wire ids against a model and check conservation (no
+//! token lost or duplicated), the one-request-per-worker rule, bounds, each policy's order
+//! (FIFO, round-robin, SJF priority, EDF deadlines, `ts` wait/SLO and tail re-queue), DARC's
+//! reservation rule (a longer group never on a shorter group's reserved worker; UNKNOWN only
+//! on the spillway) and liveness (everything queued is dispatched once arrivals stop).
 
 use std::collections::VecDeque;
 
