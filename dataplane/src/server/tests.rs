@@ -272,9 +272,9 @@ fn queue_full_arrivals_are_dropped_and_counted() {
     let requests: Vec<(u32, u32)> = (0..64).map(|i| (i, 1)).collect();
     run.client.send(&requests);
     let first = run.client.collect(1);
-    assert_eq!(first.len(), 1);
+    assert!(!first.is_empty(), "a first response");
     // Let the worker finish what was accepted (≤ 1 running + 4 queued per burst).
-    let rest = run.client.collect_until(64, QUIET_PERIOD);
+    let rest = run.client.collect_until(64 - first.len(), QUIET_PERIOD);
     let (_, report) = run.stop();
     let d = &report.dispatcher;
     assert!(d.queue_full_drops > 0, "{report}");
@@ -361,7 +361,8 @@ fn shutdown_drains_queued_and_in_flight_requests() {
     // One response means the dispatcher has read the burst holding all 20.
     let mut got = run.client.collect(1);
     run.shutdown.store(true, Ordering::Release);
-    got.extend(run.client.collect(19));
+    let missing = 20 - got.len();
+    got.extend(run.client.collect(missing));
     let (_, report) = run.stop();
     assert_eq!(got.len(), 20, "{report}");
     assert_eq!(report.dispatcher.abandoned_at_shutdown, 0);
@@ -555,7 +556,7 @@ fn drain_timeout_bounds_shutdown_and_counts_abandoned_requests() {
     let mut run = start(opts, Duration::from_millis(10));
     run.client
         .send(&(0..10).map(|i| (i, 1)).collect::<Vec<_>>());
-    assert_eq!(run.client.collect(1).len(), 1, "first response");
+    assert!(!run.client.collect(1).is_empty(), "a first response");
     let stop_started = Instant::now();
     let (_, report) = run.stop();
     assert!(
