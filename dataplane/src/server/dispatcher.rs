@@ -20,15 +20,8 @@ use crate::port::{PacketBuf, RxQueue, TxQueue};
 use crate::ring;
 use crate::wire::{
     build_arp_reply, parse_request_with, DropCounters, DropReason, LocalAddr, ParseOptions,
-    RequestView, MIN_FRAME_LEN, PAYLOAD_OFFSET,
+    MIN_FRAME_LEN, PAYLOAD_OFFSET,
 };
-
-/// A request parked between RX and dispatch.
-struct Pending<B> {
-    buf: B,
-    request: RequestView,
-    arrival_ns: u64,
-}
 
 /// The dispatcher thread's state.
 pub(crate) struct Dispatcher<R: RxQueue, T: TxQueue<Buf = R::Buf>, C> {
@@ -48,7 +41,8 @@ pub(crate) struct Dispatcher<R: RxQueue, T: TxQueue<Buf = R::Buf>, C> {
     /// one job per worker; kept so a violation cannot lose a request).
     stalled: Vec<Option<Job<R::Buf>>>,
     done: Vec<ring::Receiver<Done>>,
-    slab: PendingSlab<Pending<R::Buf>>,
+    /// Requests between RX and dispatch, parked as the job they will become (one move less).
+    slab: PendingSlab<Job<R::Buf>>,
     drain_timeout_ns: u64,
     windows: Option<WindowsLog>,
     report: DispatcherReport,
@@ -189,12 +183,13 @@ where
                     let ty = self.scheduler.classify(wire_type);
                     let slot = type_slot(ty, n_types);
                     self.report.per_type[slot].arrivals += 1;
-                    let pending = Pending {
+                    let job = Job {
                         buf,
                         request,
                         arrival_ns: now_ns,
+                        dispatched_ns: 0,
                     };
-                    let token = match self.slab.insert(pending) {
+                    let token = match self.slab.insert(job) {
                         Ok(token) => token,
                         Err(_dropped) => {
                             self.report.slab_full_drops += 1;
@@ -295,7 +290,7 @@ where
             any = true;
             let slot = type_slot(decision.ty, n_types);
             self.report.per_type[slot].dispatched += 1;
-            let Some(pending) = self.slab.take(decision.token) else {
+            let Some(mut job) = self.slab.take(decision.token) else {
                 // A token we never issued: a scheduler bug; count it, the worker stays busy
                 // until freed by nothing, so hand it back as completed at once.
                 self.report.lost_tokens += 1;
@@ -303,12 +298,7 @@ where
                 continue;
             };
             let w = decision.worker.index();
-            let job = Job {
-                buf: pending.buf,
-                request: pending.request,
-                arrival_ns: pending.arrival_ns,
-                dispatched_ns: now_ns,
-            };
+            job.dispatched_ns = now_ns;
             self.in_flight += 1;
             self.report.dispatched += 1;
             match self.stalled.get_mut(w) {
