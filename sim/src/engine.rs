@@ -40,6 +40,7 @@ use psp_scheduler::{
     WorkerId, DEFAULT_QUEUE_CAPACITY,
 };
 use psp_workload::spec::NS_PER_S;
+use psp_workload::stats::round_to_u64;
 use psp_workload::{PhaseGenerator, RunStats, Workload};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -281,7 +282,7 @@ pub fn run(
     let mut rng = StdRng::seed_from_u64(config.seed);
     let mut stats = RunStats::new(&workload.classes);
 
-    let mut heap: BinaryHeap<Reverse<(Nanos, u16)>> = BinaryHeap::with_capacity(workers + 1);
+    let mut heap: BinaryHeap<Reverse<u64>> = BinaryHeap::with_capacity(workers + 1);
     let mut worker_event = vec![WorkerEvent::Idle; workers];
     let mut slab: Vec<InFlight> = Vec::with_capacity(config.queue_capacity);
     let mut free_slots: Vec<u32> = Vec::with_capacity(config.queue_capacity);
@@ -301,7 +302,7 @@ pub fn run(
     let mut next_arrival = draw_arrival(&mut source, &mut rng);
 
     loop {
-        let next_worker_ns = heap.peek().map(|Reverse((t, _))| *t);
+        let next_worker_ns = heap.peek().map(|Reverse(key)| event_time(*key));
         let take_arrival = match (next_arrival, next_worker_ns) {
             (None, None) => break,
             (Some(a), Some(w)) => a.0 < w,
@@ -351,9 +352,10 @@ pub fn run(
             }
             next_arrival = draw_arrival(&mut source, &mut rng);
         } else {
-            let Some(Reverse((event_ns, w))) = heap.pop() else {
+            let Some(Reverse(key)) = heap.pop() else {
                 break;
             };
+            let (event_ns, w) = (event_time(key), event_worker(key));
             now = event_ns.max(dispatcher_free_ns) + config.completion_cost_ns;
             dispatcher_free_ns = now;
             last_event_ns = last_event_ns.max(event_ns);
@@ -405,11 +407,11 @@ pub fn run(
                 Some(q) if req.remaining_ns > q => {
                     req.remaining_ns -= q;
                     worker_event[w] = WorkerEvent::Preempted;
-                    heap.push(Reverse((now + q + preemption_cost_ns, d.worker.0)));
+                    heap.push(Reverse(event_key(now + q + preemption_cost_ns, d.worker)?));
                 }
                 _ => {
                     worker_event[w] = WorkerEvent::Completes;
-                    heap.push(Reverse((now + req.remaining_ns, d.worker.0)));
+                    heap.push(Reverse(event_key(now + req.remaining_ns, d.worker)?));
                 }
             }
         }
@@ -440,6 +442,38 @@ pub fn run(
     })
 }
 
+/// Bits of an event key that hold the worker (≥ log2 of `psp_scheduler::MAX_WORKERS`).
+const WORKER_BITS: u32 = 8;
+
+const _: () = assert!(psp_scheduler::MAX_WORKERS <= 1 << WORKER_BITS);
+
+/// Latest representable event time (2^56 ns ≈ 2.3 years of virtual time).
+pub const MAX_EVENT_NS: Nanos = (1 << (64 - WORKER_BITS)) - 1;
+
+/// Packs `(time, worker)` into one `u64` ordered like the pair, so heap comparisons are one
+/// integer compare.
+#[inline]
+fn event_key(time_ns: Nanos, worker: WorkerId) -> Result<u64, SimError> {
+    if time_ns > MAX_EVENT_NS {
+        return Err(SimError::Invalid {
+            field: "virtual time",
+            value: time_ns.to_string(),
+            why: "exceeds the simulator's 2^56 ns horizon",
+        });
+    }
+    Ok(time_ns << WORKER_BITS | u64::from(worker.0))
+}
+
+#[inline]
+fn event_time(key: u64) -> Nanos {
+    key >> WORKER_BITS
+}
+
+#[inline]
+fn event_worker(key: u64) -> u16 {
+    (key & ((1 << WORKER_BITS) - 1)) as u16
+}
+
 /// The next arrival: `(time, class, service, type mean)`, or `None` when done.
 #[inline]
 fn draw_arrival(
@@ -457,7 +491,7 @@ fn draw_arrival(
     source.clock_ns += s.gap_ns;
     source.next_index += 1;
     Some((
-        source.clock_ns.round() as Nanos,
+        round_to_u64(source.clock_ns),
         s.class,
         s.service_ns,
         generator.mean_ns(s.ty),

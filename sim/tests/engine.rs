@@ -25,7 +25,7 @@ fn all_policies() -> Vec<Policy> {
         Policy::Dfcfs,
         Policy::Sjf,
         Policy::Edf,
-        darc(2_000),
+        darc(1_000),
         Policy::DarcStatic { reserved_short: 2 },
         Policy::TimeSharing(TimeSharingParams::default()),
     ]
@@ -46,9 +46,9 @@ fn same_seed_same_results() {
         darc(2_000),
         Policy::TimeSharing(TimeSharingParams::default()),
     ] {
-        let a = run(&w, &policy, 0.8, &config(20_000, 7)).unwrap();
-        let b = run(&w, &policy, 0.8, &config(20_000, 7)).unwrap();
-        let c = run(&w, &policy, 0.8, &config(20_000, 8)).unwrap();
+        let a = run(&w, &policy, 0.8, &config(8_000, 7)).unwrap();
+        let b = run(&w, &policy, 0.8, &config(8_000, 7)).unwrap();
+        let c = run(&w, &policy, 0.8, &config(8_000, 8)).unwrap();
         assert_eq!(a.stats.slowdown_histogram(), b.stats.slowdown_histogram());
         assert_eq!(a.stats.latency_histogram(), b.stats.latency_histogram());
         assert_eq!(
@@ -80,13 +80,14 @@ fn sweep_does_not_depend_on_thread_count() {
 
 #[test]
 fn every_arrival_completes_or_is_dropped() {
+    const REQUESTS: u64 = 8_000;
     let w = workload("TPCC");
     for policy in all_policies() {
         for (load, capacity) in [(0.7, 4096), (1.6, 16)] {
-            let mut cfg = config(20_000, 11);
+            let mut cfg = config(REQUESTS, 11);
             cfg.queue_capacity = capacity;
             let r = run(&w, &policy, load, &cfg).unwrap();
-            assert_eq!(r.arrivals, 20_000, "{}", policy.name());
+            assert_eq!(r.arrivals, REQUESTS, "{}", policy.name());
             assert_eq!(
                 r.completed + r.dropped,
                 r.arrivals,
@@ -94,7 +95,12 @@ fn every_arrival_completes_or_is_dropped() {
                 policy.name()
             );
             let measured = r.stats.completed() + r.stats.dropped();
-            assert_eq!(measured, 18_000, "{} at {load}", policy.name());
+            assert_eq!(
+                measured,
+                REQUESTS - REQUESTS / 10,
+                "{} at {load}",
+                policy.name()
+            );
             if capacity == 16 {
                 assert!(
                     r.dropped > 0,
@@ -116,7 +122,7 @@ fn mm1_mean_latency_is_twice_the_service_time_at_half_load() {
     .unwrap();
     let cfg = RunConfig {
         workers: 1,
-        ..config(200_000, 5)
+        ..config(100_000, 5)
     };
     let r = run(&w, &Policy::Cfcfs, 0.5, &cfg).unwrap();
     let mean = r.stats.latency().mean;
@@ -176,4 +182,23 @@ fn time_sharing_preempts_long_requests() {
     // Every LONG (100 µs) request is preempted ⌈100/5⌉ − 1 = 19 times.
     assert!(r.preemptions > 19 * 4_000, "{} preemptions", r.preemptions);
     assert_eq!(r.completed + r.dropped, r.arrivals);
+}
+
+#[test]
+fn phases_play_in_order() {
+    // sched4: phase 0 has SHORT = 100 µs, phases 1-2 SHORT = 1 µs, phase 3 only SHORT = 3.5 µs.
+    let w = workload("sched4");
+    let r = run(&w, &Policy::Cfcfs, 0.5, &config(20_000, 1)).unwrap();
+    assert_eq!(r.completed + r.dropped, 20_000);
+    let types = r.stats.types();
+    assert_eq!(types.len(), 2);
+    // Phase 3 (SHORT only) is the longest in requests; SHORT must outnumber LONG.
+    assert!(
+        types[0].completed() > 2 * types[1].completed(),
+        "{} vs {}",
+        types[0].completed(),
+        types[1].completed()
+    );
+    // Slowdown is normalised per phase: SHORT's median slowdown stays near 1 at half load.
+    assert!(types[0].slowdown().p50 < 2.0, "{:?}", types[0].slowdown());
 }

@@ -11,6 +11,7 @@ use rand::Rng;
 use rand_distr::{Distribution, Exp, LogNormal};
 
 use crate::spec::{ArrivalProcess, Phase, ServiceDist, NS_PER_S};
+use crate::stats::round_to_u64;
 
 /// Picks a type index of a phase with probability equal to its ratio (cumulative-ratio walk,
 /// like the original client, reference §5.2).
@@ -145,15 +146,15 @@ impl ServiceSampler {
     pub fn sample_ns<R: Rng + ?Sized>(&self, rng: &mut R) -> u64 {
         match self {
             Self::Fixed(ns) => *ns,
-            Self::Exponential(d) => d.sample(rng).round() as u64,
-            Self::Lognormal(d) => d.sample(rng).round() as u64,
+            Self::Exponential(d) => round_to_u64(d.sample(rng)),
+            Self::Lognormal(d) => round_to_u64(d.sample(rng)),
             Self::Bimodal {
                 low_ns,
                 high_ns,
                 p_high,
             } => {
                 let u: f64 = rng.random();
-                (if u < *p_high { *high_ns } else { *low_ns }).round() as u64
+                round_to_u64(if u < *p_high { *high_ns } else { *low_ns })
             }
         }
     }

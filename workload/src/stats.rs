@@ -96,7 +96,8 @@ pub fn quantile_with_infinite(h: &Histogram<u64>, infinite: u64, q: f64, scale: 
     if rank > finite {
         return f64::INFINITY;
     }
-    h.value_at_quantile(rank as f64 / finite as f64) as f64 / scale
+    // The middle of the bucket, like the original loader's bucket midpoints (§5.6).
+    h.median_equivalent(h.value_at_quantile(rank as f64 / finite as f64)) as f64 / scale
 }
 
 fn percentiles(h: &Histogram<u64>, infinite: u64, scale: f64) -> Percentiles {
@@ -179,12 +180,31 @@ impl TypeStats {
     }
 }
 
-/// Statistics of a run: per type and overall.
+/// Statistics of a run: per type and overall. The overall histograms are the exact sums of
+/// the per-type ones, built on demand (a request is recorded twice, not four times).
 #[derive(Clone, Debug)]
 pub struct RunStats {
     types: Vec<TypeStats>,
-    all_latency_ns: Histogram<u64>,
-    all_slowdown_scaled: Histogram<u64>,
+}
+
+/// Rounds a non-negative value to the nearest integer (`as` saturates; NaN gives 0). Cheaper
+/// than `f64::round`, which is a libm call on baseline x86-64.
+#[inline]
+pub fn round_to_u64(v: f64) -> u64 {
+    (v + 0.5) as u64
+}
+
+fn sum_of<'a>(hists: impl Iterator<Item = &'a Histogram<u64>>) -> Histogram<u64> {
+    let mut total = new_histogram();
+    for h in hists {
+        // Same significant digits and auto-resize: adding cannot fail short of usize overflow.
+        if total.add(h).is_err() {
+            for v in h.iter_recorded() {
+                total.saturating_record_n(v.value_iterated_to(), v.count_at_value());
+            }
+        }
+    }
+    total
 }
 
 impl RunStats {
@@ -200,8 +220,6 @@ impl RunStats {
                 .into_iter()
                 .map(|(n, id)| TypeStats::new(n, id))
                 .collect(),
-            all_latency_ns: new_histogram(),
-            all_slowdown_scaled: new_histogram(),
         }
     }
 
@@ -212,11 +230,9 @@ impl RunStats {
         let Some(t) = self.types.get_mut(class) else {
             return;
         };
-        let slowdown = (latency_ns as f64 * SLOWDOWN_SCALE / mean_ns).round() as u64;
+        let slowdown = round_to_u64(latency_ns as f64 * SLOWDOWN_SCALE / mean_ns);
         record(&mut t.latency_ns, latency_ns);
         record(&mut t.slowdown_scaled, slowdown);
-        record(&mut self.all_latency_ns, latency_ns);
-        record(&mut self.all_slowdown_scaled, slowdown);
     }
 
     /// Records a refused request (+∞ in percentiles).
@@ -241,7 +257,7 @@ impl RunStats {
 
     /// Completed requests of all types.
     pub fn completed(&self) -> u64 {
-        self.all_latency_ns.len()
+        self.types.iter().map(TypeStats::completed).sum()
     }
 
     /// Dropped requests of all types.
@@ -257,7 +273,7 @@ impl RunStats {
     /// Latency percentiles of all requests (ns).
     pub fn latency(&self) -> Percentiles {
         percentiles(
-            &self.all_latency_ns,
+            &self.latency_histogram(),
             self.dropped() + self.unanswered(),
             1.0,
         )
@@ -266,20 +282,20 @@ impl RunStats {
     /// Overall slowdown percentiles: per-request slowdown across all types (reference §5.6).
     pub fn slowdown(&self) -> Percentiles {
         percentiles(
-            &self.all_slowdown_scaled,
+            &self.slowdown_histogram(),
             self.dropped() + self.unanswered(),
             SLOWDOWN_SCALE,
         )
     }
 
-    /// The raw overall latency histogram (ns).
-    pub fn latency_histogram(&self) -> &Histogram<u64> {
-        &self.all_latency_ns
+    /// The overall latency histogram (ns): the sum of the per-type ones.
+    pub fn latency_histogram(&self) -> Histogram<u64> {
+        sum_of(self.types.iter().map(|t| &t.latency_ns))
     }
 
-    /// The raw overall slowdown histogram (×[`SLOWDOWN_SCALE`]).
-    pub fn slowdown_histogram(&self) -> &Histogram<u64> {
-        &self.all_slowdown_scaled
+    /// The overall slowdown histogram (×[`SLOWDOWN_SCALE`]): the sum of the per-type ones.
+    pub fn slowdown_histogram(&self) -> Histogram<u64> {
+        sum_of(self.types.iter().map(|t| &t.slowdown_scaled))
     }
 
     /// Adds `other`'s counts to `self` (exact). Both must track the same types in the same order.
@@ -306,8 +322,6 @@ impl RunStats {
             a.dropped += b.dropped;
             a.unanswered += b.unanswered;
         }
-        add(&mut self.all_latency_ns, &other.all_latency_ns)?;
-        add(&mut self.all_slowdown_scaled, &other.all_slowdown_scaled)?;
         Ok(())
     }
 
@@ -319,8 +333,6 @@ impl RunStats {
             t.dropped = 0;
             t.unanswered = 0;
         }
-        self.all_latency_ns.reset();
-        self.all_slowdown_scaled.reset();
     }
 }
 
