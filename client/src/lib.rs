@@ -5,3 +5,4 @@ pub mod engine;
 pub mod inflight;
 pub mod merge;
 pub mod report;
+pub mod sweep;

@@ -716,7 +716,7 @@ pub fn print_summary(out: &mut impl std::io::Write, summary: &Summary) -> std::i
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn sample_report() -> Report {

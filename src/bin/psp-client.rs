@@ -1,0 +1,461 @@
+//! psp-client: the open-loop load generator (Perséphone's client, reference §5).
+//!
+//! Reads a client YAML (`-c`, reference §6.2) and/or a workload file (`--workload`), sends
+//! requests to the server(s) given by `--ip/--port` over DPDK (`--transport dpdk`, e.g. memif,
+//! feature `dpdk`) or kernel UDP sockets (`--transport udp`, works against any UDP server),
+//! and prints a per-type table and the original's final line. With `--collect-logs`, `--outdir`
+//! or a sweep, files go to `<log_dir>/<label>/<outdir>` (see `psp_client::report`).
+//!
+//! Examples:
+//! ```text
+//! psp-client -c configs/client/udp-local.yml -I 127.0.0.1 -P 6789 --transport udp
+//! psp-client --workload configs/workloads/DISP2.yml -I 127.0.0.1 -P 6789 --transport udp \
+//!            --load-range 0.1:0.5:0.1 --workers 1 --outdir sweep-disp2
+//! psp-client -c configs/client/memif.yml -I 10.0.0.1 -P 6789 --rx-queues 2   # DPDK memif
+//! ```
+
+use std::io::IsTerminal;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::{bail, ensure, Context, Result};
+use clap::{Parser, ValueEnum};
+use psp_client::config::{ClientConfig, DEFAULT_REQ_OFFSET};
+use psp_client::engine::{Engine, EngineConfig, Progress, DEFAULT_DRAIN_TIMEOUT_NS};
+use psp_client::report::{print_summary, write_run_files, Report, Summary};
+use psp_client::sweep::{parse_load_range, write_sweep_files, SweepPoint};
+use psp_dataplane::port::Port;
+use psp_dataplane::wire::{Endpoint, MacAddr};
+use psp_workload::Workload;
+
+/// The original's default label (client.cc).
+const DEFAULT_LABEL: &str = "rateclient";
+/// How often the progress bar refreshes.
+const PROGRESS_REFRESH: Duration = Duration::from_millis(200);
+/// How long to wait for a DPDK link (a memif client waits for its server).
+const DEFAULT_LINK_TIMEOUT_S: f64 = 60.0;
+
+/// Which network path to use.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+enum Transport {
+    /// DPDK (memif, PCI NICs): needs `network.eal_init` in the config and the `dpdk` feature.
+    Dpdk,
+    /// Kernel UDP sockets.
+    Udp,
+}
+
+/// Open-loop load generator for psp (and any Perséphone-format UDP server).
+#[derive(Parser, Debug)]
+#[command(name = "psp-client", version, about)]
+struct Args {
+    /// Client YAML (Perséphone schema: cpus, network, net_workers, schedules, log_dir).
+    #[arg(short = 'c', long = "config-path", value_name = "FILE")]
+    config_path: Option<PathBuf>,
+    /// Run label (outputs go to <log_dir>/<label>/<outdir>).
+    #[arg(short = 'l', long, default_value = DEFAULT_LABEL)]
+    label: String,
+    /// Server IPv4 address (repeat for several servers, used round-robin).
+    #[arg(short = 'I', long = "ip", value_name = "IP", required = true)]
+    ip: Vec<Ipv4Addr>,
+    /// Server UDP port (one for all servers, or one per --ip).
+    #[arg(short = 'P', long = "port", value_name = "PORT", required = true)]
+    port: Vec<u16>,
+    /// Most requests in flight; a send slot that finds this many is skipped (-1: unlimited).
+    #[arg(short = 'm', long = "max-concurrency", default_value_t = -1, allow_negative_numbers = true)]
+    max_concurrency: i64,
+    /// -1: histograms (traces_hist). Per-request traces (0, N) are not written by psp-client.
+    #[arg(short = 'S', long, default_value_t = -1, allow_negative_numbers = true)]
+    sample: i64,
+    /// Write the output files (nonzero; the bare flag means 1).
+    #[arg(long = "collect-logs", default_value_t = 0, num_args = 0..=1, default_missing_value = "1")]
+    collect_logs: u32,
+    /// Output subdirectory (e.g. client0); implies writing the files.
+    #[arg(short = 'o', long, value_name = "DIR")]
+    outdir: Option<PathBuf>,
+    /// Wire id of the first type of the config's schedules (1 MB, 5 TPC-C, 10 RocksDB).
+    #[arg(long = "req-offset", default_value_t = DEFAULT_REQ_OFFSET)]
+    req_offset: u32,
+    /// RNG seed: the same seed sends the same requests at the same intended times.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Override every phase's duration (seconds).
+    #[arg(short = 'd', long, value_name = "SECONDS")]
+    duration: Option<f64>,
+    /// Override every phase's rate (requests/s).
+    #[arg(short = 'r', long, value_name = "RPS")]
+    rate: Option<f64>,
+    /// Workload file (psp-workload YAML, e.g. configs/workloads/DISP2.yml); replaces the
+    /// config's schedules.
+    #[arg(long, value_name = "FILE")]
+    workload: Option<PathBuf>,
+    /// Network path (default: dpdk when the config has network.eal_init, else udp).
+    #[arg(long, value_enum)]
+    transport: Option<Transport>,
+    /// Sweep loads A:B:STEP relative to the capacity of --workers workers.
+    #[arg(long = "load-range", value_name = "A:B:STEP", requires = "workers")]
+    load_range: Option<String>,
+    /// Server workers (the load convention's N; default RX queues 1 + N over DPDK).
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Share of requests (send order) discarded as warm-up.
+    #[arg(long, default_value_t = psp_client::engine::DEFAULT_WARMUP_FRACTION)]
+    warmup: f64,
+    /// Seconds to wait for responses after the last send.
+    #[arg(long = "drain-timeout", default_value_t = DEFAULT_DRAIN_TIMEOUT_NS as f64 / 1e9)]
+    drain_timeout_s: f64,
+    /// Server MAC (overrides network.remote_mac; DPDK only).
+    #[arg(long = "server-mac", value_name = "MAC")]
+    server_mac: Option<String>,
+    /// Local address (UDP: bind address, default net_workers[0] or 0.0.0.0:0; DPDK: source).
+    #[arg(long, value_name = "IP:PORT")]
+    bind: Option<SocketAddrV4>,
+    /// DPDK RX queues to configure and poll (over memif: 1 + the server's workers).
+    #[arg(long = "rx-queues")]
+    rx_queues: Option<u16>,
+    /// Seconds to wait for the DPDK link.
+    #[arg(long = "link-timeout", default_value_t = DEFAULT_LINK_TIMEOUT_S)]
+    link_timeout_s: f64,
+    /// Never show the progress bar.
+    #[arg(long = "no-progress")]
+    no_progress: bool,
+}
+
+/// What to run: the workload and the per-phase rates of each point.
+struct Plan {
+    workload: Workload,
+    /// `(load, rates)` per point; `load` is `None` outside sweeps.
+    points: Vec<(Option<f64>, Vec<f64>)>,
+}
+
+fn load_plan(args: &Args, config: Option<&ClientConfig>) -> Result<Plan> {
+    let mut workload = match (&args.workload, config) {
+        (Some(path), _) => {
+            Workload::from_path(path).with_context(|| format!("--workload {}", path.display()))?
+        }
+        (None, Some(config)) => {
+            let name = args
+                .config_path
+                .as_deref()
+                .and_then(Path::file_stem)
+                .map_or_else(|| args.label.clone(), |s| s.to_string_lossy().into_owned());
+            config
+                .workload(&name, args.req_offset)?
+                .context("the config has no schedules: add some or give --workload FILE")?
+        }
+        (None, None) => {
+            bail!("nothing to send: give --config-path with schedules or --workload FILE")
+        }
+    };
+    if let Some(d) = args.duration {
+        ensure!(
+            d.is_finite() && d > 0.0,
+            "--duration {d}: must be a positive number of seconds"
+        );
+        for phase in &mut workload.phases {
+            phase.duration_s = d;
+        }
+    }
+    if let Some(r) = args.rate {
+        ensure!(
+            r.is_finite() && r > 0.0,
+            "--rate {r}: must be a positive number of requests/s"
+        );
+    }
+    let points = if let Some(range) = &args.load_range {
+        let workers = args.workers.context("--load-range needs --workers")?;
+        ensure!(workers > 0, "--workers 0: need at least one worker");
+        parse_load_range(range)?
+            .into_iter()
+            .map(|load| (Some(load), workload.rates_for_load(load, workers)))
+            .collect()
+    } else {
+        let rates = workload
+            .phases
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                args.rate.or(p.rate_rps).with_context(|| {
+                    format!("phase {i} has no rate: give --rate or --load-range with --workers")
+                })
+            })
+            .collect::<Result<Vec<f64>>>()?;
+        vec![(None, rates)]
+    };
+    Ok(Plan { workload, points })
+}
+
+fn targets(args: &Args, mac: MacAddr) -> Result<Vec<Endpoint>> {
+    let ports: Vec<u16> = match args.port.len() {
+        1 => vec![args.port[0]; args.ip.len()],
+        n if n == args.ip.len() => args.port.clone(),
+        n => bail!(
+            "--port given {n} times for {} --ip: give one port or one per ip",
+            args.ip.len()
+        ),
+    };
+    Ok(args
+        .ip
+        .iter()
+        .zip(ports)
+        .map(|(&ip, port)| Endpoint::new(mac, ip, port))
+        .collect())
+}
+
+fn output_dir(args: &Args, config: Option<&ClientConfig>) -> PathBuf {
+    let mut dir = config
+        .and_then(|c| c.log_dir.as_ref())
+        .map(|d| d.join(&args.label))
+        .unwrap_or_default();
+    if let Some(outdir) = &args.outdir {
+        dir = dir.join(outdir);
+    }
+    if dir.as_os_str().is_empty() {
+        dir = PathBuf::from(&args.label);
+    }
+    dir
+}
+
+/// Runs every point of the plan on `engine`, printing and writing as it goes.
+fn run_points<P: Port>(
+    engine: &mut Engine<P>,
+    args: &Args,
+    plan: &Plan,
+    engine_config: &EngineConfig,
+    out_dir: Option<&Path>,
+) -> Result<Vec<SweepPoint>> {
+    let mut points = Vec::new();
+    let show_progress = !args.no_progress && std::io::stderr().is_terminal();
+    for (load, rates) in &plan.points {
+        if let Some(load) = load {
+            eprintln!("psp-client: load {load:.3} -> rates {rates:?} rps");
+        }
+        let progress = Progress::default();
+        let result = std::thread::scope(|scope| {
+            if show_progress {
+                scope.spawn(|| progress_bar(&progress));
+            }
+            let result = engine.run(&plan.workload, rates, engine_config, Some(&progress));
+            progress.done.store(true, Ordering::Relaxed);
+            result
+        })?;
+        let report = Report::from_run(&args.label, &plan.workload, args.seed, *load, &result);
+        let summary: Summary = match out_dir {
+            Some(dir) => {
+                let dir = match load {
+                    Some(l) => dir.join(format!("load_{l:.3}")),
+                    None => dir.to_path_buf(),
+                };
+                let summary = write_run_files(&dir, &report)
+                    .with_context(|| format!("writing outputs to {}", dir.display()))?;
+                eprintln!("psp-client: outputs in {}", dir.display());
+                summary
+            }
+            None => report.summary(),
+        };
+        print_summary(&mut std::io::stdout().lock(), &summary).context("writing to stdout")?;
+        points.push(SweepPoint {
+            load: load.unwrap_or(f64::NAN),
+            summary,
+        });
+    }
+    Ok(points)
+}
+
+/// Draws a progress bar (sent of planned, rate, elapsed) until the run is done.
+fn progress_bar(progress: &Progress) {
+    let bar = indicatif::ProgressBar::new(0);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{elapsed_precise} [{bar:30}] {pos}/{len} sent  {per_sec}  {msg}",
+    ) {
+        bar.set_style(style);
+    }
+    while !progress.done.load(Ordering::Relaxed) {
+        bar.set_length(progress.planned.load(Ordering::Relaxed));
+        bar.set_position(progress.sent.load(Ordering::Relaxed));
+        bar.set_message(format!(
+            "received {}  phase {}",
+            progress.received.load(Ordering::Relaxed),
+            progress.phase.load(Ordering::Relaxed)
+        ));
+        std::thread::sleep(PROGRESS_REFRESH);
+    }
+    bar.finish_and_clear();
+}
+
+fn engine_config(args: &Args, local: Endpoint, targets: Vec<Endpoint>) -> Result<EngineConfig> {
+    ensure!(
+        (0.0..1.0).contains(&args.warmup),
+        "--warmup {}: must be in [0, 1)",
+        args.warmup
+    );
+    ensure!(
+        args.drain_timeout_s.is_finite() && args.drain_timeout_s >= 0.0,
+        "--drain-timeout {}: must be a non-negative number of seconds",
+        args.drain_timeout_s
+    );
+    let mut config = EngineConfig::new(local, targets);
+    config.seed = args.seed;
+    config.warmup_fraction = args.warmup;
+    config.max_concurrency = usize::try_from(args.max_concurrency)
+        .ok()
+        .filter(|&m| m > 0);
+    config.drain_timeout_ns = (args.drain_timeout_s * 1e9) as u64;
+    Ok(config)
+}
+
+fn run_udp(
+    args: &Args,
+    config: Option<&ClientConfig>,
+    plan: &Plan,
+    out_dir: Option<&Path>,
+) -> Result<Vec<SweepPoint>> {
+    use psp_dataplane::port::udp::{UdpPort, UdpPortConfig};
+    let bind = args
+        .bind
+        .or_else(|| config.and_then(|c| c.net_workers.first().copied()))
+        .unwrap_or(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0));
+    let mut port = UdpPort::bind(&UdpPortConfig::new(bind, 1)).with_context(|| {
+        format!("binding the UDP socket to {bind} (set --bind or net_workers[0])")
+    })?;
+    let local_addr = port.local_addr();
+    let local = Endpoint::new(MacAddr(port.mac()), *local_addr.ip(), local_addr.port());
+    let targets = targets(args, MacAddr([0; 6]))?;
+    let engine_config = engine_config(args, local, targets)?;
+    eprintln!("psp-client: UDP from {local_addr} to {:?}", args.ip);
+    let mut engine = Engine::new(&mut port).context("taking the UDP port's queues")?;
+    run_points(&mut engine, args, plan, &engine_config, out_dir)
+}
+
+#[cfg(not(feature = "dpdk"))]
+fn run_dpdk(
+    _: &Args,
+    _: Option<&ClientConfig>,
+    _: &Plan,
+    _: Option<&Path>,
+) -> Result<Vec<SweepPoint>> {
+    bail!("psp-client was built without the `dpdk` feature: use --transport udp")
+}
+
+#[cfg(feature = "dpdk")]
+fn run_dpdk(
+    args: &Args,
+    config: Option<&ClientConfig>,
+    plan: &Plan,
+    out_dir: Option<&Path>,
+) -> Result<Vec<SweepPoint>> {
+    use std::sync::Arc;
+
+    use psp::dpdk::{Eal, EthPort, Mempool, MempoolConfig, PortConfig};
+
+    let config = config.context("--transport dpdk needs --config-path with network.eal_init")?;
+    ensure!(
+        !config.eal_init.is_empty(),
+        "--transport dpdk: network.eal_init is empty in the config"
+    );
+    let server_mac = match &args.server_mac {
+        Some(m) => psp_client::config::parse_mac("--server-mac", m)?,
+        None => config
+            .remote_mac
+            .context("--transport dpdk needs network.remote_mac in the config or --server-mac")?,
+    };
+    let source = args
+        .bind
+        .or_else(|| config.net_workers.first().copied())
+        .context("--transport dpdk needs net_workers[0] (this client's IP and port) or --bind")?;
+    let rx_queues = args
+        .rx_queues
+        .or_else(|| args.workers.and_then(|w| u16::try_from(w + 1).ok()))
+        .unwrap_or(1)
+        .max(1);
+    let eal = Eal::init(&config.eal_init)
+        .with_context(|| format!("network.eal_init = {:?}", config.eal_init))?;
+    let available = EthPort::count_available();
+    ensure!(
+        config.device_id < available,
+        "network.device_id = {}: the EAL probed {available} port(s) (add a --vdev such as \
+         net_memif0,role=client,socket=/tmp/psp.sock to network.eal_init)",
+        config.device_id
+    );
+    let pool = Arc::new(
+        Mempool::new(&eal, &MempoolConfig::named("psp_client_mbufs"))
+            .context("creating the mbuf pool (with --no-huge, give -m 256 or more)")?,
+    );
+    // memif pairs queue i with the peer's queue i: configure as many TX as RX queues.
+    let mut port_config = PortConfig::server(config.device_id, rx_queues - 1);
+    port_config.rx_queues = rx_queues;
+    port_config.tx_queues = rx_queues;
+    let mut port = EthPort::start(&eal, pool, &port_config)
+        .with_context(|| format!("starting DPDK port {}", config.device_id))?;
+    eprintln!(
+        "psp-client: DPDK port {} with {rx_queues} RX queue(s); waiting for the link",
+        config.device_id
+    );
+    port.wait_link_up(Duration::from_secs_f64(args.link_timeout_s.max(0.0)))
+        .context("waiting for the DPDK link (is the server running?)")?;
+    // memif and ring do not filter by MAC: network.mac, when given, is what we send from.
+    let local = Endpoint::new(
+        MacAddr(config.mac.unwrap_or(port.mac())),
+        *source.ip(),
+        source.port(),
+    );
+    let targets = targets(args, MacAddr(server_mac))?;
+    let engine_config = engine_config(args, local, targets)?;
+    let points = {
+        let mut engine = Engine::new(&mut port).context("taking the DPDK port's queues")?;
+        run_points(&mut engine, args, plan, &engine_config, out_dir)?
+    };
+    drop(port);
+    drop(eal);
+    Ok(points)
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let config = args
+        .config_path
+        .as_deref()
+        .map(|p| {
+            ClientConfig::from_path(p).with_context(|| format!("--config-path {}", p.display()))
+        })
+        .transpose()?;
+    let plan = load_plan(&args, config.as_ref())?;
+    if args.sample >= 0 {
+        eprintln!(
+            "psp-client: --sample {}: per-request traces are not written; histograms \
+             (traces_hist, *.hlog) are",
+            args.sample
+        );
+    }
+    if config.as_ref().is_some_and(|c| c.net_workers.len() > 1) {
+        eprintln!(
+            "psp-client: one client thread: only net_workers[0] is used as the source address"
+        );
+    }
+    let transport = args.transport.unwrap_or(
+        if cfg!(feature = "dpdk") && config.as_ref().is_some_and(|c| !c.eal_init.is_empty()) {
+            Transport::Dpdk
+        } else {
+            Transport::Udp
+        },
+    );
+    let write_files = args.collect_logs != 0 || args.outdir.is_some() || args.load_range.is_some();
+    let out_dir = write_files.then(|| output_dir(&args, config.as_ref()));
+    let points = match transport {
+        Transport::Udp => run_udp(&args, config.as_ref(), &plan, out_dir.as_deref())?,
+        Transport::Dpdk => run_dpdk(&args, config.as_ref(), &plan, out_dir.as_deref())?,
+    };
+    if args.load_range.is_some() {
+        if let Some(dir) = &out_dir {
+            write_sweep_files(dir, &args.label, &points)
+                .with_context(|| format!("writing the sweep files to {}", dir.display()))?;
+            eprintln!(
+                "psp-client: sweep.csv, sweep_slowdown.svg, sweep_latency.svg in {}",
+                dir.display()
+            );
+        }
+        print!("{}", psp_client::sweep::sweep_table(&points).to_text());
+    }
+    Ok(())
+}
