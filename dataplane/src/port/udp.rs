@@ -1,9 +1,10 @@
 //! A [`Port`] over a kernel UDP socket, so the server and the load generator run without DPDK.
 //!
 //! **RX** receives one datagram per buffer and synthesizes the Ethernet II + IPv4 + UDP headers
-//! around it (42 bytes, the original's `NET_HDR_SIZE`): destination = this port's MAC and local
-//! address, source = the sender's address (and a MAC derived from its IPv4 address). The same
-//! parsing code therefore runs over DPDK and over sockets.
+//! around it (42 bytes, the original's `NET_HDR_SIZE`): destination = this port's MAC and bound
+//! address (0.0.0.0 for a wildcard bind), source = the sender's address (and a MAC derived from
+//! its IPv4 address). The same parsing code therefore runs over DPDK and over sockets; a server
+//! over this port validates against the bound IP and port.
 //! **TX** reads the frame's IPv4 destination and UDP destination port and `sendto`s the UDP
 //! payload there; MACs and the source address are ignored (the kernel owns them). A frame that is
 //! not Ethernet/IPv4/UDP, or whose lengths are inconsistent, counts as a TX error and is freed.
@@ -127,12 +128,9 @@ impl UdpPort {
                 ))
             }
         };
-        // A wildcard bind has no single local address; present loopback as the destination.
-        let local = if local.ip().is_unspecified() {
-            SocketAddrV4::new(Ipv4Addr::LOCALHOST, local.port())
-        } else {
-            local
-        };
+        // A wildcard bind (0.0.0.0) stays the frames' destination IP as it is: the kernel does
+        // not tell which local address a datagram was sent to, and a server configured with the
+        // address it bound then sees frames addressed to exactly that.
         let pool = BufPool::new(config.pool_buffers, config.buf_capacity);
         let counters = Arc::<UdpCounters>::default();
         let mut rx = Vec::new();
@@ -164,7 +162,8 @@ impl UdpPort {
         })
     }
 
-    /// The bound address as written into received frames (wildcard shown as 127.0.0.1).
+    /// The bound address, as written into received frames as their destination (a wildcard
+    /// bind stays 0.0.0.0).
     pub fn local_addr(&self) -> SocketAddrV4 {
         self.local
     }
@@ -518,5 +517,40 @@ mod tests {
         assert!(frame_udp_destination(&frame[..45]).is_none(), "payload cut");
         frame[23] = 6; // TCP
         assert!(frame_udp_destination(&frame[..46]).is_none());
+    }
+}
+
+#[cfg(test)]
+mod wildcard_tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn wildcard_bind_keeps_unspecified_destination() {
+        let mut port = UdpPort::bind(&UdpPortConfig::new(
+            SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0),
+            1,
+        ))
+        .expect("bind 0.0.0.0");
+        let local = port.local_addr();
+        assert!(local.ip().is_unspecified());
+        let client = UdpSocket::bind("127.0.0.1:0").expect("client");
+        client
+            .send_to(b"0123456789abcdef", (Ipv4Addr::LOCALHOST, local.port()))
+            .expect("send");
+        let mut rx = port.take_rx(0).expect("rx");
+        let mut out = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while out.is_empty() && Instant::now() < deadline {
+            if rx.rx_burst(&mut out, 1) == 0 {
+                std::thread::yield_now();
+            }
+        }
+        assert_eq!(out.len(), 1);
+        assert_eq!(
+            &out[0].data()[30..34],
+            &[0, 0, 0, 0],
+            "dst ip = bound wildcard"
+        );
     }
 }
