@@ -18,8 +18,8 @@
 //! Invariants: items come out in the order they went in, each exactly once; `push` fails
 //! (returning the item) only when `capacity` items are in flight; items still in the ring when
 //! both halves are dropped are dropped with them.
-//! Tested below: full/empty, wrap-around, dropping leftovers, and a multi-million-item two-thread
-//! stress test.
+//! Tested below: full/empty, wrap-around, dropping leftovers, a property test against a
+//! bounded-FIFO model, and a multi-million-item two-thread stress test.
 
 use std::cell::UnsafeCell;
 use std::mem::MaybeUninit;
@@ -293,6 +293,35 @@ mod tests {
             11,
             "popped {popped} + leftovers"
         );
+    }
+
+    proptest::proptest! {
+        /// Any sequence of pushes and pops behaves like a bounded FIFO (VecDeque model).
+        #[test]
+        fn matches_a_bounded_fifo_model(
+            capacity_log2 in 1u32..5,
+            ops in proptest::collection::vec(proptest::bool::ANY, 0..400),
+        ) {
+            let capacity = 1usize << capacity_log2;
+            let (mut tx, mut rx) = channel::<u32>(capacity);
+            let mut model = std::collections::VecDeque::new();
+            let mut next = 0u32;
+            for push in ops {
+                if push {
+                    let result = tx.push(next);
+                    if model.len() < capacity {
+                        proptest::prop_assert_eq!(result, Ok(()));
+                        model.push_back(next);
+                    } else {
+                        proptest::prop_assert_eq!(result, Err(next));
+                    }
+                    next += 1;
+                } else {
+                    proptest::prop_assert_eq!(rx.pop(), model.pop_front());
+                }
+                proptest::prop_assert_eq!(rx.is_empty(), model.is_empty());
+            }
+        }
     }
 
     /// Items in the stress test: enough for ~250k laps of a 64-slot ring.
