@@ -4,8 +4,10 @@
 //! - [`type_profiles`] turns a phase into the scheduler's [`TypeProfile`]s (class index as the
 //!   type index), so [`psp_scheduler::plan_reservations`] sees the same types the scheduler
 //!   registers.
-//! - [`allocations`] enumerates every allocation of `workers` to `groups` groups with each group
-//!   ≥ 1 and the sum ≤ workers (unassigned workers are stealable by every group).
+//! - [`allocations`] enumerates every allocation of all `workers` to `groups` groups with each
+//!   group ≥ 1. Allocations that leave workers unreserved are not searched: an unreserved
+//!   worker is stealable by every group, the longest group included, so it behaves as one more
+//!   worker of the longest group.
 //! - [`search`] simulates DARC with each allocation as a fixed plan
 //!   (`DarcParams::fixed_allocation`) and DARC's own formula (the plan from configured means,
 //!   `dynamic = false`), all on the same arrivals, and ranks them by overall p99.9 slowdown.
@@ -23,7 +25,7 @@ use psp_workload::{Phase, Workload};
 use crate::engine::{RunConfig, RunResult, SimError};
 use crate::sweep::{passes_slo, sweep, SweepSpec, MAX_DROP_FRACTION, MIN_ACHIEVED_RATIO};
 
-/// Most allocations [`search`] accepts to simulate (C(16,4) = 1820 for 16 workers, 4 groups).
+/// Most allocations [`search`] accepts to simulate (C(15,3) = 455 for 16 workers, 4 groups).
 pub const MAX_SEARCH_ALLOCATIONS: usize = 5_000;
 
 /// The scheduler's view of a phase's types (index = workload class).
@@ -129,12 +131,16 @@ pub fn describe_plans(workload: &Workload, workers: usize, params: &DarcParams) 
     out
 }
 
-/// Every allocation of at most `workers` workers to `groups` groups, each group ≥ 1 worker,
-/// in lexicographic order.
+/// Every allocation of exactly `workers` workers to `groups` groups, each group ≥ 1 worker,
+/// in lexicographic order (`C(workers − 1, groups − 1)` of them).
 pub fn allocations(groups: usize, workers: usize) -> Vec<Vec<usize>> {
     fn rec(prefix: &mut Vec<usize>, groups: usize, left: usize, out: &mut Vec<Vec<usize>>) {
-        if prefix.len() == groups {
-            out.push(prefix.clone());
+        if prefix.len() + 1 == groups {
+            if left >= 1 {
+                prefix.push(left);
+                out.push(prefix.clone());
+                prefix.pop();
+            }
             return;
         }
         let still_needed = groups - prefix.len() - 1;
@@ -280,13 +286,15 @@ mod tests {
 
     #[test]
     fn allocations_are_all_compositions() {
-        // Σ over s = g..n of C(s-1, g-1) = C(n, g).
-        assert_eq!(allocations(2, 14).len(), 91);
-        assert_eq!(allocations(3, 14).len(), 364);
-        assert_eq!(allocations(1, 3), vec![vec![1], vec![2], vec![3]]);
+        // Compositions of n into g positive parts: C(n-1, g-1).
+        assert_eq!(allocations(2, 14).len(), 13);
+        assert_eq!(allocations(3, 14).len(), 78);
+        assert_eq!(allocations(4, 16).len(), 455);
+        assert_eq!(allocations(1, 3), vec![vec![3]]);
+        assert_eq!(allocations(2, 3), vec![vec![1, 2], vec![2, 1]]);
         assert!(allocations(3, 2).is_empty());
         assert!(allocations(2, 14)
             .iter()
-            .all(|a| a.iter().sum::<usize>() <= 14));
+            .all(|a| a.iter().sum::<usize>() == 14));
     }
 }
