@@ -25,7 +25,7 @@ const SERVER_PORT: u16 = 6789;
 const PEER_MAC: &str = "02:00:00:00:00:02";
 const PEER_IP: &str = "10.0.0.2";
 const PEER_PORT: u16 = 40000;
-/// The echo app's request type in the server config (any registered type works).
+/// The request type sent: SHORT (wire id 1), the only type in the server config.
 const ECHO_REQ_TYPE: u32 = 1;
 /// Upper bound of one child process's life.
 const CHILD_TIMEOUT: Duration = Duration::from_secs(120);
@@ -46,6 +46,7 @@ struct Options {
     sat_requests: u32,
     window: u32,
     workers: u16,
+    worker_cpu: u32,
 }
 
 fn parse_options() -> Options {
@@ -55,6 +56,7 @@ fn parse_options() -> Options {
         sat_requests: 200_000,
         window: 64,
         workers: 1,
+        worker_cpu: 0,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -79,6 +81,10 @@ fn parse_options() -> Options {
             }
             "--window" => {
                 options.window = value.parse().expect("--window N");
+                i += 1;
+            }
+            "--worker-cpu" => {
+                options.worker_cpu = value.parse().expect("--worker-cpu N");
                 i += 1;
             }
             "--workers" => {
@@ -123,21 +129,25 @@ fn eal_args(prefix: &str, role: &str, socket: &Path, lcore: u32) -> Vec<String> 
     ]
 }
 
-/// The psp-app server config: echo app, c-FCFS, memif server, the given idle strategy.
-fn psp_config(dir: &Path, socket: &Path, idle: &str, workers: u16) -> PathBuf {
+/// The psp-app server config: echo app, c-FCFS, memif server, the given idle strategy. The
+/// dispatcher runs on core 0 like the single-threaded raw echo, the workers on `worker_cpu`
+/// (default 0: both servers get one core and the peer the other).
+fn psp_config(dir: &Path, socket: &Path, idle: &str, workers: u16, worker_cpu: u32) -> PathBuf {
     let prefix = format!("psp-bench-srv-{}", std::process::id());
     let eal: Vec<String> = eal_args(&prefix, "server", socket, 0)
         .into_iter()
         .map(|arg| format!("'{arg}'"))
         .collect();
-    let cpus: Vec<String> = (0..=workers).map(|i| (i % 2).to_string()).collect();
+    let cpus: Vec<String> = std::iter::once("0".to_string())
+        .chain((0..workers).map(|_| worker_cpu.to_string()))
+        .collect();
     let text = format!(
         "cpus: [{cpus}]\n\
-         idle: {idle}\n\
-         net_workers:\n  - ip: {SERVER_IP}\n    port: {SERVER_PORT}\n    dp: CFCFS\n\
+         net_workers:\n  - {{ip: {SERVER_IP}, port: {SERVER_PORT}, dp: CFCFS}}\n\
          network:\n  device_id: 0\n  mac: '{SERVER_MAC}'\n  eal_init: [{eal}]\n\
-         requests:\n  - type: ECHO\n    id: {ECHO_REQ_TYPE}\n\
-         workers:\n  number: {workers}\n  type: ECHO\n",
+         requests:\n  - {{type: SHORT, mean_ns: 1000, ratio: 1.0}}\n\
+         workers: {{number: {workers}, type: MB}}\n\
+         psp:\n  idle: {idle}\n  app: echo\n",
         cpus = cpus.join(", "),
         eal = eal.join(", "),
     );
@@ -205,14 +215,19 @@ fn run_peer(
     let output = Command::new(exe)
         .args(&args)
         .env("RUST_BACKTRACE", "0")
-        .stderr(Stdio::inherit())
+        .stdin(Stdio::null())
         .output()
         .expect("run peer");
     assert!(
         started.elapsed() < CHILD_TIMEOUT,
         "peer ran past {CHILD_TIMEOUT:?}"
     );
-    assert!(output.status.success(), "peer failed: {:?}", output.status);
+    assert!(
+        output.status.success(),
+        "peer failed: {:?}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
     let stdout = String::from_utf8_lossy(&output.stdout);
     let line = stdout
         .lines()
@@ -246,7 +261,7 @@ fn measure(exe: &Path, target: Target, idle: &str, options: &Options) -> Option<
             args
         }
         Target::PspApp => {
-            let cfg = psp_config(&dir, &socket, idle, options.workers);
+            let cfg = psp_config(&dir, &socket, idle, options.workers, options.worker_cpu);
             vec!["--cfg".into(), cfg.display().to_string()]
         }
     };
@@ -259,6 +274,25 @@ fn measure(exe: &Path, target: Target, idle: &str, options: &Options) -> Option<
         .spawn()
         .expect("spawn server");
     let mut server = Guard(Some(server));
+    // The peer starts once the server waits for its link (memif server socket created).
+    let ready = Instant::now();
+    while !std::fs::read_to_string(dir.join("server.log"))
+        .unwrap_or_default()
+        .contains("waiting for the link")
+    {
+        let exited = server
+            .0
+            .as_mut()
+            .is_some_and(|child| child.try_wait().ok().flatten().is_some());
+        if exited || ready.elapsed() > CHILD_TIMEOUT {
+            eprintln!(
+                "{target:?} ({idle}): server not ready:\n{}",
+                std::fs::read_to_string(dir.join("server.log")).unwrap_or_default()
+            );
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let server_tx_queues = match target {
         Target::RawEcho => 1,
         Target::PspApp => 1 + options.workers,
@@ -325,8 +359,8 @@ fn main() {
     let options = parse_options();
     let exe = PathBuf::from(env!("CARGO_BIN_EXE_psp-app"));
     println!(
-        "echo_rtt: memif, {} RTT requests (window 1), {} saturation requests (window {}), {} worker(s)",
-        options.rtt_requests, options.sat_requests, options.window, options.workers
+        "echo_rtt: memif, {} RTT requests (window 1), {} saturation requests (window {}), {} worker(s) on cpu {}",
+        options.rtt_requests, options.sat_requests, options.window, options.workers, options.worker_cpu
     );
     println!(
         "{:<8} {:<9} {:>12} {:>12} {:>14}",

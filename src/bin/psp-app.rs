@@ -271,6 +271,7 @@ mod dpdk_setup {
         let mut config = PortConfig::server(0, tx_queues.saturating_sub(1));
         config.rx_queues = rx_queues;
         let port = EthPort::start(&eal, pool, &config).context("starting DPDK port 0")?;
+        eprintln!("psp-app: DPDK port 0 started; waiting for the link");
         port.wait_link_up(link_timeout)
             .context("waiting for the link")?;
         Ok(Device { port, _eal: eal })
