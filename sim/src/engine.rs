@@ -123,6 +123,8 @@ pub struct RunResult {
     pub achieved_rps: f64,
     /// Latency and slowdown statistics of the measured requests.
     pub stats: RunStats,
+    /// The same, per phase (by the phase the request arrived in); one entry per phase.
+    pub phase_stats: Vec<RunStats>,
     /// All arrivals, warm-up included.
     pub arrivals: u64,
     /// All completions, warm-up included.
@@ -182,6 +184,7 @@ struct InFlight {
     remaining_ns: Nanos,
     mean_ns: f64,
     class: u32,
+    phase: u16,
     measured: bool,
 }
 
@@ -258,6 +261,13 @@ pub fn run(
             why: "must be positive",
         });
     }
+    if workload.phases.len() > usize::from(u16::MAX) {
+        return Err(SimError::Invalid {
+            field: "phases",
+            value: workload.phases.len().to_string(),
+            why: "at most 65535 phases",
+        });
+    }
     if !(0.0..1.0).contains(&config.warmup_fraction) {
         return Err(SimError::Invalid {
             field: "warmup",
@@ -280,7 +290,7 @@ pub fn run(
     let warmup_count = (config.warmup_fraction * config.requests as f64).round() as u64;
     let mut source = ArrivalSource::new(workload, load, workers, config.requests)?;
     let mut rng = StdRng::seed_from_u64(config.seed);
-    let mut stats = RunStats::new(&workload.classes);
+    let mut phase_stats = vec![RunStats::new(&workload.classes); workload.phases.len()];
 
     let mut heap: BinaryHeap<Reverse<u64>> = BinaryHeap::with_capacity(workers + 1);
     let mut worker_event = vec![WorkerEvent::Idle; workers];
@@ -305,13 +315,20 @@ pub fn run(
         let next_worker_ns = heap.peek().map(|Reverse(key)| event_time(*key));
         let take_arrival = match (next_arrival, next_worker_ns) {
             (None, None) => break,
-            (Some(a), Some(w)) => a.0 < w,
+            (Some(a), Some(w)) => a.time_ns < w,
             (Some(_), None) => true,
             (None, Some(_)) => false,
         };
         let now;
         if take_arrival {
-            let Some((arrival_ns, class, service_ns, mean_ns)) = next_arrival else {
+            let Some(Arrival {
+                time_ns: arrival_ns,
+                class,
+                service_ns,
+                mean_ns,
+                phase,
+            }) = next_arrival
+            else {
                 break;
             };
             now = arrival_ns.max(dispatcher_free_ns) + config.dispatch_cost_ns;
@@ -329,6 +346,7 @@ pub fn run(
                 remaining_ns: service_ns,
                 mean_ns,
                 class: class as u32,
+                phase: phase as u16,
                 measured,
             };
             let slot = match free_slots.pop() {
@@ -346,7 +364,7 @@ pub fn run(
             {
                 dropped += 1;
                 if measured {
-                    stats.record_drop(class);
+                    phase_stats[phase].record_drop(class);
                 }
                 free_slots.push(rejected.token.0 as u32);
             }
@@ -369,7 +387,11 @@ pub fn run(
                     let req = slab[slot];
                     completed += 1;
                     if req.measured {
-                        stats.record(req.class as usize, event_ns - req.arrival_ns, req.mean_ns);
+                        phase_stats[usize::from(req.phase)].record(
+                            req.class as usize,
+                            event_ns - req.arrival_ns,
+                            req.mean_ns,
+                        );
                         if next_arrival.is_some() || event_ns <= window_end_ns {
                             completed_in_window += 1;
                         }
@@ -422,6 +444,12 @@ pub fn run(
             sched.queued()
         )));
     }
+    let mut stats = RunStats::new(&workload.classes);
+    for p in &phase_stats {
+        stats
+            .merge(p)
+            .map_err(|e| SimError::Contract(e.to_string()))?;
+    }
     let window_ns = window_end_ns
         .saturating_sub(window_start_ns.unwrap_or(0))
         .max(1) as f64;
@@ -433,6 +461,7 @@ pub fn run(
         offered_rps: rate(measured_arrivals),
         achieved_rps: rate(completed_in_window),
         stats,
+        phase_stats,
         arrivals,
         completed,
         dropped,
@@ -474,12 +503,19 @@ fn event_worker(key: u64) -> u16 {
     (key & ((1 << WORKER_BITS) - 1)) as u16
 }
 
-/// The next arrival: `(time, class, service, type mean)`, or `None` when done.
+/// One drawn arrival.
+#[derive(Copy, Clone, Debug)]
+struct Arrival {
+    time_ns: Nanos,
+    class: usize,
+    service_ns: Nanos,
+    mean_ns: f64,
+    phase: usize,
+}
+
+/// The next arrival, or `None` when all have been drawn.
 #[inline]
-fn draw_arrival(
-    source: &mut ArrivalSource,
-    rng: &mut StdRng,
-) -> Option<(Nanos, usize, Nanos, f64)> {
+fn draw_arrival(source: &mut ArrivalSource, rng: &mut StdRng) -> Option<Arrival> {
     if source.next_index >= source.total {
         return None;
     }
@@ -490,10 +526,11 @@ fn draw_arrival(
     let s = generator.next(rng);
     source.clock_ns += s.gap_ns;
     source.next_index += 1;
-    Some((
-        round_to_u64(source.clock_ns),
-        s.class,
-        s.service_ns,
-        generator.mean_ns(s.ty),
-    ))
+    Some(Arrival {
+        time_ns: round_to_u64(source.clock_ns),
+        class: s.class,
+        service_ns: s.service_ns,
+        mean_ns: generator.mean_ns(s.ty),
+        phase: source.phase,
+    })
 }

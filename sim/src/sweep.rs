@@ -16,7 +16,7 @@ use std::sync::Mutex;
 
 use psp_scheduler::Policy;
 use psp_workload::report::{LinePlot, Series, Table};
-use psp_workload::{Percentiles, Workload};
+use psp_workload::{Percentiles, RunStats, Workload};
 
 use crate::engine::{self, RunConfig, RunResult, SimError};
 
@@ -105,9 +105,10 @@ pub fn capacity(results: &[RunResult], policy: &str, slo: f64) -> Option<f64> {
 }
 
 /// Column names of [`results_table`].
-pub const CSV_HEADER: [&str; 22] = [
+pub const CSV_HEADER: [&str; 23] = [
     "policy",
     "load",
+    "phase",
     "target_rps",
     "offered_rps",
     "achieved_rps",
@@ -142,15 +143,32 @@ fn num(v: f64) -> String {
     }
 }
 
-/// One row per policy × load × type, plus an `ALL` row per point.
+/// One row per policy × load × type, plus an `ALL` row per point (`phase` = `all`); for a
+/// multi-phase workload, the same rows again for each phase (`phase` = its index).
 pub fn results_table(results: &[RunResult], slo: f64) -> Table {
     let mut table = Table::new(CSV_HEADER);
     for r in results {
-        let mut row =
-            |name: &str, wire: String, done: u64, drops: u64, lat: Percentiles, sd: Percentiles| {
+        // The whole run, then each phase when there are several.
+        let mut parts: Vec<(String, &RunStats)> = vec![("all".to_string(), &r.stats)];
+        if r.phase_stats.len() > 1 {
+            parts.extend(
+                r.phase_stats
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| (i.to_string(), s)),
+            );
+        }
+        for (phase, stats) in parts {
+            let mut row = |name: &str,
+                           wire: String,
+                           done: u64,
+                           drops: u64,
+                           lat: Percentiles,
+                           sd: Percentiles| {
                 table.push(vec![
                     r.policy.to_string(),
                     format!("{:.3}", r.load),
+                    phase.clone(),
                     num(r.target_rps.round()),
                     num(r.offered_rps.round()),
                     num(r.achieved_rps.round()),
@@ -173,24 +191,25 @@ pub fn results_table(results: &[RunResult], slo: f64) -> Table {
                     r.plan_updates.to_string(),
                 ]);
             };
-        for t in r.stats.types() {
+            for t in stats.types() {
+                row(
+                    &t.name,
+                    t.wire_id.to_string(),
+                    t.completed(),
+                    t.dropped,
+                    t.latency(),
+                    t.slowdown(),
+                );
+            }
             row(
-                &t.name,
-                t.wire_id.to_string(),
-                t.completed(),
-                t.dropped,
-                t.latency(),
-                t.slowdown(),
+                "ALL",
+                String::new(),
+                stats.completed(),
+                stats.dropped(),
+                stats.latency(),
+                stats.slowdown(),
             );
         }
-        row(
-            "ALL",
-            String::new(),
-            r.stats.completed(),
-            r.stats.dropped(),
-            r.stats.latency(),
-            r.stats.slowdown(),
-        );
     }
     table
 }

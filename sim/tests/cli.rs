@@ -57,7 +57,7 @@ fn sim_writes_csv_and_svg() {
     assert_eq!(lines.len(), 1 + 2 * 3 * 3, "{csv}");
     assert!(lines
         .iter()
-        .any(|l| l.starts_with("darc,0.900,") && l.contains(",ALL,")));
+        .any(|l| l.starts_with("darc,0.900,all,") && l.contains(",ALL,")));
     let svg = std::fs::read_to_string(out.join("plot.svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("darc") && svg.contains("cfcfs"));
     let _ = std::fs::remove_dir_all(&out);
@@ -162,4 +162,32 @@ fn search_finds_an_allocation_no_worse_than_the_formula() {
         best.score(),
         report.formula.score()
     );
+}
+
+#[test]
+fn multi_phase_sweep_has_per_phase_rows() {
+    let out = temp_dir("phases");
+    let cli = Cli::try_parse_from([
+        "psp",
+        "sim",
+        "--workload",
+        &workload_path("sched4"),
+        "--policies",
+        "cfcfs",
+        "--load",
+        "0.5",
+        "--requests",
+        "4000",
+        "--out",
+        out.to_str().unwrap(),
+    ])
+    .unwrap();
+    run(cli.command).unwrap();
+    let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+    // (all + 4 phases) × (2 types + ALL).
+    assert_eq!(csv.lines().count(), 1 + 5 * 3, "{csv}");
+    assert!(csv
+        .lines()
+        .any(|l| l.starts_with("cfcfs,0.500,3,") && l.contains(",ALL,")));
+    let _ = std::fs::remove_dir_all(&out);
 }
