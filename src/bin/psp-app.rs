@@ -280,7 +280,7 @@ mod dpdk_setup {
 
 /// Server mode: config → validation → port (DPDK or UDP) → dispatcher and workers → summary.
 mod server {
-    use std::net::SocketAddr;
+    use std::net::{SocketAddr, SocketAddrV4};
     use std::path::Path;
     use std::sync::atomic::AtomicBool;
     use std::sync::Arc;
@@ -298,25 +298,29 @@ mod server {
         factory: AppFactory,
     }
 
-    fn prepare(cfg: &Path, label: &str, udp: Option<SocketAddr>) -> Result<Prepared> {
+    fn load(cfg: &Path) -> Result<ServerConfig> {
         let config = ServerConfig::from_path(cfg)
             .with_context(|| format!("loading server config {}", cfg.display()))?;
         for warning in &config.warnings {
             eprintln!("psp-app: config warning: {warning}");
         }
+        Ok(config)
+    }
+
+    /// Builds the server from a validated config; `udp_local` is the bound UDP socket's
+    /// address in `--udp` mode.
+    fn prepare(
+        config: ServerConfig,
+        label: &str,
+        udp_local: Option<SocketAddrV4>,
+    ) -> Result<Prepared> {
         let mut options = ServerOptions::from_config(&config, label);
-        match udp {
-            Some(SocketAddr::V4(addr)) => {
-                // The kernel owns addressing: our IP and port are the socket's, and the MAC is
-                // the one the UDP port synthesizes into received frames.
-                options.ip = *addr.ip();
-                options.udp_port = addr.port();
-                options.mac = None;
-            }
-            Some(SocketAddr::V6(addr)) => {
-                anyhow::bail!("--udp {addr}: only IPv4 is supported")
-            }
-            None => {}
+        if let Some(addr) = udp_local {
+            // The kernel owns addressing: our IP and port are the socket's, and the MAC is the
+            // one the UDP port synthesizes into received frames.
+            options.ip = *addr.ip();
+            options.udp_port = addr.port();
+            options.mac = None;
         }
         let server = Server::new(options).context("server configuration")?;
         // Spin calibration and the kv store are built here, before any device is touched.
@@ -342,17 +346,35 @@ mod server {
             },
             str::to_string,
         );
-        let prepared = prepare(cfg, &label, udp)?;
-        eprintln!(
-            "psp-app: {label}: policy {}, {} worker(s), app {}, idle {}",
-            prepared.config.scheduler.policy.name(),
-            prepared.config.workers(),
-            prepared.config.app.kind,
-            prepared.config.idle.name()
-        );
+        let config = load(cfg)?;
+        let announce = |prepared: &Prepared| {
+            eprintln!(
+                "psp-app: {label}: policy {}, {} worker(s), app {}, idle {}",
+                prepared.config.scheduler.policy.name(),
+                prepared.config.workers(),
+                prepared.config.app.kind,
+                prepared.config.idle.name()
+            );
+        };
         let report = match udp {
-            Some(addr) => run_udp(prepared, addr, stop)?,
-            None => run_dpdk(prepared, stop)?,
+            Some(SocketAddr::V4(addr)) => {
+                use psp_dataplane::port::udp::{UdpPort, UdpPortConfig};
+                let tx_queues = u16::try_from(config.workers() + 1)
+                    .context("too many workers for the UDP port")?;
+                let port = UdpPort::bind(&UdpPortConfig::new(addr, tx_queues))
+                    .with_context(|| format!("--udp {addr}: binding"))?;
+                let local = port.local_addr();
+                let prepared = prepare(config, &label, Some(local))?;
+                announce(&prepared);
+                eprintln!("psp-app: UDP {local}");
+                serve(prepared, port, stop)?
+            }
+            Some(SocketAddr::V6(addr)) => anyhow::bail!("--udp {addr}: only IPv4 is supported"),
+            None => {
+                let prepared = prepare(config, &label, None)?;
+                announce(&prepared);
+                run_dpdk(prepared, stop)?
+            }
         };
         println!("psp-app summary ({label}):");
         print!("{report}");
@@ -367,23 +389,6 @@ mod server {
         server
             .run_with_factory(port, &factory, Arc::clone(stop))
             .context("running the server")
-    }
-
-    fn run_udp(
-        prepared: Prepared,
-        addr: SocketAddr,
-        stop: &Arc<AtomicBool>,
-    ) -> Result<ServerReport> {
-        use psp_dataplane::port::udp::{UdpPort, UdpPortConfig};
-        let SocketAddr::V4(addr) = addr else {
-            anyhow::bail!("--udp {addr}: only IPv4 is supported");
-        };
-        let tx_queues = u16::try_from(prepared.config.workers() + 1)
-            .context("too many workers for the UDP port")?;
-        let port = UdpPort::bind(&UdpPortConfig::new(addr, tx_queues))
-            .with_context(|| format!("binding UDP {addr}"))?;
-        eprintln!("psp-app: UDP {}", port.local_addr());
-        serve(prepared, port, stop)
     }
 
     #[cfg(not(feature = "dpdk"))]
