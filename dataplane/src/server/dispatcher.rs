@@ -149,6 +149,8 @@ where
             self.poll_plan_updates();
             if worked {
                 self.idle.busy();
+            } else if self.in_flight > 0 || self.scheduler.queued() > 0 {
+                self.idle.idle_no_sleep();
             } else {
                 self.idle.idle();
             }

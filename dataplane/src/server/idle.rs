@@ -3,14 +3,17 @@
 //! `spin` burns the core (lowest latency, what the original does on dedicated cores); `yield`
 //! gives the core away with `sched_yield` and, after [`YIELD_POLLS_BEFORE_SLEEP`] empty polls
 //! in a row, sleeps [`IDLE_SLEEP`] per poll, so that idle servers on small shared machines
-//! (CI, 2 cores) cost almost nothing. Any useful poll resets the count.
+//! (CI, 2 cores) cost almost nothing. Any useful poll resets the count. A caller that still has
+//! work outstanding (the dispatcher with requests queued or in flight) asks for
+//! [`Idler::idle_no_sleep`]: it never sleeps then, so a completion is noticed at once.
 
 use std::time::Duration;
 
 /// Empty polls in a row, under `yield`, before the thread starts sleeping between polls.
-/// At ~1 µs per `sched_yield` this is about a millisecond of idleness: long enough that a
-/// loaded server never sleeps, short enough that an idle one stops burning CPU quickly.
-pub const YIELD_POLLS_BEFORE_SLEEP: u32 = 1024;
+/// At roughly 0.5–1 µs per `sched_yield` on an otherwise idle core this is about 10 ms of
+/// idleness: a worker serving even 100 requests/s never sleeps (so sleeping never adds to a
+/// measured latency), while a server left idle stops burning CPU within milliseconds.
+pub const YIELD_POLLS_BEFORE_SLEEP: u32 = 1 << 14;
 
 /// Sleep per empty poll once the thread is idle (bounds the wake-up latency of an idle server).
 pub const IDLE_SLEEP: Duration = Duration::from_micros(50);
@@ -78,6 +81,15 @@ impl Idler {
                     std::thread::sleep(IDLE_SLEEP);
                 }
             }
+        }
+    }
+
+    /// A poll found nothing but work is outstanding elsewhere: spin or yield, never sleep.
+    #[inline]
+    pub(crate) fn idle_no_sleep(&mut self) {
+        match self.strategy {
+            IdleStrategy::Spin => std::hint::spin_loop(),
+            IdleStrategy::Yield => std::thread::yield_now(),
         }
     }
 }
