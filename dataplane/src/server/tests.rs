@@ -572,3 +572,77 @@ fn drain_timeout_bounds_shutdown_and_counts_abandoned_requests() {
         "{report}"
     );
 }
+
+/// Under random drops, corruptions and truncations on the server's RX, every frame that
+/// reaches the dispatcher is either answered once or counted as a parse drop.
+#[test]
+fn faulty_link_every_frame_answered_or_counted() {
+    use crate::port::fault::{FaultPlan, FaultPort};
+    let workers = 2;
+    let (mut a, b) = pair(&MemPortConfig::with_queues(workers as u16 + 1));
+    let server_mac = MacAddr(b.mac());
+    let faulty = FaultPort::new(
+        b,
+        FaultPlan {
+            drop_one_in: 10,
+            corrupt_one_in: 4,
+            truncate_one_in: 10,
+            seed: 7,
+        },
+    );
+    let faults = faulty.counters();
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&shutdown);
+    let server = std::thread::spawn(move || {
+        let handler = TestHandler {
+            spin: Duration::ZERO,
+        };
+        Server::new(options(Policy::Sjf, workers))?.run(
+            faulty,
+            WireTypeClassifier,
+            vec![handler; workers],
+            flag,
+        )
+    });
+    let mut client = Client {
+        tx: a.take_tx(0).expect("client tx"),
+        rx: (0..=workers as u16)
+            .map(|q| a.take_rx(q).expect("client rx"))
+            .collect(),
+        me: Endpoint::new(MacAddr(a.mac()), CLIENT_IP, CLIENT_PORT),
+        server: Endpoint::new(server_mac, SERVER_IP, SERVER_PORT),
+    };
+    client.send(&mixed_requests(500));
+    // Count raw frames: a corrupted source address makes a response unparseable for us.
+    let mut frames = 0u64;
+    let mut bufs = Vec::with_capacity(64);
+    let deadline = Instant::now() + RESPONSE_WAIT;
+    let mut last_seen = Instant::now();
+    while Instant::now() < deadline && last_seen.elapsed() < QUIET_PERIOD {
+        let mut any = false;
+        for rx in &mut client.rx {
+            let n = rx.rx_burst(&mut bufs, 64);
+            frames += n as u64;
+            any |= n > 0;
+            bufs.clear();
+        }
+        if any {
+            last_seen = Instant::now();
+        } else {
+            std::thread::sleep(Duration::from_micros(100));
+        }
+    }
+    shutdown.store(true, Ordering::Release);
+    let report = server.join().expect("server thread").expect("server ran");
+    let d = &report.dispatcher;
+    let dropped_by_link = faults.dropped.load(Ordering::Relaxed);
+    assert!(dropped_by_link > 0 && faults.corrupted.load(Ordering::Relaxed) > 0);
+    assert_eq!(d.rx_packets, 500 - dropped_by_link, "{report}");
+    assert!(d.parse_drops.total_drops() > 0, "{report}");
+    assert_eq!(
+        d.rx_packets,
+        d.completed + d.parse_drops.total_drops(),
+        "{report}"
+    );
+    assert_eq!(frames, d.completed, "one response per served request");
+}
