@@ -382,10 +382,11 @@ fn run_dpdk(
         Mempool::new(&eal, &MempoolConfig::named("psp_client_mbufs"))
             .context("creating the mbuf pool (with --no-huge, give -m 256 or more)")?,
     );
-    // memif pairs queue i with the peer's queue i: configure as many TX as RX queues.
-    let mut port_config = PortConfig::server(config.device_id, rx_queues - 1);
+    // memif pairs queue i with the peer's queue i, and its server side refuses more client TX
+    // rings than it has RX queues (1: the dispatcher's): 1 TX queue, 1 + workers RX queues.
+    let mut port_config = PortConfig::server(config.device_id, 0);
     port_config.rx_queues = rx_queues;
-    port_config.tx_queues = rx_queues;
+    port_config.tx_queues = 1;
     let mut port = EthPort::start(&eal, pool, &port_config)
         .with_context(|| format!("starting DPDK port {}", config.device_id))?;
     eprintln!(

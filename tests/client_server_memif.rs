@@ -1,0 +1,113 @@
+//! End to end over DPDK memif (shared memory, no NIC, no hugepages): the real `psp-app` (memif
+//! server role) and `psp-client` (client role, polling 1 + 2 workers RX queues) processes.
+//! Every request is answered — including those the workers send on their own queues — and the
+//! per-type counts of the client's `summary.json` match the server's summary table.
+//! Small load (≈ 400 requests), every wait bounded.
+#![cfg(feature = "dpdk")]
+
+mod client_server_common;
+mod common;
+
+use std::time::Duration;
+
+use client_server_common::{check_counts_match, client_summary, server_config, SERVER_TYPES};
+use common::{memif_eal_args, Proc, ScratchDir};
+
+/// Time for a process to start, finish or exit after SIGINT (memif link-up included).
+const PROCESS_TIMEOUT: Duration = Duration::from_secs(90);
+/// Server workers (the server answers on 1 + WORKERS TX queues).
+const WORKERS: usize = 2;
+
+#[test]
+fn psp_client_against_psp_app_over_memif() {
+    let dir = ScratchDir::new("client-server-memif");
+    let socket = dir.file("memif.sock");
+    let tag = std::process::id();
+    let cfg = dir.file("server.yml");
+    let server_eal = memif_eal_args(&format!("psp-cs-server-{tag}"), "server", &socket);
+    std::fs::write(&cfg, server_config(&server_eal, &dir.path)).unwrap();
+    let server_args: Vec<String> = vec!["--cfg".into(), cfg.display().to_string()];
+    let mut server = Proc::spawn(
+        "server",
+        env!("CARGO_BIN_EXE_psp-app").as_ref(),
+        &server_args,
+        &dir,
+    );
+    server.wait_for_output("waiting for the link", PROCESS_TIMEOUT);
+
+    let client_eal = memif_eal_args(&format!("psp-cs-client-{tag}"), "client", &socket);
+    let eal: Vec<String> = client_eal.iter().map(|a| format!("'{a}'")).collect();
+    let client_cfg = dir.file("client.yml");
+    std::fs::write(
+        &client_cfg,
+        format!(
+            "network: {{device_id: 0, mac: '02:00:00:00:09:02', remote_mac: '02:00:00:00:09:01', \
+             eal_init: [{}]}}\n\
+             net_workers: [{{ip: 10.9.0.2, port: 40000}}]\n",
+            eal.join(", ")
+        ),
+    )
+    .unwrap();
+    let workload = dir.file("workload.yml");
+    std::fs::write(
+        &workload,
+        format!(
+            "- {{mean_ns: [1000, 10000], ratios: [.7, .3], rtype: [{}, {}], duration: 1, rate: 400}}\n",
+            SERVER_TYPES[0], SERVER_TYPES[1]
+        ),
+    )
+    .unwrap();
+    let out = dir.file("client");
+    let client_args: Vec<String> = [
+        "-c",
+        &client_cfg.display().to_string(),
+        "--workload",
+        &workload.display().to_string(),
+        "-I",
+        "10.9.0.1",
+        "-P",
+        "6789",
+        "--workers",
+        &WORKERS.to_string(),
+        "--outdir",
+        &out.display().to_string(),
+        "--seed",
+        "9",
+        "--drain-timeout",
+        "10",
+        "--link-timeout",
+        "60",
+        "--no-progress",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut client = Proc::spawn(
+        "client",
+        env!("CARGO_BIN_EXE_psp-client").as_ref(),
+        &client_args,
+        &dir,
+    );
+    let status = client.wait(PROCESS_TIMEOUT);
+    assert!(
+        status.success(),
+        "client: {status}\n{}\n{}",
+        client.stdout_text(),
+        client.stderr_text()
+    );
+    server.signal("INT");
+    let status = server.wait(PROCESS_TIMEOUT);
+    assert!(
+        status.success(),
+        "server: {status}\n{}",
+        server.stderr_text()
+    );
+
+    let summary = client_summary(&out);
+    assert!(
+        client.stdout_text().contains("sent but not answered 0"),
+        "{}",
+        client.stdout_text()
+    );
+    check_counts_match(&summary, &server.stdout_text());
+}

@@ -1,0 +1,103 @@
+//! End to end over kernel UDP (no DPDK needed): the real `psp-app --udp` and `psp-client
+//! --transport udp` processes; every request is answered and the per-type counts of the
+//! client's `summary.json` match the server's summary table. Small load, bounded in time.
+
+mod client_server_common;
+mod common;
+
+use std::time::Duration;
+
+use client_server_common::{check_counts_match, client_summary, server_config, SERVER_TYPES};
+use common::{Proc, ScratchDir};
+
+/// Time for a process to start, finish or exit after SIGINT.
+const PROCESS_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[test]
+fn psp_client_against_psp_app_over_udp() {
+    let dir = ScratchDir::new("client-server-udp");
+    let cfg = dir.file("server.yml");
+    std::fs::write(&cfg, server_config(&["--no-huge".to_string()], &dir.path)).unwrap();
+    let server_args: Vec<String> = vec![
+        "--cfg".into(),
+        cfg.display().to_string(),
+        "--udp".into(),
+        "127.0.0.1:0".into(),
+    ];
+    let mut server = Proc::spawn(
+        "server",
+        env!("CARGO_BIN_EXE_psp-app").as_ref(),
+        &server_args,
+        &dir,
+    );
+    server.wait_for_output("serving", PROCESS_TIMEOUT);
+    let addr = server
+        .stderr_text()
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix("psp-app: UDP ")
+                .map(|a| a.trim().to_string())
+        })
+        .expect("server prints its UDP address");
+    let (ip, port) = addr.rsplit_once(':').expect("ip:port");
+
+    let workload = dir.file("workload.yml");
+    std::fs::write(
+        &workload,
+        format!(
+            "- {{mean_ns: [1000, 10000], ratios: [.7, .3], rtype: [{}, {}], duration: 1, rate: 400}}\n",
+            SERVER_TYPES[0], SERVER_TYPES[1]
+        ),
+    )
+    .unwrap();
+    let out = dir.file("client");
+    let client_args: Vec<String> = [
+        "--workload",
+        &workload.display().to_string(),
+        "-I",
+        ip,
+        "-P",
+        port,
+        "--transport",
+        "udp",
+        "--bind",
+        "127.0.0.1:0",
+        "--outdir",
+        &out.display().to_string(),
+        "--seed",
+        "5",
+        "--drain-timeout",
+        "10",
+        "--no-progress",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut client = Proc::spawn(
+        "client",
+        env!("CARGO_BIN_EXE_psp-client").as_ref(),
+        &client_args,
+        &dir,
+    );
+    let status = client.wait(PROCESS_TIMEOUT);
+    assert!(
+        status.success(),
+        "client: {status}\n{}",
+        client.stderr_text()
+    );
+    server.signal("INT");
+    let status = server.wait(PROCESS_TIMEOUT);
+    assert!(
+        status.success(),
+        "server: {status}\n{}",
+        server.stderr_text()
+    );
+
+    let summary = client_summary(&out);
+    assert!(
+        client.stdout_text().contains("sent but not answered 0"),
+        "{}",
+        client.stdout_text()
+    );
+    check_counts_match(&summary, &server.stdout_text());
+}
