@@ -145,8 +145,8 @@ fn first_line(text: &str) -> &str {
         .unwrap_or("")
 }
 
-/// Fails the build with one line.
+/// Fails the build with one line (`cargo::error`, which cargo prints as the build's error).
 fn fail(message: &str) -> ! {
-    eprintln!("error: psp `dpdk` feature: {message}");
-    std::process::exit(1);
+    println!("cargo::error=psp `dpdk` feature: {message}");
+    std::process::exit(0);
 }
