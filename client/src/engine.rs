@@ -13,7 +13,7 @@
 //!    [`TX_BURST`]. It never waits for a response (open loop). When the next send is more than
 //!    [`IDLE_YIELD_THRESHOLD_NS`] away it yields the core (and sleeps when nothing is in flight
 //!    and the gap exceeds [`IDLE_SLEEP_THRESHOLD_NS`]), so on a 2-core box it does not starve
-//!    the server.
+//!    the server ([`IdlePolicy`]: spin, yield — the default — or sleep).
 //! 4. After the last phase it drains responses until none is outstanding or
 //!    [`EngineConfig::drain_timeout_ns`] passes; whatever is still outstanding is *unanswered*
 //!    and counts as +∞ latency in every percentile.
@@ -58,6 +58,9 @@ pub const IDLE_YIELD_THRESHOLD_NS: u64 = 20_000;
 pub const IDLE_SLEEP_THRESHOLD_NS: u64 = 500_000;
 /// How early the engine wakes before a send it slept towards (covers timer slack).
 pub const IDLE_SLEEP_MARGIN_NS: u64 = 200_000;
+/// Longest nap of [`IdlePolicy::Sleep`] while requests are in flight: a response that arrives
+/// during it is timestamped at most this late (plus the kernel's timer slack).
+pub const IDLE_SLEEP_MAX_NS: u64 = 50_000;
 /// A request sent more than this after its intended time counts as "behind schedule".
 pub const BEHIND_SCHEDULE_LAG_NS: u64 = 10_000;
 /// `tx_burst` attempts for one burst before the leftover requests are given up (counted).
@@ -75,6 +78,20 @@ pub const REQ_SIZE_WORD: u32 = psp_dataplane::wire::psp::DEFAULT_REQ_SIZE;
 const PHASE_SEED_MIX: u64 = 0x9E37_79B9_7F4A_7C15;
 /// Nanoseconds per second.
 const NS_PER_S: f64 = 1e9;
+
+/// What the engine does while it waits for the next send time.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub enum IdlePolicy {
+    /// Busy-poll: for a core of its own.
+    Spin,
+    /// Yield the core when the next send is more than [`IDLE_YIELD_THRESHOLD_NS`] away and the
+    /// last poll found nothing; sleep towards it when nothing is in flight (the default).
+    #[default]
+    Yield,
+    /// As `Yield`, but also nap up to [`IDLE_SLEEP_MAX_NS`] while requests are in flight: the
+    /// fairest to a server sharing the cores, at the price of that much receive-time error.
+    Sleep,
+}
 
 /// Errors that stop a run before it starts.
 #[derive(Debug, thiserror::Error)]
@@ -131,6 +148,8 @@ pub struct EngineConfig {
     pub response_timeout_ns: u64,
     /// Checks applied to responses.
     pub parse_options: ParseOptions,
+    /// What to do while waiting for the next send time.
+    pub idle: IdlePolicy,
 }
 
 impl EngineConfig {
@@ -145,6 +164,7 @@ impl EngineConfig {
             drain_timeout_ns: DEFAULT_DRAIN_TIMEOUT_NS,
             response_timeout_ns: DEFAULT_RESPONSE_TIMEOUT_NS,
             parse_options: ParseOptions::default(),
+            idle: IdlePolicy::default(),
         }
     }
 }
@@ -731,12 +751,12 @@ fn run_on_queues<P: Port>(
             let received = poll(&mut sink, &mut rx_bufs, rxs);
             let now = clock.now_ns();
             if now < intended_ns {
-                let gap = intended_ns - now;
-                if sink.table.outstanding() == 0 && gap > IDLE_SLEEP_THRESHOLD_NS {
-                    std::thread::sleep(Duration::from_nanos(gap - IDLE_SLEEP_MARGIN_NS));
-                } else if received == 0 && gap > IDLE_YIELD_THRESHOLD_NS {
-                    std::thread::yield_now();
-                }
+                idle(
+                    config.idle,
+                    intended_ns - now,
+                    sink.table.outstanding(),
+                    received,
+                );
                 continue;
             }
             // Build a burst of every due request.
@@ -842,7 +862,11 @@ fn run_on_queues<P: Port>(
     let drain_deadline = clock.now_ns().saturating_add(config.drain_timeout_ns);
     while sink.table.outstanding() > 0 && clock.now_ns() < drain_deadline {
         if poll(&mut sink, &mut rx_bufs, rxs) == 0 {
-            std::thread::yield_now();
+            match config.idle {
+                IdlePolicy::Spin => {}
+                IdlePolicy::Yield => std::thread::yield_now(),
+                IdlePolicy::Sleep => std::thread::sleep(Duration::from_nanos(IDLE_SLEEP_MAX_NS)),
+            }
         }
     }
     let ended_ns = clock.now_ns();
@@ -877,6 +901,23 @@ fn run_on_queues<P: Port>(
         },
         ended_ns,
     })
+}
+
+/// Waits a little, as `policy` says, when the next send is `gap_ns` away.
+#[inline]
+fn idle(policy: IdlePolicy, gap_ns: u64, outstanding: usize, received: usize) {
+    match policy {
+        IdlePolicy::Spin => {}
+        _ if outstanding == 0 && gap_ns > IDLE_SLEEP_THRESHOLD_NS => {
+            std::thread::sleep(Duration::from_nanos(gap_ns - IDLE_SLEEP_MARGIN_NS));
+        }
+        IdlePolicy::Sleep if received == 0 && gap_ns > IDLE_SLEEP_THRESHOLD_NS => {
+            let nap = (gap_ns - IDLE_SLEEP_MARGIN_NS).min(IDLE_SLEEP_MAX_NS);
+            std::thread::sleep(Duration::from_nanos(nap));
+        }
+        _ if received == 0 && gap_ns > IDLE_YIELD_THRESHOLD_NS => std::thread::yield_now(),
+        _ => {}
+    }
 }
 
 /// The request id in a request frame built by this engine.

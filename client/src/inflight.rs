@@ -18,8 +18,9 @@
 //!
 //! Tested below (unit tests for every outcome, plus a property test against a model).
 
-/// Fewest index bits (a 1024-slot table).
-pub const MIN_INDEX_BITS: u32 = 10;
+/// Fewest index bits (a 65 536-slot table, 1.5 MiB): at low rates a slot then lives far longer
+/// than any drain timeout, so slow responses are matched instead of counted late.
+pub const MIN_INDEX_BITS: u32 = 16;
 /// Most index bits (16 Mi slots, 256 MiB at 16 B per slot), leaving 8 bits of generation.
 pub const MAX_INDEX_BITS: u32 = 24;
 
@@ -94,7 +95,12 @@ impl InFlightTable {
     /// A table of `2^index_bits` slots; `index_bits` is clamped to
     /// [`MIN_INDEX_BITS`]..=[`MAX_INDEX_BITS`].
     pub fn with_index_bits(index_bits: u32) -> Self {
-        let index_bits = index_bits.clamp(MIN_INDEX_BITS, MAX_INDEX_BITS);
+        Self::with_exact_index_bits(index_bits.clamp(MIN_INDEX_BITS, MAX_INDEX_BITS))
+    }
+
+    /// A table of exactly `2^index_bits` slots (tests use tiny tables to exercise reuse).
+    fn with_exact_index_bits(index_bits: u32) -> Self {
+        let index_bits = index_bits.clamp(1, MAX_INDEX_BITS);
         let empty = Slot {
             info: RequestInfo {
                 intended_send_ns: 0,
@@ -255,7 +261,7 @@ mod tests {
 
     #[test]
     fn matched_then_duplicate() {
-        let mut table = InFlightTable::with_index_bits(10);
+        let mut table = InFlightTable::with_exact_index_bits(6);
         let (id, expired) = table.insert(info(5));
         assert_eq!(expired, None);
         assert_eq!(table.outstanding(), 1);
@@ -266,7 +272,7 @@ mod tests {
 
     #[test]
     fn mismatched_response_leaves_request_outstanding() {
-        let mut table = InFlightTable::with_index_bits(10);
+        let mut table = InFlightTable::with_exact_index_bits(6);
         let (id, _) = table.insert(info(4));
         assert_eq!(
             table.complete_if(id, |i| i.type_index == 9),
@@ -281,18 +287,18 @@ mod tests {
 
     #[test]
     fn unknown_ids_never_issued() {
-        let mut table = InFlightTable::with_index_bits(10);
+        let mut table = InFlightTable::with_exact_index_bits(6);
         assert_eq!(table.complete(0), MatchOutcome::UnknownId);
         assert_eq!(table.complete(u32::MAX), MatchOutcome::UnknownId);
         let (id, _) = table.insert(info(1));
         // Same index, a generation never issued.
-        assert_eq!(table.complete(id | (7 << 10)), MatchOutcome::UnknownId);
+        assert_eq!(table.complete(id | (7 << 6)), MatchOutcome::UnknownId);
         assert_eq!(table.outstanding(), 1);
     }
 
     #[test]
     fn wraparound_expires_outstanding_and_late_response_is_late() {
-        let mut table = InFlightTable::with_index_bits(10);
+        let mut table = InFlightTable::with_exact_index_bits(6);
         let capacity = table.capacity();
         let (first, _) = table.insert(info(0));
         for i in 1..capacity {
@@ -310,7 +316,7 @@ mod tests {
 
     #[test]
     fn duplicate_of_previous_generation_is_duplicate() {
-        let mut table = InFlightTable::with_index_bits(10);
+        let mut table = InFlightTable::with_exact_index_bits(6);
         let (first, _) = table.insert(info(0));
         assert!(matches!(table.complete(first), MatchOutcome::Matched(_)));
         for i in 1..table.capacity() {
@@ -324,7 +330,7 @@ mod tests {
 
     #[test]
     fn cancel_takes_back_and_expire_all_reports_rest() {
-        let mut table = InFlightTable::with_index_bits(10);
+        let mut table = InFlightTable::with_exact_index_bits(6);
         let (a, _) = table.insert(info(1));
         let (_b, _) = table.insert(info(2));
         assert!(table.cancel(a));
@@ -337,10 +343,26 @@ mod tests {
     }
 
     #[test]
+    fn public_constructor_clamps() {
+        assert_eq!(
+            InFlightTable::with_index_bits(3).capacity(),
+            1 << MIN_INDEX_BITS
+        );
+        assert_eq!(
+            InFlightTable::with_index_bits(40).capacity(),
+            1 << MAX_INDEX_BITS
+        );
+    }
+
+    #[test]
     fn for_rate_sizes_to_rate_times_timeout() {
         assert_eq!(
+            InFlightTable::for_rate(200_000.0, 1_000_000_000).capacity(),
+            1 << 18
+        );
+        assert_eq!(
             InFlightTable::for_rate(1000.0, 1_000_000_000).capacity(),
-            1024
+            1 << MIN_INDEX_BITS
         );
         assert_eq!(
             InFlightTable::for_rate(1e6, 1_000_000_000).capacity(),
@@ -360,15 +382,15 @@ mod tests {
         /// Against a model: each issued id matches exactly once while its slot has not been
         /// reused; no other id ever matches.
         #[test]
-        fn matches_at_most_once(ops in proptest::collection::vec((any::<bool>(), any::<u16>()), 1..3000)) {
-            let mut table = InFlightTable::with_index_bits(10);
+        fn matches_at_most_once(ops in proptest::collection::vec((any::<bool>(), any::<u32>()), 1..3000)) {
+            let mut table = InFlightTable::with_exact_index_bits(6);
             let mut issued: Vec<(u32, RequestInfo, bool)> = Vec::new();
             for (n, (send, pick)) in ops.into_iter().enumerate() {
                 if send || issued.is_empty() {
                     let (id, _) = table.insert(info(n as u64));
                     issued.push((id, info(n as u64), false));
                 } else {
-                    let k = usize::from(pick) % issued.len();
+                    let k = pick as usize % issued.len();
                     let (id, sent, answered) = issued[k];
                     let still_in_table = issued.len() - k <= table.capacity();
                     let outcome = table.complete(id);

@@ -23,7 +23,7 @@ use std::time::Duration;
 use anyhow::{bail, ensure, Context, Result};
 use clap::{Parser, ValueEnum};
 use psp_client::config::{ClientConfig, DEFAULT_REQ_OFFSET};
-use psp_client::engine::{Engine, EngineConfig, Progress, DEFAULT_DRAIN_TIMEOUT_NS};
+use psp_client::engine::{Engine, EngineConfig, IdlePolicy, Progress, DEFAULT_DRAIN_TIMEOUT_NS};
 use psp_client::report::{print_summary, write_run_files, Report, Summary};
 use psp_client::sweep::{parse_load_range, write_sweep_files, SweepPoint};
 use psp_dataplane::port::Port;
@@ -36,6 +36,17 @@ const DEFAULT_LABEL: &str = "rateclient";
 const PROGRESS_REFRESH: Duration = Duration::from_millis(200);
 /// How long to wait for a DPDK link (a memif client waits for its server).
 const DEFAULT_LINK_TIMEOUT_S: f64 = 60.0;
+
+/// What the client does while waiting for the next send time.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+enum Idle {
+    /// Busy-poll (a core of its own).
+    Spin,
+    /// Yield the core when the next send is far (default).
+    Yield,
+    /// Also nap up to 50 µs with requests in flight (fairest to a server on the same cores).
+    Sleep,
+}
 
 /// Which network path to use.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -117,6 +128,9 @@ struct Args {
     /// Seconds to wait for the DPDK link.
     #[arg(long = "link-timeout", default_value_t = DEFAULT_LINK_TIMEOUT_S)]
     link_timeout_s: f64,
+    /// Idle behaviour between sends.
+    #[arg(long, value_enum, default_value = "yield")]
+    idle: Idle,
     /// Never show the progress bar.
     #[arg(long = "no-progress")]
     no_progress: bool,
@@ -302,6 +316,11 @@ fn engine_config(args: &Args, local: Endpoint, targets: Vec<Endpoint>) -> Result
         .ok()
         .filter(|&m| m > 0);
     config.drain_timeout_ns = (args.drain_timeout_s * 1e9) as u64;
+    config.idle = match args.idle {
+        Idle::Spin => IdlePolicy::Spin,
+        Idle::Yield => IdlePolicy::Yield,
+        Idle::Sleep => IdlePolicy::Sleep,
+    };
     Ok(config)
 }
 
