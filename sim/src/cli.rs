@@ -15,6 +15,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use psp_scheduler::{DarcParams, Policy, TimeSharingParams, DEFAULT_QUEUE_CAPACITY};
+use psp_workload::report::{LinePlot, Series};
 use psp_workload::Workload;
 
 use crate::alloc::{describe_plans, search};
@@ -103,6 +104,7 @@ impl RunArgs {
             warmup_fraction: self.warmup,
             dispatch_cost_ns: self.dispatch_cost_ns,
             completion_cost_ns: self.completion_cost_ns,
+            timeline_window_ns: None,
             queue_capacity: self.queue_capacity,
         })
     }
@@ -152,6 +154,10 @@ pub struct SimArgs {
     /// ts: cost of one preemption (ns), charged to the preempted worker.
     #[arg(long, default_value_t = TimeSharingParams::default().preemption_cost_ns)]
     pub preemption_cost_ns: u64,
+    /// Also write timeline.csv and timeline.svg: slowdown percentiles of the requests that
+    /// arrived in each window of this many ms (warm-up included), like the paper's Fig. 8.
+    #[arg(long)]
+    pub timeline_ms: Option<f64>,
 }
 
 /// `psp plan`.
@@ -323,6 +329,14 @@ fn run_sim(args: &SimArgs) -> Result<()> {
     let darc = args.run.darc_params();
     let policies = parse_policies(args, &darc)?;
     let loads = parse_loads(&args.load)?;
+    let mut run = run;
+    if let Some(ms) = args.timeline_ms {
+        let window_ns = ms * 1e6;
+        if !(window_ns.is_finite() && window_ns >= 1.0) {
+            bail!("--timeline-ms {ms}: must be a positive number of milliseconds");
+        }
+        run.timeline_window_ns = Some(window_ns as u64);
+    }
     let warmup_requests = (run.warmup_fraction * run.requests as f64) as u64;
     if policies
         .iter()
@@ -350,6 +364,15 @@ fn run_sim(args: &SimArgs) -> Result<()> {
     bar.finish_and_clear();
     let elapsed = started.elapsed();
     write_outputs(&args.out, &workload, &results, &policies, args.run.slo)?;
+    if args.timeline_ms.is_some() {
+        timeline_table(&results)
+            .write_csv_file(args.out.join(TIMELINE_CSV))
+            .context("writing the timeline CSV")?;
+        timeline_plot(&workload, &results, args.run.slo)
+            .write_svg(args.out.join(TIMELINE_SVG))
+            .context("writing the timeline plot")?;
+        println!("wrote {}", args.out.join(TIMELINE_CSV).display());
+    }
 
     print!("{}", summary_table(&results, args.run.slo).to_text());
     let simulated: u64 = results.iter().map(|r| r.arrivals).sum();
@@ -381,6 +404,67 @@ fn run_sim(args: &SimArgs) -> Result<()> {
         args.out.join(PLOT_SVG).display()
     );
     Ok(())
+}
+
+/// File name of the timeline CSV (`--timeline-ms`).
+pub const TIMELINE_CSV: &str = "timeline.csv";
+/// File name of the timeline plot (`--timeline-ms`).
+pub const TIMELINE_SVG: &str = "timeline.svg";
+
+/// One row per policy × load × window: completions per type, drops, slowdown percentiles.
+pub fn timeline_table(results: &[RunResult]) -> psp_workload::report::Table {
+    let names: Vec<String> = results
+        .first()
+        .map(|r| r.stats.types().iter().map(|t| t.name.clone()).collect())
+        .unwrap_or_default();
+    let mut header: Vec<String> = ["policy", "load", "window_start_ms"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    header.extend(names.iter().map(|n| format!("{n}_completed")));
+    header.extend(
+        ["dropped", "p50_slowdown", "p99_slowdown", "p999_slowdown"]
+            .iter()
+            .map(|s| s.to_string()),
+    );
+    let mut table = psp_workload::report::Table::new(header);
+    for r in results {
+        for w in &r.timeline {
+            let mut row = vec![
+                r.policy.to_string(),
+                format!("{:.3}", r.load),
+                format!("{:.3}", w.start_ns as f64 / 1e6),
+            ];
+            row.extend(w.completed.iter().map(u64::to_string));
+            row.push(w.dropped.to_string());
+            row.extend([0.5, 0.99, 0.999].map(|q| fmt_slowdown(w.slowdown_at(q))));
+            table.push(row);
+        }
+    }
+    table
+}
+
+/// p99.9 slowdown per window over time, one line per policy × load.
+pub fn timeline_plot(workload: &Workload, results: &[RunResult], slo: f64) -> LinePlot {
+    let mut plot = LinePlot::new(
+        &format!("{}: p99.9 slowdown over time", workload.name),
+        "arrival time (ms of virtual time)",
+        "p99.9 slowdown (requests arrived in the window)",
+        true,
+    );
+    plot.reference_line = Some((slo, format!("SLO {slo}")));
+    for r in results {
+        plot.series.push(Series {
+            name: format!("{} @ {:.2}", r.policy, r.load),
+            points: r
+                .timeline
+                .iter()
+                .map(|w| (w.start_ns as f64 / 1e6, w.slowdown_at(0.999)))
+                .filter(|p| !p.1.is_nan())
+                .collect(),
+        });
+    }
+    plot
 }
 
 /// File name of the sweep's CSV.
@@ -427,7 +511,11 @@ fn run_search(args: &SearchArgs) -> Result<()> {
     let workload = args.run.workload()?;
     let run = args.run.run_config()?;
     let params = args.run.darc_params();
-    let bar = progress_bar(0);
+    let groups = workload.phases.first().map_or(0, |p| {
+        psp_scheduler::group_types(&crate::alloc::type_profiles(p), params.delta).len()
+    });
+    // DARC's formula plus every allocation.
+    let bar = progress_bar(1 + crate::alloc::allocations(groups, run.workers).len());
     let report = search(
         &workload,
         args.load,

@@ -35,12 +35,15 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
+use hdrhistogram::Histogram;
 use psp_scheduler::{
     ConfigError, Nanos, Policy, RequestTypeSpec, Scheduler, SchedulerConfig, Token, TypeIndex,
     WorkerId, DEFAULT_QUEUE_CAPACITY,
 };
 use psp_workload::spec::NS_PER_S;
-use psp_workload::stats::round_to_u64;
+use psp_workload::stats::{
+    quantile_with_infinite, round_to_u64, SIGNIFICANT_DIGITS, SLOWDOWN_SCALE,
+};
 use psp_workload::{PhaseGenerator, RunStats, Workload};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -90,6 +93,9 @@ pub struct RunConfig {
     pub dispatch_cost_ns: Nanos,
     /// Dispatcher cost of one completion notification (ns).
     pub completion_cost_ns: Nanos,
+    /// If set, also record every request (warm-up included) in windows of this many ns of
+    /// arrival time ([`RunResult::timeline`]).
+    pub timeline_window_ns: Option<Nanos>,
     /// Capacity of each scheduler queue.
     pub queue_capacity: usize,
 }
@@ -103,6 +109,7 @@ impl Default for RunConfig {
             warmup_fraction: DEFAULT_WARMUP_FRACTION,
             dispatch_cost_ns: 0,
             completion_cost_ns: 0,
+            timeline_window_ns: None,
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
         }
     }
@@ -137,6 +144,62 @@ pub struct RunResult {
     pub plan_updates: u64,
     /// Virtual time at the end of the run (ns).
     pub end_ns: Nanos,
+    /// Per arrival-time window statistics, if [`RunConfig::timeline_window_ns`] was set.
+    pub timeline: Vec<TimelineWindow>,
+}
+
+/// Most windows a timeline keeps; later arrivals fall in the last window.
+pub const MAX_TIMELINE_WINDOWS: usize = 100_000;
+
+/// Statistics of the requests that arrived in one window of time (all of them, warm-up
+/// included: a timeline shows the whole run, like the paper's Fig. 8).
+#[derive(Clone, Debug)]
+pub struct TimelineWindow {
+    /// Window start (ns of virtual time).
+    pub start_ns: Nanos,
+    /// Slowdown of every completed request, ×[`psp_workload::stats::SLOWDOWN_SCALE`].
+    pub slowdown_scaled: Histogram<u64>,
+    /// Completions per class.
+    pub completed: Vec<u64>,
+    /// Drops (all classes).
+    pub dropped: u64,
+}
+
+impl TimelineWindow {
+    fn new(start_ns: Nanos, classes: usize) -> Self {
+        Self {
+            start_ns,
+            // Starts small and grows with the largest slowdown seen (auto-resize).
+            slowdown_scaled: Histogram::new(SIGNIFICANT_DIGITS)
+                .unwrap_or_else(|_| unreachable!("3 significant digits are valid")),
+            completed: vec![0; classes],
+            dropped: 0,
+        }
+    }
+
+    /// Slowdown at quantile `q` over the window, drops counted as +∞.
+    pub fn slowdown_at(&self, q: f64) -> f64 {
+        quantile_with_infinite(&self.slowdown_scaled, self.dropped, q, SLOWDOWN_SCALE)
+    }
+}
+
+/// The timeline under construction.
+struct Timeline {
+    window_ns: Nanos,
+    classes: usize,
+    windows: Vec<TimelineWindow>,
+}
+
+impl Timeline {
+    #[inline]
+    fn window(&mut self, arrival_ns: Nanos) -> &mut TimelineWindow {
+        let index = ((arrival_ns / self.window_ns) as usize).min(MAX_TIMELINE_WINDOWS - 1);
+        while self.windows.len() <= index {
+            let start = self.windows.len() as Nanos * self.window_ns;
+            self.windows.push(TimelineWindow::new(start, self.classes));
+        }
+        &mut self.windows[index]
+    }
 }
 
 impl RunResult {
@@ -290,6 +353,21 @@ pub fn run(
     let warmup_count = (config.warmup_fraction * config.requests as f64).round() as u64;
     let mut source = ArrivalSource::new(workload, load, workers, config.requests)?;
     let mut rng = StdRng::seed_from_u64(config.seed);
+    let mut timeline = match config.timeline_window_ns {
+        Some(0) => {
+            return Err(SimError::Invalid {
+                field: "timeline window",
+                value: "0".into(),
+                why: "must be at least 1 ns",
+            })
+        }
+        Some(window_ns) => Some(Timeline {
+            window_ns,
+            classes: workload.classes.len(),
+            windows: Vec::new(),
+        }),
+        None => None,
+    };
     let mut phase_stats = vec![RunStats::new(&workload.classes); workload.phases.len()];
 
     let mut heap: BinaryHeap<Reverse<u64>> = BinaryHeap::with_capacity(workers + 1);
@@ -366,6 +444,9 @@ pub fn run(
                 if measured {
                     phase_stats[phase].record_drop(class);
                 }
+                if let Some(t) = timeline.as_mut() {
+                    t.window(arrival_ns).dropped += 1;
+                }
                 free_slots.push(rejected.token.0 as u32);
             }
             next_arrival = draw_arrival(&mut source, &mut rng);
@@ -386,6 +467,16 @@ pub fn run(
                     let slot = done.token.0 as usize;
                     let req = slab[slot];
                     completed += 1;
+                    if let Some(t) = timeline.as_mut() {
+                        let window = t.window(req.arrival_ns);
+                        window.completed[req.class as usize] += 1;
+                        let slowdown = round_to_u64(
+                            (event_ns - req.arrival_ns) as f64 * SLOWDOWN_SCALE / req.mean_ns,
+                        );
+                        if window.slowdown_scaled.record(slowdown).is_err() {
+                            window.slowdown_scaled.saturating_record(slowdown);
+                        }
+                    }
                     if req.measured {
                         phase_stats[usize::from(req.phase)].record(
                             req.class as usize,
@@ -468,6 +559,7 @@ pub fn run(
         preemptions,
         plan_updates,
         end_ns: last_event_ns.max(window_end_ns),
+        timeline: timeline.map_or_else(Vec::new, |t| t.windows),
     })
 }
 
