@@ -581,33 +581,45 @@ fn parse_dist(value: &serde_norway::Value) -> Result<ServiceDist, (String, Strin
             ))
         }
     };
+    // Parameter values in `allowed[1..]` order.
     let mut numbers = [0.0f64; 3];
-    if let Some(map) = params {
-        for (key, v) in map {
-            let key_text = key.as_str().unwrap_or("?");
-            if !allowed.contains(&key_text) {
+    match params {
+        None if allowed.len() > 1 => {
+            return Err((
+                name.to_string(),
+                format!(
+                    "distribution {name} needs parameters: {{dist: {name}, {}}}",
+                    allowed[1..].join(", ")
+                ),
+            ))
+        }
+        None => {}
+        Some(map) => {
+            for (key, v) in map {
+                let key_text = key.as_str().unwrap_or("?");
+                let Some(position) = allowed.iter().position(|k| *k == key_text) else {
+                    return Err((
+                        show(value),
+                        format!(
+                            "unknown key {key_text:?} for distribution {name} (allowed: {})",
+                            allowed.join(", ")
+                        ),
+                    ));
+                };
+                if position > 0 {
+                    numbers[position - 1] = v.as_f64().ok_or_else(|| {
+                        (
+                            show(value),
+                            format!("{key_text} = {}: must be a number", show(v)),
+                        )
+                    })?;
+                }
+            }
+            if let Some(missing) = allowed[1..].iter().find(|k| !map.contains_key(**k)) {
                 return Err((
                     show(value),
-                    format!(
-                        "unknown key {key_text:?} for distribution {name} (allowed: {})",
-                        allowed.join(", ")
-                    ),
+                    format!("distribution {name} needs `{missing}`"),
                 ));
-            }
-            if key_text != "dist" {
-                let number = v.as_f64().ok_or_else(|| {
-                    (
-                        show(value),
-                        format!("{key_text} = {}: must be a number", show(v)),
-                    )
-                })?;
-                let slot = allowed.iter().position(|k| *k == key_text).unwrap_or(1) - 1;
-                numbers[slot] = number;
-            }
-        }
-        for key in &allowed[1..] {
-            if !map.contains_key(*key) {
-                return Err((show(value), format!("distribution {name} needs `{key}`")));
             }
         }
     }
@@ -620,19 +632,6 @@ fn parse_dist(value: &serde_norway::Value) -> Result<ServiceDist, (String, Strin
             high_ns: numbers[1],
             p_high: numbers[2],
         },
-    })
-    .and_then(|d| {
-        if params.is_none() && allowed.len() > 1 {
-            Err((
-                name.to_string(),
-                format!(
-                    "distribution {name} needs parameters: {{dist: {name}, {}}}",
-                    allowed[1..].join(", ")
-                ),
-            ))
-        } else {
-            Ok(d)
-        }
     })
 }
 
@@ -798,6 +797,16 @@ mod tests {
             "- {mean_ns: [1], ratios: [1], rtype: [SHORT], duration: 5, service: [lognormal]}",
         );
         assert!(e.contains("sigma"), "{e}");
+        let e = err_text(
+            "- {mean_ns: [1], ratios: [1], rtype: [SHORT], duration: 5, \
+             service: [{dist: bimodal, low_ns: 1, high_ns: 2}]}",
+        );
+        assert!(e.contains("needs `p_high`"), "{e}");
+        let e = err_text(
+            "- {mean_ns: [1], ratios: [1], rtype: [SHORT], duration: 5, \
+             service: [{dist: lognormal, sigma: wide}]}",
+        );
+        assert!(e.contains("sigma = wide"), "{e}");
     }
 
     #[test]
