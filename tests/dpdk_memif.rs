@@ -2,6 +2,11 @@
 //! socket (one EAL, two vdevs). Checks the queue pairing (the server's TX queue *i* arrives on
 //! the client's RX queue *i*), link state, and the peer / raw-echo tools of `psp::dpdk::peer`
 //! against each other from separate threads.
+//!
+//! DPDK 22.11's memif prints "EAL: Error: Invalid memory" twice here (when a client-role port
+//! starts beside a server-role port of the same process, and when the pool is freed); it does
+//! not when the two roles are separate processes, and nothing is lost (the test checks every
+//! buffer comes back).
 #![cfg(feature = "dpdk")]
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -97,7 +102,8 @@ fn memif_pair_in_one_process() {
         assert_eq!(got.len(), 1, "queue {queue}: one frame");
         assert_eq!(got[0].data(), &[0x40 + queue as u8; 60][..]);
     }
-    drop((server, client));
+    drop(client);
+    drop(server);
 
     // Second pair: the raw echo on the server side, the peer on the client side, each on its
     // own thread as in separate processes.

@@ -241,7 +241,7 @@ mod dpdk_setup {
     use std::time::Duration;
 
     use anyhow::{Context, Result};
-    use psp::dpdk::{Eal, EthPort, Mempool, MempoolConfig, PortConfig};
+    use psp::dpdk::{with_unique_file_prefix, Eal, EthPort, Mempool, MempoolConfig, PortConfig};
 
     /// A started DPDK port and what it needs; dropping it releases everything, EAL last.
     pub struct Device {
@@ -258,7 +258,8 @@ mod dpdk_setup {
         tx_queues: u16,
         link_timeout: Duration,
     ) -> Result<Device> {
-        let eal = Eal::init(eal_args).context("initialising the DPDK EAL")?;
+        let eal_args = with_unique_file_prefix(eal_args, "psp-tool");
+        let eal = Eal::init(&eal_args).context("initialising the DPDK EAL")?;
         let available = EthPort::count_available();
         anyhow::ensure!(
             available > 0,
@@ -403,7 +404,9 @@ mod server {
         use std::sync::atomic::Ordering;
         use std::time::{Duration, Instant};
 
-        use psp::dpdk::{Eal, EthPort, Mempool, MempoolConfig, PortConfig};
+        use psp::dpdk::{
+            with_unique_file_prefix, Eal, EthPort, Mempool, MempoolConfig, PortConfig,
+        };
 
         /// How long to wait for the link (a memif server waits for its client).
         const LINK_TIMEOUT: Duration = Duration::from_secs(60);
@@ -411,7 +414,8 @@ mod server {
         const LINK_POLL: Duration = Duration::from_millis(10);
 
         let config = &prepared.config;
-        let eal = Eal::init(&config.eal_args)
+        let eal_args = with_unique_file_prefix(&config.eal_args, "psp-app");
+        let eal = Eal::init(&eal_args)
             .with_context(|| format!("network.eal_init = {:?}", config.eal_args))?;
         let available = EthPort::count_available();
         anyhow::ensure!(

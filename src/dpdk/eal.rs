@@ -16,6 +16,30 @@ const EAL_PROGRAM_NAME: &str = "psp";
 /// `LCORE_ID_ANY` (rte_lcore.h): what `rte_lcore_id()` returns on a thread that is not an lcore.
 const LCORE_ID_ANY: u32 = u32::MAX;
 
+/// EAL options that set the runtime-file prefix (two DPDK processes with the same prefix
+/// collide: "Cannot create lock on '/var/run/dpdk/rte/config'").
+const FILE_PREFIX_OPTION: &str = "--file-prefix";
+/// EAL option that makes a process share no runtime files (no prefix needed).
+const NO_SHCONF_OPTION: &str = "--no-shconf";
+
+/// `args` plus `--file-prefix <stem>-<pid>` when they set no prefix (and no `--no-shconf`), so
+/// that two DPDK processes (server and client, parallel tests) never share runtime files.
+pub fn with_unique_file_prefix<S: AsRef<str>>(args: &[S], stem: &str) -> Vec<String> {
+    let mut args: Vec<String> = args.iter().map(|a| a.as_ref().to_string()).collect();
+    let has_prefix = args.iter().any(|arg| {
+        arg == FILE_PREFIX_OPTION
+            || arg.starts_with(&format!("{FILE_PREFIX_OPTION}="))
+            || arg == NO_SHCONF_OPTION
+    });
+    if !has_prefix {
+        args.push(format!(
+            "{FILE_PREFIX_OPTION}={stem}-{}",
+            std::process::id()
+        ));
+    }
+    args
+}
+
 /// No EAL has been initialised in this process.
 const STATE_UNINIT: u8 = 0;
 /// `Eal::init` was called (successfully or not); no further init is possible.
@@ -163,4 +187,30 @@ pub fn current_lcore() -> Option<u32> {
     // SAFETY: reads a thread-local variable.
     let lcore = unsafe { sys::rte_lcore_id() };
     (lcore != LCORE_ID_ANY).then_some(lcore)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_prefix_is_added_only_when_missing() {
+        let added = with_unique_file_prefix(&["--no-huge", "--no-pci"], "psp-x");
+        assert_eq!(added.len(), 3);
+        assert_eq!(
+            added[2],
+            format!("--file-prefix=psp-x-{}", std::process::id())
+        );
+        for given in [
+            vec!["--no-huge", "--file-prefix", "mine"],
+            vec!["--file-prefix=mine"],
+            vec!["--no-shconf"],
+        ] {
+            assert_eq!(
+                with_unique_file_prefix(&given, "psp-x"),
+                given,
+                "{given:?} kept"
+            );
+        }
+    }
 }

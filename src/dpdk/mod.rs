@@ -10,6 +10,10 @@
 //!   implementing psp-dataplane's [`Port`](psp_dataplane::port::Port) trait with queue handles
 //!   [`DpdkRxQueue`] and [`DpdkTxQueue`], so the dispatcher and workers run unchanged over DPDK.
 //! - [`register_current_thread`]: makes a non-EAL (Rust) thread an lcore (call after pinning).
+//! - [`with_unique_file_prefix`]: adds `--file-prefix <stem>-<pid>` to EAL arguments that set
+//!   none, so two DPDK processes never collide on `/var/run/dpdk/rte`.
+//! - [`peer`]: a closed-loop request peer and a scheduler-less echo over any port (the
+//!   counterparts of `psp-app` in tests and `benches/echo_rtt.rs`).
 //!
 //! Invariants: every `unsafe` block in the crate lives under this module and carries a
 //! `// SAFETY:` comment; everything DPDK allocates is owned by one Rust value whose `Drop`
@@ -17,9 +21,11 @@
 //! EAL alive), and a pool with buffers still out is leaked rather than freed under them (the EAL
 //! is then left up too).
 //!
-//! Tests: `rte_eal_init` works once per process, so the tests live in root `tests/dpdk_*.rs`
-//! integration tests, one EAL per test binary, over `net_ring` loopback (buffers, round trips,
-//! the `Port` trait) and over memif between real processes (`tests/e2e_*.rs`).
+//! Tests: `rte_eal_init` works once per process, so the tests live in root integration tests,
+//! one EAL per test binary: `tests/dpdk_ring.rs` (`net_ring` loopback: EAL once, mbuf
+//! ownership, the `Port` trait, thread registration), `tests/dpdk_memif.rs` (two memif ports in
+//! one process: queue pairing, peer against raw echo) and `tests/e2e_memif.rs` (psp-app and a
+//! peer as separate processes).
 
 mod eal;
 mod ethdev;
@@ -30,7 +36,7 @@ pub mod sys;
 
 use std::ffi::CStr;
 
-pub use eal::{current_lcore, register_current_thread, Eal};
+pub use eal::{current_lcore, register_current_thread, with_unique_file_prefix, Eal};
 pub use ethdev::{DpdkPort, DpdkRxQueue, DpdkTxQueue, EthPort, PortConfig};
 pub use mbuf::Mbuf;
 pub use mempool::{Mempool, MempoolConfig};

@@ -13,7 +13,8 @@
 //!
 //! Neither allocates per packet: buffers come from the port, timestamps go to a table
 //! preallocated for `requests` entries and to an HDR histogram.
-//! Tested end to end over memif in `tests/e2e_memif.rs`.
+//! Tested over memif in `tests/dpdk_memif.rs` (in one process) and `tests/e2e_memif.rs`
+//! (against `psp-app` in another).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
