@@ -56,12 +56,12 @@ pub const DEFAULT_WARMUP_FRACTION: f64 = 0.1;
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
     /// The scheduler refused its configuration.
-    #[error("policy {policy}: {source}")]
+    #[error("policy {policy}: {error}")]
     Scheduler {
         /// The policy's name.
         policy: &'static str,
         /// Its error.
-        source: ConfigError,
+        error: ConfigError,
     },
     /// A run parameter is out of range.
     #[error("{field} = {value}: {why}")]
@@ -341,9 +341,9 @@ pub fn run(
     let mut sched_config =
         SchedulerConfig::new(config.workers, scheduler_types(workload), policy.clone());
     sched_config.queue_capacity = config.queue_capacity;
-    let mut sched = Scheduler::new(sched_config).map_err(|source| SimError::Scheduler {
+    let mut sched = Scheduler::new(sched_config).map_err(|error| SimError::Scheduler {
         policy: policy.name(),
-        source,
+        error,
     })?;
     let preemption_cost_ns = match policy {
         Policy::TimeSharing(p) => p.preemption_cost_ns,

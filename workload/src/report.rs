@@ -18,12 +18,12 @@ use plotters::prelude::*;
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
     /// Writing a file failed.
-    #[error("writing {path}: {source}")]
+    #[error("writing {path}: {error}")]
     Io {
         /// The path.
         path: String,
-        /// The OS error.
-        source: std::io::Error,
+        /// The OS error (part of the message, so not also reported as a source).
+        error: std::io::Error,
     },
     /// Plotting failed.
     #[error("plotting {title:?}: {why}")]
@@ -78,9 +78,9 @@ impl Table {
     /// Writes the table as CSV to `path`.
     pub fn write_csv_file(&self, path: impl AsRef<Path>) -> Result<(), ReportError> {
         let path = path.as_ref();
-        let io = |source| ReportError::Io {
+        let io = |error| ReportError::Io {
             path: path.display().to_string(),
-            source,
+            error,
         };
         let file = std::fs::File::create(path).map_err(io)?;
         let mut out = std::io::BufWriter::new(file);
@@ -299,9 +299,9 @@ impl LinePlot {
     pub fn write_svg(&self, path: impl AsRef<Path>) -> Result<(), ReportError> {
         let path = path.as_ref();
         let svg = self.render_svg()?;
-        std::fs::write(path, svg).map_err(|source| ReportError::Io {
+        std::fs::write(path, svg).map_err(|error| ReportError::Io {
             path: path.display().to_string(),
-            source,
+            error,
         })
     }
 }

@@ -72,21 +72,21 @@ pub fn wire_id_for_name(name: &str) -> Option<u32> {
 #[derive(Debug, thiserror::Error)]
 pub enum WorkloadError {
     /// The file could not be read.
-    #[error("reading workload file {path}: {source}")]
+    #[error("reading workload file {path}: {error}")]
     Io {
         /// The path.
         path: String,
-        /// The OS error.
-        source: std::io::Error,
+        /// The OS error (part of the message, so not also reported as a source).
+        error: std::io::Error,
     },
     /// The YAML is malformed, has an unknown key, a wrong type or an unknown enum value
     /// (e.g. an unknown distribution); the message carries the line and column.
-    #[error("workload {name}: {source}")]
+    #[error("workload {name}: {error}")]
     Yaml {
         /// The workload's name (file stem).
         name: String,
-        /// The parser's error.
-        source: serde_norway::Error,
+        /// The parser's error (part of the message, so not also reported as a source).
+        error: serde_norway::Error,
     },
     /// The file holds an empty list of phases.
     #[error("workload {0}: no phases (the file must hold a list of schedules)")]
@@ -290,9 +290,9 @@ impl Workload {
     /// Reads and validates a workload file; its name is the file stem.
     pub fn from_path(path: impl AsRef<Path>) -> Result<Self, WorkloadError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| WorkloadError::Io {
+        let text = std::fs::read_to_string(path).map_err(|error| WorkloadError::Io {
             path: path.display().to_string(),
-            source,
+            error,
         })?;
         let name = path.file_stem().map_or_else(
             || "workload".to_string(),
@@ -303,9 +303,9 @@ impl Workload {
 
     /// Parses and validates a workload from YAML text.
     pub fn from_yaml_str(name: &str, text: &str) -> Result<Self, WorkloadError> {
-        let yaml_err = |source| WorkloadError::Yaml {
+        let yaml_err = |error| WorkloadError::Yaml {
             name: name.to_string(),
-            source,
+            error,
         };
         let value: serde_norway::Value = serde_norway::from_str(text).map_err(yaml_err)?;
         // Deserialise from the text again (not from `value`) so errors keep line numbers.
