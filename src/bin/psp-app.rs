@@ -123,12 +123,21 @@ struct RawEchoArgs {
     common: ToolCommon,
 }
 
+/// Exit status when a second SIGINT/SIGTERM cuts the drain short.
+const EXIT_ON_SECOND_SIGNAL: i32 = 130;
+
 fn main() -> Result<()> {
     let cli = Cli::parse();
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(signal, Arc::clone(&stop))
-            .with_context(|| format!("installing the handler for signal {signal}"))?;
+        // The first signal asks for a drain; a second one (stop already set) exits at once.
+        signal_hook::flag::register_conditional_shutdown(
+            signal,
+            EXIT_ON_SECOND_SIGNAL,
+            Arc::clone(&stop),
+        )
+        .and_then(|_| signal_hook::flag::register(signal, Arc::clone(&stop)))
+        .with_context(|| format!("installing the handler for signal {signal}"))?;
     }
     match cli.tool {
         Some(tool) => run_tool(tool, &stop),
