@@ -87,3 +87,26 @@ fn serves_over_kernel_udp() {
         "the runt is counted:\n{summary}"
     );
 }
+
+#[test]
+fn bad_command_lines_fail_with_a_message() {
+    let dir = ScratchDir::new("e2e-cli");
+    let exe: &std::path::Path = env!("CARGO_BIN_EXE_psp-app").as_ref();
+    let missing = dir.file("missing.yml").display().to_string();
+    let cases: [(&[&str], &str); 3] = [
+        (&[], "--cfg FILE is required"),
+        (&["--cfg", &missing], "missing.yml"),
+        (&["--cfg", &missing, "--udp", "not-an-address"], "--udp"),
+    ];
+    for (args, needle) in cases {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let mut proc = Proc::spawn("cli", exe, &args, &dir);
+        let status = proc.wait(PROCESS_TIMEOUT);
+        assert!(!status.success(), "{args:?} fails");
+        let stderr = proc.stderr_text();
+        assert!(
+            stderr.contains(needle),
+            "{args:?}: {needle:?} in:\n{stderr}"
+        );
+    }
+}
