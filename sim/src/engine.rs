@@ -130,7 +130,8 @@ pub struct RunResult {
     pub achieved_rps: f64,
     /// Latency and slowdown statistics of the measured requests.
     pub stats: RunStats,
-    /// The same, per phase (by the phase the request arrived in); one entry per phase.
+    /// The same, per phase (by the phase the request arrived in) when the workload has more
+    /// than one phase; empty for a single-phase workload (then it would equal `stats`).
     pub phase_stats: Vec<RunStats>,
     /// All arrivals, warm-up included.
     pub arrivals: u64,
@@ -535,12 +536,20 @@ pub fn run(
             sched.queued()
         )));
     }
-    let mut stats = RunStats::new(&workload.classes);
-    for p in &phase_stats {
-        stats
-            .merge(p)
-            .map_err(|e| SimError::Contract(e.to_string()))?;
-    }
+    // One phase: its statistics are the run's (no copy, no per-phase list).
+    let stats = if phase_stats.len() == 1 {
+        phase_stats
+            .pop()
+            .unwrap_or_else(|| RunStats::new(&workload.classes))
+    } else {
+        let mut total = RunStats::new(&workload.classes);
+        for p in &phase_stats {
+            total
+                .merge(p)
+                .map_err(|e| SimError::Contract(e.to_string()))?;
+        }
+        total
+    };
     let window_ns = window_end_ns
         .saturating_sub(window_start_ns.unwrap_or(0))
         .max(1) as f64;
