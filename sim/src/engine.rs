@@ -18,6 +18,12 @@
 //! - A rejected arrival (queue full) is a drop. After the last arrival the run continues until
 //!   every accepted request has completed, so every arrival either completes or is dropped.
 //! - The first `warmup_fraction` of arrivals (by arrival order) are simulated but not recorded.
+//! - Rates: `offered` = measured arrivals / measurement window (first measured arrival to last
+//!   arrival); `achieved` = measured requests completed within that window / window. A system
+//!   that keeps up completes all but the few requests in flight at the end; an overloaded one
+//!   falls behind by the growing backlog (and the drops), which the SLO check catches.
+//! - Statistics: per type and overall (`RunResult::stats`), per phase for multi-phase
+//!   workloads, and optionally a timeline of arrival-time windows (`timeline_window_ns`).
 //!
 //! ## Events
 //! Each worker has at most one pending event (its completion or its preemption), kept in a
@@ -30,7 +36,9 @@
 //! reused), histograms are preallocated, and the scheduler allocates nothing per request: the
 //! steady-state loop does not allocate.
 //!
-//! Tested by `tests/engine.rs` (determinism, conservation, M/M/1, DARC vs c-FCFS).
+//! Tested by `tests/engine.rs` (determinism, conservation, M/M/1, DARC vs c-FCFS, dispatcher
+//! costs, preemption, phases) and `tests/properties.rs` (conservation and determinism under
+//! random policies, worker counts, loads, queue capacities and costs).
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
