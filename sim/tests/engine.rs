@@ -138,6 +138,27 @@ fn mm1_mean_latency_is_twice_the_service_time_at_half_load() {
 }
 
 #[test]
+fn mm2_mean_latency_matches_erlang_c() {
+    // M/M/2 at ρ = 0.5 (offered a = λ/μ = 1): Erlang C = 1/3, W = S + C·S/(c − a) = 4/3 S.
+    let w = Workload::from_yaml_str(
+        "mm2",
+        "- {mean_ns: [10000], ratios: [1], rtype: [SHORT], duration: 1, service: [exponential]}",
+    )
+    .unwrap();
+    let cfg = RunConfig {
+        workers: 2,
+        ..config(100_000, 6)
+    };
+    let r = run(&w, &Policy::Cfcfs, 0.5, &cfg).unwrap();
+    let mean = r.stats.latency().mean;
+    let expected = 10_000.0 * 4.0 / 3.0;
+    assert!(
+        (mean - expected).abs() < 0.04 * expected,
+        "mean latency {mean} ns vs {expected}"
+    );
+}
+
+#[test]
 fn darc_beats_cfcfs_on_disp2_at_high_load() {
     let w = workload("DISP2");
     let cfg = config(60_000, 2);
