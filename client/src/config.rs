@@ -466,6 +466,25 @@ schedules:
     }
 
     #[test]
+    fn workload_file_errors_name_field_and_value() {
+        // `--workload` files go through psp-workload's validation: same promise.
+        let e = Workload::from_yaml_str(
+            "w",
+            "- {mean_ns: [1000], ratios: [1], rtype: [SHORT], duration: 1, service: [gamma]}",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("gamma"), "{e}");
+        let e = Workload::from_yaml_str(
+            "w",
+            "- {mean_ns: [1000, 5], ratios: [.5, .6], rtype: [SHORT, LONG], duration: 1}",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("ratios"), "{e}");
+    }
+
+    #[test]
     fn unknown_type_id_gets_generic_name() {
         assert_eq!(type_name_for_wire_id(42), "TYPE42");
         assert_eq!(type_name_for_wire_id(5), "NEWORDER");

@@ -388,6 +388,12 @@ fn run_dpdk(
         .or_else(|| args.workers.and_then(|w| u16::try_from(w + 1).ok()))
         .unwrap_or(1)
         .max(1);
+    if rx_queues == 1 {
+        eprintln!(
+            "psp-client: polling 1 RX queue; a Perséphone server answers on 1 + workers queues \
+             over memif: give --workers N or --rx-queues N+1"
+        );
+    }
     let eal = Eal::init(&config.eal_init)
         .with_context(|| format!("network.eal_init = {:?}", config.eal_init))?;
     let available = EthPort::count_available();
