@@ -101,3 +101,92 @@ fn psp_client_against_psp_app_over_udp() {
     );
     check_counts_match(&summary, &server.stdout_text());
 }
+
+#[test]
+fn psp_client_sweep_over_udp_writes_csv_and_plots() {
+    let dir = ScratchDir::new("client-server-udp-sweep");
+    let cfg = dir.file("server.yml");
+    std::fs::write(&cfg, server_config(&["--no-huge".to_string()], &dir.path)).unwrap();
+    let server_args: Vec<String> = vec![
+        "--cfg".into(),
+        cfg.display().to_string(),
+        "--udp".into(),
+        "127.0.0.1:0".into(),
+    ];
+    let mut server = Proc::spawn(
+        "server",
+        env!("CARGO_BIN_EXE_psp-app").as_ref(),
+        &server_args,
+        &dir,
+    );
+    server.wait_for_output("serving", PROCESS_TIMEOUT);
+    let addr = server
+        .stderr_text()
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix("psp-app: UDP ")
+                .map(|a| a.trim().to_string())
+        })
+        .expect("server prints its UDP address");
+    let (ip, port) = addr.rsplit_once(':').expect("ip:port");
+    let workload = dir.file("workload.yml");
+    std::fs::write(
+        &workload,
+        format!(
+            "- {{mean_ns: [1000, 10000], ratios: [.7, .3], rtype: [{}, {}], duration: 0.3}}\n",
+            SERVER_TYPES[0], SERVER_TYPES[1]
+        ),
+    )
+    .unwrap();
+    let out = dir.file("sweep");
+    // Loads relative to one worker's capacity (1e9 / 3.7 µs = 270 krps): 1.35 and 2.7 krps.
+    let client_args: Vec<String> = [
+        "--workload",
+        &workload.display().to_string(),
+        "-I",
+        ip,
+        "-P",
+        port,
+        "--transport",
+        "udp",
+        "--load-range",
+        "0.005:0.01:0.005",
+        "--workers",
+        "1",
+        "--outdir",
+        &out.display().to_string(),
+        "--no-progress",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut client = Proc::spawn(
+        "client",
+        env!("CARGO_BIN_EXE_psp-client").as_ref(),
+        &client_args,
+        &dir,
+    );
+    let status = client.wait(PROCESS_TIMEOUT);
+    assert!(
+        status.success(),
+        "client: {status}\n{}",
+        client.stderr_text()
+    );
+    server.signal("INT");
+    server.wait(PROCESS_TIMEOUT);
+    let csv = std::fs::read_to_string(out.join("sweep.csv")).expect("sweep.csv");
+    assert_eq!(csv.lines().count(), 3, "{csv}");
+    assert!(csv.starts_with("load,offered_rps,achieved_rps"), "{csv}");
+    for file in ["sweep_slowdown.svg", "sweep_latency.svg"] {
+        let svg = std::fs::read_to_string(out.join(file)).expect(file);
+        assert!(svg.contains("<svg"), "{file}");
+    }
+    for load in ["load_0.005", "load_0.010"] {
+        let summary = client_summary(&out.join(load));
+        assert!(summary.counters.sent > 0, "{load}: {:?}", summary.counters);
+        assert_eq!(
+            summary.load.map(|l| (l * 1000.0).round()),
+            Some(load[5..].parse::<f64>().unwrap() * 1000.0)
+        );
+    }
+}

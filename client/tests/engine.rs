@@ -194,6 +194,32 @@ fn same_seed_same_schedule() {
 }
 
 #[test]
+fn one_engine_runs_several_points() {
+    let (mut client, server) = pair(&MemPortConfig::with_queues(2));
+    let stop = Arc::new(AtomicBool::new(false));
+    let handle = responder(server, 1, Faults::default(), Arc::clone(&stop));
+    let local = Endpoint::new(MacAddr(client.mac()), CLIENT_IP, CLIENT_PORT);
+    let target = Endpoint::new(
+        MacAddr(MemPortConfig::default().mac_b),
+        SERVER_IP,
+        SERVER_PORT,
+    );
+    let config = EngineConfig::new(local, vec![target]);
+    let mut engine = engine::Engine::new(&mut client).unwrap();
+    assert_eq!(engine.rx_queue_count(), 2);
+    let w = workload(0.02);
+    let mut total = 0;
+    for rate in [5_000.0, 20_000.0] {
+        let r = engine.run(&w, &[rate], &config, None).unwrap();
+        assert_eq!(r.counters.received, r.counters.sent, "{:?}", r.counters);
+        assert_eq!(r.counters.unknown_id, 0);
+        total += r.counters.sent;
+    }
+    stop.store(true, Ordering::Relaxed);
+    assert_eq!(handle.join().unwrap(), total);
+}
+
+#[test]
 fn max_concurrency_skips_send_slots() {
     // A responder that never answers: with at most 5 in flight, everything after is skipped.
     let (mut client, _server) = pair(&MemPortConfig::with_queues(1));
