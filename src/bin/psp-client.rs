@@ -277,19 +277,22 @@ fn run_points<P: Port>(
     Ok(points)
 }
 
-/// Draws a progress bar (sent of planned, rate, elapsed) until the run is done.
+/// Draws a progress bar (sent of planned, send rate, elapsed) until the run is done.
 fn progress_bar(progress: &Progress) {
     let bar = indicatif::ProgressBar::new(0);
     if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "{elapsed_precise} [{bar:30}] {pos}/{len} sent  {per_sec}  {msg}",
+        "{elapsed_precise} [{bar:30}] {pos}/{len} sent  {msg}",
     ) {
         bar.set_style(style);
     }
+    let started = std::time::Instant::now();
     while !progress.done.load(Ordering::Relaxed) {
+        let sent = progress.sent.load(Ordering::Relaxed);
         bar.set_length(progress.planned.load(Ordering::Relaxed));
-        bar.set_position(progress.sent.load(Ordering::Relaxed));
+        bar.set_position(sent);
         bar.set_message(format!(
-            "received {}  phase {}",
+            "{:.0} rps  received {}  phase {}",
+            sent as f64 / started.elapsed().as_secs_f64().max(f64::MIN_POSITIVE),
             progress.received.load(Ordering::Relaxed),
             progress.phase.load(Ordering::Relaxed)
         ));
