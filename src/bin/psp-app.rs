@@ -1,8 +1,8 @@
 //! `psp-app`: the Perséphone server (dispatcher + workers) over DPDK or kernel UDP.
 //!
 //! ```text
-//! psp-app --cfg configs/server/memif.yml [--label run1]     # DPDK, EAL from the config
-//! psp-app --cfg configs/server/memif.yml --udp 127.0.0.1:6789  # kernel UDP, no DPDK
+//! psp-app --cfg configs/server/memif-demo.yml [--label run1]     # DPDK, EAL from the config
+//! psp-app --cfg configs/server/memif-demo.yml --udp 127.0.0.1:6789  # kernel UDP, no DPDK
 //! ```
 //! The config is validated before the EAL starts (errors name the key and value). SIGINT or
 //! SIGTERM stops RX; the server drains, prints its counters and the port's, and releases the
@@ -173,50 +173,74 @@ fn run_tool(tool: Tool, stop: &AtomicBool) -> Result<()> {
     } else {
         IdleStrategy::Yield
     };
-    let mut device = dpdk_setup::open(
-        &common.eal,
-        common.rx_queues,
-        common.tx_queues,
-        std::time::Duration::from_secs_f64(common.link_timeout_s),
-    )?;
-    let mac = match &common.mac {
-        Some(text) => parse_mac("--mac", text)?,
-        None => MacAddr(device.port.mac()),
-    };
-    let local = Endpoint::new(mac, common.ip, common.port);
-    match tool {
+    // Every option is checked before the EAL starts.
+    let link_timeout = seconds("--link-timeout-s", common.link_timeout_s)?;
+    let mac = common
+        .mac
+        .as_deref()
+        .map(|text| parse_mac("--mac", text))
+        .transpose()?;
+    let peer_setup = match &tool {
         Tool::Peer(args) => {
             let request_types = args
                 .types
                 .iter()
                 .map(|text| parse_type(text))
                 .collect::<Result<Vec<_>>>()?;
-            let config = PeerConfig {
-                local,
-                server: Endpoint::new(
-                    parse_mac("--server-mac", &args.server_mac)?,
-                    args.server_ip,
-                    args.server_port,
-                ),
-                requests: args.requests,
-                window: args.window,
-                request_types,
-                malformed_rounds: args.malformed_rounds,
-                stall_timeout: std::time::Duration::from_secs_f64(args.stall_timeout_s),
-                deadline: std::time::Duration::from_secs_f64(args.deadline_s),
-                idle,
-            };
-            std::thread::sleep(std::time::Duration::from_secs_f64(args.warmup_s));
+            let server = Endpoint::new(
+                parse_mac("--server-mac", &args.server_mac)?,
+                args.server_ip,
+                args.server_port,
+            );
+            Some((
+                PeerConfig {
+                    local: Endpoint::new(MacAddr([0; 6]), common.ip, common.port),
+                    server,
+                    requests: args.requests,
+                    window: args.window,
+                    request_types,
+                    malformed_rounds: args.malformed_rounds,
+                    stall_timeout: seconds("--stall-timeout-s", args.stall_timeout_s)?,
+                    deadline: seconds("--deadline-s", args.deadline_s)?,
+                    idle,
+                },
+                seconds("--warmup-s", args.warmup_s)?,
+            ))
+        }
+        Tool::RawEcho(_) => None,
+    };
+    let mut device = dpdk_setup::open(
+        &common.eal,
+        common.rx_queues,
+        common.tx_queues,
+        link_timeout,
+    )?;
+    let local = Endpoint::new(
+        mac.unwrap_or(MacAddr(device.port.mac())),
+        common.ip,
+        common.port,
+    );
+    match peer_setup {
+        Some((mut config, warmup)) => {
+            config.local = local;
+            std::thread::sleep(warmup);
             let report = peer::run_peer(&mut device.port, &config)?;
             println!("{}", serde_json::to_string(&report)?);
         }
-        Tool::RawEcho(_) => {
+        None => {
             eprintln!("raw-echo: serving {local:?}");
             let report = peer::run_raw_echo(&mut device.port, local, stop, idle)?;
             println!("{}", serde_json::to_string(&report)?);
         }
     }
     Ok(())
+}
+
+/// A duration option in seconds: finite and ≥ 0.
+#[cfg(feature = "dpdk")]
+fn seconds(key: &str, value: f64) -> Result<std::time::Duration> {
+    std::time::Duration::try_from_secs_f64(value)
+        .map_err(|_| anyhow::anyhow!("{key} {value}: expected a finite number of seconds ≥ 0"))
 }
 
 #[cfg(feature = "dpdk")]
