@@ -66,6 +66,8 @@ fn psp_client_against_psp_app_over_udp() {
         &out.display().to_string(),
         "--seed",
         "5",
+        "--sample",
+        "0",
         "--drain-timeout",
         "10",
         "--no-progress",
@@ -100,6 +102,9 @@ fn psp_client_against_psp_app_over_udp() {
         client.stdout_text()
     );
     check_counts_match(&summary, &server.stdout_text());
+    // --sample 0: one trace row per measured (post-warm-up) answered request, plus a header.
+    let traces = std::fs::read_to_string(out.join("traces")).expect("traces");
+    assert_eq!(traces.lines().count() as u64, summary.latency_ns.count + 1);
 }
 
 #[test]

@@ -45,7 +45,7 @@ use psp_workload::{PhaseGenerator, RunStats, Sampled, Workload};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
-use crate::inflight::{InFlightTable, MatchOutcome, RequestInfo};
+use crate::inflight::{InFlightTable, MatchOutcome, RequestInfo, NO_TRACE};
 
 /// Packets fetched per RX queue per poll (DPDK's customary burst).
 pub const RX_BURST: usize = 32;
@@ -150,6 +150,9 @@ pub struct EngineConfig {
     pub parse_options: ParseOptions,
     /// What to do while waiting for the next send time.
     pub idle: IdlePolicy,
+    /// Most per-request trace records kept (post-warm-up requests in send order); 0 keeps
+    /// none. The buffer is allocated before the first send.
+    pub trace_limit: usize,
 }
 
 impl EngineConfig {
@@ -165,6 +168,7 @@ impl EngineConfig {
             response_timeout_ns: DEFAULT_RESPONSE_TIMEOUT_NS,
             parse_options: ParseOptions::default(),
             idle: IdlePolicy::default(),
+            trace_limit: 0,
         }
     }
 }
@@ -215,6 +219,9 @@ pub struct Counters {
     pub malformed: u64,
     /// `malformed` by reason (wire `DropReason` names), non-zero only.
     pub malformed_by_reason: Vec<(String, u64)>,
+    /// Measured requests left out of the per-request traces (trace buffer full).
+    #[serde(default)]
+    pub untraced: u64,
 }
 
 /// Per-phase figures (all requests of the phase, warm-up included).
@@ -271,6 +278,25 @@ pub struct ClassCounts {
     pub received: u64,
 }
 
+/// One request's trace (the original's `traces` rows, reference §5.5).
+#[derive(Copy, Clone, Debug, PartialEq)]
+pub struct TraceRecord {
+    /// The request's wire id.
+    pub req_id: u32,
+    /// Its wire type.
+    pub req_type: u32,
+    /// Its phase.
+    pub phase: u16,
+    /// Intended send time, ns since the run's start.
+    pub intended_ns: u64,
+    /// Actual send time (after `tx_burst`), ns; 0 if the device refused it.
+    pub sent_ns: u64,
+    /// Receive time of its response, ns; 0 if never answered.
+    pub completed_ns: u64,
+    /// The type's configured mean, ns.
+    pub mean_ns: f64,
+}
+
 /// Everything a run measured.
 #[derive(Debug)]
 pub struct RunResult {
@@ -290,6 +316,9 @@ pub struct RunResult {
     pub measured_from_ns: u64,
     /// When the run ended (drain included), ns.
     pub ended_ns: u64,
+    /// Per-request traces of measured requests, in send order (empty unless
+    /// [`EngineConfig::trace_limit`] > 0).
+    pub traces: Vec<TraceRecord>,
 }
 
 impl RunResult {
@@ -399,6 +428,7 @@ pub struct ResponseSink {
     classes: Vec<ClassCounts>,
     local: Endpoint,
     parse_options: ParseOptions,
+    traces: Vec<TraceRecord>,
 }
 
 impl ResponseSink {
@@ -441,6 +471,7 @@ impl ResponseSink {
                 .collect(),
             local,
             parse_options,
+            traces: Vec::new(),
         }
     }
 
@@ -476,6 +507,7 @@ impl ResponseSink {
             type_index: ty,
             phase,
             warmup: false,
+            trace: NO_TRACE,
         });
         if let Some(e) = expired {
             self.on_expired(e.0);
@@ -534,6 +566,9 @@ impl ResponseSink {
                 if !info.warmup {
                     let latency_ns = now_ns.saturating_sub(info.intended_send_ns);
                     self.stats.record(t.class, latency_ns, t.mean_ns);
+                }
+                if let Some(trace) = self.traces.get_mut(info.trace as usize) {
+                    trace.completed_ns = now_ns;
                 }
             }
             MatchOutcome::Duplicate => self.counters.duplicate += 1,
@@ -708,6 +743,12 @@ fn run_on_queues<P: Port>(
     );
     sink.counters.planned = planned;
     sink.phases = phases;
+    sink.traces = Vec::with_capacity(
+        config
+            .trace_limit
+            .min(usize::try_from(planned).unwrap_or(usize::MAX)),
+    );
+    let mut batch_trace = [NO_TRACE; TX_BURST];
     let mut send_lag_ns = new_histogram();
     let mut rx_bufs: Vec<P::Buf> = Vec::with_capacity(RX_BURST);
     let mut tx_bufs: Vec<P::Buf> = Vec::with_capacity(TX_BURST);
@@ -776,11 +817,20 @@ fn run_on_queues<P: Port>(
                     continue;
                 };
                 let warmup = seq <= warmup_requests;
+                let trace = if warmup {
+                    NO_TRACE
+                } else if sink.traces.len() < sink.traces.capacity() {
+                    sink.traces.len() as u32
+                } else {
+                    sink.counters.untraced += 1;
+                    NO_TRACE
+                };
                 let (id, expired) = sink.table.insert(RequestInfo {
                     intended_send_ns: intended_ns,
                     type_index: sample.ty as u16,
                     phase: phase_tag,
                     warmup,
+                    trace,
                 });
                 if let Some(e) = expired {
                     sink.on_expired(e.0);
@@ -811,8 +861,21 @@ fn run_on_queues<P: Port>(
                 } else if measured_from_ns == u64::MAX {
                     measured_from_ns = intended_ns;
                 }
+                if trace != NO_TRACE {
+                    // Within the capacity reserved before the run: no reallocation.
+                    sink.traces.push(TraceRecord {
+                        req_id: id,
+                        req_type: wire_id,
+                        phase: phase_tag,
+                        intended_ns,
+                        sent_ns: 0,
+                        completed_ns: 0,
+                        mean_ns: sink.types[phase_index][sample.ty].mean_ns,
+                    });
+                }
                 batch_intended[tx_bufs.len()] = intended_ns;
                 batch_class[tx_bufs.len()] = sample.class;
+                batch_trace[tx_bufs.len()] = trace;
                 tx_bufs.push(buf);
                 batch += 1;
             }
@@ -844,6 +907,9 @@ fn run_on_queues<P: Port>(
                 }
                 if let Some(c) = sink.classes.get_mut(batch_class[k]) {
                     c.sent += 1;
+                }
+                if let Some(t) = sink.traces.get_mut(batch_trace[k] as usize) {
+                    t.sent_ns = sent_at;
                 }
             }
             sink.counters.sent += taken as u64;
@@ -900,6 +966,7 @@ fn run_on_queues<P: Port>(
             measured_from_ns
         },
         ended_ns,
+        traces: sink.traces,
     })
 }
 

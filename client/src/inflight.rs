@@ -35,7 +35,12 @@ pub struct RequestInfo {
     pub phase: u16,
     /// Whether the request falls in the warm-up (not recorded in the histograms).
     pub warmup: bool,
+    /// Index of its per-request trace record, or [`NO_TRACE`].
+    pub trace: u32,
 }
+
+/// [`RequestInfo::trace`] of a request without a trace record.
+pub const NO_TRACE: u32 = u32::MAX;
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 enum SlotState {
@@ -107,6 +112,7 @@ impl InFlightTable {
                 type_index: 0,
                 phase: 0,
                 warmup: false,
+                trace: NO_TRACE,
             },
             generation: 0,
             state: SlotState::Unused,
@@ -256,6 +262,7 @@ mod tests {
             type_index: (t % 3) as u16,
             phase: 0,
             warmup: false,
+            trace: NO_TRACE,
         }
     }
 

@@ -32,7 +32,7 @@ use psp_workload::stats::{quantile_with_infinite, Percentiles, SLOWDOWN_SCALE};
 use psp_workload::Workload;
 use serde::{Deserialize, Serialize, Serializer};
 
-use crate::engine::{Counters, PhaseResult, RunResult};
+use crate::engine::{Counters, PhaseResult, RunResult, TraceRecord};
 
 /// Width of a `traces_hist` bucket (reference §5.5: 1000 ns).
 pub const TRACES_HIST_BUCKET_NS: u64 = 1000;
@@ -48,6 +48,8 @@ pub const SEND_LAG_LOG_FILE: &str = "send_lag.hlog";
 pub const TRACES_HIST_FILE: &str = "traces_hist";
 /// The original's offered/achieved rates file.
 pub const TRACES_RATES_FILE: &str = "traces_rates";
+/// The original's per-request trace file (`--sample` ≥ 0).
+pub const TRACES_FILE: &str = "traces";
 /// Tag of the send-lag histogram.
 pub const SEND_LAG_TAG: &str = "send_lag";
 /// The label of the all-types block in `traces_hist` (the original's).
@@ -701,6 +703,73 @@ pub fn write_run_files(dir: &Path, report: &Report) -> Result<Summary, ReportErr
     Ok(summary)
 }
 
+/// The rows of the original's `traces` file (reference §5.5) kept by `--sample`: all answered
+/// requests for `sample == 0`; for `sample = N > 0`, per type the minimum, every `(n/N)`-th and
+/// the maximum latency (sorted by latency), then all back in send order. Requests never
+/// answered or never sent are left out.
+pub fn sample_traces(traces: &[TraceRecord], sample: usize) -> Vec<TraceRecord> {
+    let answered = traces
+        .iter()
+        .filter(|t| t.sent_ns != 0 && t.completed_ns != 0);
+    if sample == 0 {
+        return answered.copied().collect();
+    }
+    let latency = |t: &TraceRecord| t.completed_ns.saturating_sub(t.intended_ns);
+    let mut by_type: std::collections::BTreeMap<u32, Vec<TraceRecord>> = Default::default();
+    for t in answered {
+        by_type.entry(t.req_type).or_default().push(*t);
+    }
+    let mut kept = Vec::new();
+    for (_, mut rows) in by_type {
+        rows.sort_by_key(latency);
+        let step = (rows.len() / sample).max(1);
+        let last = rows.len() - 1;
+        kept.extend(
+            rows.iter()
+                .enumerate()
+                .filter(|(i, _)| i % step == 0 || *i == last)
+                .map(|(_, t)| *t),
+        );
+    }
+    kept.sort_by_key(|t| (t.intended_ns, t.req_id));
+    kept
+}
+
+/// `traces` text: `W_ID\tREQ_ID\tREQ_TYPE\tSENDING\tCOMPLETED\tRESP_TIME\tMEAN_NS\tSCHED_ID`
+/// (ns since the run's start). SENDING is the **intended** send time — the base of every
+/// latency here — and RESP_TIME = COMPLETED − SENDING. One client thread: W_ID is 0.
+pub fn traces_text(rows: &[TraceRecord]) -> String {
+    let mut text =
+        String::from("W_ID\tREQ_ID\tREQ_TYPE\tSENDING\tCOMPLETED\tRESP_TIME\tMEAN_NS\tSCHED_ID\n");
+    for t in rows {
+        let _ = writeln!(
+            text,
+            "0\t{}\t{}\t{}\t{}\t{}\t{:.0}\t{}",
+            t.req_id,
+            t.req_type,
+            t.intended_ns,
+            t.completed_ns,
+            t.completed_ns.saturating_sub(t.intended_ns),
+            t.mean_ns,
+            t.phase
+        );
+    }
+    text
+}
+
+/// Writes `traces` into `dir` (see [`sample_traces`]); returns the number of rows.
+pub fn write_traces(
+    dir: &Path,
+    traces: &[TraceRecord],
+    sample: usize,
+) -> Result<usize, ReportError> {
+    fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let rows = sample_traces(traces, sample);
+    let path = dir.join(TRACES_FILE);
+    fs::write(&path, traces_text(&rows)).map_err(io_err(&path))?;
+    Ok(rows.len())
+}
+
 /// Prints the final line and the per-type table to `out`.
 pub fn print_summary(out: &mut impl std::io::Write, summary: &Summary) -> std::io::Result<()> {
     writeln!(out, "{}", type_table(summary).to_text())?;
@@ -799,6 +868,61 @@ pub(crate) mod tests {
             lines[3]
         );
         assert!(lines[5].starts_with("LONG\t"));
+    }
+
+    fn trace(req_id: u32, req_type: u32, intended_ns: u64, latency_ns: u64) -> TraceRecord {
+        TraceRecord {
+            req_id,
+            req_type,
+            phase: 0,
+            intended_ns,
+            sent_ns: intended_ns + 1,
+            completed_ns: if latency_ns == 0 {
+                0
+            } else {
+                intended_ns + latency_ns
+            },
+            mean_ns: 1000.0,
+        }
+    }
+
+    #[test]
+    fn traces_sampling_keeps_min_max_and_every_nth_in_send_order() {
+        let rows: Vec<TraceRecord> = (0..100u32)
+            .map(|i| {
+                trace(
+                    i,
+                    1 + i % 2,
+                    u64::from(i) * 10,
+                    u64::from((i * 37) % 100 + 1),
+                )
+            })
+            .chain(std::iter::once(trace(100, 1, 5000, 0)))
+            .collect();
+        assert_eq!(sample_traces(&rows, 0).len(), 100);
+        let kept = sample_traces(&rows, 10);
+        // 50 per type, step 5: 10 each + the max of each type.
+        assert_eq!(kept.len(), 22, "{kept:?}");
+        assert!(kept
+            .windows(2)
+            .all(|w| w[0].intended_ns <= w[1].intended_ns));
+        for ty in [1, 2] {
+            let lat = |t: &&TraceRecord| t.completed_ns - t.intended_ns;
+            let all: Vec<&TraceRecord> = rows
+                .iter()
+                .filter(|t| t.req_type == ty && t.completed_ns != 0)
+                .collect();
+            let mine: Vec<&TraceRecord> = kept.iter().filter(|t| t.req_type == ty).collect();
+            assert_eq!(mine.iter().map(lat).min(), all.iter().map(lat).min());
+            assert_eq!(mine.iter().map(lat).max(), all.iter().map(lat).max());
+        }
+        let text = traces_text(&kept[..1]);
+        assert!(
+            text.starts_with(
+                "W_ID\tREQ_ID\tREQ_TYPE\tSENDING\tCOMPLETED\tRESP_TIME\tMEAN_NS\tSCHED_ID\n0\t"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

@@ -194,6 +194,43 @@ fn same_seed_same_schedule() {
 }
 
 #[test]
+fn traces_hold_every_measured_request_up_to_the_limit() {
+    let (mut client, server) = pair(&MemPortConfig::with_queues(2));
+    let stop = Arc::new(AtomicBool::new(false));
+    let handle = responder(server, 1, Faults::default(), Arc::clone(&stop));
+    let local = Endpoint::new(MacAddr(client.mac()), CLIENT_IP, CLIENT_PORT);
+    let target = Endpoint::new(
+        MacAddr(MemPortConfig::default().mac_b),
+        SERVER_IP,
+        SERVER_PORT,
+    );
+    let mut config = EngineConfig::new(local, vec![target]);
+    config.trace_limit = 100_000;
+    let mut engine = engine::Engine::new(&mut client).unwrap();
+    let w = workload(0.02);
+    let r = engine.run(&w, &[20_000.0], &config, None).unwrap();
+    let c = &r.counters;
+    assert_eq!(r.traces.len() as u64, c.sent - c.warmup);
+    assert!(r
+        .traces
+        .iter()
+        .all(|t| t.sent_ns >= t.intended_ns && t.completed_ns >= t.sent_ns));
+    assert!(r
+        .traces
+        .windows(2)
+        .all(|w| w[0].intended_ns <= w[1].intended_ns));
+    config.trace_limit = 10;
+    let r = engine.run(&w, &[20_000.0], &config, None).unwrap();
+    assert_eq!(r.traces.len(), 10);
+    assert_eq!(
+        r.counters.untraced,
+        r.counters.sent - r.counters.warmup - 10
+    );
+    stop.store(true, Ordering::Relaxed);
+    handle.join().unwrap();
+}
+
+#[test]
 fn one_engine_runs_several_points() {
     let (mut client, server) = pair(&MemPortConfig::with_queues(2));
     let stop = Arc::new(AtomicBool::new(false));

@@ -34,6 +34,8 @@ use psp_workload::Workload;
 const DEFAULT_LABEL: &str = "rateclient";
 /// How often the progress bar refreshes.
 const PROGRESS_REFRESH: Duration = Duration::from_millis(200);
+/// Most per-request trace records kept with `--sample` ≥ 0 (≈ 48 B each: 192 MiB).
+const MAX_TRACE_RECORDS: usize = 4_000_000;
 /// How long to wait for a DPDK link (a memif client waits for its server).
 const DEFAULT_LINK_TIMEOUT_S: f64 = 60.0;
 
@@ -76,7 +78,7 @@ struct Args {
     /// Most requests in flight; a send slot that finds this many is skipped (-1: unlimited).
     #[arg(short = 'm', long = "max-concurrency", default_value_t = -1, allow_negative_numbers = true)]
     max_concurrency: i64,
-    /// -1: histograms (traces_hist). Per-request traces (0, N) are not written by psp-client.
+    /// -1: histograms only; 0: also every request in `traces`; N > 0: ~N traces per type.
     #[arg(short = 'S', long, default_value_t = -1, allow_negative_numbers = true)]
     sample: i64,
     /// Write the output files (nonzero; the bare flag means 1).
@@ -263,6 +265,18 @@ fn run_points<P: Port>(
                 };
                 let summary = write_run_files(&dir, &report)
                     .with_context(|| format!("writing outputs to {}", dir.display()))?;
+                if let Ok(sample) = usize::try_from(args.sample) {
+                    let rows = psp_client::report::write_traces(&dir, &result.traces, sample)
+                        .with_context(|| format!("writing traces to {}", dir.display()))?;
+                    if result.counters.untraced > 0 {
+                        eprintln!(
+                            "psp-client: traces hold the first {MAX_TRACE_RECORDS} measured \
+                             requests; {} more were not traced",
+                            result.counters.untraced
+                        );
+                    }
+                    eprintln!("psp-client: {rows} trace rows");
+                }
                 eprintln!("psp-client: outputs in {}", dir.display());
                 summary
             }
@@ -319,6 +333,9 @@ fn engine_config(args: &Args, local: Endpoint, targets: Vec<Endpoint>) -> Result
         .ok()
         .filter(|&m| m > 0);
     config.drain_timeout_ns = (args.drain_timeout_s * 1e9) as u64;
+    if args.sample >= 0 {
+        config.trace_limit = MAX_TRACE_RECORDS;
+    }
     config.idle = match args.idle {
         Idle::Spin => IdlePolicy::Spin,
         Idle::Yield => IdlePolicy::Yield,
@@ -450,13 +467,6 @@ fn main() -> Result<()> {
         })
         .transpose()?;
     let plan = load_plan(&args, config.as_ref())?;
-    if args.sample >= 0 {
-        eprintln!(
-            "psp-client: --sample {}: per-request traces are not written; histograms \
-             (traces_hist, *.hlog) are",
-            args.sample
-        );
-    }
     if config.as_ref().is_some_and(|c| c.net_workers.len() > 1) {
         eprintln!(
             "psp-client: one client thread: only net_workers[0] is used as the source address"
