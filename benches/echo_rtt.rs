@@ -27,6 +27,9 @@ const PEER_IP: &str = "10.0.0.2";
 const PEER_PORT: u16 = 40000;
 /// The request type sent: SHORT (wire id 1), the only type in the server config.
 const ECHO_REQ_TYPE: u32 = 1;
+/// How long a server gets to drain and exit after SIGINT before it is killed (a killed
+/// DPDK process leaves its runtime directory behind).
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Upper bound of one child process's life.
 const CHILD_TIMEOUT: Duration = Duration::from_secs(120);
 /// memif ring size exponent: 2^12 slots (the recommended 14 costs 32 MiB of shared memory per
@@ -96,6 +99,15 @@ fn parse_options() -> Options {
         i += 1;
     }
     options
+}
+
+/// A directory removed on drop (also when the bench panics).
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// A child killed and reaped on drop.
@@ -240,6 +252,7 @@ fn measure(exe: &Path, target: Target, idle: &str, options: &Options) -> Option<
     let dir = std::env::temp_dir().join(format!("psp-bench-{}-{target:?}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("bench dir");
+    let _dir_guard = RemoveOnDrop(dir.clone());
     let socket = dir.join("memif.sock");
     let server_args: Vec<String> = match target {
         Target::RawEcho => {
@@ -321,7 +334,7 @@ fn measure(exe: &Path, target: Target, idle: &str, options: &Options) -> Option<
             .arg(child.id().to_string())
             .status();
         let started = Instant::now();
-        while started.elapsed() < Duration::from_secs(10) {
+        while started.elapsed() < SHUTDOWN_TIMEOUT {
             if child.try_wait().ok().flatten().is_some() {
                 break;
             }

@@ -22,10 +22,20 @@ use psp_dataplane::wire::{Endpoint, MacAddr};
 const QUEUES: u16 = 3;
 const LINK_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// Removes the test's directory on drop, also when the test fails.
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 #[test]
 fn memif_pair_in_one_process() {
     let dir = std::env::temp_dir().join(format!("psp-memif-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
+    let _dir_guard = RemoveOnDrop(dir.clone());
     let socket = dir.join("memif.sock");
     let echo_socket = dir.join("echo.sock");
     let prefix = format!("psp-test-memif-{}", std::process::id());
@@ -157,5 +167,4 @@ fn memif_pair_in_one_process() {
     );
     drop(pool);
     drop(eal);
-    let _ = std::fs::remove_dir_all(&dir);
 }
