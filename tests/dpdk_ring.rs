@@ -153,5 +153,7 @@ fn check_round_trip(port: &mut EthPort, pool: &Mempool) {
     let stats = port.stats();
     assert_eq!(stats.tx_packets - stats_before.tx_packets, BURST as u64);
     assert_eq!(stats.rx_packets - stats_before.rx_packets, BURST as u64);
+    assert_eq!(stats.tx_bytes - stats_before.tx_bytes, (BURST * 60) as u64);
+    assert_eq!(stats.rx_bytes - stats_before.rx_bytes, (BURST * 60) as u64);
     assert_eq!(pool.in_use(), 0, "received buffers freed on drop");
 }

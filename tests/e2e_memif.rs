@@ -250,6 +250,14 @@ fn serves_counts_malformed_frames_and_restarts_cleanly() {
             summary.contains(&format!("served {requests} requests")),
             "{summary}"
         );
+        // The port's counters survive the peer's disconnect (memif zeroes its own).
+        let port_rx: u64 = summary
+            .lines()
+            .find_map(|line| line.strip_prefix("port: rx "))
+            .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("port line in:\n{summary}"));
+        let frames_sent = u64::from(requests) + 5 * u64::from(malformed_rounds);
+        assert_eq!(port_rx, frames_sent, "{summary}");
         // Clean release: no DPDK runtime directory and no memif socket left behind.
         let runtime_dir =
             Path::new("/var/run/dpdk").join(format!("psp-e2e-serve-srv-{}", std::process::id()));

@@ -4,6 +4,7 @@
 //! port and every queue handle taken from it are gone (they share the device through an `Arc`).
 //! Queue handles are taken once each, so exactly one thread polls a queue.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -77,6 +78,46 @@ struct Device {
     port_id: u16,
     pool: Arc<Mempool>,
     eal: Eal,
+    /// What each RX queue handed out, by queue.
+    rx_counters: Box<[QueueCounters]>,
+    /// What each TX queue had accepted, by queue.
+    tx_counters: Box<[QueueCounters]>,
+}
+
+/// Packets and bytes one queue moved, counted by the queue's own thread (single writer:
+/// relaxed load + store, no read-modify-write) and read by [`Port::stats`]. A cache line each,
+/// so queues on different threads never share one.
+///
+/// They back up the device counters: memif zeroes its counters when the peer disconnects, so
+/// a summary printed after the client left would otherwise read 0.
+#[derive(Debug, Default)]
+#[repr(align(64))]
+struct QueueCounters {
+    packets: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl QueueCounters {
+    #[inline]
+    fn add(&self, packets: u64, bytes: u64) {
+        self.packets.store(
+            self.packets.load(Ordering::Relaxed) + packets,
+            Ordering::Relaxed,
+        );
+        self.bytes.store(
+            self.bytes.load(Ordering::Relaxed) + bytes,
+            Ordering::Relaxed,
+        );
+    }
+
+    fn sum(counters: &[QueueCounters]) -> (u64, u64) {
+        counters.iter().fold((0, 0), |(packets, bytes), c| {
+            (
+                packets + c.packets.load(Ordering::Relaxed),
+                bytes + c.bytes.load(Ordering::Relaxed),
+            )
+        })
+    }
 }
 
 impl Drop for Device {
@@ -205,6 +246,12 @@ impl EthPort {
             port_id,
             pool,
             eal: eal.clone(),
+            rx_counters: (0..config.rx_queues)
+                .map(|_| QueueCounters::default())
+                .collect(),
+            tx_counters: (0..config.tx_queues)
+                .map(|_| QueueCounters::default())
+                .collect(),
         });
         // SAFETY: fully configured port.
         check(unsafe { sys::rte_eth_dev_start(port_id) }, || {
@@ -321,17 +368,21 @@ impl Port for EthPort {
         })
     }
 
+    /// The device's counters; packet and byte counts are never below what this port's queues
+    /// counted themselves (memif resets its counters when the peer disconnects).
     fn stats(&self) -> PortStats {
         let mut stats = sys::rte_eth_stats::default();
         // SAFETY: valid port; stats is a writable struct of the right type.
         if unsafe { sys::rte_eth_stats_get(self.port_id(), &mut stats) } != 0 {
-            return PortStats::default();
+            stats = sys::rte_eth_stats::default();
         }
+        let (rx_packets, rx_bytes) = QueueCounters::sum(&self.device.rx_counters);
+        let (tx_packets, tx_bytes) = QueueCounters::sum(&self.device.tx_counters);
         PortStats {
-            rx_packets: stats.ipackets,
-            tx_packets: stats.opackets,
-            rx_bytes: stats.ibytes,
-            tx_bytes: stats.obytes,
+            rx_packets: stats.ipackets.max(rx_packets),
+            tx_packets: stats.opackets.max(tx_packets),
+            rx_bytes: stats.ibytes.max(rx_bytes),
+            tx_bytes: stats.obytes.max(tx_bytes),
             rx_missed: stats.imissed + stats.rx_nombuf,
             rx_errors: stats.ierrors,
             tx_errors: stats.oerrors,
@@ -384,15 +435,19 @@ impl RxQueue for DpdkRxQueue {
         // SAFETY: the first `received` spare slots now hold owned, initialised mbufs.
         unsafe { out.set_len(before + usize::from(received)) };
         let mut index = before;
+        let mut bytes = 0;
         while index < out.len() {
             if out[index].segments() > 1 {
                 drop(out.swap_remove(index));
                 self.multi_segment_dropped += 1;
             } else {
+                bytes += out[index].len() as u64;
                 index += 1;
             }
         }
-        out.len() - before
+        let kept = out.len() - before;
+        self.device.rx_counters[usize::from(self.queue_id)].add(kept as u64, bytes);
+        kept
     }
 
     fn on_thread_start(&mut self) {
@@ -436,6 +491,7 @@ impl TxQueue for DpdkTxQueue {
         if count == 0 {
             return 0;
         }
+        let offered_bytes: u64 = pkts[..count].iter().map(|m| m.len() as u64).sum();
         let base = pkts.as_mut_ptr();
         // SAFETY: `pkts` holds `count` valid mbufs, laid out as pointers (repr(transparent)).
         // The driver takes ownership of the first `sent`; only this thread uses this queue.
@@ -454,6 +510,10 @@ impl TxQueue for DpdkTxQueue {
             std::ptr::copy(base.add(sent), base, remaining);
             pkts.set_len(remaining);
         }
+        // The packets not taken are still ours (now at the front): what was sent is the rest.
+        let unsent_bytes: u64 = pkts[..count - sent].iter().map(|m| m.len() as u64).sum();
+        self.device.tx_counters[usize::from(self.queue_id)]
+            .add(sent as u64, offered_bytes - unsent_bytes);
         sent
     }
 
