@@ -407,7 +407,13 @@ mod server {
             None => {
                 let prepared = prepare(config, &label, None)?;
                 announce(&prepared);
-                run_dpdk(prepared, stop)?
+                match run_dpdk(prepared, stop)? {
+                    Some(report) => report,
+                    None => {
+                        eprintln!("psp-app: stopped before the link came up; nothing served");
+                        return Ok(());
+                    }
+                }
             }
         };
         println!("psp-app summary ({label}):");
@@ -426,14 +432,15 @@ mod server {
     }
 
     #[cfg(not(feature = "dpdk"))]
-    fn run_dpdk(_prepared: Prepared, _stop: &Arc<AtomicBool>) -> Result<ServerReport> {
+    fn run_dpdk(_prepared: Prepared, _stop: &Arc<AtomicBool>) -> Result<Option<ServerReport>> {
         anyhow::bail!(
             "psp-app was built without the `dpdk` feature: serve over kernel UDP with --udp ADDR"
         )
     }
 
     #[cfg(feature = "dpdk")]
-    fn run_dpdk(prepared: Prepared, stop: &Arc<AtomicBool>) -> Result<ServerReport> {
+    /// Serves over DPDK; `None` if stopped before the link came up.
+    fn run_dpdk(prepared: Prepared, stop: &Arc<AtomicBool>) -> Result<Option<ServerReport>> {
         use std::sync::atomic::Ordering;
         use std::time::{Duration, Instant};
 
@@ -474,7 +481,7 @@ mod server {
         let started = Instant::now();
         while !port.link_up() {
             if stop.load(Ordering::Relaxed) {
-                anyhow::bail!("stopped before the link came up");
+                return Ok(None);
             }
             anyhow::ensure!(
                 started.elapsed() < LINK_TIMEOUT,
@@ -487,6 +494,6 @@ mod server {
         let report = serve(prepared, port, stop)?;
         // The port is closed once the runner returns; the EAL goes last.
         drop(eal);
-        Ok(report)
+        Ok(Some(report))
     }
 }
