@@ -408,6 +408,7 @@ struct TypeSlot {
     class: usize,
     wire_id: u32,
     mean_ns: f64,
+    phase: usize,
 }
 
 fn new_histogram() -> Histogram<u64> {
@@ -420,7 +421,9 @@ fn new_histogram() -> Histogram<u64> {
 /// Mutable state of the response path, kept apart so that benches can drive it.
 pub struct ResponseSink {
     table: InFlightTable,
-    types: Vec<Vec<TypeSlot>>,
+    /// Every (phase, type), flat: phase `p`'s type `t` is `types[type_offsets[p] + t]`.
+    types: Vec<TypeSlot>,
+    type_offsets: Vec<usize>,
     stats: RunStats,
     counters: Counters,
     drops: DropCounters,
@@ -438,23 +441,21 @@ impl ResponseSink {
         local: Endpoint,
         parse_options: ParseOptions,
     ) -> Self {
-        let types = workload
-            .phases
-            .iter()
-            .map(|p| {
-                p.types
-                    .iter()
-                    .map(|t| TypeSlot {
-                        class: t.class,
-                        wire_id: t.wire_id,
-                        mean_ns: t.mean_ns,
-                    })
-                    .collect()
-            })
-            .collect();
+        let mut types = Vec::new();
+        let mut type_offsets = Vec::with_capacity(workload.phases.len());
+        for (phase, p) in workload.phases.iter().enumerate() {
+            type_offsets.push(types.len());
+            types.extend(p.types.iter().map(|t| TypeSlot {
+                class: t.class,
+                wire_id: t.wire_id,
+                mean_ns: t.mean_ns,
+                phase,
+            }));
+        }
         Self {
             table,
             types,
+            type_offsets,
             stats: RunStats::new(&workload.classes),
             counters: Counters::default(),
             drops: DropCounters::new(),
@@ -502,10 +503,10 @@ impl ResponseSink {
 
     /// Registers a request of `phase`'s type `ty` as sent (bench and test helper); returns its id.
     pub fn track(&mut self, phase: u16, ty: u16, intended_send_ns: u64) -> u32 {
+        let type_slot = self.type_slot(usize::from(phase), usize::from(ty));
         let (id, expired) = self.table.insert(RequestInfo {
             intended_send_ns,
-            type_index: ty,
-            phase,
+            type_slot,
             warmup: false,
             trace: NO_TRACE,
         });
@@ -515,14 +516,20 @@ impl ResponseSink {
         id
     }
 
+    /// The flat index of `phase`'s type `ty` (`u32::MAX` if there is none).
+    fn type_slot(&self, phase: usize, ty: usize) -> u32 {
+        self.type_offsets
+            .get(phase)
+            .map(|offset| offset + ty)
+            .filter(|&slot| slot < self.types.len())
+            .and_then(|slot| u32::try_from(slot).ok())
+            .unwrap_or(u32::MAX)
+    }
+
     fn on_expired(&mut self, info: RequestInfo) {
         self.counters.unanswered += 1;
         if !info.warmup {
-            if let Some(t) = self
-                .types
-                .get(usize::from(info.phase))
-                .and_then(|p| p.get(usize::from(info.type_index)))
-            {
+            if let Some(t) = self.types.get(info.type_slot as usize) {
                 self.stats.record_unanswered(t.class, 1);
             }
         }
@@ -541,25 +548,20 @@ impl ResponseSink {
         let types = &self.types;
         let outcome = self.table.complete_if(response.req_id, |info| {
             types
-                .get(usize::from(info.phase))
-                .and_then(|p| p.get(usize::from(info.type_index)))
+                .get(info.type_slot as usize)
                 .is_some_and(|t| t.wire_id == response.req_type)
         });
         match outcome {
             MatchOutcome::Matched(info) => {
-                // complete_if only accepts requests whose (phase, type) exists.
-                let Some(&t) = self
-                    .types
-                    .get(usize::from(info.phase))
-                    .and_then(|p| p.get(usize::from(info.type_index)))
-                else {
+                // complete_if only accepts requests whose type slot exists.
+                let Some(&t) = self.types.get(info.type_slot as usize) else {
                     return;
                 };
                 self.counters.received += 1;
                 if let Some(c) = self.classes.get_mut(t.class) {
                     c.received += 1;
                 }
-                if let Some(p) = self.phases.get_mut(usize::from(info.phase)) {
+                if let Some(p) = self.phases.get_mut(t.phase) {
                     p.received += 1;
                     p.end_ns = p.end_ns.max(now_ns);
                 }
@@ -787,6 +789,7 @@ fn run_on_queues<P: Port>(
             p.phase.store(phase_index as u64, Ordering::Relaxed);
         }
         let phase_tag = phase_index as u16;
+        let type_offset = sink.type_offsets[phase_index];
         let mut pending = phase_arrivals.next_request();
         while let Some((intended_ns, _)) = pending {
             let received = poll(&mut sink, &mut rx_bufs, rxs);
@@ -825,17 +828,20 @@ fn run_on_queues<P: Port>(
                     sink.counters.untraced += 1;
                     NO_TRACE
                 };
+                // The generator only yields types of this phase: the slot exists.
+                let type_slot = type_offset + sample.ty;
                 let (id, expired) = sink.table.insert(RequestInfo {
                     intended_send_ns: intended_ns,
-                    type_index: sample.ty as u16,
-                    phase: phase_tag,
+                    type_slot: type_slot as u32,
                     warmup,
                     trace,
                 });
                 if let Some(e) = expired {
                     sink.on_expired(e.0);
                 }
-                let wire_id = sink.types[phase_index][sample.ty].wire_id;
+                let TypeSlot {
+                    wire_id, mean_ns, ..
+                } = sink.types[type_slot];
                 let request = RequestRepr {
                     req_id: id,
                     req_type: wire_id,
@@ -870,7 +876,7 @@ fn run_on_queues<P: Port>(
                         intended_ns,
                         sent_ns: 0,
                         completed_ns: 0,
-                        mean_ns: sink.types[phase_index][sample.ty].mean_ns,
+                        mean_ns,
                     });
                 }
                 batch_intended[tx_bufs.len()] = intended_ns;

@@ -29,10 +29,8 @@ pub const MAX_INDEX_BITS: u32 = 24;
 pub struct RequestInfo {
     /// When the request was meant to leave, in ns since the run's start.
     pub intended_send_ns: u64,
-    /// Dense type index (position in the phase's type list).
-    pub type_index: u16,
-    /// Phase (schedule) index.
-    pub phase: u16,
+    /// The request's (phase, type) as an index into the caller's flat table of types.
+    pub type_slot: u32,
     /// Whether the request falls in the warm-up (not recorded in the histograms).
     pub warmup: bool,
     /// Index of its per-request trace record, or [`NO_TRACE`].
@@ -109,8 +107,7 @@ impl InFlightTable {
         let empty = Slot {
             info: RequestInfo {
                 intended_send_ns: 0,
-                type_index: 0,
-                phase: 0,
+                type_slot: 0,
                 warmup: false,
                 trace: NO_TRACE,
             },
@@ -259,8 +256,7 @@ mod tests {
     fn info(t: u64) -> RequestInfo {
         RequestInfo {
             intended_send_ns: t,
-            type_index: (t % 3) as u16,
-            phase: 0,
+            type_slot: (t % 3) as u32,
             warmup: false,
             trace: NO_TRACE,
         }
@@ -282,12 +278,12 @@ mod tests {
         let mut table = InFlightTable::with_exact_index_bits(6);
         let (id, _) = table.insert(info(4));
         assert_eq!(
-            table.complete_if(id, |i| i.type_index == 9),
+            table.complete_if(id, |i| i.type_slot == 9),
             MatchOutcome::Mismatched
         );
         assert_eq!(table.outstanding(), 1);
         assert_eq!(
-            table.complete_if(id, |i| i.type_index == 1),
+            table.complete_if(id, |i| i.type_slot == 1),
             MatchOutcome::Matched(info(4))
         );
     }
