@@ -195,3 +195,56 @@ fn psp_client_sweep_over_udp_writes_csv_and_plots() {
         );
     }
 }
+
+#[test]
+fn psp_client_rejects_bad_input_before_sending() {
+    let dir = ScratchDir::new("client-bad-config");
+    // A socket standing in for the server: it must receive nothing.
+    let server = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    server.set_nonblocking(true).unwrap();
+    let port = server.local_addr().unwrap().port().to_string();
+    let cases: [(&str, &str, &str); 3] = [
+        (
+            "ratios.yml",
+            "schedules: [{rate: 100, cmd_mean_ns: [1000, 2000], cmd_ratios: [0.5, 0.4], duration: 1}]\n",
+            "schedules[0].cmd_ratios",
+        ),
+        (
+            "rate.yml",
+            "schedules: [{rate: -5, cmd_mean_ns: [1000], cmd_ratios: [1], duration: 1}]\n",
+            "-5",
+        ),
+        (
+            "missing.yml",
+            "schedules: [{cmd_mean_ns: [1000], cmd_ratios: [1], duration: 1}]\n",
+            "rate",
+        ),
+    ];
+    for (name, yaml, needle) in cases {
+        let cfg = dir.file(name);
+        std::fs::write(&cfg, yaml).unwrap();
+        let args: Vec<String> = [
+            "-c",
+            &cfg.display().to_string(),
+            "-I",
+            "127.0.0.1",
+            "-P",
+            &port,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let mut client = Proc::spawn(
+            "client",
+            env!("CARGO_BIN_EXE_psp-client").as_ref(),
+            &args,
+            &dir,
+        );
+        let status = client.wait(PROCESS_TIMEOUT);
+        assert!(!status.success(), "{name} accepted");
+        let stderr = client.stderr_text();
+        assert!(stderr.contains(needle), "{name}: {stderr}");
+    }
+    let mut buf = [0u8; 64];
+    assert!(server.recv_from(&mut buf).is_err(), "nothing was sent");
+}
