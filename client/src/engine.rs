@@ -302,6 +302,8 @@ pub struct TraceRecord {
 pub struct RunResult {
     /// Latency and slowdown histograms per class, warm-up excluded, unanswered as +∞.
     pub stats: RunStats,
+    /// The same per phase, for workloads of several phases (empty for one phase).
+    pub phase_stats: Vec<RunStats>,
     /// Send lag (actual − intended send time, ns) of every sent request.
     pub send_lag_ns: Histogram<u64>,
     /// Counters.
@@ -425,6 +427,8 @@ pub struct ResponseSink {
     types: Vec<TypeSlot>,
     type_offsets: Vec<usize>,
     stats: RunStats,
+    /// Per-phase statistics, only for multi-phase workloads.
+    phase_stats: Vec<RunStats>,
     counters: Counters,
     drops: DropCounters,
     phases: Vec<PhaseResult>,
@@ -457,6 +461,15 @@ impl ResponseSink {
             types,
             type_offsets,
             stats: RunStats::new(&workload.classes),
+            phase_stats: if workload.phases.len() > 1 {
+                workload
+                    .phases
+                    .iter()
+                    .map(|_| RunStats::new(&workload.classes))
+                    .collect()
+            } else {
+                Vec::new()
+            },
             counters: Counters::default(),
             drops: DropCounters::new(),
             phases: Vec::new(),
@@ -531,6 +544,9 @@ impl ResponseSink {
         if !info.warmup {
             if let Some(t) = self.types.get(info.type_slot as usize) {
                 self.stats.record_unanswered(t.class, 1);
+                if let Some(p) = self.phase_stats.get_mut(t.phase) {
+                    p.record_unanswered(t.class, 1);
+                }
             }
         }
     }
@@ -568,6 +584,9 @@ impl ResponseSink {
                 if !info.warmup {
                     let latency_ns = now_ns.saturating_sub(info.intended_send_ns);
                     self.stats.record(t.class, latency_ns, t.mean_ns);
+                    if let Some(p) = self.phase_stats.get_mut(t.phase) {
+                        p.record(t.class, latency_ns, t.mean_ns);
+                    }
                 }
                 if let Some(trace) = self.traces.get_mut(info.trace as usize) {
                     trace.completed_ns = now_ns;
@@ -933,6 +952,9 @@ fn run_on_queues<P: Port>(
     // Drain.
     let drain_deadline = clock.now_ns().saturating_add(config.drain_timeout_ns);
     while sink.table.outstanding() > 0 && clock.now_ns() < drain_deadline {
+        if let Some(p) = progress {
+            p.received.store(sink.counters.received, Ordering::Relaxed);
+        }
         if poll(&mut sink, &mut rx_bufs, rxs) == 0 {
             match config.idle {
                 IdlePolicy::Spin => {}
@@ -961,6 +983,7 @@ fn run_on_queues<P: Port>(
         .collect();
     Ok(RunResult {
         stats: sink.stats,
+        phase_stats: sink.phase_stats,
         send_lag_ns,
         counters,
         phases: sink.phases,

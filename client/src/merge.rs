@@ -120,6 +120,8 @@ fn add_counters(sum: &mut Counters, c: &Counters) {
 /// - Counters and per-type sent/received are summed. Phases are matched by index: their
 ///   sent/received, configured, offered and achieved rates are **summed**, since the clients
 ///   ran side by side (the original sums `traces_rates` over client threads, reference §5.5).
+///   Per-phase percentiles of multi-phase runs are not carried over (the inputs' per-phase
+///   intervals are summed per type like every other interval).
 /// - `out` is created if needed and receives `summary.json` (label [`MERGED_LABEL`]),
 ///   `latency.hlog`, `slowdown.hlog`, `send_lag.hlog`, `traces_hist` and `traces_rates`.
 ///   The measured interval spans the earliest start to the latest end of the inputs.
@@ -208,7 +210,13 @@ pub fn merge_dirs(dirs: &[PathBuf], out: &Path) -> Result<Summary, MergeError> {
                     m.sent += p.sent;
                     m.received += p.received;
                 }
-                None => phases.push(p.clone()),
+                None => phases.push(PhaseSummary {
+                    // Per-phase percentiles are not merged (the merged logs hold one interval
+                    // per type); the phase totals are.
+                    latency_ns: None,
+                    slowdown: None,
+                    ..p.clone()
+                }),
             }
         }
         start = start.min(summary.start_epoch_s);
@@ -223,6 +231,8 @@ pub fn merge_dirs(dirs: &[PathBuf], out: &Path) -> Result<Summary, MergeError> {
         phases,
         types,
         send_lag_ns,
+        phase_histograms: Vec::new(),
+        measured_offset_s: 0.0,
         start_epoch_s: if start.is_finite() { start } else { 0.0 },
         measured_s: if end > start { end - start } else { 0.0 },
     };
@@ -278,9 +288,15 @@ mod tests {
                 achieved_rps: 98.0,
                 sent,
                 received: values.len() as u64,
+                start_s: 0.0,
+                duration_s: 2.0,
+                latency_ns: None,
+                slowdown: None,
             }],
             types,
             send_lag_ns: new_histogram(),
+            phase_histograms: Vec::new(),
+            measured_offset_s: 0.0,
             start_epoch_s: 1000.0,
             measured_s: 2.0,
         }

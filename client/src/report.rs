@@ -145,6 +145,12 @@ pub struct Report {
     pub types: Vec<TypeReport>,
     /// Send lag (ns).
     pub send_lag_ns: Histogram<u64>,
+    /// Per phase, per type (multi-phase runs only): the interval logs then hold one interval per
+    /// phase, a time series; their sum per type is `types`.
+    pub phase_histograms: Vec<Vec<PhaseTypeHistograms>>,
+    /// Where the measured interval starts, seconds after the run's start (phase intervals are
+    /// logged relative to it).
+    pub measured_offset_s: f64,
     /// Wall-clock start of the measured interval, seconds since the epoch.
     pub start_epoch_s: f64,
     /// Length of the measured interval, seconds.
@@ -164,6 +170,18 @@ pub struct PhaseSummary {
     pub sent: u64,
     /// Responses matched.
     pub received: u64,
+    /// Intended start of the phase, seconds after the run's start.
+    #[serde(default)]
+    pub start_s: f64,
+    /// Intended length of the phase, seconds.
+    #[serde(default)]
+    pub duration_s: f64,
+    /// Latency percentiles (ns) of the phase's measured requests (multi-phase runs only).
+    #[serde(default)]
+    pub latency_ns: Option<PercentileSummary>,
+    /// Slowdown percentiles of the phase's measured requests (multi-phase runs only).
+    #[serde(default)]
+    pub slowdown: Option<PercentileSummary>,
 }
 
 impl From<&PhaseResult> for PhaseSummary {
@@ -174,8 +192,23 @@ impl From<&PhaseResult> for PhaseSummary {
             achieved_rps: p.achieved_rps(),
             sent: p.sent,
             received: p.received,
+            start_s: p.start_ns as f64 / 1e9,
+            duration_s: p.duration_ns as f64 / 1e9,
+            latency_ns: None,
+            slowdown: None,
         }
     }
+}
+
+/// One type's histograms within one phase.
+#[derive(Clone, Debug)]
+pub struct PhaseTypeHistograms {
+    /// Type name (the log tag).
+    pub name: String,
+    /// Latency (ns) of the phase's measured answered requests of this type.
+    pub latency_ns: Histogram<u64>,
+    /// Slowdown ×[`SLOWDOWN_SCALE`].
+    pub slowdown_scaled: Histogram<u64>,
 }
 
 /// Percentiles with +∞ written as `"inf"` and NaN (no data) as `null` in JSON.
@@ -364,15 +397,37 @@ impl Report {
             })
             .collect();
         let start = run.started_at + Duration::from_nanos(run.measured_from_ns);
+        let mut phases: Vec<PhaseSummary> = run.phases.iter().map(PhaseSummary::from).collect();
+        for (summary, stats) in phases.iter_mut().zip(&run.phase_stats) {
+            summary.latency_ns = Some(stats.latency().into());
+            summary.slowdown = Some(stats.slowdown().into());
+        }
+        let phase_histograms = run
+            .phase_stats
+            .iter()
+            .map(|stats| {
+                stats
+                    .types()
+                    .iter()
+                    .map(|t| PhaseTypeHistograms {
+                        name: t.name.clone(),
+                        latency_ns: t.latency_histogram().clone(),
+                        slowdown_scaled: t.slowdown_histogram().clone(),
+                    })
+                    .collect()
+            })
+            .collect();
         Self {
             label: label.to_string(),
             workload: workload.name.clone(),
             seed,
             load,
             counters: run.counters.clone(),
-            phases: run.phases.iter().map(PhaseSummary::from).collect(),
+            phases,
             types,
             send_lag_ns: run.send_lag_ns.clone(),
+            phase_histograms,
+            measured_offset_s: run.measured_from_ns as f64 / 1e9,
             start_epoch_s: start
                 .duration_since(UNIX_EPOCH)
                 .map_or(0.0, |d| d.as_secs_f64()),
@@ -625,11 +680,23 @@ pub fn traces_rates(report: &Report) -> String {
     text
 }
 
-/// Writes an interval log of `(tag, histogram)` pairs, all spanning the measured interval.
+/// One interval of an interval log.
+pub struct LogInterval<'a> {
+    /// Tag (a type name; no spaces or commas).
+    pub tag: &'a str,
+    /// The histogram.
+    pub histogram: &'a Histogram<u64>,
+    /// Start, seconds after the log's base time (the measured interval's start).
+    pub start_s: f64,
+    /// Length, seconds.
+    pub duration_s: f64,
+}
+
+/// Writes an interval log (StartTime = BaseTime = the measured interval's start).
 pub fn write_interval_log(
     path: &Path,
     report: &Report,
-    histograms: &[(&str, &Histogram<u64>)],
+    intervals: &[LogInterval<'_>],
     comment: &str,
 ) -> Result<(), ReportError> {
     let hist_err = |why: String| ReportError::Histogram {
@@ -646,16 +713,65 @@ pub fn write_interval_log(
             .with_base_time(start)
             .begin_log_with(&mut bytes, &mut serializer)
             .map_err(|e| hist_err(e.to_string()))?;
-        let duration = Duration::from_secs_f64(report.measured_s.max(0.0));
-        for (tag, h) in histograms {
-            let tag = Tag::new(tag)
-                .ok_or_else(|| hist_err(format!("type name {tag:?} is not a valid log tag")))?;
+        for interval in intervals {
+            let tag = Tag::new(interval.tag).ok_or_else(|| {
+                hist_err(format!(
+                    "type name {:?} is not a valid log tag",
+                    interval.tag
+                ))
+            })?;
+            let seconds =
+                |s: f64| Duration::from_secs_f64(if s.is_finite() { s.max(0.0) } else { 0.0 });
             writer
-                .write_histogram(h, Duration::ZERO, duration, Some(tag))
+                .write_histogram(
+                    interval.histogram,
+                    seconds(interval.start_s),
+                    seconds(interval.duration_s),
+                    Some(tag),
+                )
                 .map_err(|e| hist_err(format!("{e:?}")))?;
         }
     }
     fs::write(path, bytes).map_err(io_err(path))
+}
+
+/// The intervals of the latency (`slowdown == false`) or slowdown log: one per type over the
+/// measured interval, or one per (phase, type) for multi-phase runs.
+fn type_intervals(report: &Report, slowdown: bool) -> Vec<LogInterval<'_>> {
+    if report.phase_histograms.is_empty() {
+        return report
+            .types
+            .iter()
+            .map(|t| LogInterval {
+                tag: &t.name,
+                histogram: if slowdown {
+                    &t.slowdown_scaled
+                } else {
+                    &t.latency_ns
+                },
+                start_s: 0.0,
+                duration_s: report.measured_s,
+            })
+            .collect();
+    }
+    let mut intervals = Vec::new();
+    for (phase, types) in report.phases.iter().zip(&report.phase_histograms) {
+        let start_s = (phase.start_s - report.measured_offset_s).max(0.0);
+        let end_s = phase.start_s + phase.duration_s - report.measured_offset_s;
+        for t in types {
+            intervals.push(LogInterval {
+                tag: &t.name,
+                histogram: if slowdown {
+                    &t.slowdown_scaled
+                } else {
+                    &t.latency_ns
+                },
+                start_s,
+                duration_s: (end_s - start_s).max(0.0),
+            });
+        }
+    }
+    intervals
 }
 
 /// Writes every file of a run into `dir` (created if missing); returns the summary.
@@ -668,32 +784,27 @@ pub fn write_run_files(dir: &Path, report: &Report) -> Result<Summary, ReportErr
         source,
     })?;
     fs::write(&path, json).map_err(io_err(&path))?;
-    let latency: Vec<(&str, &Histogram<u64>)> = report
-        .types
-        .iter()
-        .map(|t| (t.name.as_str(), &t.latency_ns))
-        .collect();
     write_interval_log(
         &dir.join(LATENCY_LOG_FILE),
         report,
-        &latency,
+        &type_intervals(report, false),
         "psp-client latency (ns) per type",
     )?;
-    let slowdown: Vec<(&str, &Histogram<u64>)> = report
-        .types
-        .iter()
-        .map(|t| (t.name.as_str(), &t.slowdown_scaled))
-        .collect();
     write_interval_log(
         &dir.join(SLOWDOWN_LOG_FILE),
         report,
-        &slowdown,
+        &type_intervals(report, true),
         "psp-client slowdown x1000 per type",
     )?;
     write_interval_log(
         &dir.join(SEND_LAG_LOG_FILE),
         report,
-        &[(SEND_LAG_TAG, &report.send_lag_ns)],
+        &[LogInterval {
+            tag: SEND_LAG_TAG,
+            histogram: &report.send_lag_ns,
+            start_s: 0.0,
+            duration_s: report.measured_s,
+        }],
         "psp-client send lag (ns)",
     )?;
     let path = dir.join(TRACES_HIST_FILE);
@@ -816,6 +927,10 @@ pub(crate) mod tests {
                 achieved_rps: 9.0,
                 sent: 6,
                 received: 5,
+                start_s: 0.0,
+                duration_s: 1.0,
+                latency_ns: None,
+                slowdown: None,
             }],
             types: vec![
                 TypeReport {
@@ -840,6 +955,8 @@ pub(crate) mod tests {
                 },
             ],
             send_lag_ns: new_histogram(),
+            phase_histograms: Vec::new(),
+            measured_offset_s: 0.0,
             start_epoch_s: 1_700_000_000.0,
             measured_s: 1.0,
         }

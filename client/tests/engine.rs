@@ -10,6 +10,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use psp_client::engine::{self, EngineConfig, Progress};
+use psp_client::report::{write_run_files, Report};
 use psp_dataplane::port::memory::{pair, MemPort, MemPortConfig};
 use psp_dataplane::port::udp::{UdpPort, UdpPortConfig};
 use psp_dataplane::port::{PacketBuf, Port, RxQueue, TxQueue};
@@ -228,6 +229,57 @@ fn traces_hold_every_measured_request_up_to_the_limit() {
     );
     stop.store(true, Ordering::Relaxed);
     handle.join().unwrap();
+}
+
+#[test]
+fn multi_phase_run_reports_each_phase_and_logs_a_time_series() {
+    let (mut client, server) = pair(&MemPortConfig::with_queues(2));
+    let stop = Arc::new(AtomicBool::new(false));
+    let handle = responder(server, 1, Faults::default(), Arc::clone(&stop));
+    let local = Endpoint::new(MacAddr(client.mac()), CLIENT_IP, CLIENT_PORT);
+    let target = Endpoint::new(
+        MacAddr(MemPortConfig::default().mac_b),
+        SERVER_IP,
+        SERVER_PORT,
+    );
+    let config = EngineConfig::new(local, vec![target]);
+    // Like sched4: the same type names with other means in each phase.
+    let w = Workload::from_yaml_str(
+        "phases",
+        "- {mean_ns: [100000, 1000], ratios: [.5, .5], rtype: [SHORT, LONG], duration: 0.02}\n\
+         - {mean_ns: [1000, 100000], ratios: [.9, .1], rtype: [SHORT, LONG], duration: 0.02}\n",
+    )
+    .unwrap();
+    let r = engine::run(&mut client, &w, &[10_000.0, 20_000.0], &config, None).unwrap();
+    stop.store(true, Ordering::Relaxed);
+    handle.join().unwrap();
+    assert_eq!(r.phase_stats.len(), 2);
+    assert_eq!(
+        r.phase_stats.iter().map(|p| p.completed()).sum::<u64>(),
+        r.stats.completed()
+    );
+    assert!(r.phases[1].sent > r.phases[0].sent);
+    let report = Report::from_run("phases", &w, 1, None, &r);
+    let dir = std::env::temp_dir().join(format!("psp-client-phases-{}", std::process::id()));
+    let summary = write_run_files(&dir, &report).unwrap();
+    let phase_counts: Vec<u64> = summary
+        .phases
+        .iter()
+        .map(|p| p.latency_ns.as_ref().unwrap().count)
+        .collect();
+    assert_eq!(phase_counts.iter().sum::<u64>(), summary.latency_ns.count);
+    // One interval per (phase, type); summing them per type gives the run's histograms.
+    let log = std::fs::read_to_string(dir.join("latency.hlog")).unwrap();
+    assert_eq!(
+        log.lines().filter(|l| l.contains("Tag=SHORT,")).count(),
+        2,
+        "{log}"
+    );
+    let summed = psp_client::merge::read_interval_log(&dir.join("latency.hlog")).unwrap();
+    for t in r.stats.types() {
+        assert_eq!(summed[&t.name].len(), t.latency_histogram().len());
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
