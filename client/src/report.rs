@@ -634,6 +634,40 @@ pub fn type_table(summary: &Summary) -> psp_workload::report::Table {
     table
 }
 
+/// The per-phase table (multi-phase runs): rates, counts, p99.9 latency (µs) and slowdown.
+pub fn phase_table(summary: &Summary) -> psp_workload::report::Table {
+    let mut table = psp_workload::report::Table::new([
+        "phase",
+        "start_s",
+        "rate_rps",
+        "offered_rps",
+        "achieved_rps",
+        "sent",
+        "received",
+        "p99_us",
+        "p99.9_us",
+        "p99.9_slowdown",
+    ]);
+    for (i, p) in summary.phases.iter().enumerate() {
+        let pick = |v: &Option<PercentileSummary>, f: fn(&PercentileSummary) -> f64| {
+            v.as_ref().map_or(f64::NAN, f)
+        };
+        table.push(vec![
+            i.to_string(),
+            format!("{:.1}", p.start_s),
+            format!("{:.0}", p.rate_rps),
+            format!("{:.0}", p.offered_rps),
+            format!("{:.0}", p.achieved_rps),
+            p.sent.to_string(),
+            p.received.to_string(),
+            fmt_us(pick(&p.latency_ns, |l| l.p99)),
+            fmt_us(pick(&p.latency_ns, |l| l.p999)),
+            fmt_x(pick(&p.slowdown, |l| l.p999)),
+        ]);
+    }
+    table
+}
+
 /// `traces_hist` text (see the module docs).
 pub fn traces_hist(report: &Report) -> String {
     let mut text = String::new();
@@ -884,6 +918,9 @@ pub fn write_traces(
 /// Prints the final line and the per-type table to `out`.
 pub fn print_summary(out: &mut impl std::io::Write, summary: &Summary) -> std::io::Result<()> {
     writeln!(out, "{}", type_table(summary).to_text())?;
+    if summary.phases.len() > 1 {
+        writeln!(out, "{}", phase_table(summary).to_text())?;
+    }
     writeln!(
         out,
         "send lag: p50 {} us, p99 {} us, p99.9 {} us, max {} us",
@@ -1082,6 +1119,9 @@ pub(crate) mod tests {
         );
         let table = type_table(&summary).to_text();
         assert!(table.contains("ALL") && table.contains("inf"), "{table}");
+        let phases = phase_table(&summary);
+        assert_eq!(phases.rows.len(), 1);
+        assert_eq!(phases.rows[0][7], "-");
         assert!(final_line(&summary).contains("sent 6, received 5, sent but not answered 1"));
         fs::remove_dir_all(&dir).unwrap();
     }
