@@ -18,13 +18,15 @@ use psp_dataplane::wire::{self, Endpoint, MacAddr};
 use psp_workload::Workload;
 
 /// Offered rates tried (requests/s).
-const RATES_RPS: [f64; 6] = [
+const RATES_RPS: [f64; 8] = [
     50_000.0,
     100_000.0,
     200_000.0,
     400_000.0,
     800_000.0,
     1_600_000.0,
+    3_200_000.0,
+    6_400_000.0,
 ];
 /// Default seconds per point.
 const DEFAULT_POINT_S: f64 = 1.0;
