@@ -626,6 +626,8 @@ impl Clock {
 pub struct Engine<P: Port> {
     tx: P::Tx,
     rxs: Vec<P::Rx>,
+    /// First id generation of the next run (past every id of the previous runs).
+    next_generation: u32,
 }
 
 impl<P: Port> Engine<P> {
@@ -642,7 +644,11 @@ impl<P: Port> Engine<P> {
         for rx in &mut rxs {
             rx.on_thread_start();
         }
-        Ok(Self { tx, rxs })
+        Ok(Self {
+            tx,
+            rxs,
+            next_generation: 0,
+        })
     }
 
     /// RX queues polled.
@@ -661,6 +667,7 @@ impl<P: Port> Engine<P> {
         run_on_queues::<P>(
             &mut self.tx,
             &mut self.rxs,
+            &mut self.next_generation,
             workload,
             rates_rps,
             config,
@@ -717,9 +724,11 @@ fn validate(
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)] // private: the fields of `Engine` plus `run`'s arguments
 fn run_on_queues<P: Port>(
     tx: &mut P::Tx,
     rxs: &mut [P::Rx],
+    next_generation: &mut u32,
     workload: &Workload,
     rates_rps: &[f64],
     config: &EngineConfig,
@@ -758,7 +767,8 @@ fn run_on_queues<P: Port>(
 
     let mut sink = ResponseSink::new(
         workload,
-        InFlightTable::for_rate(max_rate, config.response_timeout_ns),
+        InFlightTable::for_rate(max_rate, config.response_timeout_ns)
+            .with_first_generation(*next_generation),
         config.local,
         config.parse_options,
     );
@@ -844,7 +854,9 @@ fn run_on_queues<P: Port>(
                 } else if sink.traces.len() < sink.traces.capacity() {
                     sink.traces.len() as u32
                 } else {
-                    sink.counters.untraced += 1;
+                    if config.trace_limit > 0 {
+                        sink.counters.untraced += 1;
+                    }
                     NO_TRACE
                 };
                 // The generator only yields types of this phase: the slot exists.
@@ -964,6 +976,7 @@ fn run_on_queues<P: Port>(
         }
     }
     let ended_ns = clock.now_ns();
+    *next_generation = sink.table.next_first_generation();
     let mut leftovers = Vec::new();
     sink.table.expire_all(|info| leftovers.push(info));
     for info in leftovers {

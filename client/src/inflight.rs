@@ -92,6 +92,10 @@ pub struct InFlightTable {
     generation_mask: u32,
     cursor: usize,
     outstanding: usize,
+    /// Generation every slot starts at.
+    first_generation: u32,
+    /// Times the cursor went round the table.
+    wraps: u32,
 }
 
 impl InFlightTable {
@@ -121,7 +125,29 @@ impl InFlightTable {
             generation_mask: u32::MAX >> index_bits,
             cursor: 0,
             outstanding: 0,
+            first_generation: 0,
+            wraps: 0,
         }
+    }
+
+    /// Starts every slot at generation `generation` (modulo the generation bits), so that the
+    /// ids of this table differ from those of a previous table on the same link: a late response
+    /// from an earlier run (a load sweep) is then an unknown id, not a false match.
+    pub fn with_first_generation(mut self, generation: u32) -> Self {
+        let generation = generation & self.generation_mask;
+        for slot in self.slots.iter_mut() {
+            slot.generation = generation;
+        }
+        self.first_generation = generation;
+        self
+    }
+
+    /// A first generation for the next table on the same link: past every generation this
+    /// table has issued.
+    pub fn next_first_generation(&self) -> u32 {
+        self.first_generation
+            .wrapping_add(self.wraps)
+            .wrapping_add(2)
     }
 
     /// A table big enough that a request is kept at least `timeout_ns` at `max_rate_rps` before
@@ -153,6 +179,9 @@ impl InFlightTable {
     pub fn insert(&mut self, info: RequestInfo) -> (u32, Option<Expired>) {
         let index = self.cursor;
         self.cursor = (self.cursor + 1) & (self.slots.len() - 1);
+        if self.cursor == 0 {
+            self.wraps = self.wraps.wrapping_add(1);
+        }
         let slot = &mut self.slots[index];
         let mut expired = None;
         match slot.state {
@@ -343,6 +372,24 @@ mod tests {
         table.expire_all(|i| expired.push(i));
         assert_eq!(expired, vec![info(2)]);
         assert_eq!(table.outstanding(), 0);
+    }
+
+    #[test]
+    fn a_new_table_does_not_match_the_previous_tables_ids() {
+        let mut old = InFlightTable::with_exact_index_bits(6);
+        let old_ids: Vec<u32> = (0..150).map(|t| old.insert(info(t)).0).collect();
+        let mut new = InFlightTable::with_exact_index_bits(6)
+            .with_first_generation(old.next_first_generation());
+        for t in 0..64 {
+            new.insert(info(1000 + t));
+        }
+        for id in old_ids {
+            assert!(
+                !matches!(new.complete(id), MatchOutcome::Matched(_)),
+                "{id:#x}"
+            );
+        }
+        assert_eq!(new.outstanding(), 64);
     }
 
     #[test]

@@ -142,6 +142,7 @@ fn memory_pair_every_request_answered_on_worker_queue() {
         "{c:?}"
     );
     assert_eq!(c.warmup, (c.planned as f64 * 0.1).ceil() as u64);
+    assert_eq!(c.untraced, 0, "tracing is off");
     assert_eq!(r.stats.completed(), c.received - c.warmup);
     let latency = r.stats.latency();
     assert!(latency.p999.is_finite() && latency.p50 > 0.0, "{latency:?}");
@@ -306,6 +307,68 @@ fn one_engine_runs_several_points() {
     }
     stop.store(true, Ordering::Relaxed);
     assert_eq!(handle.join().unwrap(), total);
+}
+
+#[test]
+fn stale_responses_of_an_earlier_run_never_match_a_later_one() {
+    let (mut client, mut server) = pair(&MemPortConfig::with_queues(1));
+    let server_local = Endpoint::new(MacAddr(server.mac()), SERVER_IP, SERVER_PORT);
+    let local = Endpoint::new(MacAddr(client.mac()), CLIENT_IP, CLIENT_PORT);
+    let mut config = EngineConfig::new(local, vec![server_local]);
+    config.drain_timeout_ns = 1_000_000;
+    let mut engine = engine::Engine::new(&mut client).unwrap();
+    // Run 1: nobody answers.
+    let first = engine
+        .run(&workload(0.01), &[20_000.0], &config, None)
+        .unwrap();
+    assert_eq!(first.counters.unanswered, first.counters.sent);
+    let mut rx = server.take_rx(0).unwrap();
+    let mut tx = server.take_tx(0).unwrap();
+    let mut stale = Vec::new();
+    while rx.rx_burst(&mut stale, 64) > 0 {}
+    for buf in stale.iter_mut() {
+        let len = wire::build_response_in_place(buf.data_mut());
+        buf.set_len(len).unwrap();
+    }
+    let stale_count = stale.len() as u64;
+    assert_eq!(stale_count, first.counters.sent);
+    // Run 2: answer everything, and replay run 1's responses once its ids are reused.
+    let stop = Arc::new(AtomicBool::new(false));
+    let echo_stop = Arc::clone(&stop);
+    let echo = thread::spawn(move || {
+        let started = Instant::now();
+        let mut bufs = Vec::with_capacity(32);
+        let mut echoed = 0;
+        while !echo_stop.load(Ordering::Relaxed) && started.elapsed() < RESPONDER_LIMIT {
+            if rx.rx_burst(&mut bufs, 32) == 0 {
+                thread::yield_now();
+                continue;
+            }
+            for buf in bufs.iter_mut() {
+                let len = wire::build_response_in_place(buf.data_mut());
+                buf.set_len(len).unwrap();
+                echoed += 1;
+            }
+            while !bufs.is_empty() {
+                tx.tx_burst(&mut bufs);
+            }
+            if echoed >= 2 * stale.len() && !stale.is_empty() {
+                while !stale.is_empty() {
+                    tx.tx_burst(&mut stale);
+                }
+            }
+        }
+    });
+    config.drain_timeout_ns = 200_000_000;
+    let second = engine
+        .run(&workload(0.05), &[20_000.0], &config, None)
+        .unwrap();
+    stop.store(true, Ordering::Relaxed);
+    echo.join().unwrap();
+    let c = &second.counters;
+    assert_eq!(c.received, c.sent, "{c:?}");
+    assert_eq!(c.unknown_id, stale_count, "{c:?}");
+    assert_eq!(c.duplicate + c.late + c.mismatched, 0, "{c:?}");
 }
 
 #[test]
