@@ -130,6 +130,10 @@ struct Args {
     /// Seconds to wait for the DPDK link.
     #[arg(long = "link-timeout", default_value_t = DEFAULT_LINK_TIMEOUT_S)]
     link_timeout_s: f64,
+    /// Also verify the IPv4 header checksum of every response (off by default: see
+    /// psp_client::engine::CLIENT_PARSE_OPTIONS).
+    #[arg(long = "verify-ip-checksum")]
+    verify_ip_checksum: bool,
     /// Idle behaviour between sends.
     #[arg(long, value_enum, default_value = "yield")]
     idle: Idle,
@@ -336,6 +340,7 @@ fn engine_config(args: &Args, local: Endpoint, targets: Vec<Endpoint>) -> Result
     if args.sample >= 0 {
         config.trace_limit = MAX_TRACE_RECORDS;
     }
+    config.parse_options.verify_ip_checksum = args.verify_ip_checksum;
     config.idle = match args.idle {
         Idle::Spin => IdlePolicy::Spin,
         Idle::Yield => IdlePolicy::Yield,
