@@ -22,7 +22,11 @@
 //! - latency = receive time (one clock read per RX burst) − intended send time, so queueing in
 //!   the client itself is charged to the request (no coordinated omission);
 //! - send lag = time after `tx_burst` − intended send time, in its own histogram;
-//! - late, duplicate, unknown-id, mismatched and malformed responses are counted and ignored.
+//! - late, duplicate, unknown-id, mismatched and malformed responses are counted and ignored;
+//! - one [`Engine`] keeps its queues across runs (a sweep), and each run's request ids continue
+//!   the previous run's generations, so a straggler from an earlier run never matches;
+//! - with [`EngineConfig::trace_limit`] > 0, per-request traces go to a buffer reserved before
+//!   the first send (`--sample`).
 //!
 //! ## Hot path
 //! Sending and receiving allocate nothing: the in-flight table ([`InFlightTable`]), the burst
@@ -30,7 +34,8 @@
 //! latency beyond 1 s). Progress is published with relaxed atomic stores.
 //!
 //! Tested by `tests/engine.rs` (in-memory port pair against an echo thread, kernel UDP on
-//! 127.0.0.1, faulty responders) and the unit tests below.
+//! 127.0.0.1, faulty responders, stale responses across runs, traces, several phases) and the
+//! unit tests below.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};

@@ -6,13 +6,14 @@
 //! and prints a per-type table and the original's final line. With `--collect-logs`, `--outdir`
 //! or a sweep, files go to `<log_dir>/<label>/<outdir>` (see `psp_client::report`).
 //!
-//! Examples:
+//! Examples (servers from configs/server/memif-demo.yml: `psp-app --cfg … [--udp ADDR]`):
 //! ```text
 //! psp-client -c configs/client/udp-local.yml -I 127.0.0.1 -P 6789 --transport udp
 //! psp-client --workload configs/workloads/DISP2.yml -I 127.0.0.1 -P 6789 --transport udp \
-//!            --load-range 0.1:0.5:0.1 --workers 1 --outdir sweep-disp2
-//! psp-client -c configs/client/memif.yml -I 10.0.0.1 -P 6789 --rx-queues 2   # DPDK memif
+//!            --load-range 0.05:0.25:0.05 --workers 2 --duration 2 --outdir sweep-disp2
+//! psp-client -c configs/client/memif-demo.yml -I 192.168.10.10 -P 6789 --workers 2  # memif
 //! ```
+//! Over memif the client polls `1 + workers` RX queues (`--workers N` or `--rx-queues N+1`).
 
 use std::io::IsTerminal;
 use std::net::{Ipv4Addr, SocketAddrV4};
