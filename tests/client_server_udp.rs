@@ -70,7 +70,6 @@ fn psp_client_against_psp_app_over_udp() {
         "0",
         "--drain-timeout",
         "10",
-        "--no-progress",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -96,6 +95,12 @@ fn psp_client_against_psp_app_over_udp() {
     );
 
     let summary = client_summary(&out);
+    // stderr is a file, not a terminal: no progress bar.
+    assert!(
+        !client.stderr_text().contains(" sent  "),
+        "{}",
+        client.stderr_text()
+    );
     assert!(
         client.stdout_text().contains("sent but not answered 0"),
         "{}",
@@ -247,4 +252,100 @@ fn psp_client_rejects_bad_input_before_sending() {
     }
     let mut buf = [0u8; 64];
     assert!(server.recv_from(&mut buf).is_err(), "nothing was sent");
+}
+
+#[test]
+fn two_clients_side_by_side_merge_exactly() {
+    let dir = ScratchDir::new("client-server-udp-merge");
+    let cfg = dir.file("server.yml");
+    std::fs::write(&cfg, server_config(&["--no-huge".to_string()], &dir.path)).unwrap();
+    let server_args: Vec<String> = vec![
+        "--cfg".into(),
+        cfg.display().to_string(),
+        "--udp".into(),
+        "127.0.0.1:0".into(),
+    ];
+    let mut server = Proc::spawn(
+        "server",
+        env!("CARGO_BIN_EXE_psp-app").as_ref(),
+        &server_args,
+        &dir,
+    );
+    server.wait_for_output("serving", PROCESS_TIMEOUT);
+    let addr = server
+        .stderr_text()
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix("psp-app: UDP ")
+                .map(|a| a.trim().to_string())
+        })
+        .expect("server prints its UDP address");
+    let (ip, port) = addr.rsplit_once(':').expect("ip:port");
+    let workload = dir.file("workload.yml");
+    std::fs::write(
+        &workload,
+        format!(
+            "- {{mean_ns: [1000, 10000], ratios: [.7, .3], rtype: [{}, {}], duration: 0.5, rate: 300}}\n",
+            SERVER_TYPES[0], SERVER_TYPES[1]
+        ),
+    )
+    .unwrap();
+    let outs = [dir.file("client0"), dir.file("client1")];
+    let mut clients: Vec<Proc> = outs
+        .iter()
+        .enumerate()
+        .map(|(i, out)| {
+            let args: Vec<String> = [
+                "--workload",
+                &workload.display().to_string(),
+                "-I",
+                ip,
+                "-P",
+                port,
+                "--transport",
+                "udp",
+                "--outdir",
+                &out.display().to_string(),
+                "--seed",
+                &(10 + i).to_string(),
+                "--drain-timeout",
+                "10",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+            Proc::spawn(
+                &format!("client{i}"),
+                env!("CARGO_BIN_EXE_psp-client").as_ref(),
+                &args,
+                &dir,
+            )
+        })
+        .collect();
+    for client in &mut clients {
+        let status = client.wait(PROCESS_TIMEOUT);
+        assert!(
+            status.success(),
+            "{}: {status}\n{}",
+            client.name,
+            client.stderr_text()
+        );
+    }
+    server.signal("INT");
+    server.wait(PROCESS_TIMEOUT);
+    let merged = psp_client::merge::merge_dirs(&outs, &dir.file("merged")).expect("merge");
+    let parts: Vec<_> = outs.iter().map(|o| client_summary(o)).collect();
+    assert_eq!(
+        merged.counters.sent,
+        parts.iter().map(|p| p.counters.sent).sum::<u64>()
+    );
+    assert_eq!(
+        merged.latency_ns.count,
+        parts.iter().map(|p| p.latency_ns.count).sum::<u64>()
+    );
+    // The merged per-type counts are the server's (both clients together).
+    check_counts_match(&merged, &server.stdout_text());
+    let written = client_summary(&dir.file("merged"));
+    assert_eq!(written.counters, merged.counters);
+    assert_eq!(written.latency_ns.p999, merged.latency_ns.p999);
 }
