@@ -460,6 +460,25 @@ schedules:
     }
 
     #[test]
+    fn shipped_client_configs_are_valid() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/client");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "yml") {
+                let config = ClientConfig::from_path(&path).unwrap();
+                let workload = config.workload("c", DEFAULT_REQ_OFFSET).unwrap().unwrap();
+                assert!(
+                    workload.phases.iter().all(|p| p.rate_rps.is_some()),
+                    "{path:?}"
+                );
+                seen += 1;
+            }
+        }
+        assert!(seen >= 3, "{seen} configs in {dir:?}");
+    }
+
+    #[test]
     fn no_schedules_means_no_workload() {
         let config = ClientConfig::from_yaml_str("cpus: [1]").unwrap();
         assert!(config.workload("x", 1).unwrap().is_none());
