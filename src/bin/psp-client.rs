@@ -62,7 +62,7 @@ enum Transport {
 
 /// Open-loop load generator for psp (and any Perséphone-format UDP server).
 #[derive(Parser, Debug)]
-#[command(name = "psp-client", version, about)]
+#[command(name = "psp-client", version)]
 struct Args {
     /// Client YAML (Perséphone schema: cpus, network, net_workers, schedules, log_dir).
     #[arg(short = 'c', long = "config-path", value_name = "FILE")]
