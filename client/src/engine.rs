@@ -70,6 +70,9 @@ pub const IDLE_SLEEP_MAX_NS: u64 = 50_000;
 pub const BEHIND_SCHEDULE_LAG_NS: u64 = 10_000;
 /// `tx_burst` attempts for one burst before the leftover requests are given up (counted).
 pub const TX_RETRY_LIMIT: usize = 1_000;
+/// Most requests one run may plan (rate × duration summed over phases): 1 Mrps for 1000 s.
+/// The dry pass that counts them takes about a second per 10⁸ requests.
+pub const MAX_PLANNED_REQUESTS: f64 = 1e9;
 /// Default drain time after the last send (the original waits up to 5 s per phase; 2 s is ample
 /// for microsecond-scale services and keeps test runs short).
 pub const DEFAULT_DRAIN_TIMEOUT_NS: u64 = 2_000_000_000;
@@ -734,6 +737,16 @@ fn validate(
         if !(rate_rps.is_finite() && rate_rps > 0.0) {
             return Err(EngineError::BadRate { phase, rate_rps });
         }
+    }
+    let expected: f64 = rates_rps
+        .iter()
+        .zip(&workload.phases)
+        .map(|(rate, phase)| rate * phase.duration_s)
+        .sum();
+    if expected > MAX_PLANNED_REQUESTS {
+        return Err(EngineError::TooLarge(format!(
+            "rate × duration plans about {expected:.3e} requests, more than {MAX_PLANNED_REQUESTS:e}"
+        )));
     }
     Ok(())
 }

@@ -404,6 +404,8 @@ fn bad_arguments_are_refused_before_sending() {
     let e = engine::run(&mut client, &w, &[-3.0], &config, None).unwrap_err();
     assert!(e.to_string().contains("-3"), "{e}");
     assert!(engine::run(&mut client, &w, &[1.0, 2.0], &config, None).is_err());
+    let e = engine::run(&mut client, &w, &[1e12], &config, None).unwrap_err();
+    assert!(e.to_string().contains("requests"), "{e}");
     assert_eq!(client.stats().tx_packets, 0);
 }
 
