@@ -141,6 +141,9 @@ pub enum EngineError {
     /// More phases or types than the request table can tag (u16).
     #[error("workload too large: {0}")]
     TooLarge(String),
+    /// A feature the engine does not have (e.g. IX or RAW packets).
+    #[error("not supported: {0}")]
+    Unsupported(String),
     /// The warm-up fraction is outside [0, 1).
     #[error("warm-up fraction {0} is not in [0, 1)")]
     BadWarmup(f64),
@@ -732,6 +735,17 @@ fn validate(
         return Err(EngineError::TooLarge(
             "more than 65535 phases or types per phase".into(),
         ));
+    }
+    if let Some((phase, p)) = workload
+        .phases
+        .iter()
+        .enumerate()
+        .find(|(_, p)| p.ptype != psp_workload::PacketType::PspMb)
+    {
+        return Err(EngineError::Unsupported(format!(
+            "phase {phase}: ptype {:?}: psp-client sends PSP_MB requests only",
+            p.ptype
+        )));
     }
     for (phase, &rate_rps) in rates_rps.iter().enumerate() {
         if !(rate_rps.is_finite() && rate_rps > 0.0) {

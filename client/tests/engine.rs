@@ -404,6 +404,16 @@ fn bad_arguments_are_refused_before_sending() {
     let e = engine::run(&mut client, &w, &[-3.0], &config, None).unwrap_err();
     assert!(e.to_string().contains("-3"), "{e}");
     assert!(engine::run(&mut client, &w, &[1.0, 2.0], &config, None).is_err());
+    let ix = Workload::from_yaml_str(
+        "ix",
+        "- {mean_ns: [1000], ratios: [1], rtype: [SHORT], duration: 0.01, ptype: IX}",
+    )
+    .unwrap();
+    let e = engine::run(&mut client, &ix, &[1000.0], &config, None).unwrap_err();
+    assert!(
+        e.to_string().contains("Ix") && e.to_string().contains("PSP_MB"),
+        "{e}"
+    );
     let e = engine::run(&mut client, &w, &[1e12], &config, None).unwrap_err();
     assert!(e.to_string().contains("requests"), "{e}");
     assert_eq!(client.stats().tx_packets, 0);
