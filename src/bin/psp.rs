@@ -1,10 +1,14 @@
-//! `psp`: offline tools — the simulator (`sim`), DARC's plan (`plan`) and the allocation
-//! search (`search`). The logic lives in `psp_sim::cli`; this is only the entry point.
-//! Further subcommands join [`Command`] next to the flattened simulator ones.
+//! `psp`: offline tools — the simulator (`sim`), DARC's plan (`plan`), the allocation search
+//! (`search`), and `merge`, which combines several psp-client runs' histograms exactly.
+//! The simulator's logic lives in `psp_sim::cli` and the merge in `psp_client::merge`; this is
+//! only the entry point.
 
-use clap::{Parser, Subcommand};
+use std::path::PathBuf;
 
-/// psp tools: simulate scheduling policies, print DARC plans, search allocations.
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+/// psp tools: simulate scheduling policies, print DARC plans, search allocations, merge client runs.
 #[derive(Debug, Parser)]
 #[command(name = "psp", version, about)]
 struct Cli {
@@ -16,11 +20,35 @@ struct Cli {
 enum Command {
     #[command(flatten)]
     Sim(psp_sim::cli::Command),
+    /// Merge several psp-client output directories (multi-machine runs): histograms are added,
+    /// never percentiles averaged; writes summary.json, *.hlog, traces_hist and traces_rates.
+    Merge(MergeArgs),
+}
+
+/// `psp merge`.
+#[derive(Debug, Args)]
+struct MergeArgs {
+    /// psp-client output directories (each holds summary.json, latency.hlog, slowdown.hlog).
+    #[arg(required = true, value_name = "DIR")]
+    dirs: Vec<PathBuf>,
+    /// Where the merged outputs go (created).
+    #[arg(long, short = 'o', value_name = "DIR")]
+    out: PathBuf,
+}
+
+fn merge(args: &MergeArgs) -> anyhow::Result<()> {
+    let summary = psp_client::merge::merge_dirs(&args.dirs, &args.out)
+        .with_context(|| format!("merging {} client runs", args.dirs.len()))?;
+    let mut stdout = std::io::stdout().lock();
+    psp_client::report::print_summary(&mut stdout, &summary).context("writing the summary")?;
+    println!("merged outputs written to {}", args.out.display());
+    Ok(())
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Sim(c) => psp_sim::cli::run(c),
+        Command::Merge(args) => merge(&args),
     }
 }
