@@ -439,7 +439,7 @@ fn shipped_configs_parse() {
     );
 
     let demo = ServerConfig::from_path(dir.join("memif-demo.yml")).unwrap();
-    assert_eq!(demo.worker_cpus, vec![1, 1]);
+    assert_eq!(demo.worker_cpus, vec![0, 1]);
     assert_eq!(demo.idle, IdleMode::Yield);
     assert!(matches!(demo.scheduler.policy, Policy::Darc(_)));
     assert!(demo
