@@ -14,6 +14,8 @@
 //! - `psp-app raw-echo [options] -- <EAL args>`: a scheduler-less DPDK echo, the baseline of
 //!   `benches/echo_rtt.rs`.
 
+#![forbid(unsafe_code)]
+
 use std::net::Ipv4Addr;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;

@@ -15,6 +15,8 @@
 //! ```
 //! Over memif the client polls `1 + workers` RX queues (`--workers N` or `--rx-queues N+1`).
 
+#![forbid(unsafe_code)]
+
 use std::io::IsTerminal;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::{Path, PathBuf};

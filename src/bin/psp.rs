@@ -3,6 +3,8 @@
 //! The simulator's logic lives in `psp_sim::cli` and the merge in `psp_client::merge`; this is
 //! only the entry point.
 
+#![forbid(unsafe_code)]
+
 use std::path::PathBuf;
 
 use anyhow::Context;
