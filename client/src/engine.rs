@@ -45,7 +45,7 @@ use psp_dataplane::port::{PacketBuf, Port, RxQueue, TxQueue};
 use psp_dataplane::wire::{
     self, DropCounters, Endpoint, ParseOptions, RequestRepr, PAYLOAD_OFFSET,
 };
-use psp_workload::stats::{INITIAL_MAX_NS, SIGNIFICANT_DIGITS};
+use psp_workload::stats::new_histogram;
 use psp_workload::{PhaseGenerator, RunStats, Sampled, Workload};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -431,13 +431,6 @@ struct TypeSlot {
     wire_id: u32,
     mean_ns: f64,
     phase: usize,
-}
-
-fn new_histogram() -> Histogram<u64> {
-    let mut h = Histogram::new_with_max(INITIAL_MAX_NS, SIGNIFICANT_DIGITS)
-        .unwrap_or_else(|_| unreachable!("constant histogram bounds are valid"));
-    h.auto(true);
-    h
 }
 
 /// Mutable state of the response path, kept apart so that benches can drive it.

@@ -28,7 +28,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
 use hdrhistogram::serialization::V2DeflateSerializer;
 use hdrhistogram::Histogram;
-use psp_workload::stats::{quantile_with_infinite, Percentiles, SLOWDOWN_SCALE};
+use psp_workload::stats::{Percentiles, SLOWDOWN_SCALE};
 use psp_workload::Workload;
 use serde::{Deserialize, Serialize, Serializer};
 
@@ -94,16 +94,7 @@ pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ReportError 
     }
 }
 
-/// A new histogram for latencies (ns) or scaled slowdowns: 3 digits, auto-resizing.
-pub fn new_histogram() -> Histogram<u64> {
-    let mut h = Histogram::new_with_max(
-        psp_workload::stats::INITIAL_MAX_NS,
-        psp_workload::stats::SIGNIFICANT_DIGITS,
-    )
-    .unwrap_or_else(|_| unreachable!("constant histogram bounds are valid"));
-    h.auto(true);
-    h
-}
+pub use psp_workload::stats::new_histogram;
 
 /// One type's measured data.
 #[derive(Clone, Debug)]
@@ -283,29 +274,10 @@ impl From<Percentiles> for PercentileSummary {
     }
 }
 
-/// Percentiles of `h` with `infinite` more samples at +∞, values divided by `scale`.
+/// Percentiles of `h` with `infinite` more samples at +∞, values divided by `scale`
+/// ([`psp_workload::stats::percentiles`], in the JSON summary's form).
 pub fn percentiles(h: &Histogram<u64>, infinite: u64, scale: f64) -> PercentileSummary {
-    let q = |p| quantile_with_infinite(h, infinite, p, scale);
-    let quantiles = psp_workload::stats::QUANTILES;
-    PercentileSummary {
-        count: h.len(),
-        infinite,
-        p50: q(quantiles[0]),
-        p90: q(quantiles[1]),
-        p99: q(quantiles[2]),
-        p999: q(quantiles[3]),
-        p9999: q(quantiles[4]),
-        max: if h.is_empty() {
-            f64::NAN
-        } else {
-            h.max() as f64 / scale
-        },
-        mean: if h.is_empty() {
-            f64::NAN
-        } else {
-            h.mean() / scale
-        },
-    }
+    psp_workload::stats::percentiles(h, infinite, scale).into()
 }
 
 /// One type in the JSON summary.

@@ -70,7 +70,9 @@ pub struct Percentiles {
     pub mean: f64,
 }
 
-fn new_histogram() -> Histogram<u64> {
+/// A new histogram for latencies (ns) or scaled slowdowns: [`SIGNIFICANT_DIGITS`] digits,
+/// sized for [`INITIAL_MAX_NS`], auto-resizing beyond it.
+pub fn new_histogram() -> Histogram<u64> {
     // Bounds are constants that hdrhistogram accepts (1 ≤ 2·1 ≤ INITIAL_MAX_NS, 3 digits).
     let mut h = Histogram::new_with_max(INITIAL_MAX_NS, SIGNIFICANT_DIGITS)
         .unwrap_or_else(|_| unreachable!("constant histogram bounds are valid"));
@@ -100,7 +102,9 @@ pub fn quantile_with_infinite(h: &Histogram<u64>, infinite: u64, q: f64, scale: 
     h.median_equivalent(h.value_at_quantile(rank as f64 / finite as f64)) as f64 / scale
 }
 
-fn percentiles(h: &Histogram<u64>, infinite: u64, scale: f64) -> Percentiles {
+/// The [`QUANTILES`], max and mean of `h` with `infinite` more samples at +∞, values divided
+/// by `scale` (1 for ns, [`SLOWDOWN_SCALE`] for slowdowns). NaN fields when `h` is empty.
+pub fn percentiles(h: &Histogram<u64>, infinite: u64, scale: f64) -> Percentiles {
     let q = |p| quantile_with_infinite(h, infinite, p, scale);
     Percentiles {
         count: h.len(),
