@@ -23,6 +23,7 @@ use std::sync::Arc;
 
 use super::pool::{BufPool, PoolBuf, DEFAULT_BUF_CAPACITY, DEFAULT_POOL_BUFFERS};
 use super::{PacketBuf, Port, PortStats, RxQueue, TxQueue};
+use crate::wire::checksum;
 
 /// Ethernet II header length.
 pub const ETH_HEADER_LEN: usize = 14;
@@ -219,19 +220,6 @@ pub fn synthetic_mac(ip: Ipv4Addr) -> [u8; 6] {
     [0x02, 0x00, o[0], o[1], o[2], o[3]]
 }
 
-/// RFC 1071 Internet checksum of an IPv4 header.
-fn ipv4_header_checksum(header: &[u8]) -> u16 {
-    let mut sum: u32 = 0;
-    for pair in header.chunks(2) {
-        let word = u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)]);
-        sum += u32::from(word);
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
 /// Writes Ethernet + IPv4 + UDP headers for a `payload_len`-byte datagram from `src` to `dst`
 /// into `frame[..FRAME_HEADERS_LEN]`. `frame` must be at least that long.
 pub fn write_frame_headers(
@@ -258,8 +246,8 @@ pub fn write_frame_headers(
     ip[10..12].copy_from_slice(&[0, 0]);
     ip[12..16].copy_from_slice(&src.ip().octets());
     ip[16..20].copy_from_slice(&dst.ip().octets());
-    let checksum = ipv4_header_checksum(ip);
-    ip[10..12].copy_from_slice(&checksum.to_be_bytes());
+    let header_checksum = checksum::checksum(ip);
+    ip[10..12].copy_from_slice(&header_checksum.to_be_bytes());
     let udp = &mut rest[..UDP_HEADER_LEN];
     udp[0..2].copy_from_slice(&src.port().to_be_bytes());
     udp[2..4].copy_from_slice(&dst.port().to_be_bytes());
@@ -440,7 +428,7 @@ mod tests {
         assert_eq!(frame.len(), FRAME_HEADERS_LEN + 9);
         assert_eq!(&frame[0..6], &DEFAULT_UDP_MAC);
         assert_eq!(&frame[6..12], &synthetic_mac(Ipv4Addr::LOCALHOST));
-        assert_eq!(ipv4_header_checksum(&frame[14..34]), 0, "valid IP checksum");
+        assert!(checksum::verify(&frame[14..34]), "valid IP checksum");
         assert_eq!(&frame[26..30], &client_addr.ip().octets(), "src ip");
         assert_eq!(&frame[30..34], &server_addr.ip().octets(), "dst ip");
         assert_eq!(
