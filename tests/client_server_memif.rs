@@ -10,7 +10,10 @@ mod common;
 
 use std::time::Duration;
 
-use client_server_common::{check_counts_match, client_summary, server_config, SERVER_TYPES};
+use client_server_common::{
+    assert_exits_ok, check_counts_match, client_summary, server_config, spawn_client,
+    write_workload,
+};
 use common::{memif_eal_args, Proc, ScratchDir};
 
 /// Time for a process to start, finish or exit after SIGINT (memif link-up included).
@@ -48,60 +51,36 @@ fn psp_client_against_psp_app_over_memif() {
         ),
     )
     .unwrap();
-    let workload = dir.file("workload.yml");
-    std::fs::write(
-        &workload,
-        format!(
-            "- {{mean_ns: [1000, 10000], ratios: [.7, .3], rtype: [{}, {}], duration: 1, rate: 400}}\n",
-            SERVER_TYPES[0], SERVER_TYPES[1]
-        ),
-    )
-    .unwrap();
+    let workload = write_workload(&dir, "duration: 1, rate: 400");
     let out = dir.file("client");
-    let client_args: Vec<String> = [
-        "-c",
-        &client_cfg.display().to_string(),
-        "--workload",
-        &workload.display().to_string(),
-        "-I",
-        "10.9.0.1",
-        "-P",
-        "6789",
-        "--workers",
-        &WORKERS.to_string(),
-        "--outdir",
-        &out.display().to_string(),
-        "--seed",
-        "9",
-        "--drain-timeout",
-        "10",
-        "--link-timeout",
-        "60",
-        "--no-progress",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let mut client = Proc::spawn(
+    let mut client = spawn_client(
         "client",
-        env!("CARGO_BIN_EXE_psp-client").as_ref(),
-        &client_args,
+        &[
+            "-c",
+            &client_cfg.display().to_string(),
+            "--workload",
+            &workload.display().to_string(),
+            "-I",
+            "10.9.0.1",
+            "-P",
+            "6789",
+            "--workers",
+            &WORKERS.to_string(),
+            "--outdir",
+            &out.display().to_string(),
+            "--seed",
+            "9",
+            "--drain-timeout",
+            "10",
+            "--link-timeout",
+            "60",
+            "--no-progress",
+        ],
         &dir,
     );
-    let status = client.wait(PROCESS_TIMEOUT);
-    assert!(
-        status.success(),
-        "client: {status}\n{}\n{}",
-        client.stdout_text(),
-        client.stderr_text()
-    );
+    assert_exits_ok(&mut client, PROCESS_TIMEOUT);
     server.signal("INT");
-    let status = server.wait(PROCESS_TIMEOUT);
-    assert!(
-        status.success(),
-        "server: {status}\n{}",
-        server.stderr_text()
-    );
+    assert_exits_ok(&mut server, PROCESS_TIMEOUT);
 
     let summary = client_summary(&out);
     assert!(

@@ -7,7 +7,10 @@ mod common;
 
 use std::time::Duration;
 
-use client_server_common::{check_counts_match, client_summary, server_config, SERVER_TYPES};
+use client_server_common::{
+    assert_exits_ok, check_counts_match, client_summary, spawn_client, start_udp_server,
+    write_workload,
+};
 use common::{Proc, ScratchDir};
 
 /// Time for a process to start, finish or exit after SIGINT.
@@ -16,83 +19,37 @@ const PROCESS_TIMEOUT: Duration = Duration::from_secs(60);
 #[test]
 fn psp_client_against_psp_app_over_udp() {
     let dir = ScratchDir::new("client-server-udp");
-    let cfg = dir.file("server.yml");
-    std::fs::write(&cfg, server_config(&["--no-huge".to_string()], &dir.path)).unwrap();
-    let server_args: Vec<String> = vec![
-        "--cfg".into(),
-        cfg.display().to_string(),
-        "--udp".into(),
-        "127.0.0.1:0".into(),
-    ];
-    let mut server = Proc::spawn(
-        "server",
-        env!("CARGO_BIN_EXE_psp-app").as_ref(),
-        &server_args,
-        &dir,
-    );
-    server.wait_for_output("serving", PROCESS_TIMEOUT);
-    let addr = server
-        .stderr_text()
-        .lines()
-        .find_map(|line| {
-            line.strip_prefix("psp-app: UDP ")
-                .map(|a| a.trim().to_string())
-        })
-        .expect("server prints its UDP address");
-    let (ip, port) = addr.rsplit_once(':').expect("ip:port");
+    let (mut server, ip, port) = start_udp_server(&dir, PROCESS_TIMEOUT);
 
-    let workload = dir.file("workload.yml");
-    std::fs::write(
-        &workload,
-        format!(
-            "- {{mean_ns: [1000, 10000], ratios: [.7, .3], rtype: [{}, {}], duration: 1, rate: 400}}\n",
-            SERVER_TYPES[0], SERVER_TYPES[1]
-        ),
-    )
-    .unwrap();
+    let workload = write_workload(&dir, "duration: 1, rate: 400");
     let out = dir.file("client");
-    let client_args: Vec<String> = [
-        "--workload",
-        &workload.display().to_string(),
-        "-I",
-        ip,
-        "-P",
-        port,
-        "--transport",
-        "udp",
-        "--bind",
-        "127.0.0.1:0",
-        "--outdir",
-        &out.display().to_string(),
-        "--seed",
-        "5",
-        "--sample",
-        "0",
-        "--drain-timeout",
-        "10",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let mut client = Proc::spawn(
+    let mut client = spawn_client(
         "client",
-        env!("CARGO_BIN_EXE_psp-client").as_ref(),
-        &client_args,
+        &[
+            "--workload",
+            &workload.display().to_string(),
+            "-I",
+            &ip,
+            "-P",
+            &port,
+            "--transport",
+            "udp",
+            "--bind",
+            "127.0.0.1:0",
+            "--outdir",
+            &out.display().to_string(),
+            "--seed",
+            "5",
+            "--sample",
+            "0",
+            "--drain-timeout",
+            "10",
+        ],
         &dir,
     );
-    let status = client.wait(PROCESS_TIMEOUT);
-    assert!(
-        status.success(),
-        "client: {status}\n{}",
-        client.stderr_text()
-    );
+    assert_exits_ok(&mut client, PROCESS_TIMEOUT);
     server.signal("INT");
-    let status = server.wait(PROCESS_TIMEOUT);
-    assert!(
-        status.success(),
-        "server: {status}\n{}",
-        server.stderr_text()
-    );
+    assert_exits_ok(&mut server, PROCESS_TIMEOUT);
 
     let summary = client_summary(&out);
     // stderr is a file, not a terminal: no progress bar.
@@ -115,73 +72,32 @@ fn psp_client_against_psp_app_over_udp() {
 #[test]
 fn psp_client_sweep_over_udp_writes_csv_and_plots() {
     let dir = ScratchDir::new("client-server-udp-sweep");
-    let cfg = dir.file("server.yml");
-    std::fs::write(&cfg, server_config(&["--no-huge".to_string()], &dir.path)).unwrap();
-    let server_args: Vec<String> = vec![
-        "--cfg".into(),
-        cfg.display().to_string(),
-        "--udp".into(),
-        "127.0.0.1:0".into(),
-    ];
-    let mut server = Proc::spawn(
-        "server",
-        env!("CARGO_BIN_EXE_psp-app").as_ref(),
-        &server_args,
-        &dir,
-    );
-    server.wait_for_output("serving", PROCESS_TIMEOUT);
-    let addr = server
-        .stderr_text()
-        .lines()
-        .find_map(|line| {
-            line.strip_prefix("psp-app: UDP ")
-                .map(|a| a.trim().to_string())
-        })
-        .expect("server prints its UDP address");
-    let (ip, port) = addr.rsplit_once(':').expect("ip:port");
-    let workload = dir.file("workload.yml");
-    std::fs::write(
-        &workload,
-        format!(
-            "- {{mean_ns: [1000, 10000], ratios: [.7, .3], rtype: [{}, {}], duration: 0.3}}\n",
-            SERVER_TYPES[0], SERVER_TYPES[1]
-        ),
-    )
-    .unwrap();
+    let (mut server, ip, port) = start_udp_server(&dir, PROCESS_TIMEOUT);
+    let workload = write_workload(&dir, "duration: 0.3");
     let out = dir.file("sweep");
     // Loads relative to one worker's capacity (1e9 / 3.7 µs = 270 krps): 1.35 and 2.7 krps.
-    let client_args: Vec<String> = [
-        "--workload",
-        &workload.display().to_string(),
-        "-I",
-        ip,
-        "-P",
-        port,
-        "--transport",
-        "udp",
-        "--load-range",
-        "0.005:0.01:0.005",
-        "--workers",
-        "1",
-        "--outdir",
-        &out.display().to_string(),
-        "--no-progress",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let mut client = Proc::spawn(
+    let mut client = spawn_client(
         "client",
-        env!("CARGO_BIN_EXE_psp-client").as_ref(),
-        &client_args,
+        &[
+            "--workload",
+            &workload.display().to_string(),
+            "-I",
+            &ip,
+            "-P",
+            &port,
+            "--transport",
+            "udp",
+            "--load-range",
+            "0.005:0.01:0.005",
+            "--workers",
+            "1",
+            "--outdir",
+            &out.display().to_string(),
+            "--no-progress",
+        ],
         &dir,
     );
-    let status = client.wait(PROCESS_TIMEOUT);
-    assert!(
-        status.success(),
-        "client: {status}\n{}",
-        client.stderr_text()
-    );
+    assert_exits_ok(&mut client, PROCESS_TIMEOUT);
     server.signal("INT");
     server.wait(PROCESS_TIMEOUT);
     let csv = std::fs::read_to_string(out.join("sweep.csv")).expect("sweep.csv");
@@ -228,21 +144,16 @@ fn psp_client_rejects_bad_input_before_sending() {
     for (name, yaml, needle) in cases {
         let cfg = dir.file(name);
         std::fs::write(&cfg, yaml).unwrap();
-        let args: Vec<String> = [
-            "-c",
-            &cfg.display().to_string(),
-            "-I",
-            "127.0.0.1",
-            "-P",
-            &port,
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        let mut client = Proc::spawn(
+        let mut client = spawn_client(
             "client",
-            env!("CARGO_BIN_EXE_psp-client").as_ref(),
-            &args,
+            &[
+                "-c",
+                &cfg.display().to_string(),
+                "-I",
+                "127.0.0.1",
+                "-P",
+                &port,
+            ],
             &dir,
         );
         let status = client.wait(PROCESS_TIMEOUT);
@@ -257,79 +168,37 @@ fn psp_client_rejects_bad_input_before_sending() {
 #[test]
 fn two_clients_side_by_side_merge_exactly() {
     let dir = ScratchDir::new("client-server-udp-merge");
-    let cfg = dir.file("server.yml");
-    std::fs::write(&cfg, server_config(&["--no-huge".to_string()], &dir.path)).unwrap();
-    let server_args: Vec<String> = vec![
-        "--cfg".into(),
-        cfg.display().to_string(),
-        "--udp".into(),
-        "127.0.0.1:0".into(),
-    ];
-    let mut server = Proc::spawn(
-        "server",
-        env!("CARGO_BIN_EXE_psp-app").as_ref(),
-        &server_args,
-        &dir,
-    );
-    server.wait_for_output("serving", PROCESS_TIMEOUT);
-    let addr = server
-        .stderr_text()
-        .lines()
-        .find_map(|line| {
-            line.strip_prefix("psp-app: UDP ")
-                .map(|a| a.trim().to_string())
-        })
-        .expect("server prints its UDP address");
-    let (ip, port) = addr.rsplit_once(':').expect("ip:port");
-    let workload = dir.file("workload.yml");
-    std::fs::write(
-        &workload,
-        format!(
-            "- {{mean_ns: [1000, 10000], ratios: [.7, .3], rtype: [{}, {}], duration: 0.5, rate: 300}}\n",
-            SERVER_TYPES[0], SERVER_TYPES[1]
-        ),
-    )
-    .unwrap();
+    let (mut server, ip, port) = start_udp_server(&dir, PROCESS_TIMEOUT);
+    let workload = write_workload(&dir, "duration: 0.5, rate: 300");
     let outs = [dir.file("client0"), dir.file("client1")];
     let mut clients: Vec<Proc> = outs
         .iter()
         .enumerate()
         .map(|(i, out)| {
-            let args: Vec<String> = [
-                "--workload",
-                &workload.display().to_string(),
-                "-I",
-                ip,
-                "-P",
-                port,
-                "--transport",
-                "udp",
-                "--outdir",
-                &out.display().to_string(),
-                "--seed",
-                &(10 + i).to_string(),
-                "--drain-timeout",
-                "10",
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-            Proc::spawn(
+            spawn_client(
                 &format!("client{i}"),
-                env!("CARGO_BIN_EXE_psp-client").as_ref(),
-                &args,
+                &[
+                    "--workload",
+                    &workload.display().to_string(),
+                    "-I",
+                    &ip,
+                    "-P",
+                    &port,
+                    "--transport",
+                    "udp",
+                    "--outdir",
+                    &out.display().to_string(),
+                    "--seed",
+                    &(10 + i).to_string(),
+                    "--drain-timeout",
+                    "10",
+                ],
                 &dir,
             )
         })
         .collect();
     for client in &mut clients {
-        let status = client.wait(PROCESS_TIMEOUT);
-        assert!(
-            status.success(),
-            "{}: {status}\n{}",
-            client.name,
-            client.stderr_text()
-        );
+        assert_exits_ok(client, PROCESS_TIMEOUT);
     }
     server.signal("INT");
     server.wait(PROCESS_TIMEOUT);

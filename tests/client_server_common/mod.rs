@@ -1,8 +1,12 @@
-//! Helpers shared by the client↔server end-to-end tests: the server config they use, and the
-//! comparison of the client's `summary.json` with the server's summary table.
+//! Helpers shared by the client↔server end-to-end tests: the server config and workload they
+//! use, starting `psp-app` over UDP and `psp-client`, and the comparison of the client's
+//! `summary.json` with the server's summary table. Needs `mod common;` in the including test.
 #![allow(dead_code)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::common::{Proc, ScratchDir};
 
 /// The server's request types (names the client's workload uses too, so wire ids agree).
 pub const SERVER_TYPES: [&str; 2] = ["SHORT", "LONG"];
@@ -24,6 +28,71 @@ pub fn server_config(eal_init: &[String], log_dir: &Path) -> String {
         SERVER_TYPES[0],
         SERVER_TYPES[1]
     )
+}
+
+/// Writes `workload.yml` in `dir`: one schedule of [`SERVER_TYPES`] at 70/30 %, means 1 and
+/// 10 µs, with the further schedule keys `keys` (e.g. `"duration: 1, rate: 400"`).
+pub fn write_workload(dir: &ScratchDir, keys: &str) -> PathBuf {
+    let workload = dir.file("workload.yml");
+    std::fs::write(
+        &workload,
+        format!(
+            "- {{mean_ns: [1000, 10000], ratios: [.7, .3], rtype: [{}, {}], {keys}}}\n",
+            SERVER_TYPES[0], SERVER_TYPES[1]
+        ),
+    )
+    .unwrap();
+    workload
+}
+
+/// Starts `psp-app` with [`server_config`] over kernel UDP on 127.0.0.1 (a free port) and waits
+/// until it serves. Returns the process and the `(ip, port)` it prints.
+pub fn start_udp_server(dir: &ScratchDir, timeout: Duration) -> (Proc, String, String) {
+    let cfg = dir.file("server.yml");
+    std::fs::write(&cfg, server_config(&["--no-huge".to_string()], &dir.path)).unwrap();
+    let server_args: Vec<String> = vec![
+        "--cfg".into(),
+        cfg.display().to_string(),
+        "--udp".into(),
+        "127.0.0.1:0".into(),
+    ];
+    let mut server = Proc::spawn(
+        "server",
+        env!("CARGO_BIN_EXE_psp-app").as_ref(),
+        &server_args,
+        dir,
+    );
+    server.wait_for_output("serving", timeout);
+    let addr = server
+        .stderr_text()
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix("psp-app: UDP ")
+                .map(|a| a.trim().to_string())
+        })
+        .expect("server prints its UDP address");
+    let (ip, port) = addr.rsplit_once(':').expect("ip:port");
+    let (ip, port) = (ip.to_string(), port.to_string());
+    (server, ip, port)
+}
+
+/// Spawns `psp-client` as process `name` with `args`.
+pub fn spawn_client(name: &str, args: &[&str], dir: &ScratchDir) -> Proc {
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    Proc::spawn(name, env!("CARGO_BIN_EXE_psp-client").as_ref(), &args, dir)
+}
+
+/// Waits (bounded) for `process` and asserts that it exited with status 0, showing its stdout
+/// and stderr otherwise.
+pub fn assert_exits_ok(process: &mut Proc, timeout: Duration) {
+    let status = process.wait(timeout);
+    assert!(
+        status.success(),
+        "{}: {status}\n{}\n{}",
+        process.name,
+        process.stdout_text(),
+        process.stderr_text()
+    );
 }
 
 /// The client's `summary.json` in `dir`.
