@@ -104,17 +104,30 @@ fn responder(
     })
 }
 
-fn mem_run(faults: Faults, requests_per_s: f64, duration_s: f64) -> (engine::RunResult, u64) {
-    let (mut client, server) = pair(&MemPortConfig::with_queues(2));
+/// The in-memory pair (two queues a side) with a [`responder`] on B answering on queue 1:
+/// returns A (the client's port), the responder's stop flag and its thread.
+fn mem_pair_with_responder(faults: Faults) -> (MemPort, Arc<AtomicBool>, thread::JoinHandle<u64>) {
+    let (client, server) = pair(&MemPortConfig::with_queues(2));
     let stop = Arc::new(AtomicBool::new(false));
     let handle = responder(server, 1, faults, Arc::clone(&stop));
+    (client, stop, handle)
+}
+
+/// An engine config from `client` (`CLIENT_IP:CLIENT_PORT`) to the pair's B side
+/// (`SERVER_IP:SERVER_PORT`, B's default MAC).
+fn config_to_mem_server(client: &MemPort) -> EngineConfig {
     let local = Endpoint::new(MacAddr(client.mac()), CLIENT_IP, CLIENT_PORT);
     let target = Endpoint::new(
         MacAddr(MemPortConfig::default().mac_b),
         SERVER_IP,
         SERVER_PORT,
     );
-    let mut config = EngineConfig::new(local, vec![target]);
+    EngineConfig::new(local, vec![target])
+}
+
+fn mem_run(faults: Faults, requests_per_s: f64, duration_s: f64) -> (engine::RunResult, u64) {
+    let (mut client, stop, handle) = mem_pair_with_responder(faults);
+    let mut config = config_to_mem_server(&client);
     config.seed = 42;
     config.drain_timeout_ns = 200_000_000;
     let progress = Progress::default();
@@ -197,16 +210,8 @@ fn same_seed_same_schedule() {
 
 #[test]
 fn traces_hold_every_measured_request_up_to_the_limit() {
-    let (mut client, server) = pair(&MemPortConfig::with_queues(2));
-    let stop = Arc::new(AtomicBool::new(false));
-    let handle = responder(server, 1, Faults::default(), Arc::clone(&stop));
-    let local = Endpoint::new(MacAddr(client.mac()), CLIENT_IP, CLIENT_PORT);
-    let target = Endpoint::new(
-        MacAddr(MemPortConfig::default().mac_b),
-        SERVER_IP,
-        SERVER_PORT,
-    );
-    let mut config = EngineConfig::new(local, vec![target]);
+    let (mut client, stop, handle) = mem_pair_with_responder(Faults::default());
+    let mut config = config_to_mem_server(&client);
     config.trace_limit = 100_000;
     let mut engine = engine::Engine::new(&mut client).unwrap();
     let w = workload(0.02);
@@ -234,16 +239,8 @@ fn traces_hold_every_measured_request_up_to_the_limit() {
 
 #[test]
 fn multi_phase_run_reports_each_phase_and_logs_a_time_series() {
-    let (mut client, server) = pair(&MemPortConfig::with_queues(2));
-    let stop = Arc::new(AtomicBool::new(false));
-    let handle = responder(server, 1, Faults::default(), Arc::clone(&stop));
-    let local = Endpoint::new(MacAddr(client.mac()), CLIENT_IP, CLIENT_PORT);
-    let target = Endpoint::new(
-        MacAddr(MemPortConfig::default().mac_b),
-        SERVER_IP,
-        SERVER_PORT,
-    );
-    let config = EngineConfig::new(local, vec![target]);
+    let (mut client, stop, handle) = mem_pair_with_responder(Faults::default());
+    let config = config_to_mem_server(&client);
     // Like sched4: the same type names with other means in each phase.
     let w = Workload::from_yaml_str(
         "phases",
@@ -285,16 +282,8 @@ fn multi_phase_run_reports_each_phase_and_logs_a_time_series() {
 
 #[test]
 fn one_engine_runs_several_points() {
-    let (mut client, server) = pair(&MemPortConfig::with_queues(2));
-    let stop = Arc::new(AtomicBool::new(false));
-    let handle = responder(server, 1, Faults::default(), Arc::clone(&stop));
-    let local = Endpoint::new(MacAddr(client.mac()), CLIENT_IP, CLIENT_PORT);
-    let target = Endpoint::new(
-        MacAddr(MemPortConfig::default().mac_b),
-        SERVER_IP,
-        SERVER_PORT,
-    );
-    let config = EngineConfig::new(local, vec![target]);
+    let (mut client, stop, handle) = mem_pair_with_responder(Faults::default());
+    let config = config_to_mem_server(&client);
     let mut engine = engine::Engine::new(&mut client).unwrap();
     assert_eq!(engine.rx_queue_count(), 2);
     let w = workload(0.02);
@@ -375,13 +364,7 @@ fn stale_responses_of_an_earlier_run_never_match_a_later_one() {
 fn max_concurrency_skips_send_slots() {
     // A responder that never answers: with at most 5 in flight, everything after is skipped.
     let (mut client, _server) = pair(&MemPortConfig::with_queues(1));
-    let local = Endpoint::new(MacAddr(client.mac()), CLIENT_IP, CLIENT_PORT);
-    let target = Endpoint::new(
-        MacAddr(MemPortConfig::default().mac_b),
-        SERVER_IP,
-        SERVER_PORT,
-    );
-    let mut config = EngineConfig::new(local, vec![target]);
+    let mut config = config_to_mem_server(&client);
     config.max_concurrency = Some(5);
     config.drain_timeout_ns = 10_000_000;
     config.warmup_fraction = 0.0;
