@@ -498,24 +498,14 @@ pub fn sum_histograms<'a>(hs: impl IntoIterator<Item = &'a Histogram<u64>>) -> H
     sum
 }
 
+/// Nanoseconds as a µs table cell (one decimal).
 fn fmt_us(ns: f64) -> String {
-    if ns.is_nan() {
-        "-".into()
-    } else if ns.is_infinite() {
-        "inf".into()
-    } else {
-        format!("{:.1}", ns / 1e3)
-    }
+    psp_workload::report::fmt_cell(ns / 1e3, 1)
 }
 
+/// A ratio (slowdown) as a table cell (two decimals).
 fn fmt_x(v: f64) -> String {
-    if v.is_nan() {
-        "-".into()
-    } else if v.is_infinite() {
-        "inf".into()
-    } else {
-        format!("{v:.2}")
-    }
+    psp_workload::report::fmt_cell(v, 2)
 }
 
 /// The original's exit line, extended: sent, received, unanswered, behind schedule, skipped,

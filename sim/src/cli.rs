@@ -277,14 +277,9 @@ fn progress_bar(total: usize) -> ProgressBar {
     }
 }
 
+/// A slowdown as a table cell (two decimals).
 fn fmt_slowdown(v: f64) -> String {
-    if v.is_nan() {
-        "-".into()
-    } else if v.is_infinite() {
-        "inf".into()
-    } else {
-        format!("{v:.2}")
-    }
+    psp_workload::report::fmt_cell(v, 2)
 }
 
 fn summary_table(results: &[RunResult], slo: f64) -> psp_workload::report::Table {

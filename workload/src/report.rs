@@ -112,6 +112,18 @@ impl Table {
     }
 }
 
+/// A number as a table cell: `-` for NaN (no data), `inf` for ±∞ (a request never answered),
+/// else `v` with `decimals` digits after the point.
+pub fn fmt_cell(v: f64, decimals: usize) -> String {
+    if v.is_nan() {
+        "-".into()
+    } else if v.is_infinite() {
+        "inf".into()
+    } else {
+        format!("{v:.decimals$}")
+    }
+}
+
 /// One line of a plot.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Series {
@@ -309,6 +321,14 @@ impl LinePlot {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cells_show_missing_and_infinite_values() {
+        assert_eq!(fmt_cell(f64::NAN, 2), "-");
+        assert_eq!(fmt_cell(f64::INFINITY, 2), "inf");
+        assert_eq!(fmt_cell(1.2345, 2), "1.23");
+        assert_eq!(fmt_cell(1234.0 / 1e3, 1), "1.2");
+    }
 
     #[test]
     fn csv_quotes_only_when_needed() {
