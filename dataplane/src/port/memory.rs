@@ -11,11 +11,10 @@
 //! Tested below (addressing per queue, order, full ring, pool exhaustion, stats) and by the server
 //! tests, which run the whole dataplane over a pair.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::pool::{BufPool, PoolBuf, DEFAULT_BUF_CAPACITY};
-use super::{PacketBuf, Port, PortStats, RxQueue, TxQueue};
+use super::{PacketBuf, Port, PortStats, RxQueue, SoftwareCounters, TxQueue};
 
 /// Default ring depth per queue: memif's `rsize=14` (16k slots), which absorbs bursts when a
 /// polling thread is descheduled on a small machine (reference rust-dpdk.md, memif facts).
@@ -69,15 +68,6 @@ impl Default for MemPortConfig {
     }
 }
 
-/// Counters of one side, updated once per burst.
-#[derive(Debug, Default)]
-struct SideCounters {
-    rx_packets: AtomicU64,
-    rx_bytes: AtomicU64,
-    tx_packets: AtomicU64,
-    tx_bytes: AtomicU64,
-}
-
 /// One side of an in-memory link.
 #[derive(Debug)]
 pub struct MemPort {
@@ -85,14 +75,14 @@ pub struct MemPort {
     rx: Vec<Option<MemRxQueue>>,
     tx: Vec<Option<MemTxQueue>>,
     pool: Arc<BufPool>,
-    counters: Arc<SideCounters>,
+    counters: Arc<SoftwareCounters>,
 }
 
 /// Receive queue of a [`MemPort`].
 #[derive(Debug)]
 pub struct MemRxQueue {
     ring: rtrb::Consumer<PoolBuf>,
-    counters: Arc<SideCounters>,
+    counters: Arc<SoftwareCounters>,
 }
 
 /// Transmit queue of a [`MemPort`].
@@ -100,7 +90,7 @@ pub struct MemRxQueue {
 pub struct MemTxQueue {
     ring: rtrb::Producer<PoolBuf>,
     pool: Arc<BufPool>,
-    counters: Arc<SideCounters>,
+    counters: Arc<SoftwareCounters>,
 }
 
 /// Builds a linked pair `(A, B)`: A's TX queue `i` feeds B's RX queue `i` and vice versa.
@@ -180,15 +170,7 @@ impl Port for MemPort {
     }
 
     fn stats(&self) -> PortStats {
-        PortStats {
-            rx_packets: self.counters.rx_packets.load(Ordering::Relaxed),
-            tx_packets: self.counters.tx_packets.load(Ordering::Relaxed),
-            rx_bytes: self.counters.rx_bytes.load(Ordering::Relaxed),
-            tx_bytes: self.counters.tx_bytes.load(Ordering::Relaxed),
-            rx_missed: 0,
-            rx_errors: 0,
-            tx_errors: 0,
-        }
+        self.counters.snapshot()
     }
 }
 
@@ -208,12 +190,7 @@ impl RxQueue for MemRxQueue {
                 Err(_) => break,
             }
         }
-        if received > 0 {
-            self.counters
-                .rx_packets
-                .fetch_add(received as u64, Ordering::Relaxed);
-            self.counters.rx_bytes.fetch_add(bytes, Ordering::Relaxed);
-        }
+        self.counters.add_rx(received as u64, bytes);
         received
     }
 }
@@ -235,12 +212,7 @@ impl TxQueue for MemTxQueue {
                 drop(buf);
             }
         }
-        if room > 0 {
-            self.counters
-                .tx_packets
-                .fetch_add(room as u64, Ordering::Relaxed);
-            self.counters.tx_bytes.fetch_add(bytes, Ordering::Relaxed);
-        }
+        self.counters.add_tx(room as u64, bytes);
         room
     }
 }

@@ -14,6 +14,8 @@ pub mod memory;
 pub mod pool;
 pub mod udp;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 /// A packet buffer. Dropping it releases it.
 pub trait PacketBuf: Send + 'static {
     /// The packet's bytes (the first `len` bytes of the buffer).
@@ -78,6 +80,64 @@ pub struct PortStats {
     pub rx_errors: u64,
     /// Transmit errors.
     pub tx_errors: u64,
+}
+
+/// The counters of a port whose device keeps none (the in-memory pair, the UDP socket), shared
+/// by its queues. Queues add once per non-empty burst; relaxed ordering, as these are statistics
+/// and order nothing.
+#[derive(Debug, Default)]
+pub(crate) struct SoftwareCounters {
+    rx_packets: AtomicU64,
+    rx_bytes: AtomicU64,
+    rx_errors: AtomicU64,
+    tx_packets: AtomicU64,
+    tx_bytes: AtomicU64,
+    tx_errors: AtomicU64,
+}
+
+impl SoftwareCounters {
+    /// Counts a receive burst of `packets` packets, `bytes` bytes in all (nothing if empty).
+    #[inline]
+    pub(crate) fn add_rx(&self, packets: u64, bytes: u64) {
+        if packets > 0 {
+            self.rx_packets.fetch_add(packets, Ordering::Relaxed);
+            self.rx_bytes.fetch_add(bytes, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts a transmit burst of `packets` packets, `bytes` bytes in all (nothing if empty).
+    #[inline]
+    pub(crate) fn add_tx(&self, packets: u64, bytes: u64) {
+        if packets > 0 {
+            self.tx_packets.fetch_add(packets, Ordering::Relaxed);
+            self.tx_bytes.fetch_add(bytes, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts one receive error.
+    #[inline]
+    pub(crate) fn add_rx_error(&self) {
+        self.rx_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one transmit error.
+    #[inline]
+    pub(crate) fn add_tx_error(&self) {
+        self.tx_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The counts so far (`rx_missed` is 0: nothing below these ports drops on receive).
+    pub(crate) fn snapshot(&self) -> PortStats {
+        PortStats {
+            rx_packets: self.rx_packets.load(Ordering::Relaxed),
+            tx_packets: self.tx_packets.load(Ordering::Relaxed),
+            rx_bytes: self.rx_bytes.load(Ordering::Relaxed),
+            tx_bytes: self.tx_bytes.load(Ordering::Relaxed),
+            rx_missed: 0,
+            rx_errors: self.rx_errors.load(Ordering::Relaxed),
+            tx_errors: self.tx_errors.load(Ordering::Relaxed),
+        }
+    }
 }
 
 /// A network device with numbered queues.

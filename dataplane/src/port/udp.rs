@@ -18,11 +18,10 @@
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::pool::{BufPool, PoolBuf, DEFAULT_BUF_CAPACITY, DEFAULT_POOL_BUFFERS};
-use super::{PacketBuf, Port, PortStats, RxQueue, TxQueue};
+use super::{PacketBuf, Port, PortStats, RxQueue, SoftwareCounters, TxQueue};
 use crate::wire::checksum;
 
 /// Ethernet II header length.
@@ -74,16 +73,6 @@ impl UdpPortConfig {
     }
 }
 
-#[derive(Debug, Default)]
-struct UdpCounters {
-    rx_packets: AtomicU64,
-    rx_bytes: AtomicU64,
-    rx_errors: AtomicU64,
-    tx_packets: AtomicU64,
-    tx_bytes: AtomicU64,
-    tx_errors: AtomicU64,
-}
-
 /// A kernel UDP socket seen as a [`Port`].
 #[derive(Debug)]
 pub struct UdpPort {
@@ -92,7 +81,7 @@ pub struct UdpPort {
     rx: Vec<Option<UdpRxQueue>>,
     tx: Vec<Option<UdpTxQueue>>,
     pool: Arc<BufPool>,
-    counters: Arc<UdpCounters>,
+    counters: Arc<SoftwareCounters>,
 }
 
 /// Receive queue of a [`UdpPort`].
@@ -104,7 +93,7 @@ pub struct UdpRxQueue {
     pool: Arc<BufPool>,
     /// A buffer allocated for a receive that found nothing, kept for the next try.
     spare: Option<PoolBuf>,
-    counters: Arc<UdpCounters>,
+    counters: Arc<SoftwareCounters>,
 }
 
 /// Transmit queue of a [`UdpPort`].
@@ -112,7 +101,7 @@ pub struct UdpRxQueue {
 pub struct UdpTxQueue {
     socket: UdpSocket,
     pool: Arc<BufPool>,
-    counters: Arc<UdpCounters>,
+    counters: Arc<SoftwareCounters>,
 }
 
 impl UdpPort {
@@ -133,7 +122,7 @@ impl UdpPort {
         // not tell which local address a datagram was sent to, and a server configured with the
         // address it bound then sees frames addressed to exactly that.
         let pool = BufPool::new(config.pool_buffers, config.buf_capacity);
-        let counters = Arc::<UdpCounters>::default();
+        let counters = Arc::<SoftwareCounters>::default();
         let mut rx = Vec::new();
         for _ in 0..config.rx_queues {
             rx.push(Some(UdpRxQueue {
@@ -201,16 +190,7 @@ impl Port for UdpPort {
     }
 
     fn stats(&self) -> PortStats {
-        let c = &self.counters;
-        PortStats {
-            rx_packets: c.rx_packets.load(Ordering::Relaxed),
-            tx_packets: c.tx_packets.load(Ordering::Relaxed),
-            rx_bytes: c.rx_bytes.load(Ordering::Relaxed),
-            tx_bytes: c.tx_bytes.load(Ordering::Relaxed),
-            rx_missed: 0,
-            rx_errors: c.rx_errors.load(Ordering::Relaxed),
-            tx_errors: c.tx_errors.load(Ordering::Relaxed),
-        }
+        self.counters.snapshot()
     }
 }
 
@@ -304,7 +284,7 @@ impl RxQueue for UdpRxQueue {
                     );
                     let frame_len = FRAME_HEADERS_LEN + payload_len;
                     if buf.set_len(frame_len).is_err() {
-                        self.counters.rx_errors.fetch_add(1, Ordering::Relaxed);
+                        self.counters.add_rx_error();
                         self.spare = Some(buf);
                         continue;
                     }
@@ -313,26 +293,21 @@ impl RxQueue for UdpRxQueue {
                     received += 1;
                 }
                 Ok((_, SocketAddr::V6(_))) => {
-                    self.counters.rx_errors.fetch_add(1, Ordering::Relaxed);
+                    self.counters.add_rx_error();
                     self.spare = Some(buf);
                 }
                 Err(error) => {
                     if error.kind() != io::ErrorKind::WouldBlock
                         && error.kind() != io::ErrorKind::Interrupted
                     {
-                        self.counters.rx_errors.fetch_add(1, Ordering::Relaxed);
+                        self.counters.add_rx_error();
                     }
                     self.spare = Some(buf);
                     break;
                 }
             }
         }
-        if received > 0 {
-            self.counters
-                .rx_packets
-                .fetch_add(received as u64, Ordering::Relaxed);
-            self.counters.rx_bytes.fetch_add(bytes, Ordering::Relaxed);
-        }
+        self.counters.add_rx(received as u64, bytes);
         received
     }
 }
@@ -350,7 +325,7 @@ impl TxQueue for UdpTxQueue {
         let mut bytes = 0u64;
         for buf in pkts.iter() {
             let Some((dst, payload)) = frame_udp_destination(buf.data()) else {
-                self.counters.tx_errors.fetch_add(1, Ordering::Relaxed);
+                self.counters.add_tx_error();
                 taken += 1;
                 continue;
             };
@@ -363,16 +338,13 @@ impl TxQueue for UdpTxQueue {
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
                 Err(_) => {
                     // Unreachable destination, refused port...: the device "sent" it and failed.
-                    self.counters.tx_errors.fetch_add(1, Ordering::Relaxed);
+                    self.counters.add_tx_error();
                     taken += 1;
                 }
             }
         }
         pkts.drain(..taken);
-        if sent > 0 {
-            self.counters.tx_packets.fetch_add(sent, Ordering::Relaxed);
-            self.counters.tx_bytes.fetch_add(bytes, Ordering::Relaxed);
-        }
+        self.counters.add_tx(sent, bytes);
         taken
     }
 }
