@@ -94,7 +94,7 @@ pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ReportError 
     }
 }
 
-pub use psp_workload::stats::new_histogram;
+pub use psp_workload::stats::{new_histogram, sum_histograms};
 
 /// One type's measured data.
 #[derive(Clone, Debug)]
@@ -482,20 +482,6 @@ fn weighted_rate(
         .map(|p| rate(p) * weight(p) as f64)
         .sum::<f64>()
         / total as f64
-}
-
-/// Adds histograms (exact).
-pub fn sum_histograms<'a>(hs: impl IntoIterator<Item = &'a Histogram<u64>>) -> Histogram<u64> {
-    let mut sum = new_histogram();
-    for h in hs {
-        // An auto-resizing histogram accepts any other histogram's range.
-        if sum.add(h).is_err() {
-            for v in h.iter_recorded() {
-                sum.saturating_record_n(v.value_iterated_to(), v.count_at_value());
-            }
-        }
-    }
-    sum
 }
 
 /// Nanoseconds as a µs table cell (one decimal).

@@ -198,7 +198,8 @@ pub fn round_to_u64(v: f64) -> u64 {
     (v + 0.5) as u64
 }
 
-fn sum_of<'a>(hists: impl Iterator<Item = &'a Histogram<u64>>) -> Histogram<u64> {
+/// The exact sum of `hists` (counts added bucket by bucket) in a [`new_histogram`].
+pub fn sum_histograms<'a>(hists: impl IntoIterator<Item = &'a Histogram<u64>>) -> Histogram<u64> {
     let mut total = new_histogram();
     for h in hists {
         // Same significant digits and auto-resize: adding cannot fail short of usize overflow.
@@ -294,12 +295,12 @@ impl RunStats {
 
     /// The overall latency histogram (ns): the sum of the per-type ones.
     pub fn latency_histogram(&self) -> Histogram<u64> {
-        sum_of(self.types.iter().map(|t| &t.latency_ns))
+        sum_histograms(self.types.iter().map(|t| &t.latency_ns))
     }
 
     /// The overall slowdown histogram (×[`SLOWDOWN_SCALE`]): the sum of the per-type ones.
     pub fn slowdown_histogram(&self) -> Histogram<u64> {
-        sum_of(self.types.iter().map(|t| &t.slowdown_scaled))
+        sum_histograms(self.types.iter().map(|t| &t.slowdown_scaled))
     }
 
     /// Adds `other`'s counts to `self` (exact). Both must track the same types in the same order.
