@@ -92,14 +92,7 @@ fn start(options: ServerOptions, spin: Duration) -> Running {
     let workers = options.scheduler.workers;
     let (mut a, b): (MemPort, MemPort) = pair(&MemPortConfig::with_queues(workers as u16 + 1));
     let server_mac = MacAddr(b.mac());
-    let client = Client {
-        tx: a.take_tx(0).expect("client tx"),
-        rx: (0..=workers as u16)
-            .map(|q| a.take_rx(q).expect("client rx"))
-            .collect(),
-        me: Endpoint::new(MacAddr(a.mac()), CLIENT_IP, CLIENT_PORT),
-        server: Endpoint::new(server_mac, SERVER_IP, SERVER_PORT),
-    };
+    let client = Client::new(&mut a, workers as u16 + 1, server_mac);
     let shutdown = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&shutdown);
     let server = std::thread::spawn(move || {
@@ -115,6 +108,19 @@ fn start(options: ServerOptions, spin: Duration) -> Running {
 }
 
 impl Client {
+    /// Takes `port`'s TX queue 0 and RX queues `0..rx_queues` for a client at
+    /// `CLIENT_IP:CLIENT_PORT` talking to `server_mac` at `SERVER_IP:SERVER_PORT`.
+    fn new(port: &mut MemPort, rx_queues: u16, server_mac: MacAddr) -> Self {
+        Self {
+            tx: port.take_tx(0).expect("client tx"),
+            rx: (0..rx_queues)
+                .map(|q| port.take_rx(q).expect("client rx"))
+                .collect(),
+            me: Endpoint::new(MacAddr(port.mac()), CLIENT_IP, CLIENT_PORT),
+            server: Endpoint::new(server_mac, SERVER_IP, SERVER_PORT),
+        }
+    }
+
     fn send_frames(&mut self, frames: Vec<crate::port::pool::PoolBuf>) {
         let mut burst = frames;
         let deadline = Instant::now() + RESPONSE_WAIT;
@@ -486,13 +492,12 @@ psp: {idle: yield, app: echo, drain_timeout_ms: 500}
     let flag = Arc::clone(&shutdown);
     let server =
         std::thread::spawn(move || Server::new(options)?.run_with_factory(b, &factory, flag));
-    let mut client = Client {
-        tx: a.take_tx(0).expect("client tx"),
-        rx: (0..3).map(|q| a.take_rx(q).expect("client rx")).collect(),
-        me: Endpoint::new(MacAddr(a.mac()), CLIENT_IP, CLIENT_PORT),
+    let mut client = Client::new(
+        &mut a,
+        3,
         // The configured MAC, not the memory port's own.
-        server: Endpoint::new(MacAddr([0x42, 0, 0, 0, 0, 1]), SERVER_IP, SERVER_PORT),
-    };
+        MacAddr([0x42, 0, 0, 0, 0, 1]),
+    );
     client.send(&mixed_requests(40));
     let got = client.collect(40);
     shutdown.store(true, Ordering::Release);
@@ -604,14 +609,7 @@ fn faulty_link_every_frame_answered_or_counted() {
             flag,
         )
     });
-    let mut client = Client {
-        tx: a.take_tx(0).expect("client tx"),
-        rx: (0..=workers as u16)
-            .map(|q| a.take_rx(q).expect("client rx"))
-            .collect(),
-        me: Endpoint::new(MacAddr(a.mac()), CLIENT_IP, CLIENT_PORT),
-        server: Endpoint::new(server_mac, SERVER_IP, SERVER_PORT),
-    };
+    let mut client = Client::new(&mut a, workers as u16 + 1, server_mac);
     client.send(&mixed_requests(500));
     // Count raw frames: a corrupted source address makes a response unparseable for us.
     let mut frames = 0u64;
