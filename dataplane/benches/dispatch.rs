@@ -45,6 +45,21 @@ struct Job {
     dispatched_ns: u64,
 }
 
+/// The server's and the client's addresses in every benchmarked frame.
+fn endpoints() -> (Endpoint, Endpoint) {
+    let server = Endpoint::new(
+        MacAddr([2, 0, 0, 0, 0, 1]),
+        Ipv4Addr::new(10, 0, 0, 1),
+        6789,
+    );
+    let client = Endpoint::new(
+        MacAddr([2, 0, 0, 0, 0, 2]),
+        Ipv4Addr::new(10, 0, 0, 2),
+        40_000,
+    );
+    (server, client)
+}
+
 fn scheduler(policy: Policy) -> Scheduler {
     let types = vec![
         RequestTypeSpec::new("SHORT", 1)
@@ -60,16 +75,7 @@ fn scheduler(policy: Policy) -> Scheduler {
 }
 
 fn dispatch_path(c: &mut Criterion<ThreadCpuTime>) {
-    let server = Endpoint::new(
-        MacAddr([2, 0, 0, 0, 0, 1]),
-        Ipv4Addr::new(10, 0, 0, 1),
-        6789,
-    );
-    let client = Endpoint::new(
-        MacAddr([2, 0, 0, 0, 0, 2]),
-        Ipv4Addr::new(10, 0, 0, 2),
-        40_000,
-    );
+    let (server, client) = endpoints();
     let (mut side, _peer) = pair(&MemPortConfig::default());
     let mut tx = side.take_tx(0).expect("tx queue");
     let mut group = c.benchmark_group("dispatch/per_request");
@@ -144,16 +150,7 @@ fn dispatch_path(c: &mut Criterion<ThreadCpuTime>) {
 
 /// The pieces alone, to see where the per-request time goes.
 fn components(c: &mut Criterion<ThreadCpuTime>) {
-    let server = Endpoint::new(
-        MacAddr([2, 0, 0, 0, 0, 1]),
-        Ipv4Addr::new(10, 0, 0, 1),
-        6789,
-    );
-    let client = Endpoint::new(
-        MacAddr([2, 0, 0, 0, 0, 2]),
-        Ipv4Addr::new(10, 0, 0, 2),
-        40_000,
-    );
+    let (server, client) = endpoints();
     let mut frame = [0u8; REQUEST_FRAME_LEN];
     let request = RequestRepr {
         req_id: 7,
