@@ -4,6 +4,11 @@
 //! `dpdk` feature, the safe DPDK wrappers (`dpdk`) that implement the dataplane's `Port` trait.
 //! `unsafe` is denied outside `dpdk` (the FFI glue), where each block carries a `// SAFETY:`
 //! comment. The binaries forbid it.
+//!
+//! Tested by the root integration tests: `tests/dpdk_ring.rs` and `tests/dpdk_memif.rs` (the
+//! DPDK wrappers in one process), `tests/e2e_udp.rs` and `tests/e2e_memif.rs` (`psp-app` against
+//! a request peer), `tests/client_server_udp.rs` and `tests/client_server_memif.rs` (`psp-app`
+//! against `psp-client`); the DPDK ones need the `dpdk` feature.
 
 #![deny(unsafe_code)]
 

@@ -3,6 +3,9 @@
 //! An [`EthPort`] is configured and started by [`EthPort::start`] and stopped and closed when the
 //! port and every queue handle taken from it are gone (they share the device through an `Arc`).
 //! Queue handles are taken once each, so exactly one thread polls a queue.
+//!
+//! Tested in `tests/dpdk_ring.rs` (`net_ring` loopback through the `Port` trait) and
+//! `tests/dpdk_memif.rs` (two memif ports: queue pairing, peer against raw echo).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

@@ -1,4 +1,7 @@
 //! One packet buffer (`rte_mbuf`), owned: freed to its pool on drop.
+//!
+//! Invariant: an [`Mbuf`] owns its `rte_mbuf` exactly once; handing it to the driver on transmit
+//! gives up ownership, so it is never freed twice. Tested in `tests/dpdk_ring.rs`.
 
 use std::ptr::NonNull;
 

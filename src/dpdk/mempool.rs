@@ -1,4 +1,7 @@
 //! Packet-buffer pools (`rte_pktmbuf_pool_create`).
+//!
+//! Invariant: a pool outlives every buffer taken from it and keeps the EAL alive (see the
+//! module docs of [`crate::dpdk`]). Tested in `tests/dpdk_ring.rs` and `tests/dpdk_memif.rs`.
 
 use std::ffi::CString;
 use std::ptr::NonNull;

@@ -1,4 +1,10 @@
 //! The YAML as written (serde, unknown keys refused) and its validation into [`ServerConfig`].
+//!
+//! Invariants: a config that validates also passes the scheduler's own checks; an error names
+//! the key (and, for a bad value, the value) it refused.
+//! Tested in `config/tests.rs`: the original's schema, extensions, each refused value, the
+//! shipped configs under `configs/server/`, and a property test that mutated YAML is an error or
+//! a valid config, never a panic.
 
 use std::collections::HashSet;
 use std::path::PathBuf;

@@ -8,6 +8,11 @@
 //! Implementations: the DPDK port (root crate, `dpdk` feature), the in-memory pair
 //! ([`memory::pair`]) and the kernel UDP port ([`udp::UdpPort`]) of this crate, both with
 //! [`pool::PoolBuf`] buffers; [`fault::FaultPort`] wraps any port to inject receive faults.
+//!
+//! Invariants: `take_rx`/`take_tx` hand out each queue at most once; `rx_burst` and `tx_burst`
+//! never block; packets `tx_burst` did not take stay with the caller.
+//! Tested in each implementation's module (ordering and queue pairing, full rings, pool
+//! exhaustion, UDP framing, fault injection) and, for DPDK, in the root crate's `tests/dpdk_*.rs`.
 
 pub mod fault;
 pub mod memory;

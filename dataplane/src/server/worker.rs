@@ -1,5 +1,9 @@
 //! The worker loop: pop a job, run the application in place, build the response in place, transmit
 //! it on the worker's own TX queue, report the completion.
+//!
+//! Invariants: the loop allocates nothing, locks nothing and logs nothing; a response that the
+//! port does not take is counted, never retried forever. Tested through whole servers in
+//! `server/tests.rs`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
