@@ -242,25 +242,13 @@ impl LinePlot {
                 let mut chart = builder
                     .build_cartesian_2d(x0..x1, (y0..y1).log_scale())
                     .map_err(|e| err(&e))?;
-                chart
-                    .configure_mesh()
-                    .x_desc(self.x_label.as_str())
-                    .y_desc(self.y_label.as_str())
-                    .draw()
-                    .map_err(|e| err(&e))?;
-                self.draw_series(&mut chart, clip, (x0, x1))
+                self.draw_chart(&mut chart, clip, (x0, x1))
                     .map_err(|e| err(&e))?;
             } else {
                 let mut chart = builder
                     .build_cartesian_2d(x0..x1, y0..y1)
                     .map_err(|e| err(&e))?;
-                chart
-                    .configure_mesh()
-                    .x_desc(self.x_label.as_str())
-                    .y_desc(self.y_label.as_str())
-                    .draw()
-                    .map_err(|e| err(&e))?;
-                self.draw_series(&mut chart, clip, (x0, x1))
+                self.draw_chart(&mut chart, clip, (x0, x1))
                     .map_err(|e| err(&e))?;
             }
             root.present().map_err(|e| err(&e))?;
@@ -268,7 +256,8 @@ impl LinePlot {
         Ok(svg)
     }
 
-    fn draw_series<'a, DB, Y>(
+    /// Draws the mesh with its axis labels, the reference line, every series and the legend.
+    fn draw_chart<'a, DB, Y>(
         &self,
         chart: &mut ChartContext<'a, DB, Cartesian2d<plotters::coord::types::RangedCoordf64, Y>>,
         clip: impl Fn(f64) -> f64,
@@ -276,8 +265,13 @@ impl LinePlot {
     ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>>
     where
         DB: DrawingBackend + 'a,
-        Y: Ranged<ValueType = f64>,
+        Y: Ranged<ValueType = f64> + plotters::coord::ranged1d::ValueFormatter<f64>,
     {
+        chart
+            .configure_mesh()
+            .x_desc(self.x_label.as_str())
+            .y_desc(self.y_label.as_str())
+            .draw()?;
         if let Some((y, label)) = &self.reference_line {
             chart
                 .draw_series(LineSeries::new(
