@@ -22,22 +22,22 @@ use std::sync::Arc;
 
 use super::pool::{BufPool, PoolBuf, DEFAULT_BUF_CAPACITY, DEFAULT_POOL_BUFFERS};
 use super::{PacketBuf, Port, PortStats, RxQueue, SoftwareCounters, TxQueue};
-use crate::wire::checksum;
+use crate::wire::{self, checksum};
 
 /// Ethernet II header length.
-pub const ETH_HEADER_LEN: usize = 14;
+pub const ETH_HEADER_LEN: usize = wire::ethernet::HEADER_LEN;
 /// IPv4 header length without options.
-pub const IPV4_HEADER_LEN: usize = 20;
+pub const IPV4_HEADER_LEN: usize = wire::ipv4::HEADER_LEN;
 /// UDP header length.
-pub const UDP_HEADER_LEN: usize = 8;
+pub const UDP_HEADER_LEN: usize = wire::udp::HEADER_LEN;
 /// Ethernet + IPv4 + UDP: the original's `NET_HDR_SIZE` (42 B).
 pub const FRAME_HEADERS_LEN: usize = ETH_HEADER_LEN + IPV4_HEADER_LEN + UDP_HEADER_LEN;
 /// EtherType of IPv4.
 const ETHERTYPE_IPV4: u16 = 0x0800;
 /// IP protocol number of UDP.
-const IP_PROTO_UDP: u8 = 17;
+const IP_PROTO_UDP: u8 = wire::ipv4::PROTOCOL_UDP;
 /// TTL written into synthesized IPv4 headers (Linux's default `ip_default_ttl`).
-const SYNTH_TTL: u8 = 64;
+const SYNTH_TTL: u8 = wire::ipv4::DEFAULT_TTL;
 
 /// Default MAC of a UDP port (locally administered).
 pub const DEFAULT_UDP_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
