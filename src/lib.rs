@@ -11,6 +11,7 @@
 //! against `psp-client`); the DPDK ones need the `dpdk` feature.
 
 #![deny(unsafe_code)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 #[cfg(feature = "dpdk")]
 #[allow(unsafe_code)] // FFI to DPDK's C API

@@ -18,6 +18,7 @@
 //! `// SAFETY:` comment.
 
 #![deny(unsafe_code)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod app;
 pub mod config;

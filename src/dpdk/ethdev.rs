@@ -174,10 +174,8 @@ impl EthPort {
         }
         let mut info = sys::rte_eth_dev_info::default();
         // SAFETY: valid port; info is a writable struct of the right type.
-        check(
-            unsafe { sys::rte_eth_dev_info_get(port_id, &mut info) },
-            || format!("rte_eth_dev_info_get(port {port_id})"),
-        )?;
+        let ret = unsafe { sys::rte_eth_dev_info_get(port_id, &mut info) };
+        check(ret, || format!("rte_eth_dev_info_get(port {port_id})"))?;
         for (direction, wanted, max) in [
             ("RX", config.rx_queues, info.max_rx_queues),
             ("TX", config.tx_queues, info.max_tx_queues),
@@ -202,16 +200,15 @@ impl EthPort {
         // All-zero is the valid default configuration (no RSS, no offloads).
         let conf = sys::rte_eth_conf::default();
         // SAFETY: valid, stopped port; conf outlives the call (DPDK copies it).
-        check(
-            unsafe { sys::rte_eth_dev_configure(port_id, rx_queues, tx_queues, &conf) },
-            || format!("rte_eth_dev_configure(port {port_id})"),
-        )?;
+        let ret = unsafe { sys::rte_eth_dev_configure(port_id, rx_queues, tx_queues, &conf) };
+        check(ret, || format!("rte_eth_dev_configure(port {port_id})"))?;
         let (mut rx_ring, mut tx_ring) = (config.rx_ring_size, config.tx_ring_size);
         // SAFETY: configured port; the two counts are writable u16s.
-        check(
-            unsafe { sys::rte_eth_dev_adjust_nb_rx_tx_desc(port_id, &mut rx_ring, &mut tx_ring) },
-            || format!("rte_eth_dev_adjust_nb_rx_tx_desc(port {port_id})"),
-        )?;
+        let ret =
+            unsafe { sys::rte_eth_dev_adjust_nb_rx_tx_desc(port_id, &mut rx_ring, &mut tx_ring) };
+        check(ret, || {
+            format!("rte_eth_dev_adjust_nb_rx_tx_desc(port {port_id})")
+        })?;
         // SAFETY: valid port.
         let socket = match unsafe { sys::rte_eth_dev_socket_id(port_id) } {
             socket if socket < 0 => SOCKET_ID_ANY,
@@ -221,28 +218,28 @@ impl EthPort {
         for queue in 0..rx_queues {
             // SAFETY: configured port, queue in range, live pool (kept alive by Device);
             // NULL rx_conf means the device defaults.
-            check(
-                unsafe {
-                    sys::rte_eth_rx_queue_setup(
-                        port_id,
-                        queue,
-                        rx_ring,
-                        socket,
-                        std::ptr::null(),
-                        pool.as_ptr(),
-                    )
-                },
-                || format!("rte_eth_rx_queue_setup(port {port_id}, queue {queue})"),
-            )?;
+            let ret = unsafe {
+                sys::rte_eth_rx_queue_setup(
+                    port_id,
+                    queue,
+                    rx_ring,
+                    socket,
+                    std::ptr::null(),
+                    pool.as_ptr(),
+                )
+            };
+            check(ret, || {
+                format!("rte_eth_rx_queue_setup(port {port_id}, queue {queue})")
+            })?;
         }
         for queue in 0..tx_queues {
             // SAFETY: configured port, queue in range; NULL tx_conf means the device defaults.
-            check(
-                unsafe {
-                    sys::rte_eth_tx_queue_setup(port_id, queue, tx_ring, socket, std::ptr::null())
-                },
-                || format!("rte_eth_tx_queue_setup(port {port_id}, queue {queue})"),
-            )?;
+            let ret = unsafe {
+                sys::rte_eth_tx_queue_setup(port_id, queue, tx_ring, socket, std::ptr::null())
+            };
+            check(ret, || {
+                format!("rte_eth_tx_queue_setup(port {port_id}, queue {queue})")
+            })?;
         }
         // From here on, dropping `device` stops and closes the port.
         let device = Arc::new(Device {

@@ -11,7 +11,8 @@
     missing_docs,
     unreachable_pub,
     clippy::all,
-    clippy::pedantic
+    clippy::pedantic,
+    clippy::undocumented_unsafe_blocks
 )]
 
 include!(concat!(env!("OUT_DIR"), "/dpdk_bindings.rs"));
