@@ -9,6 +9,7 @@
 //! - [`app`]: the [`app::Application`] run by workers and the request classifier.
 //! - [`config`]: the server's YAML configuration.
 //! - [`ring`]: the single-producer single-consumer rings between the dispatcher and each worker.
+//! - [`clock`]: the cheap monotonic ns clock (TSC where invariant) that stamps request stages.
 //! - [`server`]: the dispatcher and worker loops and the runner that wires them to a port.
 //!
 //! Invariants: the per-request path allocates nothing, takes no lock and logs nothing (counters
@@ -21,6 +22,7 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod app;
+pub mod clock;
 pub mod config;
 pub mod port;
 #[allow(unsafe_code)] // the slot table's UnsafeCell/MaybeUninit accesses; see ring.rs

@@ -28,10 +28,11 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 
+use crate::clock::Clock;
 use crate::wire::{self, RequestView, PAYLOAD_OFFSET};
 
 pub use kv::{KvApp, KvClassifier, KvStore};
-pub use spin::{SpinApp, SpinCalibration};
+pub use spin::{SpinApp, SpinCalibration, SpinMode};
 
 /// Serves requests on one worker thread.
 pub trait Application: Send + 'static {
@@ -162,8 +163,11 @@ pub struct AppConfig {
     pub kv_scan_len: usize,
     /// `spin`: cap on `run_ns` (default [`spin::DEFAULT_MAX_RUN_NS`]).
     pub spin_max_run_ns: u32,
-    /// `spin`: calibration rounds of 1 ms (default [`spin::DEFAULT_CALIBRATION_ROUNDS`]).
+    /// `spin`: calibration rounds of 1 ms (default [`spin::DEFAULT_CALIBRATION_ROUNDS`]),
+    /// `iterations` mode only.
     pub spin_calibration_rounds: u32,
+    /// `spin`: how service time is made (default [`SpinMode::Clock`]).
+    pub spin_mode: SpinMode,
 }
 
 impl Default for AppConfig {
@@ -174,6 +178,7 @@ impl Default for AppConfig {
             kv_scan_len: kv::DEFAULT_KEYS,
             spin_max_run_ns: spin::DEFAULT_MAX_RUN_NS,
             spin_calibration_rounds: spin::DEFAULT_CALIBRATION_ROUNDS,
+            spin_mode: SpinMode::Clock,
         }
     }
 }
@@ -233,22 +238,23 @@ impl Classifier for AnyClassifier {
 pub struct AppFactory {
     config: AppConfig,
     calibration: Option<SpinCalibration>,
+    clock: Clock,
     store: Option<Arc<KvStore>>,
 }
 
 impl AppFactory {
-    /// Does the start-up work of `config.kind` (spin: ~`spin_calibration_rounds` ms).
+    /// Does the start-up work of `config.kind` (spin in `iterations` mode:
+    /// ~`spin_calibration_rounds` ms).
     pub fn new(config: &AppConfig) -> Self {
-        let calibration = (config.kind == AppKind::Spin)
-            .then(|| SpinCalibration::measure(config.spin_calibration_rounds));
-        Self::with_calibration(config, calibration)
+        Self::with_calibration(config, None)
     }
 
     /// Like [`AppFactory::new`] with a known spin calibration (tests, or measured elsewhere);
-    /// `None` measures it if needed.
+    /// `None` measures it if needed (spin in `iterations` mode only).
     pub fn with_calibration(config: &AppConfig, calibration: Option<SpinCalibration>) -> Self {
-        let calibration = match (config.kind, calibration) {
-            (AppKind::Spin, None) => Some(SpinCalibration::measure(config.spin_calibration_rounds)),
+        let iterations = config.kind == AppKind::Spin && config.spin_mode == SpinMode::Iterations;
+        let calibration = match (iterations, calibration) {
+            (true, None) => Some(SpinCalibration::measure(config.spin_calibration_rounds)),
             (_, given) => given,
         };
         let store =
@@ -256,6 +262,7 @@ impl AppFactory {
         AppFactory {
             config: config.clone(),
             calibration,
+            clock: Clock::start(),
             store,
         }
     }
@@ -273,11 +280,16 @@ impl AppFactory {
     /// A fresh application for one worker.
     pub fn make(&self) -> AnyApp {
         match self.config.kind {
-            AppKind::Spin => AnyApp::Spin(SpinApp::new(
-                self.calibration
-                    .unwrap_or_else(|| SpinCalibration::from_iterations_per_ns(0.0)),
-                self.config.spin_max_run_ns,
-            )),
+            AppKind::Spin => match (self.config.spin_mode, self.calibration) {
+                (SpinMode::Clock, _) => AnyApp::Spin(SpinApp::with_clock(
+                    self.clock.clone(),
+                    self.config.spin_max_run_ns,
+                )),
+                (SpinMode::Iterations, calibration) => AnyApp::Spin(SpinApp::new(
+                    calibration.unwrap_or_else(|| SpinCalibration::from_iterations_per_ns(0.0)),
+                    self.config.spin_max_run_ns,
+                )),
+            },
             AppKind::Kv => AnyApp::Kv(KvApp::new(
                 self.store
                     .clone()

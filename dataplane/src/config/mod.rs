@@ -19,7 +19,7 @@
 //!   idle: yield                 # spin (default) | yield
 //!   app: spin                   # spin | kv | echo (default from workers.type)
 //!   kv: {keys: 5000, scan_len: 5000}
-//!   spin: {max_run_ns: 10000000, calibration_rounds: 20}
+//!   spin: {mode: clock, max_run_ns: 10000000, calibration_rounds: 20}  # mode: clock | iterations
 //!   darc: {delta: 0.2, samples_needed: 50000, hysteresis: 0.1, rounding_cut: 0.5,
 //!          profile_overhead_ns: 0, dynamic: true}
 //!   queue_capacity: 4096

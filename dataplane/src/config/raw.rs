@@ -17,7 +17,7 @@ use super::{
     check_darc_params, check_scheduler, check_workers, parse_ip, parse_mac, parse_policy,
     request_type_id, ConfigError, IdleMode, ServerConfig, WorkerKind, RATIO_SUM_TOLERANCE,
 };
-use crate::app::{AppConfig, AppKind};
+use crate::app::{AppConfig, AppKind, SpinMode};
 use crate::wire::{Endpoint, ParseOptions};
 
 /// A YAML scalar of any kind (`eal_init` mixes strings and numbers: `[-n, 2]`).
@@ -151,6 +151,8 @@ struct Spin {
     max_run_ns: Option<u32>,
     #[serde(default)]
     calibration_rounds: Option<u32>,
+    #[serde(default)]
+    mode: Option<String>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -358,6 +360,11 @@ impl ServerFile {
                     ));
                 }
                 app.spin_calibration_rounds = rounds;
+            }
+            if let Some(mode) = &spin.mode {
+                app.spin_mode = SpinMode::from_name(mode).ok_or_else(|| {
+                    ConfigError::invalid("psp.spin.mode", mode, "expected clock or iterations")
+                })?;
             }
         }
 

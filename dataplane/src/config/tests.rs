@@ -491,3 +491,17 @@ mod never_panics {
         }
     }
 }
+
+#[test]
+fn spin_mode_defaults_to_clock_and_accepts_iterations() {
+    let config = ServerConfig::from_yaml_str(BASE).unwrap();
+    assert_eq!(config.app.spin_mode, crate::app::SpinMode::Clock);
+    let text = format!("{BASE}psp:\n  spin: {{mode: Iterations}}\n");
+    let config = ServerConfig::from_yaml_str(&text).unwrap();
+    assert_eq!(config.app.spin_mode, crate::app::SpinMode::Iterations);
+    assert_rejects(
+        &format!("{BASE}psp:\n  spin: {{mode: tsc}}\n"),
+        "psp.spin.mode",
+        "tsc",
+    );
+}

@@ -16,7 +16,7 @@
 //!   own queue and sends a completion back on its own ring. At most one job per worker is ever
 //!   outstanding (the scheduler's rule), so rings of [`JOB_RING_SLOTS`] never fill.
 //! - Each thread polls; when a poll finds nothing it follows the [`IdleStrategy`].
-//! - Time is a monotonic ns clock ([`Clock`], an `Instant` taken at start) passed to the
+//! - Time is a monotonic ns clock ([`Clock`]: the TSC where invariant, zero at start) passed to the
 //!   scheduler.
 //!
 //! ## Shutdown
@@ -49,7 +49,7 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use psp_scheduler::{ConfigError, Scheduler, SchedulerConfig};
 
@@ -59,6 +59,7 @@ use crate::port::Port;
 use crate::ring;
 use crate::wire::{Endpoint, MacAddr, ParseOptions};
 
+pub use crate::clock::Clock;
 pub use affinity::{allowed_cpus, pin_current_thread};
 pub use idle::{IdleStrategy, IDLE_SLEEP, YIELD_POLLS_BEFORE_SLEEP};
 pub use report::{DispatcherReport, ServerReport, TypeReport, WorkerReport};
@@ -91,28 +92,6 @@ impl From<IdleMode> for IdleStrategy {
             IdleMode::Spin => IdleStrategy::Spin,
             IdleMode::Yield => IdleStrategy::Yield,
         }
-    }
-}
-
-/// A monotonic nanosecond clock: time since the server started.
-#[derive(Copy, Clone, Debug)]
-pub struct Clock {
-    start: Instant,
-}
-
-impl Clock {
-    /// A clock whose zero is now.
-    pub fn start() -> Self {
-        Self {
-            start: Instant::now(),
-        }
-    }
-
-    /// Nanoseconds since the clock started.
-    #[inline]
-    pub fn now_ns(&self) -> u64 {
-        // u64 nanoseconds cover 584 years of uptime.
-        u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
 }
 
@@ -388,7 +367,7 @@ impl Server {
                 index: w,
                 cpu: options.worker_cpus.get(w).copied(),
                 idle: options.idle,
-                clock,
+                clock: clock.clone(),
                 jobs: job_rx,
                 done: done_tx,
                 tx,
@@ -414,7 +393,7 @@ impl Server {
             &options,
             scheduler,
             local,
-            clock,
+            clock.clone(),
             rx,
             arp_tx,
             classifier,
