@@ -40,6 +40,10 @@ struct Cli {
     /// Serve over a kernel UDP socket bound to ADDR instead of DPDK.
     #[arg(long, value_name = "ADDR")]
     udp: Option<std::net::SocketAddr>,
+    /// Also write the run's report as JSON to FILE (it is always written to
+    /// `log_dir/<label>/server/report.json` when the config has a log_dir).
+    #[arg(long, value_name = "FILE")]
+    report: Option<std::path::PathBuf>,
     #[command(subcommand)]
     tool: Option<Tool>,
 }
@@ -148,7 +152,13 @@ fn main() -> Result<()> {
                 .cfg
                 .as_deref()
                 .context("--cfg FILE is required (see --help)")?;
-            server::run(cfg, cli.label.as_deref(), cli.udp, &stop)
+            server::run(
+                cfg,
+                cli.label.as_deref(),
+                cli.udp,
+                cli.report.as_deref(),
+                &stop,
+            )
         }
     }
 }
@@ -317,15 +327,18 @@ mod dpdk_setup {
 /// Server mode: config → validation → port (DPDK or UDP) → dispatcher and workers → summary.
 mod server {
     use std::net::{SocketAddr, SocketAddrV4};
-    use std::path::Path;
+    use std::path::{Path, PathBuf};
     use std::sync::atomic::AtomicBool;
     use std::sync::Arc;
 
     use anyhow::{Context, Result};
-    use psp_dataplane::app::AppFactory;
+    use psp_dataplane::app::{AppFactory, AppKind};
     use psp_dataplane::config::ServerConfig;
     use psp_dataplane::port::Port;
     use psp_dataplane::server::{Server, ServerOptions, ServerReport};
+
+    /// The report's file name beside DARC's windows log.
+    const REPORT_JSON: &str = "report.json";
 
     /// Everything validated before any device is touched.
     struct Prepared {
@@ -368,11 +381,13 @@ mod server {
         })
     }
 
-    /// Loads `cfg`, validates it, and serves until `stop`.
+    /// Loads `cfg`, validates it, and serves until `stop`; writes the report to `report_path`
+    /// and to `log_dir/<label>/server/report.json`.
     pub fn run(
         cfg: &Path,
         label: Option<&str>,
         udp: Option<SocketAddr>,
+        report_path: Option<&Path>,
         stop: &Arc<AtomicBool>,
     ) -> Result<()> {
         let label = label.map_or_else(
@@ -383,14 +398,31 @@ mod server {
             str::to_string,
         );
         let config = load(cfg)?;
+        let json_paths: Vec<PathBuf> = report_path
+            .map(Path::to_path_buf)
+            .into_iter()
+            .chain(config.log_dir.as_ref().map(|dir| {
+                let mut path = ServerOptions::windows_log_path(dir, &label);
+                path.set_file_name(REPORT_JSON);
+                path
+            }))
+            .collect();
         let announce = |prepared: &Prepared| {
             eprintln!(
-                "psp-app: {label}: policy {}, {} worker(s), app {}, idle {}",
+                "psp-app: {label}: policy {}, {} worker(s), app {}{}, idle {}",
                 prepared.config.scheduler.policy.name(),
                 prepared.config.workers(),
                 prepared.config.app.kind,
+                if prepared.config.app.kind == AppKind::Spin {
+                    format!(" (spin mode {})", prepared.config.app.spin_mode.name())
+                } else {
+                    String::new()
+                },
                 prepared.config.idle.name()
             );
+            for warning in prepared.server.startup_warnings() {
+                eprintln!("psp-app: WARNING: {warning}");
+            }
         };
         let report = match udp {
             Some(SocketAddr::V4(addr)) => {
@@ -420,7 +452,20 @@ mod server {
         };
         println!("psp-app summary ({label}):");
         print!("{report}");
+        for path in &json_paths {
+            write_json(path, &report)?;
+            println!("report: {}", path.display());
+        }
         Ok(())
+    }
+
+    fn write_json(path: &Path, report: &ServerReport) -> Result<()> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let text = serde_json::to_string_pretty(&report.to_json())?;
+        std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))
     }
 
     fn serve<P: Port>(prepared: Prepared, port: P, stop: &Arc<AtomicBool>) -> Result<ServerReport> {

@@ -12,6 +12,7 @@ use psp_scheduler::{Policy, Scheduler, TypeIndex, WorkerId};
 use super::idle::Idler;
 use super::report::{DispatcherReport, TypeReport};
 use super::slab::PendingSlab;
+use super::stages::DispatcherStages;
 use super::windows::WindowsLog;
 use super::worker::{Done, Job};
 use super::{Clock, ServerOptions};
@@ -105,6 +106,7 @@ where
             drain_timeout_ns: u64::try_from(options.drain_timeout.as_nanos()).unwrap_or(u64::MAX),
             windows,
             report: DispatcherReport {
+                stages: DispatcherStages::new(per_type.len()),
                 per_type,
                 ..DispatcherReport::default()
             },
@@ -120,8 +122,14 @@ where
         self.rx.on_thread_start();
         self.arp_tx.on_thread_start();
         let mut drain_deadline_ns: Option<u64> = None;
+        // Utilisation: the time of every loop iteration that found work.
+        let (mut last_start_ns, mut last_worked) = (self.clock.now_ns(), false);
         loop {
             let now_ns = self.clock.now_ns();
+            if last_worked {
+                self.report.busy_ns += now_ns.saturating_sub(last_start_ns);
+            }
+            last_start_ns = now_ns;
             let mut worked = false;
             match drain_deadline_ns {
                 None => {
@@ -147,6 +155,9 @@ where
             worked |= self.poll_completions(now_ns);
             worked |= self.dispatch(now_ns);
             self.poll_plan_updates();
+            self.report.polls += 1;
+            self.report.busy_polls += u64::from(worked);
+            last_worked = worked;
             if worked {
                 self.idle.busy();
             } else if self.in_flight > 0 || self.scheduler.queued() > 0 {
@@ -188,7 +199,10 @@ where
                     let job = Job {
                         buf,
                         request,
+                        // slot ≤ MAX_TYPES (a u16 count) by the scheduler's limits.
+                        type_slot: slot as u16,
                         arrival_ns: now_ns,
+                        enqueued_ns: self.clock.now_ns(),
                         dispatched_ns: 0,
                     };
                     let token = match self.slab.insert(job) {
@@ -301,6 +315,13 @@ where
             };
             let w = decision.worker.index();
             job.dispatched_ns = now_ns;
+            let stages = &mut self.report.stages;
+            stages
+                .rx_to_enqueue
+                .record(job.enqueued_ns.saturating_sub(job.arrival_ns));
+            if let Some(wait) = stages.queue_wait.get_mut(slot) {
+                wait.record(now_ns.saturating_sub(job.enqueued_ns));
+            }
             self.in_flight += 1;
             self.report.dispatched += 1;
             match self.stalled.get_mut(w) {

@@ -37,8 +37,11 @@
 mod affinity;
 mod dispatcher;
 mod idle;
+mod layout;
 mod report;
+mod report_json;
 mod slab;
+pub mod stages;
 mod windows;
 mod worker;
 
@@ -62,7 +65,11 @@ use crate::wire::{Endpoint, MacAddr, ParseOptions};
 pub use crate::clock::Clock;
 pub use affinity::{allowed_cpus, pin_current_thread};
 pub use idle::{IdleStrategy, IDLE_SLEEP, YIELD_POLLS_BEFORE_SLEEP};
-pub use report::{DispatcherReport, ServerReport, TypeReport, WorkerReport};
+pub use layout::{layout_warnings, startup_warnings};
+pub use report::{
+    DispatcherReport, ServerReport, ServiceRow, TypeReport, WorkerReport, SERVICE_INFLATION_WARNING,
+};
+pub use report_json::stage_json;
 pub use slab::PendingSlab;
 pub use windows::{WindowRecord, WindowTypeRow, WindowsLog, MAX_WINDOWS, WINDOWS_HEADER};
 
@@ -294,6 +301,12 @@ impl Server {
         &self.options
     }
 
+    /// What is wrong with the thread layout (shared cores, CPUs this process may not use, no
+    /// core left to the OS); printed at start and kept in the report.
+    pub fn startup_warnings(&self) -> Vec<String> {
+        startup_warnings(&self.options)
+    }
+
     /// [`Server::run`] with one application per worker from `factory` and its classifier.
     pub fn run_with_factory<P: Port>(
         self,
@@ -329,6 +342,8 @@ impl Server {
                 workers,
             });
         }
+        let app_name = apps.first().map_or("none", |app| app.name());
+        let startup_warnings = startup_warnings(&options);
         let (rx_count, tx_count) = (port.rx_queue_count(), port.tx_queue_count());
         if rx_count < 1 || usize::from(tx_count) < workers + 1 {
             return Err(ServerError::Queues {
@@ -352,6 +367,9 @@ impl Server {
         }
 
         let clock = Clock::start();
+        let scheduler_types = scheduler.types().len();
+        let nominal_mean_ns: Vec<Option<u64>> =
+            scheduler.types().iter().map(|t| t.mean_ns).collect();
         let mac = options.mac.unwrap_or_else(|| port.mac());
         let local = Endpoint::new(MacAddr(mac), options.ip, options.udp_port);
         let stop_workers = Arc::new(AtomicBool::new(false));
@@ -373,6 +391,8 @@ impl Server {
                 tx,
                 app,
                 stop: Arc::clone(&stop_workers),
+                // Registered types + UNKNOWN, as the dispatcher's per-type tables.
+                type_slots: scheduler.types().len() + 1,
             };
             let join = std::thread::Builder::new()
                 .name(format!("psp-worker-{w}"))
@@ -410,6 +430,7 @@ impl Server {
                     dispatcher_report.worker_panics += 1;
                     worker_reports.push(WorkerReport {
                         worker: w,
+                        stages: stages::WorkerStages::new(scheduler_types + 1),
                         ..WorkerReport::default()
                     });
                 }
@@ -426,6 +447,9 @@ impl Server {
         }
         Ok(ServerReport {
             policy: options.scheduler.policy.name(),
+            nominal_mean_ns,
+            app: app_name,
+            startup_warnings,
             elapsed_ns,
             dispatcher: dispatcher_report,
             workers: worker_reports,

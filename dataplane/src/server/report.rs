@@ -1,13 +1,17 @@
-//! What a server run did: dispatcher, per-type and per-worker counters, printed as tables.
+//! What a server run did: dispatcher, per-type and per-worker counters, where the time went
+//! (stage histograms, measured against requested service time), and warnings; printed as
+//! tables ([`fmt::Display`]) and as JSON ([`ServerReport::to_json`], `report.json`).
 //!
 //! Built once, after the threads have stopped (no hot-path cost). Tested through whole servers
-//! in `server/tests.rs` (counts match what the client saw; the printed table).
+//! in `server/tests.rs` (counts match what the client saw; the printed table; stage sums add
+//! up; the JSON carries the same figures).
 
 use std::fmt;
 use std::path::PathBuf;
 
 use psp_scheduler::SchedulerCounters;
 
+use super::stages::{merged, DispatcherStages, StageHistogram, WorkerStages};
 use super::windows::WindowsLog;
 use crate::port::PortStats;
 use crate::wire::DropCounters;
@@ -91,10 +95,18 @@ pub struct DispatcherReport {
     pub per_type: Vec<TypeReport>,
     /// The scheduler's own counters.
     pub scheduler: SchedulerCounters,
+    /// Loop iterations (polls of RX, completions and dispatch).
+    pub polls: u64,
+    /// Loop iterations that found work.
+    pub busy_polls: u64,
+    /// Time spent in iterations that found work, ns.
+    pub busy_ns: u64,
+    /// RX → enqueued and queue-wait histograms.
+    pub stages: DispatcherStages,
 }
 
 /// One worker's counters.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct WorkerReport {
     /// Worker index.
     pub worker: usize,
@@ -114,6 +126,8 @@ pub struct WorkerReport {
     pub tx_dropped: u64,
     /// Requests whose response could not be built (buffer too small).
     pub build_failures: u64,
+    /// Handoff, service, TX and RX→TX histograms.
+    pub stages: WorkerStages,
 }
 
 /// Everything a run reports.
@@ -121,6 +135,12 @@ pub struct WorkerReport {
 pub struct ServerReport {
     /// Policy name.
     pub policy: &'static str,
+    /// The workers' application (`spin`, `kv`, `echo`).
+    pub app: &'static str,
+    /// Configured mean service time per registered type, if any.
+    pub nominal_mean_ns: Vec<Option<u64>>,
+    /// What was wrong with the layout before the run (shared cores, unpinnable CPUs...).
+    pub startup_warnings: Vec<String>,
     /// Wall time of the run, ns.
     pub elapsed_ns: u64,
     /// Dispatcher counters.
@@ -155,6 +175,148 @@ impl ServerReport {
             + d.slab_full_drops
             + d.queue_full_drops
             + d.abandoned_at_shutdown
+    }
+}
+
+/// Measured service time above or below the reference by more than this share is warned of.
+pub const SERVICE_INFLATION_WARNING: f64 = 0.10;
+/// Completions of a type needed before its service time is compared with the reference.
+const MIN_SAMPLES_FOR_WARNING: u64 = 10;
+
+/// One type's service time: configured, asked for by the requests, measured.
+#[derive(Clone, Debug)]
+pub struct ServiceRow {
+    /// Type name.
+    pub name: String,
+    /// Configured mean (`requests[].mean_ns`), if any.
+    pub nominal_mean_ns: Option<u64>,
+    /// Mean `run_ns` the requests carried.
+    pub requested_mean_ns: f64,
+    /// Application time per request, as measured by the workers.
+    pub measured: StageHistogram,
+}
+
+impl ServiceRow {
+    /// What the measured time should be: the requests' own `run_ns` for the spin application,
+    /// else the configured mean.
+    pub fn reference_ns(&self, app: &str) -> Option<f64> {
+        if app == "spin" {
+            Some(self.requested_mean_ns).filter(|&ns| ns > 0.0)
+        } else {
+            self.nominal_mean_ns
+                .map(|ns| ns as f64)
+                .filter(|&ns| ns > 0.0)
+        }
+    }
+
+    /// measured mean / reference − 1, if there is a reference.
+    pub fn inflation(&self, app: &str) -> Option<f64> {
+        self.reference_ns(app)
+            .map(|reference| self.measured.mean_ns() / reference - 1.0)
+    }
+}
+
+impl ServerReport {
+    /// Every worker's stage histograms merged.
+    pub fn worker_stages(&self) -> WorkerStages {
+        let slots = self.dispatcher.per_type.len();
+        let mut all = WorkerStages::new(slots);
+        for worker in &self.workers {
+            all.merge(&worker.stages);
+        }
+        all
+    }
+
+    /// The stages of all types, in request order: (name, histogram).
+    pub fn stage_rows(&self) -> Vec<(&'static str, StageHistogram)> {
+        let workers = self.worker_stages();
+        vec![
+            (
+                "rx_to_enqueue",
+                self.dispatcher.stages.rx_to_enqueue.clone(),
+            ),
+            ("queue_wait", merged(&self.dispatcher.stages.queue_wait)),
+            ("handoff", workers.handoff),
+            ("service", merged(&workers.service)),
+            ("worker_tx", workers.worker_tx),
+            ("rx_to_tx", merged(&workers.rx_to_tx)),
+        ]
+    }
+
+    /// Per type that completed anything: nominal, requested and measured service time.
+    pub fn service_rows(&self) -> Vec<ServiceRow> {
+        let workers = self.worker_stages();
+        self.dispatcher
+            .per_type
+            .iter()
+            .enumerate()
+            .filter_map(|(slot, t)| {
+                let measured = workers.service.get(slot)?.clone();
+                (measured.count() > 0).then(|| ServiceRow {
+                    name: t.name.clone(),
+                    nominal_mean_ns: self.nominal_mean_ns.get(slot).copied().flatten(),
+                    requested_mean_ns: workers.requested_run_ns[slot] as f64
+                        / measured.count() as f64,
+                    measured,
+                })
+            })
+            .collect()
+    }
+
+    /// Share of dispatcher loop iterations that found work (0 without iterations).
+    pub fn dispatcher_utilisation(&self) -> f64 {
+        let d = &self.dispatcher;
+        if d.polls == 0 {
+            0.0
+        } else {
+            d.busy_polls as f64 / d.polls as f64
+        }
+    }
+
+    /// Dispatcher time spent on work per received packet, ns: an upper bound of its cost per
+    /// request (what `psp sim --dispatch-cost-ns` models). `None` before any packet.
+    pub fn dispatcher_ns_per_request(&self) -> Option<f64> {
+        let d = &self.dispatcher;
+        (d.rx_packets > 0).then(|| d.busy_ns as f64 / d.rx_packets as f64)
+    }
+
+    /// Start-up warnings, then what the run showed: workers that could not be pinned, and
+    /// types whose measured service time is off its reference by more than
+    /// [`SERVICE_INFLATION_WARNING`].
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = self.startup_warnings.clone();
+        for w in self.workers.iter().filter(|w| w.pin_failed) {
+            let cpu = w.cpu.map_or_else(|| "-".to_string(), |c| c.to_string());
+            warnings.push(format!(
+                "worker {} could not be pinned to cpu {cpu}: it ran unpinned",
+                w.worker
+            ));
+        }
+        for row in self.service_rows() {
+            let (Some(inflation), Some(reference)) =
+                (row.inflation(self.app), row.reference_ns(self.app))
+            else {
+                continue;
+            };
+            if row.measured.count() >= MIN_SAMPLES_FOR_WARNING
+                && inflation.abs() > SERVICE_INFLATION_WARNING
+            {
+                warnings.push(format!(
+                    "type {}: measured service {:.2} µs is {:+.0} % off the {:.2} µs {} \
+                     (every load point offers a different load than it says)",
+                    row.name,
+                    row.measured.mean_ns() / 1e3,
+                    100.0 * inflation,
+                    reference / 1e3,
+                    if self.app == "spin" {
+                        "requested"
+                    } else {
+                        "configured"
+                    },
+                ));
+            }
+        }
+        warnings
     }
 }
 
@@ -267,6 +429,70 @@ impl fmt::Display for ServerReport {
         }
         if let Some(error) = &self.windows_log_error {
             writeln!(f, "windows log NOT written: {error}")?;
+        }
+        self.fmt_timing(f)?;
+        for warning in self.warnings() {
+            writeln!(f, "WARNING: {warning}")?;
+        }
+        Ok(())
+    }
+}
+
+fn us(ns: f64) -> f64 {
+    ns / 1e3
+}
+
+impl ServerReport {
+    /// The dispatcher loop line, the stage table and the per-type service table.
+    fn fmt_timing(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let d = &self.dispatcher;
+        let per_request = self
+            .dispatcher_ns_per_request()
+            .map_or_else(|| "-".to_string(), |ns| format!("{ns:.0} ns"));
+        writeln!(
+            f,
+            "dispatcher loop: {} polls, {:.1} % found work, busy {:.1} ms, {per_request} busy per request",
+            d.polls,
+            100.0 * self.dispatcher_utilisation(),
+            d.busy_ns as f64 / 1e6
+        )?;
+        writeln!(
+            f,
+            "{:<14} {:>12} {:>10} {:>10} {:>10} {:>10}",
+            "stage", "count", "mean us", "p50 us", "p99 us", "p99.9 us"
+        )?;
+        for (name, h) in self.stage_rows() {
+            writeln!(
+                f,
+                "{name:<14} {:>12} {:>10.2} {:>10.2} {:>10.2} {:>10.2}",
+                h.count(),
+                us(h.mean_ns()),
+                us(h.quantile_ns(0.5) as f64),
+                us(h.quantile_ns(0.99) as f64),
+                us(h.quantile_ns(0.999) as f64)
+            )?;
+        }
+        writeln!(
+            f,
+            "{:<14} {:>10} {:>12} {:>10} {:>10} {:>10} {:>8}",
+            "service", "nominal us", "requested us", "mean us", "p50 us", "p99 us", "off %"
+        )?;
+        for row in self.service_rows() {
+            let nominal = row
+                .nominal_mean_ns
+                .map_or_else(|| "-".to_string(), |ns| format!("{:.2}", us(ns as f64)));
+            let off = row
+                .inflation(self.app)
+                .map_or_else(|| "-".to_string(), |x| format!("{:+.1}", 100.0 * x));
+            writeln!(
+                f,
+                "{:<14} {nominal:>10} {:>12.2} {:>10.2} {:>10.2} {:>10.2} {off:>8}",
+                row.name,
+                us(row.requested_mean_ns),
+                us(row.measured.mean_ns()),
+                us(row.measured.quantile_ns(0.5) as f64),
+                us(row.measured.quantile_ns(0.99) as f64)
+            )?;
         }
         Ok(())
     }

@@ -131,13 +131,22 @@ impl Client {
     }
 
     fn request_frame(&mut self, req_id: u32, req_type: u32) -> crate::port::pool::PoolBuf {
+        self.request_frame_running(req_id, req_type, 0)
+    }
+
+    fn request_frame_running(
+        &mut self,
+        req_id: u32,
+        req_type: u32,
+        run_ns: u32,
+    ) -> crate::port::pool::PoolBuf {
         let mut buf = self.tx.alloc().expect("client buffer");
         buf.set_len(REQUEST_FRAME_LEN).expect("fits");
         let request = RequestRepr {
             req_id,
             req_type,
             req_size: 4,
-            run_ns: 0,
+            run_ns,
         };
         let len = build_request(buf.data_mut(), &request, &self.me, &self.server).expect("build");
         buf.set_len(len).expect("fits");
@@ -643,4 +652,93 @@ fn faulty_link_every_frame_answered_or_counted() {
         "{report}"
     );
     assert_eq!(frames, d.completed, "one response per served request");
+}
+
+/// The stage histograms cover every request, add up to the RX→TX time (the timestamps
+/// telescope), and the spin app in clock mode takes what each request asked for.
+#[test]
+fn stage_histograms_add_up() {
+    let workers = 2;
+    let (mut a, b): (MemPort, MemPort) = pair(&MemPortConfig::with_queues(workers as u16 + 1));
+    let mut client = Client::new(&mut a, workers as u16 + 1, MacAddr(b.mac()));
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&shutdown);
+    let server = std::thread::spawn(move || {
+        let app = crate::app::SpinApp::with_clock(Clock::start(), 1_000_000);
+        Server::new(options(Policy::Cfcfs, workers))?.run(
+            b,
+            WireTypeClassifier,
+            vec![app; workers],
+            flag,
+        )
+    });
+    let run_ns = |ty: u32| if ty == 1 { 20_000 } else { 200_000 };
+    let requests = mixed_requests(90);
+    let frames = requests
+        .iter()
+        .map(|&(id, ty)| client.request_frame_running(id, ty, run_ns(ty)))
+        .collect();
+    client.send_frames(frames);
+    let got = client.collect(requests.len());
+    shutdown.store(true, Ordering::Release);
+    let report = server.join().expect("server thread").expect("server ran");
+    assert_eq!(got.len(), 90, "{report}");
+
+    let rows = report.stage_rows();
+    for (name, h) in &rows {
+        assert_eq!(h.count(), 90, "stage {name}");
+    }
+    let sum_of_stages: u64 = rows[..5].iter().map(|(_, h)| h.sum_ns()).sum();
+    let rx_to_tx = rows[5].1.sum_ns();
+    let gap = sum_of_stages.abs_diff(rx_to_tx) as f64 / rx_to_tx as f64;
+    assert!(
+        gap < 0.01,
+        "stages {sum_of_stages} ns vs rx→tx {rx_to_tx} ns"
+    );
+
+    let service = report.service_rows();
+    assert_eq!(service.len(), 2, "{report}");
+    for row in &service {
+        let asked = if row.name == "SHORT" {
+            20_000.0
+        } else {
+            200_000.0
+        };
+        assert_eq!(row.requested_mean_ns, asked, "{}", row.name);
+        assert!(
+            row.measured.mean_ns() >= asked * 0.99,
+            "{} {report}",
+            row.name
+        );
+        assert_eq!(row.reference_ns("spin"), Some(asked));
+    }
+    let json = report.to_json();
+    assert_eq!(json["stages"]["service"]["count"], 90);
+    assert_eq!(json["service"].as_array().map(Vec::len), Some(2));
+    assert_eq!(json["rx_packets"], 90);
+    let text = report.to_string();
+    assert!(
+        text.contains("rx_to_tx") && text.contains("requested us"),
+        "{text}"
+    );
+}
+
+/// A handler slower than the configured means is named in the warnings, with the figures.
+#[test]
+fn service_far_from_the_configured_mean_is_warned_of() {
+    let mut run = start(options(Policy::Cfcfs, 1), Duration::from_micros(30));
+    let requests: Vec<(u32, u32)> = (0..20).map(|i| (i, 1)).collect();
+    run.client.send(&requests);
+    let got = run.client.collect(requests.len());
+    let (_, report) = run.stop();
+    assert_eq!(got.len(), 20);
+    let warnings = report.warnings();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.starts_with("type SHORT: measured service")
+                && w.contains("1.00 µs configured")),
+        "{warnings:?}"
+    );
+    assert!(report.to_string().contains("WARNING: type SHORT"));
 }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use super::idle::{IdleStrategy, Idler};
 use super::report::WorkerReport;
+use super::stages::WorkerStages;
 use super::{pin_current_thread, Clock, WORKER_TX_BACKLOG};
 use crate::app::Application;
 use crate::port::{PacketBuf, TxQueue};
@@ -23,7 +24,12 @@ const FINAL_FLUSH_ATTEMPTS: u32 = 1000;
 pub(crate) struct Job<B> {
     pub(crate) buf: B,
     pub(crate) request: RequestView,
+    /// Its type's slot in the per-type tables (registration order, then UNKNOWN).
+    pub(crate) type_slot: u16,
+    /// When its RX burst returned.
     pub(crate) arrival_ns: u64,
+    /// When it was classified and handed to the scheduler.
+    pub(crate) enqueued_ns: u64,
     pub(crate) dispatched_ns: u64,
 }
 
@@ -45,6 +51,8 @@ pub(crate) struct WorkerContext<T: TxQueue, A> {
     pub(crate) tx: T,
     pub(crate) app: A,
     pub(crate) stop: Arc<AtomicBool>,
+    /// Slots of the per-type stage tables (types + UNKNOWN).
+    pub(crate) type_slots: usize,
 }
 
 impl<T: TxQueue, A: Application> WorkerContext<T, A> {
@@ -53,6 +61,7 @@ impl<T: TxQueue, A: Application> WorkerContext<T, A> {
         let mut report = WorkerReport {
             worker: self.index,
             cpu: self.cpu,
+            stages: WorkerStages::new(self.type_slots),
             ..WorkerReport::default()
         };
         if let Some(cpu) = self.cpu {
@@ -68,20 +77,37 @@ impl<T: TxQueue, A: Application> WorkerContext<T, A> {
                 idler.busy();
                 let started_ns = self.clock.now_ns();
                 report.queueing_ns += job.dispatched_ns.saturating_sub(job.arrival_ns);
+                let mut stamps = Stamps {
+                    type_slot: job.type_slot,
+                    run_ns: job.request.run_ns,
+                    arrival_ns: job.arrival_ns,
+                    dispatched_ns: job.dispatched_ns,
+                    started_ns,
+                    served_ns: 0,
+                    finished_ns: 0,
+                };
                 let mut buf = job.buf;
-                if self.respond(&job.request, &mut buf) {
-                    if outbound.len() >= WORKER_TX_BACKLOG {
-                        outbound.remove(0);
-                        report.tx_dropped += 1;
+                let served_ns = match self.respond(&job.request, &mut buf) {
+                    Some(served_ns) => {
+                        if outbound.len() >= WORKER_TX_BACKLOG {
+                            outbound.remove(0);
+                            report.tx_dropped += 1;
+                        }
+                        outbound.push(buf);
+                        served_ns
                     }
-                    outbound.push(buf);
-                } else {
-                    report.build_failures += 1;
-                }
+                    None => {
+                        report.build_failures += 1;
+                        self.clock.now_ns()
+                    }
+                };
                 report.tx_packets += self.tx.tx_burst(&mut outbound) as u64;
                 let finished_ns = self.clock.now_ns();
                 report.busy_ns += finished_ns.saturating_sub(started_ns);
                 report.requests += 1;
+                stamps.served_ns = served_ns;
+                stamps.finished_ns = finished_ns;
+                stamps.record(&mut report.stages);
                 let mut done = Done {
                     arrival_ns: job.arrival_ns,
                 };
@@ -116,15 +142,15 @@ impl<T: TxQueue, A: Application> WorkerContext<T, A> {
         report
     }
 
-    /// Runs the application and turns `buf` into the response, in place. `false`: nothing to
-    /// send.
+    /// Runs the application and turns `buf` into the response, in place. Returns when the
+    /// application returned, or `None`: nothing to send.
     #[inline]
-    fn respond(&mut self, request: &RequestView, buf: &mut T::Buf) -> bool {
+    fn respond(&mut self, request: &RequestView, buf: &mut T::Buf) -> Option<u64> {
         // Expose the whole buffer so the application may write a response longer than the
         // request.
         let capacity = buf.capacity();
         if buf.set_len(capacity).is_err() || capacity < PAYLOAD_OFFSET {
-            return false;
+            return None;
         }
         let frame = buf.data_mut();
         let payload_room = frame.len() - PAYLOAD_OFFSET;
@@ -132,7 +158,42 @@ impl<T: TxQueue, A: Application> WorkerContext<T, A> {
             .app
             .handle(request, &mut frame[PAYLOAD_OFFSET..])
             .min(payload_room);
+        let served_ns = self.clock.now_ns();
         let frame_len = build_reply_in_place(frame, reply_len);
-        frame_len != 0 && buf.set_len(frame_len).is_ok()
+        (frame_len != 0 && buf.set_len(frame_len).is_ok()).then_some(served_ns)
+    }
+}
+
+/// One request's timestamps on a worker (see `stages.rs`).
+struct Stamps {
+    type_slot: u16,
+    run_ns: u32,
+    arrival_ns: u64,
+    dispatched_ns: u64,
+    started_ns: u64,
+    served_ns: u64,
+    finished_ns: u64,
+}
+
+impl Stamps {
+    /// Records the worker-side stages.
+    #[inline]
+    fn record(&self, stages: &mut WorkerStages) {
+        let slot = usize::from(self.type_slot).min(stages.service.len().saturating_sub(1));
+        stages
+            .handoff
+            .record(self.started_ns.saturating_sub(self.dispatched_ns));
+        stages
+            .worker_tx
+            .record(self.finished_ns.saturating_sub(self.served_ns));
+        if let (Some(service), Some(total), Some(requested)) = (
+            stages.service.get_mut(slot),
+            stages.rx_to_tx.get_mut(slot),
+            stages.requested_run_ns.get_mut(slot),
+        ) {
+            service.record(self.served_ns.saturating_sub(self.started_ns));
+            total.record(self.finished_ns.saturating_sub(self.arrival_ns));
+            *requested = requested.saturating_add(u64::from(self.run_ns));
+        }
     }
 }

@@ -1,0 +1,110 @@
+//! The server report as JSON (`log_dir/<label>/server/report.json`, `psp-app --report FILE`):
+//! the same figures as the printed summary, for tools (`psp live`) and notebooks.
+//!
+//! Shape: `{policy, app, elapsed_s, rx_packets, served, responses, drops: {...}, dispatcher:
+//! {...}, stages: {name: {count, mean_ns, p50_ns, ...}}, service: [{type, ...}], per_type: [...],
+//! workers: [...], port: {...}, warnings: [...]}`. Tested in `server/tests.rs` against the
+//! report it was made from.
+
+use serde_json::{json, Value};
+
+use super::report::ServerReport;
+use super::stages::StageHistogram;
+
+/// A histogram's summary in ns.
+pub fn stage_json(h: &StageHistogram) -> Value {
+    json!({
+        "count": h.count(),
+        "sum_ns": h.sum_ns(),
+        "mean_ns": h.mean_ns(),
+        "p50_ns": h.quantile_ns(0.5),
+        "p90_ns": h.quantile_ns(0.9),
+        "p99_ns": h.quantile_ns(0.99),
+        "p999_ns": h.quantile_ns(0.999),
+        "max_ns": h.histogram().max(),
+    })
+}
+
+impl ServerReport {
+    /// The report as one JSON object.
+    pub fn to_json(&self) -> Value {
+        let d = &self.dispatcher;
+        let stages: serde_json::Map<String, Value> = self
+            .stage_rows()
+            .iter()
+            .map(|(name, h)| ((*name).to_string(), stage_json(h)))
+            .collect();
+        let service: Vec<Value> = self
+            .service_rows()
+            .iter()
+            .map(|row| {
+                json!({
+                    "type": row.name,
+                    "nominal_mean_ns": row.nominal_mean_ns,
+                    "requested_mean_ns": row.requested_mean_ns,
+                    "measured": stage_json(&row.measured),
+                    "inflation": row.inflation(self.app),
+                })
+            })
+            .collect();
+        let per_type: Vec<Value> = d
+            .per_type
+            .iter()
+            .map(|t| {
+                json!({
+                    "type": t.name, "wire_id": t.wire_id, "arrivals": t.arrivals,
+                    "rejected": t.rejected, "dispatched": t.dispatched, "completed": t.completed,
+                    "queue_depth_hwm": t.queue_depth_hwm, "mean_sojourn_ns": t.mean_sojourn_ns(),
+                })
+            })
+            .collect();
+        let workers: Vec<Value> = self
+            .workers
+            .iter()
+            .map(|w| {
+                json!({
+                    "worker": w.worker, "cpu": w.cpu, "pin_failed": w.pin_failed,
+                    "requests": w.requests, "busy_ns": w.busy_ns, "tx_packets": w.tx_packets,
+                    "tx_dropped": w.tx_dropped, "build_failures": w.build_failures,
+                })
+            })
+            .collect();
+        let drops: serde_json::Map<String, Value> = d
+            .parse_drops
+            .nonzero()
+            .map(|(reason, count)| (format!("parse_{reason}"), json!(count)))
+            .chain([
+                ("slab_full".to_string(), json!(d.slab_full_drops)),
+                ("queue_full".to_string(), json!(d.queue_full_drops)),
+                ("abandoned".to_string(), json!(d.abandoned_at_shutdown)),
+                ("total".to_string(), json!(self.total_drops())),
+            ])
+            .collect();
+        json!({
+            "policy": self.policy,
+            "app": self.app,
+            "elapsed_s": self.elapsed_ns as f64 / 1e9,
+            "rx_packets": d.rx_packets,
+            "served": self.requests_served(),
+            "responses": self.responses_sent(),
+            "drops": drops,
+            "plan_updates": d.plan_updates,
+            "dispatcher": {
+                "polls": d.polls, "busy_polls": d.busy_polls, "busy_ns": d.busy_ns,
+                "utilisation": self.dispatcher_utilisation(),
+                "busy_ns_per_request": self.dispatcher_ns_per_request(),
+                "dispatched": d.dispatched, "completed": d.completed,
+            },
+            "stages": stages,
+            "service": service,
+            "per_type": per_type,
+            "workers": workers,
+            "port": {
+                "rx_packets": self.port.rx_packets, "tx_packets": self.port.tx_packets,
+                "rx_missed": self.port.rx_missed, "rx_errors": self.port.rx_errors,
+                "tx_errors": self.port.tx_errors,
+            },
+            "warnings": self.warnings(),
+        })
+    }
+}
