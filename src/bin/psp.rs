@@ -1,5 +1,6 @@
-//! `psp`: offline tools — the simulator (`sim`), DARC's plan (`plan`), the allocation search
-//! (`search`), and `merge`, which combines several psp-client runs' histograms exactly.
+//! `psp`: tools — the simulator (`sim`), DARC's plan (`plan`), the allocation search (`search`),
+//! `live` (the experiment on real processes: `psp::live`)
+//! and `merge`, which combines several psp-client runs' histograms exactly.
 //! The simulator's logic lives in `psp_sim::cli` and the merge in `psp_client::merge`; this is
 //! only the entry point.
 
@@ -22,6 +23,9 @@ struct Cli {
 enum Command {
     #[command(flatten)]
     Sim(psp_sim::cli::Command),
+    /// Run the paper's experiment live: psp-app per policy and psp-client sweeping the loads on
+    /// this machine's cores, compared with the simulator (live.csv, plot.svg, a table).
+    Live(psp::live::LiveArgs),
     /// Merge several psp-client output directories (multi-machine runs): histograms are added,
     /// never percentiles averaged; writes summary.json, *.hlog, traces_hist and traces_rates.
     Merge(MergeArgs),
@@ -52,5 +56,6 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Sim(c) => psp_sim::cli::run(c),
         Command::Merge(args) => merge(&args),
+        Command::Live(args) => psp::live::run(&args),
     }
 }

@@ -263,6 +263,9 @@ pub enum ServerError {
 pub struct Server {
     options: ServerOptions,
     scheduler: Scheduler,
+    /// Layout warnings, computed when the server is built: before a device library (DPDK's
+    /// EAL) narrows the calling thread's CPU set.
+    startup_warnings: Vec<String>,
 }
 
 impl Server {
@@ -293,7 +296,12 @@ impl Server {
             });
         }
         let scheduler = Scheduler::new(options.scheduler.clone())?;
-        Ok(Self { options, scheduler })
+        let startup_warnings = startup_warnings(&options);
+        Ok(Self {
+            options,
+            scheduler,
+            startup_warnings,
+        })
     }
 
     /// The options.
@@ -303,8 +311,8 @@ impl Server {
 
     /// What is wrong with the thread layout (shared cores, CPUs this process may not use, no
     /// core left to the OS); printed at start and kept in the report.
-    pub fn startup_warnings(&self) -> Vec<String> {
-        startup_warnings(&self.options)
+    pub fn startup_warnings(&self) -> &[String] {
+        &self.startup_warnings
     }
 
     /// [`Server::run`] with one application per worker from `factory` and its classifier.
@@ -334,7 +342,11 @@ impl Server {
         C: Classifier,
         A: Application,
     {
-        let Server { options, scheduler } = self;
+        let Server {
+            options,
+            scheduler,
+            startup_warnings,
+        } = self;
         let workers = scheduler.workers();
         if apps.len() != workers {
             return Err(ServerError::Apps {
@@ -343,7 +355,6 @@ impl Server {
             });
         }
         let app_name = apps.first().map_or("none", |app| app.name());
-        let startup_warnings = startup_warnings(&options);
         let (rx_count, tx_count) = (port.rx_queue_count(), port.tx_queue_count());
         if rx_count < 1 || usize::from(tx_count) < workers + 1 {
             return Err(ServerError::Queues {

@@ -119,15 +119,17 @@ impl<T: TxQueue, A: Application> WorkerContext<T, A> {
                     }
                     std::hint::spin_loop();
                 }
-            } else if !outbound.is_empty() {
-                report.tx_packets += self.tx.tx_burst(&mut outbound) as u64;
-                idler.idle();
             } else if self.stop.load(Ordering::Acquire) {
                 // Jobs pushed before the stop flag are visible now (Release/Acquire on the flag
-                // orders them), so one last pop decides.
+                // orders them), so one last pop decides. Responses still waiting for TX room
+                // get the bounded final flush below: a peer that went away (memif link down)
+                // never makes room, and must not keep the worker from stopping.
                 if self.jobs.is_empty() {
                     break;
                 }
+            } else if !outbound.is_empty() {
+                report.tx_packets += self.tx.tx_burst(&mut outbound) as u64;
+                idler.idle();
             } else {
                 idler.idle();
             }
