@@ -247,7 +247,9 @@ fn run_policy(
     cancel: &AtomicBool,
 ) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let socket = dir.join("memif.sock");
+    // A short path: a Unix socket's name is limited to 107 bytes, output directories are not.
+    let socket =
+        std::env::temp_dir().join(format!("psp-live-{}-{policy}.sock", std::process::id()));
     let _ = std::fs::remove_file(&socket);
     let server_cfg = dir.join("server.yml");
     std::fs::write(
@@ -329,7 +331,9 @@ fn run_policy(
         dir.join("client.log").display()
     );
     client_run(&args.load, args.duration, "client")?;
-    match server.stop(SERVER_STOP_GRACE) {
+    let stopped = server.stop(SERVER_STOP_GRACE);
+    let _ = std::fs::remove_file(&socket);
+    match stopped {
         Some(status) if status.success() => Ok(()),
         Some(status) => bail!(
             "psp-app exited with {status}; its log:\n{}",
