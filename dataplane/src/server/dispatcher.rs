@@ -121,6 +121,7 @@ where
     pub(crate) fn run(mut self, shutdown: &AtomicBool) -> (DispatcherReport, Option<WindowsLog>) {
         self.rx.on_thread_start();
         self.arp_tx.on_thread_start();
+        let cpu_started = cpu_time::ThreadTime::now();
         let mut drain_deadline_ns: Option<u64> = None;
         // Utilisation: the time of every loop iteration that found work.
         let (mut last_start_ns, mut last_worked) = (self.clock.now_ns(), false);
@@ -166,6 +167,7 @@ where
                 self.idle.idle();
             }
         }
+        self.report.cpu_ns = u64::try_from(cpu_started.elapsed().as_nanos()).unwrap_or(u64::MAX);
         // Whatever is still parked is freed with the slab; stalled jobs with their vector.
         self.report.parse_drops = self.drops.clone();
         self.report.scheduler = self.scheduler.counters().clone();

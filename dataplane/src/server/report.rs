@@ -101,6 +101,8 @@ pub struct DispatcherReport {
     pub busy_polls: u64,
     /// Time spent in iterations that found work, ns.
     pub busy_ns: u64,
+    /// CPU time of the dispatcher thread over the run (idle polls included), ns.
+    pub cpu_ns: u64,
     /// RX → enqueued and queue-wait histograms.
     pub stages: DispatcherStages,
 }
@@ -280,6 +282,13 @@ impl ServerReport {
         (d.rx_packets > 0).then(|| d.busy_ns as f64 / d.rx_packets as f64)
     }
 
+    /// Dispatcher thread CPU time per received packet, ns (idle polls included, so an upper
+    /// bound at low load; near the true cost when the dispatcher is saturated).
+    pub fn dispatcher_cpu_ns_per_request(&self) -> Option<f64> {
+        let d = &self.dispatcher;
+        (d.rx_packets > 0).then(|| d.cpu_ns as f64 / d.rx_packets as f64)
+    }
+
     /// Start-up warnings, then what the run showed: workers that could not be pinned, and
     /// types whose measured service time is off its reference by more than
     /// [`SERVICE_INFLATION_WARNING`].
@@ -451,10 +460,11 @@ impl ServerReport {
             .map_or_else(|| "-".to_string(), |ns| format!("{ns:.0} ns"));
         writeln!(
             f,
-            "dispatcher loop: {} polls, {:.1} % found work, busy {:.1} ms, {per_request} busy per request",
+            "dispatcher loop: {} polls, {:.1} % found work, busy {:.1} ms, {per_request} busy per request, CPU {:.1} ms",
             d.polls,
             100.0 * self.dispatcher_utilisation(),
-            d.busy_ns as f64 / 1e6
+            d.busy_ns as f64 / 1e6,
+            d.cpu_ns as f64 / 1e6
         )?;
         writeln!(
             f,

@@ -93,6 +93,8 @@ impl ServerReport {
                 "polls": d.polls, "busy_polls": d.busy_polls, "busy_ns": d.busy_ns,
                 "utilisation": self.dispatcher_utilisation(),
                 "busy_ns_per_request": self.dispatcher_ns_per_request(),
+                "cpu_ns": d.cpu_ns,
+                "cpu_ns_per_request": self.dispatcher_cpu_ns_per_request(),
                 "dispatched": d.dispatched, "completed": d.completed,
             },
             "stages": stages,
