@@ -94,6 +94,11 @@ impl<T: TxQueue, A: Application> WorkerContext<T, A> {
                     std::hint::spin_loop();
                 }
             } else if !outbound.is_empty() {
+                // A device that takes nothing (a peer that stopped reading) must not hold the
+                // stop up: once stopped with no job left, the bounded final flush decides.
+                if self.stop.load(Ordering::Acquire) && self.jobs.is_empty() {
+                    break;
+                }
                 report.tx_packets += self.tx.tx_burst(&mut outbound) as u64;
                 idler.idle();
             } else if self.stop.load(Ordering::Acquire) {
