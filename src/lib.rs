@@ -16,3 +16,4 @@
 #[cfg(feature = "dpdk")]
 #[allow(unsafe_code)] // FFI to DPDK's C API
 pub mod dpdk;
+pub mod exit;

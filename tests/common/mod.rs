@@ -43,11 +43,22 @@ pub struct Proc {
 
 impl Proc {
     pub fn spawn(name: &str, program: &Path, args: &[String], dir: &ScratchDir) -> Self {
+        Self::spawn_with_env(name, program, args, dir, &[("RUST_BACKTRACE", "0")])
+    }
+
+    /// As [`Proc::spawn`], with the environment variables `env` set.
+    pub fn spawn_with_env(
+        name: &str,
+        program: &Path,
+        args: &[String],
+        dir: &ScratchDir,
+        env: &[(&str, &str)],
+    ) -> Self {
         let stdout = dir.file(&format!("{name}.out"));
         let stderr = dir.file(&format!("{name}.err"));
         let child = Command::new(program)
             .args(args)
-            .env("RUST_BACKTRACE", "0")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&stdout).expect("stdout file"))
             .stderr(std::fs::File::create(&stderr).expect("stderr file"))

@@ -181,11 +181,11 @@ impl ServerReport {
     }
 
     /// Packets that reached the port but not the dispatcher, counted: left in the RX queue at
-    /// stop, and dropped by the device or the kernel (`port.rx_missed`: a full RX ring, or a
-    /// full socket receive buffer for `--udp`). What a client sent = `dispatcher.rx_packets` +
-    /// this.
+    /// stop, dropped by the device or the kernel (`port.rx_missed`: a full RX ring, or a full
+    /// socket receive buffer for `--udp`) and received in error (`port.rx_errors`: for `--udp`,
+    /// datagrams larger than a buffer). What a client sent = `dispatcher.rx_packets` + this.
     pub fn drops_before_dispatcher(&self) -> u64 {
-        self.dispatcher.rx_left_at_stop + self.port.rx_missed
+        self.dispatcher.rx_left_at_stop + self.port.rx_missed + self.port.rx_errors
     }
 }
 
@@ -218,7 +218,7 @@ impl fmt::Display for ServerReport {
         let accounted = self.accounted_rx();
         writeln!(
             f,
-            "accounting: rx {} = answered {} + dropped {} + abandoned {} + arp {} ({}) | not read: left in rx queue at stop {}, rx missed {}",
+            "accounting: rx {} = answered {} + dropped {} + abandoned {} + arp {} ({}) | not read: left in rx queue at stop {}, rx missed {}, rx errors {}",
             d.rx_packets,
             self.responses_sent(),
             self.total_drops() - d.abandoned_at_shutdown,
@@ -230,7 +230,8 @@ impl fmt::Display for ServerReport {
                 format!("UNBALANCED by {}", i128::from(d.rx_packets) - i128::from(accounted))
             },
             d.rx_left_at_stop,
-            self.port.rx_missed
+            self.port.rx_missed,
+            self.port.rx_errors
         )?;
         if d.in_flight_lost > 0 {
             writeln!(f, "in flight lost (worker panics): {}", d.in_flight_lost)?;
