@@ -86,6 +86,9 @@ pub struct UdpPort {
     local: SocketAddrV4,
     /// The socket's inode, which names it in `/proc/self/net/udp` (its drop counter).
     inode: Option<u64>,
+    /// Keeps the socket (and its drop counter) alive after the queues are dropped, so that
+    /// `stats` still reads it once the server has stopped.
+    _socket: UdpSocket,
     rx: Vec<Option<UdpRxQueue>>,
     tx: Vec<Option<UdpTxQueue>>,
     pool: Arc<BufPool>,
@@ -155,6 +158,7 @@ impl UdpPort {
             mac: config.mac,
             local,
             inode,
+            _socket: socket,
             rx,
             tx,
             pool,
@@ -532,6 +536,7 @@ mod tests {
         let mut rx = port.take_rx(0).expect("rx");
         let mut received = 0u64;
         let mut out = Vec::with_capacity(64);
+        let missed_while_open = port.stats().rx_missed;
         let deadline = Instant::now() + LOOPBACK_WAIT;
         let mut quiet_polls = 0;
         while quiet_polls < 100 && Instant::now() < deadline {
@@ -540,8 +545,11 @@ mod tests {
             out.clear();
             quiet_polls = if n == 0 { quiet_polls + 1 } else { 0 };
         }
+        // The counter outlives the queues (a server reads it after its threads stopped).
+        drop(rx);
         let stats = port.stats();
         assert!(stats.rx_missed > 0, "the buffer overflowed: {stats:?}");
+        assert_eq!(stats.rx_missed, missed_while_open, "{stats:?}");
         assert_eq!(received + stats.rx_missed, SENT, "{stats:?}");
     }
 
