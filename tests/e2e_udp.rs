@@ -7,7 +7,7 @@ mod common;
 use std::net::UdpSocket;
 use std::time::Duration;
 
-use common::{Proc, ScratchDir};
+use common::{Proc, ScratchDir, ServerAccounting};
 
 /// Time for the server to start, and to exit after SIGINT.
 const PROCESS_TIMEOUT: Duration = Duration::from_secs(30);
@@ -79,6 +79,10 @@ fn serves_over_kernel_udp() {
         summary.contains(&format!("served {REQUESTS} requests")),
         "{summary}"
     );
+    // The requests and the runt: every datagram read is answered or counted.
+    let accounting = ServerAccounting::from_summary(&summary);
+    accounting.assert_all_sent_counted(u64::from(REQUESTS) + 1);
+    assert_eq!(accounting.answered, u64::from(REQUESTS));
     assert!(
         summary
             .lines()
@@ -230,6 +234,7 @@ fn n_resas_zero_serves_as_static_darc() {
     let summary = server.stdout_text();
     assert!(summary.contains("policy darc-static"), "{summary}");
     assert!(summary.contains("served 20 requests"), "{summary}");
+    ServerAccounting::from_summary(&summary).assert_all_sent_counted(20);
 }
 
 /// The server's UDP address, as it prints it.
