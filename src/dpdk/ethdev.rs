@@ -97,6 +97,9 @@ struct Device {
     rx_counters: Box<[QueueCounters]>,
     /// What each TX queue had accepted, by queue.
     tx_counters: Box<[QueueCounters]>,
+    /// Frames the RX handles dropped because they spanned several buffers (reported in
+    /// `rx_errors`, so that no drop is invisible).
+    rx_multi_segment_drops: AtomicU64,
 }
 
 /// Packets and bytes one queue moved, counted by the queue's own thread (single writer:
@@ -273,6 +276,7 @@ impl EthPort {
             tx_counters: (0..config.tx_queues)
                 .map(|_| QueueCounters::default())
                 .collect(),
+            rx_multi_segment_drops: AtomicU64::new(0),
         });
         // SAFETY: fully configured port.
         check(unsafe { sys::rte_eth_dev_start(port_id) }, || {
@@ -411,7 +415,7 @@ impl Port for EthPort {
             rx_bytes: stats.ibytes.max(rx_bytes),
             tx_bytes: stats.obytes.max(tx_bytes),
             rx_missed: stats.imissed + stats.rx_nombuf,
-            rx_errors: stats.ierrors,
+            rx_errors: stats.ierrors + self.device.rx_multi_segment_drops.load(Ordering::Relaxed),
             tx_errors: stats.oerrors,
         }
     }
@@ -491,6 +495,9 @@ impl DpdkRxQueue {
             if out[index].segments() > 1 {
                 drop(out.swap_remove(index));
                 self.multi_segment_dropped += 1;
+                self.device
+                    .rx_multi_segment_drops
+                    .fetch_add(1, Ordering::Relaxed);
             } else {
                 bytes += out[index].len() as u64;
                 index += 1;
