@@ -16,4 +16,5 @@
 #[cfg(feature = "dpdk")]
 #[allow(unsafe_code)] // FFI to DPDK's C API
 pub mod dpdk;
+pub mod exit;
 pub mod live;

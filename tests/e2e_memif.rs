@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use common::{memif_eal_args, Proc, ScratchDir};
+use common::{memif_eal_args, Proc, ScratchDir, ServerAccounting};
 
 /// One e2e test at a time: each runs two polling processes.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -259,6 +259,9 @@ fn serves_counts_malformed_frames_and_restarts_cleanly() {
             .unwrap_or_else(|| panic!("port line in:\n{summary}"));
         let frames_sent = u64::from(requests) + 5 * u64::from(malformed_rounds);
         assert_eq!(port_rx, frames_sent, "{summary}");
+        let accounting = ServerAccounting::from_summary(&summary);
+        accounting.assert_all_sent_counted(frames_sent);
+        assert_eq!(accounting.answered, u64::from(requests), "{summary}");
         // Clean release: no DPDK runtime directory left behind (memif's socket is abstract by
         // default; that the second run can listen on it shows it was released).
         let runtime_dir =
@@ -326,6 +329,9 @@ fn darc_writes_the_windows_log_with_one_group_per_type() {
     );
     let summary = stop_server(server);
     assert!(summary.contains("policy darc"), "{summary}");
+    let accounting = ServerAccounting::from_summary(&summary);
+    accounting.assert_all_sent_counted(u64::from(requests));
+    assert_eq!(accounting.answered, u64::from(requests), "{summary}");
 
     let windows = dir.file("logs").join("darc").join("server").join("windows");
     let text = std::fs::read_to_string(&windows)

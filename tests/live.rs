@@ -98,10 +98,25 @@ fn one_worker_over_memif_compares_live_and_sim() {
             .iter()
             .map(|run| client_sent(&out.join(policy).join(run)))
             .sum();
-        assert_eq!(report["rx_packets"].as_u64(), Some(sent), "{policy}");
-        let served = report["stages"]["rx_to_tx"]["count"].as_u64().unwrap();
-        let dropped = report["drops"]["total"].as_u64().unwrap();
-        assert_eq!(served + dropped, sent, "{policy}: served + dropped = sent");
+        let accounting = &report["accounting"];
+        let field = |name: &str| accounting[name].as_u64().unwrap();
+        assert_eq!(
+            field("rx_packets") + field("not_read"),
+            sent,
+            "{policy}: client sent = server rx + counted drops before the dispatcher"
+        );
+        assert_eq!(accounting["balanced"], true, "{policy}: {accounting}");
+        assert_eq!(
+            report["stages"]["rx_to_tx"]["count"].as_u64().unwrap(),
+            field("answered")
+                + report["workers"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|w| w["tx_dropped"].as_u64().unwrap())
+                    .sum::<u64>(),
+            "{policy}: every request served is in the stage histograms"
+        );
     }
     let svg = std::fs::read_to_string(out.join("plot.svg")).expect("plot.svg");
     assert!(svg.contains("darc live") && svg.contains("cfcfs sim"));

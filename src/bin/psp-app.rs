@@ -132,7 +132,12 @@ struct RawEchoArgs {
 /// Exit status when a second SIGINT/SIGTERM cuts the drain short.
 const EXIT_ON_SECOND_SIGNAL: i32 = 130;
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
+    psp::exit::init();
+    psp::exit::finish("psp-app", run())
+}
+
+fn run() -> Result<()> {
     let cli = Cli::parse();
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -352,6 +357,12 @@ mod server {
             .with_context(|| format!("loading server config {}", cfg.display()))?;
         for warning in &config.warnings {
             eprintln!("psp-app: config warning: {warning}");
+        }
+        // Everything the config allocates, checked before anything is allocated.
+        if let Some(available) = psp_dataplane::config::available_memory_bytes() {
+            config
+                .check_memory(available)
+                .with_context(|| format!("loading server config {}", cfg.display()))?;
         }
         Ok(config)
     }

@@ -465,7 +465,12 @@ fn run_dpdk(
     Ok(points)
 }
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
+    psp::exit::init();
+    psp::exit::finish("psp-client", run())
+}
+
+fn run() -> Result<()> {
     let args = Args::parse();
     let config = args
         .config_path

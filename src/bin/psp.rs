@@ -51,7 +51,12 @@ fn merge(args: &MergeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
+    psp::exit::init();
+    psp::exit::finish("psp", run())
+}
+
+fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Sim(c) => psp_sim::cli::run(c),

@@ -64,15 +64,27 @@ impl PortConfig {
 /// Drivers that refuse different RX and TX queue counts.
 const EQUAL_QUEUE_COUNT_DRIVERS: [&str; 1] = ["net_tap"];
 
-fn driver_needs_equal_queue_counts(info: &sys::rte_eth_dev_info) -> bool {
+/// Drivers that spread received packets over all their RX queues whatever the configuration:
+/// net_af_packet opens one AF_PACKET socket per queue pair (`qpairs=N`) at probe time, in a
+/// PACKET_FANOUT hash group, so a flow may land on any of them. Every RX queue of these is set
+/// up, and the handle of RX queue 0 also polls the queues never handed out, so that no flow
+/// lands on a queue nobody reads.
+const FANOUT_RX_DRIVERS: [&str; 1] = ["net_af_packet"];
+
+/// Whether the device's driver is one of `drivers`.
+fn driver_is_one_of(info: &sys::rte_eth_dev_info, drivers: &[&str]) -> bool {
     if info.driver_name.is_null() {
         return false;
     }
     // SAFETY: driver_name points to the driver's static NUL-terminated name.
     let name = unsafe { std::ffi::CStr::from_ptr(info.driver_name) };
-    EQUAL_QUEUE_COUNT_DRIVERS
+    drivers
         .iter()
         .any(|driver| name.to_bytes() == driver.as_bytes())
+}
+
+fn driver_needs_equal_queue_counts(info: &sys::rte_eth_dev_info) -> bool {
+    driver_is_one_of(info, &EQUAL_QUEUE_COUNT_DRIVERS)
 }
 
 /// The device, shared by the port and its queue handles; stopped and closed when the last goes.
@@ -85,6 +97,9 @@ struct Device {
     rx_counters: Box<[QueueCounters]>,
     /// What each TX queue had accepted, by queue.
     tx_counters: Box<[QueueCounters]>,
+    /// Frames the RX handles dropped because they spanned several buffers (reported in
+    /// `rx_errors`, so that no drop is invisible).
+    rx_multi_segment_drops: AtomicU64,
 }
 
 /// Packets and bytes one queue moved, counted by the queue's own thread (single writer:
@@ -141,6 +156,9 @@ pub struct EthPort {
     mac: Option<[u8; 6]>,
     rx_taken: Vec<bool>,
     tx_taken: Vec<bool>,
+    /// RX queues set up but never handed out, polled by RX queue 0's handle
+    /// ([`FANOUT_RX_DRIVERS`]).
+    rx_unclaimed: Vec<u16>,
 }
 
 /// The DPDK implementation of psp-dataplane's [`Port`].
@@ -191,11 +209,17 @@ impl EthPort {
         }
         // Some drivers (net_tap) need as many RX as TX queues: pad the smaller side with
         // queues that are set up but never handed out (without RSS nothing arrives on them).
-        let (rx_queues, tx_queues) = if driver_needs_equal_queue_counts(&info) {
+        let (mut rx_queues, tx_queues) = if driver_needs_equal_queue_counts(&info) {
             let both = config.rx_queues.max(config.tx_queues);
             (both, both)
         } else {
             (config.rx_queues, config.tx_queues)
+        };
+        let rx_unclaimed: Vec<u16> = if driver_is_one_of(&info, &FANOUT_RX_DRIVERS) {
+            rx_queues = rx_queues.max(info.max_rx_queues);
+            (config.rx_queues..rx_queues).collect()
+        } else {
+            Vec::new()
         };
         // All-zero is the valid default configuration (no RSS, no offloads).
         let conf = sys::rte_eth_conf::default();
@@ -252,6 +276,7 @@ impl EthPort {
             tx_counters: (0..config.tx_queues)
                 .map(|_| QueueCounters::default())
                 .collect(),
+            rx_multi_segment_drops: AtomicU64::new(0),
         });
         // SAFETY: fully configured port.
         check(unsafe { sys::rte_eth_dev_start(port_id) }, || {
@@ -272,6 +297,7 @@ impl EthPort {
             mac: config.mac,
             rx_taken: vec![false; usize::from(config.rx_queues)],
             tx_taken: vec![false; usize::from(config.tx_queues)],
+            rx_unclaimed,
         })
     }
 
@@ -350,6 +376,11 @@ impl Port for EthPort {
         Some(DpdkRxQueue {
             port_id: self.device.port_id,
             queue_id: queue,
+            also_poll: if queue == 0 {
+                self.rx_unclaimed.clone()
+            } else {
+                Vec::new()
+            },
             multi_segment_dropped: 0,
             device: Arc::clone(&self.device),
         })
@@ -384,7 +415,7 @@ impl Port for EthPort {
             rx_bytes: stats.ibytes.max(rx_bytes),
             tx_bytes: stats.obytes.max(tx_bytes),
             rx_missed: stats.imissed + stats.rx_nombuf,
-            rx_errors: stats.ierrors,
+            rx_errors: stats.ierrors + self.device.rx_multi_segment_drops.load(Ordering::Relaxed),
             tx_errors: stats.oerrors,
         }
     }
@@ -395,6 +426,8 @@ impl Port for EthPort {
 pub struct DpdkRxQueue {
     port_id: u16,
     queue_id: u16,
+    /// Further device queues this handle polls after its own ([`FANOUT_RX_DRIVERS`]).
+    also_poll: Vec<u16>,
     multi_segment_dropped: u64,
     device: Arc<Device>,
 }
@@ -417,17 +450,39 @@ impl RxQueue for DpdkRxQueue {
 
     #[inline]
     fn rx_burst(&mut self, out: &mut Vec<Mbuf>, max: usize) -> usize {
+        let mut kept = self.burst_from(self.queue_id, out, max);
+        for i in 0..self.also_poll.len() {
+            if kept >= max {
+                break;
+            }
+            kept += self.burst_from(self.also_poll[i], out, max - kept);
+        }
+        kept
+    }
+
+    fn on_thread_start(&mut self) {
+        // Without an lcore id the thread still works, only without mempool caches.
+        let _ = register_current_thread(&self.device.eal);
+    }
+}
+
+impl DpdkRxQueue {
+    /// One burst of at most `max` packets from device queue `queue` (this handle's own, or one
+    /// of `also_poll`), counted under this handle's queue.
+    #[inline]
+    fn burst_from(&mut self, queue: u16, out: &mut Vec<Mbuf>, max: usize) -> usize {
         let wanted = max.min(MAX_BURST);
         out.reserve(wanted);
         let before = out.len();
         let spare = out.spare_capacity_mut();
         // SAFETY: `spare` has room for `wanted` pointers and Mbuf is repr(transparent) over a
         // non-null mbuf pointer; the driver writes `received` valid mbufs it hands over to us.
-        // Only this thread polls this queue (handles are taken once).
+        // Only this thread polls this queue (handles are taken once; an unclaimed queue is
+        // polled by RX queue 0's handle alone).
         let received = unsafe {
             sys::rte_eth_rx_burst(
                 self.port_id,
-                self.queue_id,
+                queue,
                 spare.as_mut_ptr().cast::<*mut sys::rte_mbuf>(),
                 wanted as u16,
             )
@@ -440,6 +495,9 @@ impl RxQueue for DpdkRxQueue {
             if out[index].segments() > 1 {
                 drop(out.swap_remove(index));
                 self.multi_segment_dropped += 1;
+                self.device
+                    .rx_multi_segment_drops
+                    .fetch_add(1, Ordering::Relaxed);
             } else {
                 bytes += out[index].len() as u64;
                 index += 1;
@@ -448,11 +506,6 @@ impl RxQueue for DpdkRxQueue {
         let kept = out.len() - before;
         self.device.rx_counters[usize::from(self.queue_id)].add(kept as u64, bytes);
         kept
-    }
-
-    fn on_thread_start(&mut self) {
-        // Without an lcore id the thread still works, only without mempool caches.
-        let _ = register_current_thread(&self.device.eal);
     }
 }
 

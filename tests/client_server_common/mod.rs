@@ -164,4 +164,8 @@ pub fn check_counts_match(summary: &psp_client::report::Summary, server_stdout: 
         );
     }
     assert_eq!(summary.types.iter().map(|t| t.sent).sum::<u64>(), c.sent);
+    // client sent = server rx + counted drops; server rx = answered + dropped + abandoned.
+    let accounting = crate::common::ServerAccounting::from_summary(server_stdout);
+    accounting.assert_all_sent_counted(c.sent);
+    assert_eq!(accounting.answered, c.received, "{accounting:?}");
 }

@@ -43,11 +43,22 @@ pub struct Proc {
 
 impl Proc {
     pub fn spawn(name: &str, program: &Path, args: &[String], dir: &ScratchDir) -> Self {
+        Self::spawn_with_env(name, program, args, dir, &[("RUST_BACKTRACE", "0")])
+    }
+
+    /// As [`Proc::spawn`], with the environment variables `env` set.
+    pub fn spawn_with_env(
+        name: &str,
+        program: &Path,
+        args: &[String],
+        dir: &ScratchDir,
+        env: &[(&str, &str)],
+    ) -> Self {
         let stdout = dir.file(&format!("{name}.out"));
         let stderr = dir.file(&format!("{name}.err"));
         let child = Command::new(program)
             .args(args)
-            .env("RUST_BACKTRACE", "0")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&stdout).expect("stdout file"))
             .stderr(std::fs::File::create(&stderr).expect("stderr file"))
@@ -166,4 +177,68 @@ pub fn memif_eal_args(prefix: &str, role: &str, socket: &Path) -> Vec<String> {
     .iter()
     .map(|s| s.to_string())
     .collect()
+}
+
+/// The numbers of a `psp-app` summary's `accounting:` line: the server's identity
+/// `rx = answered + dropped + abandoned + arp`, and what reached the port but not the
+/// dispatcher (left in the RX queue at stop, missed by the device or kernel, received in error).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServerAccounting {
+    pub rx: u64,
+    pub answered: u64,
+    pub dropped: u64,
+    pub abandoned: u64,
+    pub arp: u64,
+    pub left_at_stop: u64,
+    pub rx_missed: u64,
+    pub rx_errors: u64,
+}
+
+impl ServerAccounting {
+    /// Parses the summary's `accounting:` line and checks that it is balanced.
+    pub fn from_summary(summary: &str) -> Self {
+        let line = summary
+            .lines()
+            .find(|l| l.starts_with("accounting: "))
+            .unwrap_or_else(|| panic!("no accounting line in:\n{summary}"));
+        let number = |key: &str| -> u64 {
+            let at = line
+                .find(key)
+                .unwrap_or_else(|| panic!("{key:?} in {line}"))
+                + key.len();
+            line[at..]
+                .split(|c: char| !c.is_ascii_digit())
+                .find(|w| !w.is_empty())
+                .and_then(|w| w.parse().ok())
+                .unwrap_or_else(|| panic!("{key:?} value in {line}"))
+        };
+        let accounting = Self {
+            rx: number("accounting: rx "),
+            answered: number("answered "),
+            dropped: number("dropped "),
+            abandoned: number("abandoned "),
+            arp: number("arp "),
+            left_at_stop: number("left in rx queue at stop "),
+            rx_missed: number("rx missed "),
+            rx_errors: number("rx errors "),
+        };
+        assert!(line.contains("(balanced)"), "{line}");
+        assert_eq!(
+            accounting.rx,
+            accounting.answered + accounting.dropped + accounting.abandoned + accounting.arp,
+            "{line}"
+        );
+        accounting
+    }
+
+    /// Packets that reached the port but not the dispatcher, each counted.
+    pub fn not_read(&self) -> u64 {
+        self.left_at_stop + self.rx_missed + self.rx_errors
+    }
+
+    /// Checks `sent = rx + counted drops before the dispatcher` for a peer that sent `sent`
+    /// frames and nothing else reached the port.
+    pub fn assert_all_sent_counted(&self, sent: u64) {
+        assert_eq!(self.rx + self.not_read(), sent, "{self:?}");
+    }
 }

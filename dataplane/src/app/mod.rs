@@ -310,6 +310,8 @@ impl AppFactory {
 }
 
 #[cfg(test)]
+mod fuzz_tests;
+#[cfg(test)]
 pub(crate) mod tests {
     use super::*;
     use crate::wire::{

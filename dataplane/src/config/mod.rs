@@ -7,7 +7,7 @@
 //! ```yaml
 //! cpus: [2, 4, 6]               # cpus[0] = dispatcher, then one per worker
 //! log_dir: /tmp/psp-logs        # optional
-//! n_resas: 1                    # optional: with dp DARC → darc-static with 1 reserved worker
+//! n_resas: 1                    # optional: with dp DARC → darc-static, 0..N-1 reserved workers
 //! net_workers:                  # exactly one
 //!   - {ip: 192.168.10.10, port: 6789, dp: DARC, is_echo: 0}   # CFCFS|DFCFS|SJF|EDF|DARC
 //! network: {device_id: 0, mac: '42:00:00:00:00:01', eal_init: [-n, 2, --file-prefix, psp]}
@@ -53,7 +53,13 @@ use serde::Deserialize;
 use crate::app::{AppConfig, AppKind};
 use crate::wire::{Endpoint, MacAddr, ParseOptions};
 
+mod limits;
 mod raw;
+
+pub use limits::{
+    available_memory_bytes, MemoryEstimate, MAX_CALIBRATION_ROUNDS, MAX_DRAIN_TIMEOUT_MS,
+    MAX_KV_KEYS, MAX_PENDING_SLOTS, MAX_RX_BURST, PENDING_SLOT_BYTES,
+};
 
 /// Tolerance on the sum of configured ratios (decimal fractions in YAML do not add up to
 /// exactly 1.0 in binary floating point).

@@ -13,6 +13,10 @@ use std::time::Duration;
 use psp_scheduler::{DarcParams, Policy, RequestTypeSpec, SchedulerConfig};
 use serde::Deserialize;
 
+use super::limits::{
+    check_size, MAX_CALIBRATION_ROUNDS, MAX_DRAIN_TIMEOUT_MS, MAX_KV_KEYS, MAX_PENDING_SLOTS,
+    MAX_RX_BURST,
+};
 use super::{
     check_darc_params, check_scheduler, check_workers, parse_ip, parse_mac, parse_policy,
     request_type_id, ConfigError, IdleMode, ServerConfig, WorkerKind, RATIO_SUM_TOLERANCE,
@@ -258,7 +262,10 @@ impl ServerFile {
 
         // network.
         let mac = parse_mac("network.mac", &self.network.mac)?;
-        let eal_args = self.network.eal_init.iter().map(Scalar::to_arg).collect();
+        let eal_args = rewrite_legacy_eal_args(
+            self.network.eal_init.iter().map(Scalar::to_arg).collect(),
+            &mut warnings,
+        );
 
         // requests.
         let types = request_types(&self.requests)?;
@@ -270,17 +277,23 @@ impl ServerFile {
         }
         if let Some(n_resas) = self.n_resas {
             match policy {
+                // `n_resas: K` is the original's manual DARC (reference §1.3): the shortest type
+                // alone is reserved workers [0, K) and may steal [K, N); longer types share
+                // [K, N). K = 0 is the original's base config (`base_psp_cfg.yml`) and the
+                // first point of Fig. 4a: no worker is reserved, the shortest type may use
+                // every worker and is served first, the longer types use every worker too.
                 Policy::Darc(_) | Policy::DarcStatic { .. } => {
                     let reserved = usize::try_from(n_resas)
                         .ok()
-                        .filter(|&n| n >= 1 && n < number)
+                        .filter(|&n| n < number)
                         .ok_or_else(|| {
                             ConfigError::invalid(
                                 "n_resas",
                                 n_resas,
                                 format!(
-                                    "must reserve at least 1 and leave at least 1 of the \
-                                     {number} workers"
+                                    "must be between 0 and {} (leave at least 1 of the \
+                                     {number} workers to the longer types)",
+                                    number - 1
                                 ),
                             )
                         })?;
@@ -309,9 +322,11 @@ impl ServerFile {
 
         let mut scheduler = SchedulerConfig::new(number, types, policy);
         if let Some(capacity) = self.psp.queue_capacity {
-            if capacity == 0 {
-                return Err(ConfigError::invalid("psp.queue_capacity", 0, "must be ≥ 1"));
-            }
+            check_size(
+                "psp.queue_capacity",
+                capacity,
+                psp_scheduler::MAX_QUEUE_CAPACITY,
+            )?;
             scheduler.queue_capacity = capacity;
         }
         check_scheduler(&scheduler)?;
@@ -334,17 +349,13 @@ impl ServerFile {
         };
         if let Some(kv) = &self.psp.kv {
             if let Some(keys) = kv.keys {
+                check_size("psp.kv.keys", keys, MAX_KV_KEYS)?;
                 app.kv_keys = keys;
                 app.kv_scan_len = keys;
             }
             if let Some(scan_len) = kv.scan_len {
-                if scan_len == 0 {
-                    return Err(ConfigError::invalid("psp.kv.scan_len", 0, "must be ≥ 1"));
-                }
+                check_size("psp.kv.scan_len", scan_len, MAX_KV_KEYS)?;
                 app.kv_scan_len = scan_len;
-            }
-            if app.kv_keys == 0 {
-                return Err(ConfigError::invalid("psp.kv.keys", 0, "must be ≥ 1"));
             }
         }
         if let Some(spin) = &self.psp.spin {
@@ -352,13 +363,11 @@ impl ServerFile {
                 app.spin_max_run_ns = max;
             }
             if let Some(rounds) = spin.calibration_rounds {
-                if rounds == 0 {
-                    return Err(ConfigError::invalid(
-                        "psp.spin.calibration_rounds",
-                        0,
-                        "must be ≥ 1",
-                    ));
-                }
+                check_size(
+                    "psp.spin.calibration_rounds",
+                    rounds as usize,
+                    MAX_CALIBRATION_ROUNDS as usize,
+                )?;
                 app.spin_calibration_rounds = rounds;
             }
             if let Some(mode) = &spin.mode {
@@ -395,12 +404,25 @@ impl ServerFile {
             parse.check_dst_mac = rx.check_dst_mac.unwrap_or(parse.check_dst_mac);
             parse.check_dst_ip = rx.check_dst_ip.unwrap_or(parse.check_dst_ip);
         }
-        for (key, value) in [
-            ("psp.rx_burst", self.psp.rx_burst),
-            ("psp.pending_slots", self.psp.pending_slots),
+        for (key, value, max) in [
+            ("psp.rx_burst", self.psp.rx_burst, MAX_RX_BURST),
+            (
+                "psp.pending_slots",
+                self.psp.pending_slots,
+                MAX_PENDING_SLOTS,
+            ),
         ] {
-            if value == Some(0) {
-                return Err(ConfigError::invalid(key, 0, "must be ≥ 1"));
+            if let Some(value) = value {
+                check_size(key, value, max)?;
+            }
+        }
+        if let Some(ms) = self.psp.drain_timeout_ms {
+            if ms > MAX_DRAIN_TIMEOUT_MS {
+                return Err(ConfigError::invalid(
+                    "psp.drain_timeout_ms",
+                    ms,
+                    format!("must be at most {MAX_DRAIN_TIMEOUT_MS} (ten minutes)"),
+                ));
             }
         }
 
@@ -424,6 +446,42 @@ impl ServerFile {
             warnings,
         })
     }
+}
+
+/// EAL options of DPDK ≤ 20.11 that DPDK 22.11 rejects, and their replacements: the original's
+/// `eal_init` allows its NIC with `-w` (reference §6.1), which 22.11 refuses with "invalid option".
+const LEGACY_EAL_OPTIONS: [(&str, &str); 3] = [
+    ("-w", "-a"),
+    ("--pci-whitelist", "--allow"),
+    ("--pci-blacklist", "--block"),
+];
+
+/// Rewrites [`LEGACY_EAL_OPTIONS`] (separate, attached `-wX` or `--opt=X` values) to their
+/// DPDK 22.11 names, with one warning per rewrite.
+fn rewrite_legacy_eal_args(args: Vec<String>, warnings: &mut Vec<String>) -> Vec<String> {
+    args.into_iter()
+        .map(|arg| {
+            for (old, new) in LEGACY_EAL_OPTIONS {
+                let rewritten = if arg == old {
+                    Some(new.to_string())
+                } else if old == "-w" && arg.starts_with("-w") && !arg.starts_with("--") {
+                    Some(format!("-a{}", &arg[2..]))
+                } else {
+                    arg.strip_prefix(old)
+                        .and_then(|rest| rest.strip_prefix('='))
+                        .map(|value| format!("{new}={value}"))
+                };
+                if let Some(rewritten) = rewritten {
+                    warnings.push(format!(
+                        "network.eal_init: {arg:?} is a DPDK ≤ 20.11 option that DPDK 22.11 \
+                         rejects; using {rewritten:?}"
+                    ));
+                    return rewritten;
+                }
+            }
+            arg
+        })
+        .collect()
 }
 
 fn apply_darc(params: &mut DarcParams, darc: &Darc) {

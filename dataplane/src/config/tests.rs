@@ -85,7 +85,7 @@ fn original_schema_parses() {
             "2, 4, 6, 8",
             "--file-prefix",
             "X",
-            "-w",
+            "-a",
             "0000:18:00.1"
         ]
     );
@@ -103,7 +103,13 @@ fn original_schema_parses() {
     );
     assert_eq!(config.idle, IdleMode::Spin);
     assert_eq!(config.parse, ParseOptions::STRICT);
-    assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+    // The original's `-w` (DPDK ≤ 20.11) is rewritten for DPDK 22.11, with a warning.
+    assert_eq!(config.warnings.len(), 1, "{:?}", config.warnings);
+    assert!(
+        config.warnings[0].contains("\"-w\""),
+        "{:?}",
+        config.warnings
+    );
 }
 
 #[test]
@@ -354,7 +360,7 @@ fn impossible_values_are_rejected_with_key_and_value() {
 #[test]
 fn more_impossible_values() {
     assert_rejects(&format!("{BASE}n_resas: 2\n"), "n_resas", "2");
-    assert_rejects(&format!("{BASE}n_resas: 0\n"), "n_resas", "0");
+    assert_rejects(&format!("{BASE}n_resas: -1\n"), "n_resas", "-1");
     assert_rejects(&format!("{BASE}psp: {{idle: nap}}\n"), "psp.idle", "nap");
     assert_rejects(
         &format!("{BASE}psp: {{app: rocksdb}}\n"),
@@ -504,4 +510,137 @@ fn spin_mode_defaults_to_clock_and_accepts_iterations() {
         "psp.spin.mode",
         "tsc",
     );
+}
+/// The original artifact's `base_psp_cfg.yml` has `n_resas: 0` with `dp: DARC`: static DARC
+/// with no reserved worker, which the original runs (reference §1.3).
+#[test]
+fn n_resas_zero_is_static_darc_without_reserved_workers() {
+    let config = ServerConfig::from_yaml_str(&format!("{BASE}n_resas: 0\n")).unwrap();
+    assert_eq!(
+        config.scheduler.policy,
+        Policy::DarcStatic { reserved_short: 0 }
+    );
+    let scheduler = Scheduler::new(config.scheduler.clone()).unwrap();
+    let plan = scheduler.plan().expect("static plan");
+    assert!(plan.groups[0].reserved.is_empty(), "{plan:?}");
+    assert_eq!(
+        plan.groups[0].stealable.len(),
+        2,
+        "SHORT may use every worker"
+    );
+    assert_eq!(plan.groups[1].reserved.len(), 2, "LONG uses every worker");
+}
+
+#[test]
+fn legacy_eal_options_are_rewritten_with_a_warning() {
+    let text = with(
+        "network:\n  mac: '42:00:00:00:00:01'",
+        "network:\n  mac: '42:00:00:00:00:01'\n  eal_init: [-w, '0000:18:00.1', '-w0000:19:00.0', \
+         '--pci-whitelist=0000:1a:00.0', --pci-blacklist, '0000:1b:00.0', -l, '0']",
+    );
+    let config = ServerConfig::from_yaml_str(&text).unwrap();
+    assert_eq!(
+        config.eal_args,
+        [
+            "-a",
+            "0000:18:00.1",
+            "-a0000:19:00.0",
+            "--allow=0000:1a:00.0",
+            "--block",
+            "0000:1b:00.0",
+            "-l",
+            "0"
+        ]
+    );
+    assert_eq!(config.warnings.len(), 4, "{:?}", config.warnings);
+}
+
+/// Every size is bounded: the issue's `rx_burst: 1000000000000` and `pending_slots:
+/// 4294967295` aborted on allocation before these bounds.
+#[test]
+fn absurd_sizes_are_rejected_with_key_and_value() {
+    let cases = [
+        ("rx_burst: 1000000000000", "psp.rx_burst", "1000000000000"),
+        ("rx_burst: 4097", "psp.rx_burst", "4097"),
+        (
+            "pending_slots: 4294967295",
+            "psp.pending_slots",
+            "4294967295",
+        ),
+        ("pending_slots: 0", "psp.pending_slots", "0"),
+        (
+            "queue_capacity: 1000000000",
+            "psp.queue_capacity",
+            "1000000000",
+        ),
+        (
+            "drain_timeout_ms: 86400000",
+            "psp.drain_timeout_ms",
+            "86400000",
+        ),
+        ("kv: {keys: 1000000000000}", "psp.kv.keys", "1000000000000"),
+        (
+            "kv: {scan_len: 1000000000000}",
+            "psp.kv.scan_len",
+            "1000000000000",
+        ),
+        (
+            "spin: {calibration_rounds: 4000000000}",
+            "psp.spin.calibration_rounds",
+            "4000000000",
+        ),
+    ];
+    for (psp, key, value) in cases {
+        assert_rejects(&format!("{BASE}psp: {{{psp}}}\n"), key, value);
+    }
+    // The bounds themselves are accepted.
+    let at_bounds = format!(
+        "{BASE}psp: {{rx_burst: {MAX_RX_BURST}, pending_slots: {MAX_PENDING_SLOTS}, \
+         drain_timeout_ms: {MAX_DRAIN_TIMEOUT_MS}}}\n"
+    );
+    ServerConfig::from_yaml_str(&at_bounds).unwrap();
+}
+
+#[test]
+fn memory_estimate_adds_up_and_refuses_what_does_not_fit() {
+    let small = ServerConfig::from_yaml_str(BASE).unwrap();
+    let big = ServerConfig::from_yaml_str(&format!(
+        "{BASE}psp: {{pending_slots: {MAX_PENDING_SLOTS}, queue_capacity: 1048576}}\n"
+    ))
+    .unwrap();
+    let (small_bytes, big_bytes) = (
+        small.memory_estimate().total_bytes(),
+        big.memory_estimate().total_bytes(),
+    );
+    assert!(small_bytes < 64 << 20, "{}", small.memory_estimate());
+    // 4 Mi slots and 5 queues of 1 Mi entries: at least their entries' sizes.
+    assert!(big_bytes > (MAX_PENDING_SLOTS as u64) * 64 + 5 * (1 << 20) * 16);
+    let items = big.memory_estimate().items;
+    assert_eq!(
+        items.iter().map(|(_, b)| b).sum::<u64>(),
+        big_bytes,
+        "total = sum of items"
+    );
+    assert!(items.windows(2).all(|w| w[0].1 >= w[1].1), "largest first");
+    small.check_memory(small_bytes).unwrap();
+    let message = big.check_memory(small_bytes).unwrap_err().to_string();
+    assert!(message.contains(items[0].0), "{message}");
+    assert!(message.contains("MiB"), "{message}");
+    // A kv store is counted by its keys.
+    let kv = ServerConfig::from_yaml_str(&format!(
+        "{BASE}psp: {{app: kv, kv: {{keys: {MAX_KV_KEYS}}}}}\n"
+    ))
+    .unwrap();
+    let message = kv.check_memory(1 << 30).unwrap_err().to_string();
+    assert!(
+        message.contains(&format!("psp.kv.keys = {MAX_KV_KEYS}")),
+        "{message}"
+    );
+}
+
+#[test]
+fn mem_available_is_read_from_meminfo() {
+    let meminfo = "MemTotal:       16316412 kB\nMemFree:  1 kB\nMemAvailable:   12345 kB\n";
+    assert_eq!(limits::parse_mem_available(meminfo), Some(12345 * 1024));
+    assert_eq!(limits::parse_mem_available("MemTotal: 1 kB\n"), None);
 }

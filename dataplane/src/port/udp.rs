@@ -9,6 +9,12 @@
 //! payload there; MACs and the source address are ignored (the kernel owns them). A frame that is
 //! not Ethernet/IPv4/UDP, or whose lengths are inconsistent, counts as a TX error and is freed.
 //!
+//! A datagram that fills a buffer's whole payload room (`buf_capacity - 42` bytes) may have been
+//! cut by the kernel, so it is dropped and counted in `rx_errors` instead of served truncated:
+//! the largest datagram served is one byte less than the room (2005 B by default).
+//! [`Port::stats`]'s `rx_missed` is the kernel's drop counter of the socket (receive buffer
+//! full), read from `/proc/self/net/udp`, so overload shows where it happens.
+//!
 //! Sockets are non-blocking; every queue holds its own `try_clone` of one socket, so RX and TX
 //! queues can live on different threads. IPv4 only.
 //!
@@ -78,6 +84,11 @@ impl UdpPortConfig {
 pub struct UdpPort {
     mac: [u8; 6],
     local: SocketAddrV4,
+    /// The socket's inode, which names it in `/proc/self/net/udp` (its drop counter).
+    inode: Option<u64>,
+    /// Keeps the socket (and its drop counter) alive after the queues are dropped, so that
+    /// `stats` still reads it once the server has stopped.
+    _socket: UdpSocket,
     rx: Vec<Option<UdpRxQueue>>,
     tx: Vec<Option<UdpTxQueue>>,
     pool: Arc<BufPool>,
@@ -121,6 +132,7 @@ impl UdpPort {
         // A wildcard bind (0.0.0.0) stays the frames' destination IP as it is: the kernel does
         // not tell which local address a datagram was sent to, and a server configured with the
         // address it bound then sees frames addressed to exactly that.
+        let inode = socket_inode(&socket);
         let pool = BufPool::new(config.pool_buffers, config.buf_capacity);
         let counters = Arc::<SoftwareCounters>::default();
         let mut rx = Vec::new();
@@ -145,6 +157,8 @@ impl UdpPort {
         Ok(Self {
             mac: config.mac,
             local,
+            inode,
+            _socket: socket,
             rx,
             tx,
             pool,
@@ -189,9 +203,45 @@ impl Port for UdpPort {
         self.tx.get_mut(usize::from(queue))?.take()
     }
 
+    /// `rx_missed` is the kernel's count of datagrams it dropped for this socket (receive
+    /// buffer full: the `drops` column of `/proc/net/udp`); `rx_errors` counts datagrams larger
+    /// than a buffer, dropped rather than truncated.
     fn stats(&self) -> PortStats {
-        self.counters.snapshot()
+        let mut stats = self.counters.snapshot();
+        stats.rx_missed = self.inode.and_then(kernel_socket_drops).unwrap_or(0);
+        stats
     }
+}
+
+/// The inode of `socket` (the `inode` column of `/proc/net/udp`), from `/proc/self/fd`.
+pub fn socket_inode(socket: &UdpSocket) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::io::AsRawFd;
+    std::fs::metadata(format!("/proc/self/fd/{}", socket.as_raw_fd()))
+        .ok()
+        .map(|meta| meta.ino())
+}
+
+/// Datagrams the kernel dropped for the UDP socket with this inode (its `sk_drops`: receive
+/// buffer full, or a bad checksum), from `/proc/self/net/udp`; `None` where that cannot be read.
+pub fn kernel_socket_drops(inode: u64) -> Option<u64> {
+    let table = std::fs::read_to_string("/proc/self/net/udp").ok()?;
+    udp_table_drops(&table, inode)
+}
+
+/// The `drops` column of the `/proc/net/udp` row whose `inode` column is `inode`.
+fn udp_table_drops(table: &str, inode: u64) -> Option<u64> {
+    /// Columns of a row: sl, local, remote, st, tx:rx queue, tr:when, retrnsmt, uid, timeout,
+    /// inode, ref, pointer, drops.
+    const INODE_COLUMN: usize = 9;
+    const DROPS_COLUMN: usize = 12;
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let row_inode: u64 = fields.get(INODE_COLUMN)?.parse().ok()?;
+        (row_inode == inode)
+            .then(|| fields.get(DROPS_COLUMN)?.parse().ok())
+            .flatten()
+    })
 }
 
 /// The MAC a synthesized frame gives a sender: locally administered, then its IPv4 address.
@@ -269,10 +319,17 @@ impl RxQueue for UdpRxQueue {
             let Some(mut buf) = self.spare.take().or_else(|| self.pool.alloc()) else {
                 break; // pool exhausted: leave datagrams in the socket
             };
+            let room = buf.storage_mut().len().saturating_sub(FRAME_HEADERS_LEN);
             let result = self
                 .socket
                 .recv_from(&mut buf.storage_mut()[FRAME_HEADERS_LEN..]);
             match result {
+                // A datagram that fills the room may have been cut (the kernel truncates
+                // silently): dropped and counted, never served truncated.
+                Ok((payload_len, _)) if payload_len >= room => {
+                    self.counters.add_rx_error();
+                    self.spare = Some(buf);
+                }
                 Ok((payload_len, SocketAddr::V4(sender))) => {
                     write_frame_headers(
                         buf.storage_mut(),
@@ -460,6 +517,72 @@ mod tests {
             1,
             "one spare buffer kept for the next try"
         );
+    }
+
+    /// Datagrams the kernel drops because the socket's receive buffer is full are counted in
+    /// `rx_missed`: sent = received + rx_missed, exactly.
+    #[test]
+    fn kernel_receive_buffer_drops_are_counted() {
+        const SENT: u64 = 5_000;
+        let mut port = loopback_port(1);
+        let server_addr = port.local_addr();
+        let client = UdpSocket::bind("127.0.0.1:0").expect("client");
+        // Far more than the default receive buffer holds: nobody reads meanwhile.
+        for id in 0..SENT {
+            client
+                .send_to(&id.to_le_bytes(), server_addr)
+                .expect("loopback send");
+        }
+        let mut rx = port.take_rx(0).expect("rx");
+        let mut received = 0u64;
+        let mut out = Vec::with_capacity(64);
+        let missed_while_open = port.stats().rx_missed;
+        let deadline = Instant::now() + LOOPBACK_WAIT;
+        let mut quiet_polls = 0;
+        while quiet_polls < 100 && Instant::now() < deadline {
+            let n = rx.rx_burst(&mut out, 64);
+            received += n as u64;
+            out.clear();
+            quiet_polls = if n == 0 { quiet_polls + 1 } else { 0 };
+        }
+        // The counter outlives the queues (a server reads it after its threads stopped).
+        drop(rx);
+        let stats = port.stats();
+        assert!(stats.rx_missed > 0, "the buffer overflowed: {stats:?}");
+        assert_eq!(stats.rx_missed, missed_while_open, "{stats:?}");
+        assert_eq!(received + stats.rx_missed, SENT, "{stats:?}");
+    }
+
+    /// A datagram larger than a buffer is dropped and counted, not served truncated.
+    #[test]
+    fn oversize_datagrams_are_counted_not_truncated() {
+        let mut port = loopback_port(1);
+        let server_addr = port.local_addr();
+        let client = UdpSocket::bind("127.0.0.1:0").expect("client");
+        let room = DEFAULT_BUF_CAPACITY - FRAME_HEADERS_LEN;
+        for len in [room + 1, room, room - 1, 3000] {
+            client.send_to(&vec![7u8; len], server_addr).expect("send");
+        }
+        let mut rx = port.take_rx(0).expect("rx");
+        let frames = recv_some(&mut rx, 1);
+        std::thread::sleep(Duration::from_millis(50));
+        let mut rest = Vec::new();
+        rx.rx_burst(&mut rest, 8);
+        let lens: Vec<usize> = frames.iter().chain(&rest).map(|b| b.data().len()).collect();
+        assert_eq!(
+            lens,
+            [FRAME_HEADERS_LEN + room - 1],
+            "only the one that fits"
+        );
+        assert_eq!(port.stats().rx_errors, 3);
+    }
+
+    #[test]
+    fn udp_table_drops_are_found_by_inode() {
+        let table = "   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops\n\
+                     \x20 12: 0100007F:1A85 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 4242 2 0000000000000000 9120\n";
+        assert_eq!(udp_table_drops(table, 4242), Some(9120));
+        assert_eq!(udp_table_drops(table, 1), None);
     }
 
     #[test]

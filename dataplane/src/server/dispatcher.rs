@@ -24,6 +24,11 @@ use crate::wire::{
     MIN_FRAME_LEN, PAYLOAD_OFFSET,
 };
 
+/// Most packets read and discarded from the RX queue at stop: 64× the largest RX ring
+/// ([`crate::config::MAX_RX_BURST`] descriptors), so a peer that keeps sending cannot hold the
+/// stop up.
+pub(crate) const MAX_RX_LEFT_AT_STOP: u64 = 1 << 18;
+
 /// The dispatcher thread's state.
 pub(crate) struct Dispatcher<R: RxQueue, T: TxQueue<Buf = R::Buf>, C> {
     scheduler: Scheduler,
@@ -116,9 +121,11 @@ where
         }
     }
 
-    /// Runs until `shutdown` is set and the drain ends; returns the counters and the windows
-    /// log (DARC policies only).
-    pub(crate) fn run(mut self, shutdown: &AtomicBool) -> (DispatcherReport, Option<WindowsLog>) {
+    /// Runs until `shutdown` is set and the drain ends (every queued and in-flight request
+    /// done, or the drain timeout passed: what is still queued then is abandoned). Requests in
+    /// flight at the deadline are left to their workers; [`Dispatcher::finish`], called once
+    /// the workers have stopped, counts their completions.
+    pub(crate) fn run(&mut self, shutdown: &AtomicBool) {
         self.rx.on_thread_start();
         self.arp_tx.on_thread_start();
         let cpu_started = cpu_time::ThreadTime::now();
@@ -135,6 +142,7 @@ where
             match drain_deadline_ns {
                 None => {
                     if shutdown.load(Ordering::Acquire) {
+                        self.discard_rx_left_at_stop();
                         drain_deadline_ns = Some(now_ns.saturating_add(self.drain_timeout_ns));
                     } else {
                         worked |= self.receive(now_ns);
@@ -145,8 +153,8 @@ where
                         break;
                     }
                     if now_ns >= deadline_ns {
-                        self.report.abandoned_at_shutdown =
-                            self.scheduler.queued() as u64 + self.in_flight;
+                        // Queued requests are never answered; in-flight ones will be.
+                        self.report.abandoned_at_shutdown = self.scheduler.queued() as u64;
                         break;
                     }
                 }
@@ -168,11 +176,40 @@ where
             }
         }
         self.report.cpu_ns = u64::try_from(cpu_started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    }
+
+    /// After the workers have stopped: counts the completions of requests that were in flight
+    /// at the drain deadline (every worker finishes the job it holds before it exits), discards
+    /// and counts what reached RX meanwhile, and returns the counters and the windows log
+    /// (DARC policies only).
+    pub(crate) fn finish(mut self) -> (DispatcherReport, Option<WindowsLog>) {
+        let now_ns = self.clock.now_ns();
+        while self.poll_completions(now_ns) {}
+        self.discard_rx_left_at_stop();
+        // A dispatched request whose completion never came: its worker panicked, or the job
+        // stalled in front of a full ring.
+        self.report.in_flight_lost = self.in_flight;
         // Whatever is still parked is freed with the slab; stalled jobs with their vector.
         self.report.parse_drops = self.drops.clone();
         self.report.scheduler = self.scheduler.counters().clone();
         self.report.final_queued = self.scheduler.queued() as u64;
         (self.report, self.windows)
+    }
+
+    /// Reads what is left in the RX queue once serving has stopped and frees it, counted in
+    /// `rx_left_at_stop` (at most [`MAX_RX_LEFT_AT_STOP`] packets: a peer that keeps sending
+    /// cannot hold the stop up).
+    fn discard_rx_left_at_stop(&mut self) {
+        let mut discarded = 0u64;
+        while discarded < MAX_RX_LEFT_AT_STOP {
+            let received = self.rx.rx_burst(&mut self.rx_bufs, self.rx_burst);
+            if received == 0 {
+                break;
+            }
+            discarded += received as u64;
+            self.rx_bufs.clear();
+        }
+        self.report.rx_left_at_stop += discarded;
     }
 
     /// One RX burst: parse, classify, park, enqueue. Returns whether anything arrived.

@@ -20,10 +20,14 @@
 //!   scheduler.
 //!
 //! ## Shutdown
-//! When the shutdown flag is set, the dispatcher stops reading RX, keeps dispatching until
-//! every queued and in-flight request has completed or [`ServerOptions::drain_timeout`] passed
-//! (what is left is counted as abandoned), then tells the workers to stop, joins them, writes
-//! the windows log and returns the [`ServerReport`].
+//! When the shutdown flag is set, the dispatcher stops serving RX (what is left in the RX queue
+//! is read, freed and counted as `rx_left_at_stop`), keeps dispatching until every queued and
+//! in-flight request has completed or [`ServerOptions::drain_timeout`] passed (what is still
+//! queued then is counted as abandoned; what is in flight is finished by its worker and counted
+//! as completed, never both), then tells the workers to stop, joins them (a worker whose TX
+//! queue takes nothing stops anyway, its unsent responses counted as `tx_dropped`), counts the
+//! last completions, writes the windows log and returns the [`ServerReport`], whose
+//! accounting identity (`rx = answered + dropped + abandoned + arp`) every test checks.
 //!
 //! ## Hot path
 //! From RX to TX, nothing allocates (buffers come from the port's pool, queues and the slab are
@@ -57,7 +61,7 @@ use std::time::Duration;
 use psp_scheduler::{ConfigError, Scheduler, SchedulerConfig};
 
 use crate::app::{AppFactory, Application, Classifier};
-use crate::config::{IdleMode, ServerConfig};
+use crate::config::{IdleMode, ServerConfig, MAX_PENDING_SLOTS, MAX_RX_BURST};
 use crate::port::Port;
 use crate::ring;
 use crate::wire::{Endpoint, MacAddr, ParseOptions};
@@ -281,18 +285,18 @@ impl Server {
                 workers,
             });
         }
-        if options.rx_burst == 0 {
+        if options.rx_burst == 0 || options.rx_burst > MAX_RX_BURST {
             return Err(ServerError::Invalid {
                 field: "rx_burst",
-                value: "0".into(),
-                why: "must be at least 1",
+                value: options.rx_burst.to_string(),
+                why: "must be between 1 and MAX_RX_BURST (4096)",
             });
         }
-        if options.pending_slots == 0 || options.pending_slots > u32::MAX as usize {
+        if options.pending_slots == 0 || options.pending_slots > MAX_PENDING_SLOTS {
             return Err(ServerError::Invalid {
                 field: "pending_slots",
                 value: options.pending_slots.to_string(),
-                why: "must be between 1 and 2^32 - 1",
+                why: "must be between 1 and MAX_PENDING_SLOTS (2^22)",
             });
         }
         let scheduler = Scheduler::new(options.scheduler.clone())?;
@@ -420,7 +424,7 @@ impl Server {
             }
         }
 
-        let dispatcher = dispatcher::Dispatcher::new(
+        let mut dispatcher = dispatcher::Dispatcher::new(
             &options,
             scheduler,
             local,
@@ -431,14 +435,15 @@ impl Server {
             job_senders,
             done_receivers,
         );
-        let (mut dispatcher_report, windows) = dispatcher.run(&shutdown);
+        dispatcher.run(&shutdown);
         stop_workers.store(true, Ordering::Release);
         let mut worker_reports = Vec::with_capacity(workers);
+        let mut worker_panics = 0;
         for (w, join) in joins.into_iter().enumerate() {
             match join.join() {
                 Ok(report) => worker_reports.push(report),
                 Err(_) => {
-                    dispatcher_report.worker_panics += 1;
+                    worker_panics += 1;
                     worker_reports.push(WorkerReport {
                         worker: w,
                         stages: stages::WorkerStages::new(scheduler_types + 1),
@@ -447,6 +452,8 @@ impl Server {
                 }
             }
         }
+        let (mut dispatcher_report, windows) = dispatcher.finish();
+        dispatcher_report.worker_panics += worker_panics;
         let elapsed_ns = clock.now_ns();
         let mut windows_log_error = None;
         let mut windows_log_path = None;

@@ -83,8 +83,13 @@ pub struct DispatcherReport {
     pub lost_tokens: u64,
     /// Times a worker's job ring was full (should stay 0).
     pub job_ring_full: u64,
-    /// Requests queued or in flight when the drain timeout expired.
+    /// Requests still queued when the drain timeout expired (never answered; requests in
+    /// flight then are finished by their workers and counted as completed).
     pub abandoned_at_shutdown: u64,
+    /// Dispatched requests whose completion never came (a worker panicked).
+    pub in_flight_lost: u64,
+    /// Packets left in the RX queue when serving stopped, read and freed unanswered.
+    pub rx_left_at_stop: u64,
     /// Requests still queued in the scheduler at exit.
     pub final_queued: u64,
     /// DARC plans applied.
@@ -170,13 +175,39 @@ impl ServerReport {
         self.workers.iter().map(|w| w.tx_packets).sum()
     }
 
-    /// Every request lost after RX: parse drops, slab and queue-full drops, abandoned ones.
+    /// Every request lost after RX: parse drops, slab and queue-full drops, abandoned ones,
+    /// responses the workers could not build or send, completions that never came.
     pub fn total_drops(&self) -> u64 {
         let d = &self.dispatcher;
         d.parse_drops.total_drops()
             + d.slab_full_drops
             + d.queue_full_drops
             + d.abandoned_at_shutdown
+            + d.in_flight_lost
+            + self.worker_drops()
+    }
+
+    /// Responses dropped by the workers (TX backlog full or left at stop, or not buildable).
+    pub fn worker_drops(&self) -> u64 {
+        self.workers
+            .iter()
+            .map(|w| w.tx_dropped + w.build_failures)
+            .sum()
+    }
+
+    /// Frames read while serving that are accounted for: answered, dropped (with a reason) or
+    /// abandoned requests, and ARP requests answered. Equals `dispatcher.rx_packets` (the
+    /// server's accounting identity, printed in the summary and checked by every test).
+    pub fn accounted_rx(&self) -> u64 {
+        self.responses_sent() + self.total_drops() + self.dispatcher.arp_requests
+    }
+
+    /// Packets that reached the port but not the dispatcher, counted: left in the RX queue at
+    /// stop, dropped by the device or the kernel (`port.rx_missed`: a full RX ring, or a full
+    /// socket receive buffer for `--udp`) and received in error (`port.rx_errors`: for `--udp`,
+    /// datagrams larger than a buffer). What a client sent = `dispatcher.rx_packets` + this.
+    pub fn drops_before_dispatcher(&self) -> u64 {
+        self.dispatcher.rx_left_at_stop + self.port.rx_missed + self.port.rx_errors
     }
 }
 
@@ -355,6 +386,27 @@ impl fmt::Display for ServerReport {
             d.arp_tx_drops,
             d.plan_updates
         )?;
+        let accounted = self.accounted_rx();
+        writeln!(
+            f,
+            "accounting: rx {} = answered {} + dropped {} + abandoned {} + arp {} ({}) | not read: left in rx queue at stop {}, rx missed {}, rx errors {}",
+            d.rx_packets,
+            self.responses_sent(),
+            self.total_drops() - d.abandoned_at_shutdown,
+            d.abandoned_at_shutdown,
+            d.arp_requests,
+            if accounted == d.rx_packets {
+                "balanced".to_string()
+            } else {
+                format!("UNBALANCED by {}", i128::from(d.rx_packets) - i128::from(accounted))
+            },
+            d.rx_left_at_stop,
+            self.port.rx_missed,
+            self.port.rx_errors
+        )?;
+        if d.in_flight_lost > 0 {
+            writeln!(f, "in flight lost (worker panics): {}", d.in_flight_lost)?;
+        }
         let anomalies = d.spurious_completions + d.lost_tokens + d.job_ring_full + d.worker_panics;
         if anomalies > 0 {
             writeln!(

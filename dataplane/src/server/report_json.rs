@@ -88,6 +88,15 @@ impl ServerReport {
             "served": self.requests_served(),
             "responses": self.responses_sent(),
             "drops": drops,
+            "accounting": {
+                "rx_packets": d.rx_packets,
+                "answered": self.responses_sent(),
+                "dropped": self.total_drops() - d.abandoned_at_shutdown,
+                "abandoned": d.abandoned_at_shutdown,
+                "arp": d.arp_requests,
+                "balanced": self.accounted_rx() == d.rx_packets,
+                "not_read": self.drops_before_dispatcher(),
+            },
             "plan_updates": d.plan_updates,
             "dispatcher": {
                 "polls": d.polls, "busy_polls": d.busy_polls, "busy_ns": d.busy_ns,

@@ -205,8 +205,20 @@ impl Running {
             .join()
             .expect("server thread")
             .expect("server ran");
+        assert_balanced(&report);
         (self.client, report)
     }
+}
+
+/// The server's accounting identity: every frame read is answered, dropped with a reason,
+/// abandoned, or an ARP request.
+fn assert_balanced(report: &ServerReport) {
+    assert_eq!(
+        report.accounted_rx(),
+        report.dispatcher.rx_packets,
+        "accounting identity:\n{report}"
+    );
+    assert!(report.to_string().contains("(balanced)"), "{report}");
 }
 
 fn mixed_requests(n: u32) -> Vec<(u32, u32)> {
@@ -585,6 +597,13 @@ fn drain_timeout_bounds_shutdown_and_counts_abandoned_requests() {
         d.completed + d.abandoned_at_shutdown,
         "{report}"
     );
+    // A request in flight at the deadline is answered by its worker, so it is not abandoned
+    // too (it was counted twice: answered and abandoned).
+    assert_eq!(
+        report.responses_sent() + d.abandoned_at_shutdown,
+        d.per_type[0].arrivals,
+        "{report}"
+    );
 }
 
 /// Under random drops, corruptions and truncations on the server's RX, every frame that
@@ -652,6 +671,116 @@ fn faulty_link_every_frame_answered_or_counted() {
         "{report}"
     );
     assert_eq!(frames, d.completed, "one response per served request");
+    assert_balanced(&report);
+}
+
+/// A client that stops reading its responses (the original C++ client aborting with a full
+/// memif ring) fills the worker's TX queue: SIGINT must still stop the server, promptly, with
+/// the responses it could not send counted.
+#[test]
+fn stop_completes_when_the_peer_stops_reading() {
+    const REQUESTS: u32 = 40;
+    let config = MemPortConfig {
+        ring_slots: 8,
+        ..MemPortConfig::with_queues(2)
+    };
+    let (mut a, b): (MemPort, MemPort) = pair(&config);
+    let mut client = Client::new(&mut a, 2, MacAddr(b.mac()));
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&shutdown);
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let handler = TestHandler {
+            spin: Duration::ZERO,
+        };
+        let result = Server::new(options(Policy::Cfcfs, 1))
+            .and_then(|server| server.run(b, WireTypeClassifier, vec![handler], flag));
+        let _ = done_tx.send(result);
+    });
+    // Requests in bursts the 8-slot ring takes; responses are never read.
+    for chunk in (0..REQUESTS).collect::<Vec<_>>().chunks(4) {
+        let burst: Vec<(u32, u32)> = chunk.iter().map(|&id| (id, 1)).collect();
+        client.send(&burst);
+    }
+    // Wait (bounded) until the server has read them all.
+    let deadline = Instant::now() + RESPONSE_WAIT;
+    while a.stats().tx_packets < u64::from(REQUESTS) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    std::thread::sleep(QUIET_PERIOD);
+    shutdown.store(true, Ordering::Release);
+    let report = done_rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("the server stops although its TX queue stays full")
+        .expect("server ran");
+    let worker = &report.workers[0];
+    assert_eq!(worker.requests, u64::from(REQUESTS), "{report}");
+    assert_eq!(worker.tx_packets, 8, "the ring's 8 slots: {report}");
+    assert_eq!(worker.tx_dropped, u64::from(REQUESTS) - 8, "{report}");
+    assert_balanced(&report);
+}
+
+/// Frames still in the RX queue when the server stops are read, freed and counted, never lost
+/// silently.
+#[test]
+fn frames_left_in_the_rx_queue_at_stop_are_counted() {
+    let (mut a, b): (MemPort, MemPort) = pair(&MemPortConfig::with_queues(2));
+    let mut client = Client::new(&mut a, 2, MacAddr(b.mac()));
+    client.send(&mixed_requests(50));
+    // Stopped before it starts: the 50 requests are still in the RX queue.
+    let report = Server::new(options(Policy::Cfcfs, 1))
+        .expect("valid")
+        .run(
+            b,
+            WireTypeClassifier,
+            vec![TestHandler {
+                spin: Duration::ZERO,
+            }],
+            Arc::new(AtomicBool::new(true)),
+        )
+        .expect("server ran");
+    assert_eq!(report.dispatcher.rx_packets, 0, "{report}");
+    assert_eq!(report.dispatcher.rx_left_at_stop, 50, "{report}");
+    assert_eq!(report.drops_before_dispatcher(), 50);
+    assert!(
+        report.to_string().contains("left in rx queue at stop 50"),
+        "{report}"
+    );
+    assert_balanced(&report);
+}
+
+/// The config's memory estimate bounds a pending slot by [`crate::config::PENDING_SLOT_BYTES`].
+#[test]
+fn pending_slot_estimate_covers_a_parked_job() {
+    let slot = std::mem::size_of::<Option<worker::Job<crate::port::pool::PoolBuf>>>()
+        + std::mem::size_of::<u32>();
+    assert!(
+        slot as u64 <= crate::config::PENDING_SLOT_BYTES,
+        "{slot} B per slot"
+    );
+}
+
+/// Absurd sizes given through the library API are errors too, not allocation aborts.
+#[test]
+fn absurd_option_sizes_are_errors() {
+    let mut burst = options(Policy::Cfcfs, 1);
+    burst.rx_burst = 1_000_000_000_000;
+    assert!(matches!(
+        Server::new(burst),
+        Err(ServerError::Invalid {
+            field: "rx_burst",
+            ..
+        })
+    ));
+    let mut slots = options(Policy::Cfcfs, 1);
+    slots.pending_slots = u32::MAX as usize;
+    assert!(matches!(
+        Server::new(slots),
+        Err(ServerError::Invalid {
+            field: "pending_slots",
+            ..
+        })
+    ));
 }
 
 /// The stage histograms cover every request, add up to the RX→TX time (the timestamps
