@@ -190,6 +190,23 @@ fn script(dir: &ScratchDir, name: &str, body: &str) {
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
+/// `psp live` on one worker with the fake psp-app and psp-client of `dir`.
+fn live_with_fakes(dir: &ScratchDir, extra: &[&str]) -> Output {
+    let bin = dir.path.display().to_string();
+    let w = workload();
+    let mut args = vec![
+        "--workload",
+        &w,
+        "--workers",
+        "1",
+        "--share-cores",
+        "--bin-dir",
+        &bin,
+    ];
+    args.extend_from_slice(extra);
+    live(&args, &dir.file("out"))
+}
+
 fn alive(pid: u32) -> bool {
     // A zombie would still have /proc/PID; our children are reaped, so absence means gone.
     Path::new(&format!("/proc/{pid}")).exists()
@@ -204,19 +221,7 @@ fn a_server_that_fails_to_start_is_reported_with_its_log() {
         "echo 'Error: cannot open the port' >&2; exit 1",
     );
     script(&dir, "psp-client", "exit 0");
-    let bin = dir.path.display().to_string();
-    let output = live(
-        &[
-            "--workload",
-            &workload(),
-            "--workers",
-            "1",
-            "--share-cores",
-            "--bin-dir",
-            &bin,
-        ],
-        &dir.file("out"),
-    );
+    let output = live_with_fakes(&dir, &[]);
     assert_refused(
         &output,
         &["policy darc", "psp-app exited", "cannot open the port"],
@@ -236,21 +241,7 @@ fn a_failing_client_stops_the_server_it_started() {
         ),
     );
     script(&dir, "psp-client", "echo 'Error: link down' >&2; exit 2");
-    let bin = dir.path.display().to_string();
-    let output = live(
-        &[
-            "--workload",
-            &workload(),
-            "--workers",
-            "1",
-            "--share-cores",
-            "--bin-dir",
-            &bin,
-            "--warmup-s",
-            "0",
-        ],
-        &dir.file("out"),
-    );
+    let output = live_with_fakes(&dir, &["--warmup-s", "0"]);
     assert_refused(&output, &["psp-client failed", "link down"]);
     let pid: u32 = std::fs::read_to_string(&pid_file)
         .expect("the fake server ran")
