@@ -250,3 +250,62 @@ fn a_failing_client_stops_the_server_it_started() {
         .unwrap();
     assert!(!alive(pid), "psp-app (pid {pid}) outlived psp live");
 }
+
+/// Ctrl-C (SIGINT to psp live alone: its children run in their own process group) stops the
+/// client and the server it started, and psp live exits non-zero saying why.
+#[test]
+fn an_interrupted_run_leaves_no_process_behind() {
+    let dir = ScratchDir::new("live-sigint");
+    let (server_pid, client_pid) = (dir.file("server.pid"), dir.file("client.pid"));
+    script(
+        &dir,
+        "psp-app",
+        &format!(
+            "echo $$ > {}; echo 'psp-app: waiting for the link'; exec sleep 60",
+            server_pid.display()
+        ),
+    );
+    script(
+        &dir,
+        "psp-client",
+        &format!("echo $$ > {}; exec sleep 60", client_pid.display()),
+    );
+    let bin = dir.path.display().to_string();
+    let w = workload();
+    let out = dir.file("out");
+    let mut child = Command::new(psp())
+        .args(["live", "--workload", &w, "--workers", "1", "--share-cores"])
+        .args(["--warmup-s", "0", "--bin-dir", &bin, "--out"])
+        .arg(&out)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("psp live");
+    let started = std::time::Instant::now();
+    while !client_pid.exists() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "client never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let output = child.wait_with_output().expect("psp live exits");
+    assert_refused(&output, &["interrupted"]);
+    for pid_file in [server_pid, client_pid] {
+        let pid: u32 = std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(
+            !alive(pid),
+            "{} (pid {pid}) outlived psp live",
+            pid_file.display()
+        );
+    }
+}
