@@ -299,145 +299,13 @@ pub enum ConfigError {
         why: String,
     },
     /// An unknown policy name.
-    #[error(
-        "unknown policy {0:?} (expected one of: cfcfs, dfcfs, sjf, edf, darc, darc-static, ts)"
-    )]
-    UnknownPolicy(String),
-}
-
-/// DARC's tunables. Defaults are the original's values (reference §1.2, §1.5–1.7).
-#[derive(Clone, Debug, PartialEq)]
-pub struct DarcParams {
-    /// δ: a type joins a group while `mean - leader.mean < delta * leader.mean` (original 0.2).
-    pub delta: f64,
-    /// Samples (completions) needed before a bootstrap switch or an update (original 50 000).
-    pub samples_needed: u64,
-    /// Relative demand change that makes an update apply (original 0.1 = 10 %).
-    pub hysteresis: f64,
-    /// Fractional core demand above this rounds up, at or below rounds down (original 0.5).
-    pub rounding_cut: f64,
-    /// Fixed overhead subtracted from each profiled mean (original 600 cycles ≈ 230 ns at
-    /// 2.6 GHz). Default 0: the simulator measures pure service time.
-    pub profile_overhead_ns: Nanos,
-    /// `true`: profile, bootstrap in c-FCFS, then update dynamically (what every experiment of
-    /// the paper does). `false` with configured means and ratios: plan once, from the config
-    /// ("oracle" mode), and never update.
-    pub dynamic: bool,
-    /// A fixed number of workers per type group (shortest group first; groups formed by
-    /// `delta` from the configured means), instead of the demand-based counts. Implies a fixed
-    /// plan computed at construction (`dynamic` is ignored); each entry ≥ 1, one entry per
-    /// group, sum ≤ workers. The simulator's allocation search uses it.
-    pub fixed_allocation: Option<Vec<usize>>,
-}
-
-impl Default for DarcParams {
-    fn default() -> Self {
-        Self {
-            delta: 0.2,
-            samples_needed: 50_000,
-            hysteresis: 0.1,
-            rounding_cut: 0.5,
-            profile_overhead_ns: 0,
-            dynamic: true,
-            fixed_allocation: None,
-        }
-    }
-}
-
-/// Shinjuku-style time sharing tunables (simulator only: the live server cannot preempt).
-///
-/// The scheduler only sets the quantum on each [`Dispatch`] and re-queues preempted requests;
-/// the driver enforces the quantum and charges `preemption_cost_ns` (the simulator keeps the
-/// preempted worker busy that long before calling [`Scheduler::on_preempted`]).
-#[derive(Clone, Debug, PartialEq)]
-pub struct TimeSharingParams {
-    /// Preemption quantum (Shinjuku's default for DISP2/SBIM2: 5 µs, reference §7.2).
-    pub quantum_ns: Nanos,
-    /// Cost of one preemption, charged by the driver to the preempted worker (Perséphone's
-    /// motivation assumes an optimistic 1 µs).
-    pub preemption_cost_ns: Nanos,
-    /// Per-type SLO = `slo_factor` × the type's mean (Shinjuku configs use 10×).
-    pub slo_factor: f64,
-}
-
-impl Default for TimeSharingParams {
-    fn default() -> Self {
-        Self {
-            quantum_ns: 5_000,
-            preemption_cost_ns: 1_000,
-            slo_factor: 10.0,
-        }
-    }
-}
-
-/// A scheduling policy and its parameters.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Policy {
-    /// One central FIFO; the lowest-numbered idle worker takes the head.
-    Cfcfs,
-    /// Per-worker FIFOs fed round-robin at arrival; a worker runs only its own queue.
-    Dfcfs,
-    /// Fixed priority by configured mean service time (shortest first; every type needs a
-    /// `mean_ns`), UNKNOWN last, work conserving.
-    Sjf,
-    /// Earliest `arrival + deadline` first (`deadline_ns`, else the type's `mean_ns`), UNKNOWN
-    /// last, work conserving.
-    Edf,
-    /// Perséphone's Dynamic Application-aware Reserved Cores (see [`DarcParams`] and
-    /// [`plan_reservations`]).
-    Darc(DarcParams),
-    /// DARC with a fixed split (the original's manual `n_resas` mode, Fig. 4): types sorted by
-    /// configured mean (all types need one, or none: then configuration order), the shortest
-    /// type alone gets `reserved_short` workers `[0, k)` and may steal `[k, n)`; every other
-    /// type shares `[k, n)`; UNKNOWN runs on the last worker only. `0 ≤ k ≤ n - 1`.
-    DarcStatic {
-        /// Workers reserved for the shortest type (the original's `n_resas`).
-        reserved_short: usize,
+    #[error("unknown policy {name:?} (expected one of: {expected})")]
+    UnknownPolicy {
+        /// The name given.
+        name: String,
+        /// The names the registry knows, comma-separated.
+        expected: String,
     },
-    /// Centralized preemptive time sharing (Shinjuku). **Simulator only**: dispatches carry a
-    /// quantum and the driver reports preemptions with [`Scheduler::on_preempted`].
-    TimeSharing(TimeSharingParams),
-}
-
-impl Policy {
-    /// Every policy name accepted by [`Policy::from_name`].
-    pub const NAMES: [&'static str; 7] =
-        ["cfcfs", "dfcfs", "sjf", "edf", "darc", "darc-static", "ts"];
-
-    /// The policy's short name (`darc`, `cfcfs`...).
-    pub fn name(&self) -> &'static str {
-        match self {
-            Policy::Cfcfs => "cfcfs",
-            Policy::Dfcfs => "dfcfs",
-            Policy::Sjf => "sjf",
-            Policy::Edf => "edf",
-            Policy::Darc(_) => "darc",
-            Policy::DarcStatic { .. } => "darc-static",
-            Policy::TimeSharing(_) => "ts",
-        }
-    }
-
-    /// Parses a policy name with default parameters. Case-insensitive; accepts the original's
-    /// spellings too (`CFCFS`, `DFCFS`, `DARC`, `c-FCFS`, `d-FCFS`). `darc-static` defaults to
-    /// one reserved worker.
-    pub fn from_name(name: &str) -> Result<Policy, ConfigError> {
-        let lower = name.trim().to_ascii_lowercase().replace('_', "-");
-        Ok(match lower.as_str() {
-            "cfcfs" | "c-fcfs" => Policy::Cfcfs,
-            "dfcfs" | "d-fcfs" => Policy::Dfcfs,
-            "sjf" => Policy::Sjf,
-            "edf" => Policy::Edf,
-            "darc" | "dyn-resa" => Policy::Darc(DarcParams::default()),
-            "darc-static" => Policy::DarcStatic { reserved_short: 1 },
-            "ts" | "shinjuku" => Policy::TimeSharing(TimeSharingParams::default()),
-            _ => return Err(ConfigError::UnknownPolicy(name.to_string())),
-        })
-    }
-
-    /// Whether the live server can run this policy (it cannot preempt, so `ts` is sim-only).
-    pub fn is_live(&self) -> bool {
-        !matches!(self, Policy::TimeSharing(_))
-    }
 }
 
 /// Everything a [`Scheduler`] is built from.
@@ -513,12 +381,20 @@ pub struct PlanUpdate {
     pub plan: ReservationPlan,
 }
 
-mod darc;
+pub mod policy;
 mod queue;
 mod scheduler;
+mod state;
 
-pub use darc::{
+pub use policy::darc::plan::{
     demand_workers, group_types, plan_reservations, plan_with_allocation, round_demand,
     validate_allocation, window_mean_ns, ProfileGroup, TypeProfile, INACTIVE_MEAN_NS,
 };
-pub use scheduler::{Scheduler, SchedulerCounters, PLAN_UPDATE_CAPACITY};
+pub use policy::darc::{DarcParams, ROUNDING_CUT_RANGE};
+pub use policy::ts::TimeSharingParams;
+pub use policy::{
+    BuildContext, CustomPolicy, Policy, PolicyCore, PolicyEntry, QueueLayout, Registry,
+};
+pub use queue::WorkerSet;
+pub use scheduler::{Scheduler, SchedulerCounters};
+pub use state::{QueuedRequest, SchedulerState, PLAN_UPDATE_CAPACITY};
