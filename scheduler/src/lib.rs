@@ -50,8 +50,8 @@
 //! - `edf`: the type whose head has the smallest `arrival + deadline_ns` (the type's `mean_ns`
 //!   when it has no deadline; one of the two is required) goes to the lowest idle worker;
 //!   UNKNOWN has an infinite deadline.
-//! - `darc`: Perséphone's DARC (reference §1.4–§1.8): profiles dispatch→completion service
-//!   times, runs c-FCFS until `samples_needed` requests were dispatched, then reserves workers
+//! - `darc`: Perséphone's DARC (docs/design.md §1.4–§1.8): profiles dispatch→completion
+//!   service times, runs c-FCFS until `samples_needed` requests were dispatched, then reserves workers
 //!   per group of similar types ([`plan_reservations`]) and re-plans when a type's
 //!   second-in-line request waited longer than its mean and demand moved by more than the
 //!   hysteresis. Not work conserving: a longer type never runs on a shorter type's reserved
@@ -67,11 +67,16 @@
 //!   ([`Policy::is_live`] is `false`): the live server cannot preempt a worker.
 //!
 //! ## Modules
-//! - `scheduler`: the [`Scheduler`] state machine and its per-policy dispatch.
-//! - `darc`: the planning step as pure functions ([`plan_reservations`],
-//!   [`plan_with_allocation`], [`group_types`]), shared with `psp plan` and the simulator's
-//!   allocation search.
-//! - `queue`: the fixed-capacity ring buffer and the `u128` worker bit set.
+//! - `scheduler`: the [`Scheduler`] state machine: type table, workers, admission, and the
+//!   calls into the policy.
+//! - `state`: the queues, counters and plan records a policy works on ([`SchedulerState`]).
+//! - [`policy`]: the [`PolicyCore`] trait, the [`Registry`] of policy names, and one module
+//!   per policy (`cfcfs`, `dfcfs`, `sjf`, `edf`, `darc`, `darc_static`, `ts`). DARC's
+//!   planning step is pure functions ([`plan_reservations`], [`plan_with_allocation`],
+//!   [`group_types`] in `policy::darc::plan`), shared with `psp plan` and the simulator's
+//!   allocation search. Adding a policy: the README's "Adding a policy".
+//! - [`wire_type`]: the original's request type names and wire ids.
+//! - `queue`: the fixed-capacity ring buffer and the `u128` worker bit set ([`WorkerSet`]).
 //!
 //! ## Invariants (checked by unit and property tests)
 //! - A worker holds at most one request at a time; it is busy from the [`Dispatch`] that names it
@@ -81,15 +86,15 @@
 //! - A wire type that was not registered is [`TypeIndex::UNKNOWN`]; it never indexes out of bounds
 //!   (nor does a `TypeIndex` beyond the registered types: it is treated as UNKNOWN). The
 //!   original's three hazards (`>` instead of `>=`, an uninitialised type-order table, per-window
-//!   arrays indexed by raw wire id, reference §8.3) have no counterpart: every per-type array
+//!   arrays indexed by raw wire id, docs/design.md §8.3) have no counterpart: every per-type array
 //!   is indexed by the dense [`TypeIndex`] after a bounds-checked mapping.
 //! - The per-request path (`classify`, `on_arrival`, `next_dispatch`, `on_completion`) does not
 //!   allocate: every queue is allocated once, at construction, with a fixed capacity. The only
 //!   exception is DARC applying a new plan (at most once per `samples_needed` completions).
 //!
 //! ## How it is tested
-//! `cargo test -p psp-scheduler`: the reference §1.9 reservation vectors (DISP2, SBIM2, TPC-C,
-//! RocksDB, DISP3 at 14 workers), per-policy decision sequences, DARC's bootstrap switch,
+//! `cargo test -p psp-scheduler`: the reservation vectors of docs/design.md §1.9 (DISP2,
+//! SBIM2, TPC-C, RocksDB, DISP3 at 14 workers), per-policy decision sequences, DARC's bootstrap switch,
 //! hysteresis and update trigger, configuration errors, and proptest properties over random
 //! arrival / completion / preemption sequences for every policy (conservation, one request per
 //! worker, bounds, DARC's reservation rule, draining). `cargo bench -p psp-scheduler` measures
@@ -113,7 +118,7 @@ pub const DEFAULT_QUEUE_CAPACITY: usize = 4096;
 pub const MAX_QUEUE_CAPACITY: usize = 1 << 20;
 
 /// Most request types a scheduler accepts. Far above the original's `MAX_TYPES = 8`, which the
-/// TPC-C and RocksDB type ids overflowed (reference §8.3).
+/// TPC-C and RocksDB type ids overflowed (docs/design.md §8.3).
 pub const MAX_TYPES: usize = 64;
 
 /// Most workers a scheduler accepts (the idle set is a `u128` bit mask; the original's 32-bit
@@ -165,6 +170,11 @@ impl TypeIndex {
         }
     }
 }
+
+/// Tolerance on `Σ ratios = 1` (absolute): decimal fractions in YAML do not add up to exactly
+/// 1.0 in binary floating point. The server configuration, workload files and the client's
+/// schedules all check against it.
+pub const RATIO_SUM_TOLERANCE: f64 = 1e-6;
 
 /// One request type as registered from configuration.
 #[derive(Clone, Debug, PartialEq)]
@@ -360,7 +370,7 @@ pub struct ReservationPlan {
     pub spillway: Option<WorkerId>,
 }
 
-/// One applied reservation change (a "window" of the original's log, reference §8.6).
+/// One applied reservation change (a "window" of the original's log, docs/design.md §8.6).
 #[derive(Clone, Debug, PartialEq)]
 pub struct PlanUpdate {
     /// Sequence number of this window, from 0.
@@ -385,6 +395,7 @@ pub mod policy;
 mod queue;
 mod scheduler;
 mod state;
+pub mod wire_type;
 
 pub use policy::darc::plan::{
     demand_workers, group_types, plan_reservations, plan_with_allocation, round_demand,

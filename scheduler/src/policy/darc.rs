@@ -43,7 +43,7 @@ use crate::{ConfigError, Nanos, PlanUpdate, ReservationPlan, TypeIndex};
 /// down, so a cut of 1 always rounds down and one above 1 would mean the same.
 pub const ROUNDING_CUT_RANGE: std::ops::RangeInclusive<f64> = 0.0..=1.0;
 
-/// DARC's tunables. Defaults are the original's values (docs/design.md §1.2, §1.5–1.7).
+/// DARC's tunables. Defaults are the original's values (docs/design.md §1.2, §1.5.7).
 #[derive(Clone, Debug, PartialEq)]
 pub struct DarcParams {
     /// δ: a type joins a group while `mean - leader.mean < delta * leader.mean` (original 0.2).
@@ -123,7 +123,7 @@ impl DarcParams {
 /// DARC's phase.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 enum Phase {
-    /// c-FCFS over the bootstrap FIFO while profiling (docs/design.md §1.5.1).
+    /// c-FCFS over the bootstrap FIFO while profiling (docs/design.md §1.5).
     Bootstrap,
     /// Dispatching by reservation.
     Reserved,

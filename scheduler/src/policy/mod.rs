@@ -374,7 +374,7 @@ macro_rules! policies {
         #[derive(Debug)]
         pub(crate) enum Engine {
             $( $variant($module::$ty), )*
-            Custom(Box<dyn PolicyCore>),
+            Custom(Guarded),
         }
 
         impl Engine {
@@ -383,7 +383,7 @@ macro_rules! policies {
                 Ok(match cx.policy() {
                     $( Policy::$variant { .. } => Engine::$variant(
                         <$module::$ty as BuiltinPolicy>::build(cx)?), )*
-                    Policy::Custom(c) => Engine::Custom(c.build(cx)?),
+                    Policy::Custom(c) => Engine::Custom(Guarded(c.build(cx)?)),
                 })
             }
         }
@@ -431,6 +431,52 @@ macro_rules! policies {
             Engine::Custom(p) => p.$method $args,
         }
     };
+}
+
+/// A custom policy, with its answers checked: the built-ins are trusted (their tests pin
+/// them), a policy from outside the crate could name a queue that does not exist or a busy
+/// worker. An out-of-range arrival queue becomes the last queue; a decision naming a busy
+/// worker or a missing queue becomes "nothing to dispatch".
+#[derive(Debug)]
+pub(crate) struct Guarded(Box<dyn PolicyCore>);
+
+impl PolicyCore for Guarded {
+    fn layout(&self) -> QueueLayout {
+        self.0.layout()
+    }
+    fn on_start(&mut self, state: &mut SchedulerState) {
+        self.0.on_start(state)
+    }
+    fn arrival_queue(&mut self, slot: usize, state: &SchedulerState) -> usize {
+        self.0
+            .arrival_queue(slot, state)
+            .min(state.queue_count().saturating_sub(1))
+    }
+    fn before_dispatch(&mut self, now_ns: Nanos, state: &mut SchedulerState) {
+        self.0.before_dispatch(now_ns, state)
+    }
+    fn choose(
+        &self,
+        now_ns: Nanos,
+        state: &SchedulerState,
+        idle: WorkerSet,
+    ) -> Option<(usize, usize)> {
+        self.0
+            .choose(now_ns, state, idle)
+            .filter(|&(q, w)| q < state.queue_count() && idle.contains(w))
+    }
+    fn on_completion(&mut self, slot: Option<usize>, service_ns: Nanos) {
+        self.0.on_completion(slot, service_ns)
+    }
+    fn quantum_ns(&self) -> Option<Nanos> {
+        self.0.quantum_ns()
+    }
+    fn plan(&self) -> Option<&ReservationPlan> {
+        self.0.plan()
+    }
+    fn in_bootstrap(&self) -> bool {
+        self.0.in_bootstrap()
+    }
 }
 
 // The registry of built-in policies: one line per policy (its docs, its `Policy` variant and
