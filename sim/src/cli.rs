@@ -516,6 +516,9 @@ fn run_plan(args: &PlanArgs) -> Result<()> {
         rounding_cut: args.rounding_cut,
         ..DarcParams::default()
     };
+    params
+        .validate()
+        .context("--delta / --rounding-cut out of range")?;
     print!("{}", describe_plans(&workload, args.workers, &params));
     Ok(())
 }

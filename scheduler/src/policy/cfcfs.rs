@@ -1,6 +1,6 @@
 //! `cfcfs`: centralized first-come first-served. One central FIFO (UNKNOWN included); the
 //! lowest-numbered idle worker takes its head. Work conserving. The original's `CFCFS`
-//! (docs/design.md §2.1).
+//! (docs/design.md §2).
 //!
 //! Tested in `scheduler/tests.rs` (`cfcfs_*` and the property tests).
 

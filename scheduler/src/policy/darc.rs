@@ -466,3 +466,32 @@ impl PolicyCore for Darc {
         self.phase == Phase::Bootstrap
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rounding_cut_range_is_closed_and_checked_in_one_place() {
+        for cut in [0.0, 0.5, 1.0] {
+            let p = DarcParams {
+                rounding_cut: cut,
+                ..DarcParams::default()
+            };
+            assert_eq!(p.validate(), Ok(()), "{cut}");
+        }
+        for cut in [-0.1, 1.5, f64::NAN, f64::INFINITY] {
+            let p = DarcParams {
+                rounding_cut: cut,
+                ..DarcParams::default()
+            };
+            let err = p.validate().unwrap_err().to_string();
+            assert!(err.starts_with("darc.rounding_cut = "), "{err}");
+        }
+        let p = DarcParams {
+            delta: -1.0,
+            ..DarcParams::default()
+        };
+        assert!(p.validate().unwrap_err().to_string().contains("darc.delta"));
+    }
+}

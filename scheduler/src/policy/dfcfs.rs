@@ -1,6 +1,6 @@
 //! `dfcfs`: decentralized first-come first-served. One FIFO per worker, fed round-robin at
 //! arrival by a full-width counter (the original's `uint8_t` counter wrapped every 256
-//! requests, docs/design.md §2.1); a worker runs only its own FIFO. Not work conserving.
+//! requests, docs/design.md §2); a worker runs only its own FIFO. Not work conserving.
 //!
 //! Tested in `scheduler/tests.rs` (`dfcfs_*` and the property tests).
 

@@ -1,7 +1,7 @@
 //! `edf`: earliest deadline first, non-preemptive. One FIFO per type slot; the type whose head
 //! has the smallest `arrival + deadline_ns` (the type's `mean_ns` when it has no deadline: one
 //! of the two is required) goes to the lowest idle worker; UNKNOWN has an infinite deadline
-//! (docs/design.md §2.1).
+//! (docs/design.md §2).
 //!
 //! Tested in `scheduler/tests.rs` (`edf_*` and the property tests).
 

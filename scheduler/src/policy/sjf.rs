@@ -1,6 +1,6 @@
 //! `sjf`: shortest job first by configured mean. One FIFO per type slot, visited in ascending
 //! configured `mean_ns` (required for every type), UNKNOWN last; each head goes to the lowest
-//! idle worker. Non-preemptive fixed priority, work conserving (docs/design.md §2.1).
+//! idle worker. Non-preemptive fixed priority, work conserving (docs/design.md §2).
 //!
 //! Tested in `scheduler/tests.rs` (`sjf_*` and the property tests).
 
