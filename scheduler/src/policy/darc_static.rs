@@ -15,9 +15,12 @@ use crate::queue::WorkerSet;
 use crate::state::SchedulerState;
 use crate::{ConfigError, Nanos, RequestTypeSpec, ReservationPlan, TypeGroup, TypeIndex, WorkerId};
 
+/// The built darc-static policy, boxed for the same reason as [`super::darc::Darc`].
+pub type DarcStatic = Box<DarcStaticState>;
+
 /// darc-static: queue = type slot (UNKNOWN at `n_types`).
 #[derive(Debug)]
-pub struct DarcStatic {
+pub struct DarcStaticState {
     n_types: usize,
     reservations: Reservations,
     /// The plan with its configured means and ratios, applied in `on_start`.
@@ -61,15 +64,15 @@ impl BuiltinPolicy for DarcStatic {
             .map(|t| t.mean_ns.map_or(0.0, |m| m as f64))
             .collect();
         let ratios = types.iter().map(|t| t.ratio.unwrap_or(0.0)).collect();
-        Ok(DarcStatic {
+        Ok(Box::new(DarcStaticState {
             n_types,
             reservations: Reservations::new(n_types, workers),
             initial: Some((plan, means, ratios)),
-        })
+        }))
     }
 }
 
-impl PolicyCore for DarcStatic {
+impl PolicyCore for DarcStaticState {
     fn layout(&self) -> QueueLayout {
         QueueLayout {
             queues: self.n_types + 1,

@@ -95,6 +95,51 @@ pub trait PolicyCore: fmt::Debug + Send {
     }
 }
 
+/// A boxed policy is a policy (large built-in states are boxed, see [`darc::Darc`]).
+impl<P: PolicyCore + ?Sized> PolicyCore for Box<P> {
+    #[inline]
+    fn layout(&self) -> QueueLayout {
+        (**self).layout()
+    }
+    #[inline]
+    fn on_start(&mut self, state: &mut SchedulerState) {
+        (**self).on_start(state)
+    }
+    #[inline]
+    fn arrival_queue(&mut self, slot: usize, state: &SchedulerState) -> usize {
+        (**self).arrival_queue(slot, state)
+    }
+    #[inline]
+    fn before_dispatch(&mut self, now_ns: Nanos, state: &mut SchedulerState) {
+        (**self).before_dispatch(now_ns, state)
+    }
+    #[inline]
+    fn choose(
+        &self,
+        now_ns: Nanos,
+        state: &SchedulerState,
+        idle: WorkerSet,
+    ) -> Option<(usize, usize)> {
+        (**self).choose(now_ns, state, idle)
+    }
+    #[inline]
+    fn on_completion(&mut self, slot: Option<usize>, service_ns: Nanos) {
+        (**self).on_completion(slot, service_ns)
+    }
+    #[inline]
+    fn quantum_ns(&self) -> Option<Nanos> {
+        (**self).quantum_ns()
+    }
+    #[inline]
+    fn plan(&self) -> Option<&ReservationPlan> {
+        (**self).plan()
+    }
+    #[inline]
+    fn in_bootstrap(&self) -> bool {
+        (**self).in_bootstrap()
+    }
+}
+
 /// What a policy is built from: the validated scheduler configuration.
 #[derive(Copy, Clone, Debug)]
 pub struct BuildContext<'a> {
