@@ -1,5 +1,5 @@
 //! `darc`: Perséphone's Dynamic Application-aware Reserved Cores (docs/design.md §1.4–§1.8),
-//! with its profiling ([`profile`]), planning ([`plan`]) and runtime state in this module.
+//! with its profiling (`profile`), planning ([`plan`]) and runtime state in this module.
 //!
 //! ## Behaviour
 //! - **Bootstrap** (dynamic mode): every arrival joins one c-FCFS FIFO while completions are
@@ -20,7 +20,7 @@
 //!   in its UNKNOWN-slot queue, drained only by the spillway).
 //! - The evaluation that ends bootstrap always installs a plan, even if no demand changed (the
 //!   original could otherwise keep no reservation and never dispatch a typed request).
-//! - Profiled means are exact (see [`profile`]).
+//! - Profiled means are exact (see `profile`).
 //!
 //! ## How it is tested
 //! `plan`'s unit tests replay the §1.9 vectors; `scheduler/tests.rs` pins the bootstrap switch,

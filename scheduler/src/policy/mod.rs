@@ -1,5 +1,5 @@
 //! Scheduling policies as plug-ins: the [`PolicyCore`] trait, the [`Registry`] of policy
-//! names, and the one list ([`policies!`]) that ties each built-in policy's file to its
+//! names, and the one list (`policies!`) that ties each built-in policy's file to its
 //! [`Policy`] variant.
 //!
 //! ## What a policy is
