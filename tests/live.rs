@@ -273,7 +273,7 @@ fn an_interrupted_run_leaves_no_process_behind() {
     let bin = dir.path.display().to_string();
     let w = workload();
     let out = dir.file("out");
-    let mut child = Command::new(psp())
+    let child = Command::new(psp())
         .args(["live", "--workload", &w, "--workers", "1", "--share-cores"])
         .args(["--warmup-s", "0", "--bin-dir", &bin, "--out"])
         .arg(&out)

@@ -506,6 +506,6 @@ schedules:
     #[test]
     fn unknown_type_id_gets_generic_name() {
         assert_eq!(type_name_for_wire_id(42), "TYPE42");
-        assert_eq!(type_name_for_wire_id(5), "NEWORDER");
+        assert_eq!(type_name_for_wire_id(5), "NEW_ORDER");
     }
 }

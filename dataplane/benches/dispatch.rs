@@ -29,7 +29,7 @@ use psp_dataplane::wire::{
     build_request, parse_request_with, Endpoint, MacAddr, ParseOptions, RequestRepr, RequestView,
     REQUEST_FRAME_LEN,
 };
-use psp_scheduler::{Policy, RequestTypeSpec, Scheduler, SchedulerConfig};
+use psp_scheduler::{Policy, Registry, RequestTypeSpec, Scheduler, SchedulerConfig};
 use thread_cpu::ThreadCpuTime;
 
 /// Requests per burst: the server's default RX burst.
@@ -80,13 +80,14 @@ fn dispatch_path(c: &mut Criterion<ThreadCpuTime>) {
     let mut tx = side.take_tx(0).expect("tx queue");
     let mut group = c.benchmark_group("dispatch/per_request");
     group.throughput(Throughput::Elements(BURST as u64));
-    for policy in [
-        Policy::Cfcfs,
-        Policy::Sjf,
-        Policy::DarcStatic { reserved_short: 2 },
-    ] {
-        let name = policy.name();
-        let mut sched = scheduler(policy);
+    // Every policy the live server runs, except those that start in a profiling bootstrap
+    // (dynamic DARC: its figure is the scheduler bench's, after warm-up).
+    for entry in Registry::builtin().entries().iter().filter(|e| e.live) {
+        let name = entry.name;
+        let mut sched = scheduler((entry.default)());
+        if sched.in_bootstrap() {
+            continue;
+        }
         let mut slab: PendingSlab<Job> = PendingSlab::new(4096);
         let (mut job_tx, mut job_rx): (Vec<_>, Vec<_>) =
             (0..WORKERS).map(|_| ring::channel::<Job>(4)).unzip();

@@ -26,18 +26,18 @@ use std::hint::black_box;
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use psp_scheduler::{
-    DarcParams, Nanos, Policy, RequestTypeSpec, Scheduler, SchedulerConfig, TimeSharingParams,
-    Token, WorkerId,
+    DarcParams, Nanos, Policy, Registry, RequestTypeSpec, Scheduler, SchedulerConfig, Token,
+    WorkerId,
 };
 
-/// The paper's 14 application workers (reference §7.1).
+/// The paper's 14 application workers (docs/design.md §7.1).
 const WORKERS: usize = 14;
 /// Wire type ids of the mix (the original's SHORT = 1, LONG = 2).
 const SHORT_WIRE: u32 = 1;
 const LONG_WIRE: u32 = 2;
 /// Length of the pre-drawn wire-type sequence (a power of two, indexed with a mask).
 const SEQUENCE_LEN: usize = 4096;
-/// Service times of the mix (DISP2, reference §6.3).
+/// Service times of the mix (DISP2, docs/design.md §6.3).
 const SERVICE_NS: [Nanos; 2] = [1_000, 100_000];
 /// Time between arrivals: 50.5 µs mean over 14 workers at 80 % load.
 const INTERARRIVAL_NS: Nanos = 4_509;
@@ -132,28 +132,22 @@ impl Harness {
     }
 }
 
-fn policies() -> Vec<(&'static str, Policy, usize)> {
-    vec![
-        ("cfcfs", Policy::Cfcfs, 0),
-        ("dfcfs", Policy::Dfcfs, 0),
-        ("sjf", Policy::Sjf, 0),
-        ("edf", Policy::Edf, 0),
-        (
-            "darc",
-            Policy::Darc(DarcParams::default()),
-            DARC_WARMUP_REQUESTS,
-        ),
-        (
-            "darc-oracle",
-            Policy::Darc(DarcParams {
+/// Every policy of the registry with its default parameters, plus DARC planned once from
+/// the configured means (`darc-oracle`). A policy that starts in a bootstrap phase (dynamic
+/// DARC) is warmed past it before measuring.
+fn policies() -> Vec<(&'static str, Policy)> {
+    let mut out = Vec::new();
+    for entry in Registry::builtin().entries() {
+        out.push((entry.name, (entry.default)()));
+        if entry.name == "darc" {
+            let oracle = DarcParams {
                 dynamic: false,
                 ..DarcParams::default()
-            }),
-            0,
-        ),
-        ("darc-static", Policy::DarcStatic { reserved_short: 1 }, 0),
-        ("ts", Policy::TimeSharing(TimeSharingParams::default()), 0),
-    ]
+            };
+            out.push(("darc-oracle", Policy::Darc(oracle)));
+        }
+    }
+    out
 }
 
 /// On-CPU time of the calling thread (ns), from the first field of
@@ -204,14 +198,17 @@ fn per_request_cpu(c: &mut Criterion<ThreadCpuTime>) {
 fn run_group<M: Measurement>(c: &mut Criterion<M>, group_name: &str) {
     let mut group = c.benchmark_group(group_name);
     group.throughput(Throughput::Elements(1));
-    for (name, policy, warmup) in policies() {
+    for (name, policy) in policies() {
         let mut h = Harness::new(policy);
+        let warmup = if h.scheduler.in_bootstrap() {
+            DARC_WARMUP_REQUESTS
+        } else {
+            0
+        };
         for _ in 0..warmup {
             h.step();
         }
-        if warmup > 0 {
-            assert!(h.scheduler.plan().is_some(), "{name}: still bootstrapping");
-        }
+        assert!(!h.scheduler.in_bootstrap(), "{name}: still bootstrapping");
         group.bench_function(name, |b| b.iter(|| h.step()));
         let counters = h.scheduler.counters();
         if counters.dispatched <= warmup as u64 {

@@ -50,8 +50,8 @@
 //! - `edf`: the type whose head has the smallest `arrival + deadline_ns` (the type's `mean_ns`
 //!   when it has no deadline; one of the two is required) goes to the lowest idle worker;
 //!   UNKNOWN has an infinite deadline.
-//! - `darc`: Perséphone's DARC (reference §1.4–§1.8): profiles dispatch→completion service
-//!   times, runs c-FCFS until `samples_needed` requests were dispatched, then reserves workers
+//! - `darc`: Perséphone's DARC (docs/design.md §1.4–§1.8): profiles dispatch→completion
+//!   service times, runs c-FCFS until `samples_needed` requests were dispatched, then reserves workers
 //!   per group of similar types ([`plan_reservations`]) and re-plans when a type's
 //!   second-in-line request waited longer than its mean and demand moved by more than the
 //!   hysteresis. Not work conserving: a longer type never runs on a shorter type's reserved
@@ -67,11 +67,16 @@
 //!   ([`Policy::is_live`] is `false`): the live server cannot preempt a worker.
 //!
 //! ## Modules
-//! - `scheduler`: the [`Scheduler`] state machine and its per-policy dispatch.
-//! - `darc`: the planning step as pure functions ([`plan_reservations`],
-//!   [`plan_with_allocation`], [`group_types`]), shared with `psp plan` and the simulator's
-//!   allocation search.
-//! - `queue`: the fixed-capacity ring buffer and the `u128` worker bit set.
+//! - `scheduler`: the [`Scheduler`] state machine: type table, workers, admission, and the
+//!   calls into the policy.
+//! - `state`: the queues, counters and plan records a policy works on ([`SchedulerState`]).
+//! - [`policy`]: the [`PolicyCore`] trait, the [`Registry`] of policy names, and one module
+//!   per policy (`cfcfs`, `dfcfs`, `sjf`, `edf`, `darc`, `darc_static`, `ts`). DARC's
+//!   planning step is pure functions ([`plan_reservations`], [`plan_with_allocation`],
+//!   [`group_types`] in `policy::darc::plan`), shared with `psp plan` and the simulator's
+//!   allocation search. Adding a policy: the README's "Adding a policy".
+//! - [`wire_type`]: the original's request type names and wire ids.
+//! - `queue`: the fixed-capacity ring buffer and the `u128` worker bit set ([`WorkerSet`]).
 //!
 //! ## Invariants (checked by unit and property tests)
 //! - A worker holds at most one request at a time; it is busy from the [`Dispatch`] that names it
@@ -81,15 +86,15 @@
 //! - A wire type that was not registered is [`TypeIndex::UNKNOWN`]; it never indexes out of bounds
 //!   (nor does a `TypeIndex` beyond the registered types: it is treated as UNKNOWN). The
 //!   original's three hazards (`>` instead of `>=`, an uninitialised type-order table, per-window
-//!   arrays indexed by raw wire id, reference §8.3) have no counterpart: every per-type array
+//!   arrays indexed by raw wire id, docs/design.md §8.3) have no counterpart: every per-type array
 //!   is indexed by the dense [`TypeIndex`] after a bounds-checked mapping.
 //! - The per-request path (`classify`, `on_arrival`, `next_dispatch`, `on_completion`) does not
 //!   allocate: every queue is allocated once, at construction, with a fixed capacity. The only
 //!   exception is DARC applying a new plan (at most once per `samples_needed` completions).
 //!
 //! ## How it is tested
-//! `cargo test -p psp-scheduler`: the reference §1.9 reservation vectors (DISP2, SBIM2, TPC-C,
-//! RocksDB, DISP3 at 14 workers), per-policy decision sequences, DARC's bootstrap switch,
+//! `cargo test -p psp-scheduler`: the reservation vectors of docs/design.md §1.9 (DISP2,
+//! SBIM2, TPC-C, RocksDB, DISP3 at 14 workers), per-policy decision sequences, DARC's bootstrap switch,
 //! hysteresis and update trigger, configuration errors, and proptest properties over random
 //! arrival / completion / preemption sequences for every policy (conservation, one request per
 //! worker, bounds, DARC's reservation rule, draining). `cargo bench -p psp-scheduler` measures
@@ -113,7 +118,7 @@ pub const DEFAULT_QUEUE_CAPACITY: usize = 4096;
 pub const MAX_QUEUE_CAPACITY: usize = 1 << 20;
 
 /// Most request types a scheduler accepts. Far above the original's `MAX_TYPES = 8`, which the
-/// TPC-C and RocksDB type ids overflowed (reference §8.3).
+/// TPC-C and RocksDB type ids overflowed (docs/design.md §8.3).
 pub const MAX_TYPES: usize = 64;
 
 /// Most workers a scheduler accepts (the idle set is a `u128` bit mask; the original's 32-bit
@@ -165,6 +170,11 @@ impl TypeIndex {
         }
     }
 }
+
+/// Tolerance on `Σ ratios = 1` (absolute): decimal fractions in YAML do not add up to exactly
+/// 1.0 in binary floating point. The server configuration, workload files and the client's
+/// schedules all check against it.
+pub const RATIO_SUM_TOLERANCE: f64 = 1e-6;
 
 /// One request type as registered from configuration.
 #[derive(Clone, Debug, PartialEq)]
@@ -299,145 +309,13 @@ pub enum ConfigError {
         why: String,
     },
     /// An unknown policy name.
-    #[error(
-        "unknown policy {0:?} (expected one of: cfcfs, dfcfs, sjf, edf, darc, darc-static, ts)"
-    )]
-    UnknownPolicy(String),
-}
-
-/// DARC's tunables. Defaults are the original's values (reference §1.2, §1.5–1.7).
-#[derive(Clone, Debug, PartialEq)]
-pub struct DarcParams {
-    /// δ: a type joins a group while `mean - leader.mean < delta * leader.mean` (original 0.2).
-    pub delta: f64,
-    /// Samples (completions) needed before a bootstrap switch or an update (original 50 000).
-    pub samples_needed: u64,
-    /// Relative demand change that makes an update apply (original 0.1 = 10 %).
-    pub hysteresis: f64,
-    /// Fractional core demand above this rounds up, at or below rounds down (original 0.5).
-    pub rounding_cut: f64,
-    /// Fixed overhead subtracted from each profiled mean (original 600 cycles ≈ 230 ns at
-    /// 2.6 GHz). Default 0: the simulator measures pure service time.
-    pub profile_overhead_ns: Nanos,
-    /// `true`: profile, bootstrap in c-FCFS, then update dynamically (what every experiment of
-    /// the paper does). `false` with configured means and ratios: plan once, from the config
-    /// ("oracle" mode), and never update.
-    pub dynamic: bool,
-    /// A fixed number of workers per type group (shortest group first; groups formed by
-    /// `delta` from the configured means), instead of the demand-based counts. Implies a fixed
-    /// plan computed at construction (`dynamic` is ignored); each entry ≥ 1, one entry per
-    /// group, sum ≤ workers. The simulator's allocation search uses it.
-    pub fixed_allocation: Option<Vec<usize>>,
-}
-
-impl Default for DarcParams {
-    fn default() -> Self {
-        Self {
-            delta: 0.2,
-            samples_needed: 50_000,
-            hysteresis: 0.1,
-            rounding_cut: 0.5,
-            profile_overhead_ns: 0,
-            dynamic: true,
-            fixed_allocation: None,
-        }
-    }
-}
-
-/// Shinjuku-style time sharing tunables (simulator only: the live server cannot preempt).
-///
-/// The scheduler only sets the quantum on each [`Dispatch`] and re-queues preempted requests;
-/// the driver enforces the quantum and charges `preemption_cost_ns` (the simulator keeps the
-/// preempted worker busy that long before calling [`Scheduler::on_preempted`]).
-#[derive(Clone, Debug, PartialEq)]
-pub struct TimeSharingParams {
-    /// Preemption quantum (Shinjuku's default for DISP2/SBIM2: 5 µs, reference §7.2).
-    pub quantum_ns: Nanos,
-    /// Cost of one preemption, charged by the driver to the preempted worker (Perséphone's
-    /// motivation assumes an optimistic 1 µs).
-    pub preemption_cost_ns: Nanos,
-    /// Per-type SLO = `slo_factor` × the type's mean (Shinjuku configs use 10×).
-    pub slo_factor: f64,
-}
-
-impl Default for TimeSharingParams {
-    fn default() -> Self {
-        Self {
-            quantum_ns: 5_000,
-            preemption_cost_ns: 1_000,
-            slo_factor: 10.0,
-        }
-    }
-}
-
-/// A scheduling policy and its parameters.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Policy {
-    /// One central FIFO; the lowest-numbered idle worker takes the head.
-    Cfcfs,
-    /// Per-worker FIFOs fed round-robin at arrival; a worker runs only its own queue.
-    Dfcfs,
-    /// Fixed priority by configured mean service time (shortest first; every type needs a
-    /// `mean_ns`), UNKNOWN last, work conserving.
-    Sjf,
-    /// Earliest `arrival + deadline` first (`deadline_ns`, else the type's `mean_ns`), UNKNOWN
-    /// last, work conserving.
-    Edf,
-    /// Perséphone's Dynamic Application-aware Reserved Cores (see [`DarcParams`] and
-    /// [`plan_reservations`]).
-    Darc(DarcParams),
-    /// DARC with a fixed split (the original's manual `n_resas` mode, Fig. 4): types sorted by
-    /// configured mean (all types need one, or none: then configuration order), the shortest
-    /// type alone gets `reserved_short` workers `[0, k)` and may steal `[k, n)`; every other
-    /// type shares `[k, n)`; UNKNOWN runs on the last worker only. `0 ≤ k ≤ n - 1`.
-    DarcStatic {
-        /// Workers reserved for the shortest type (the original's `n_resas`).
-        reserved_short: usize,
+    #[error("unknown policy {name:?} (expected one of: {expected})")]
+    UnknownPolicy {
+        /// The name given.
+        name: String,
+        /// The names the registry knows, comma-separated.
+        expected: String,
     },
-    /// Centralized preemptive time sharing (Shinjuku). **Simulator only**: dispatches carry a
-    /// quantum and the driver reports preemptions with [`Scheduler::on_preempted`].
-    TimeSharing(TimeSharingParams),
-}
-
-impl Policy {
-    /// Every policy name accepted by [`Policy::from_name`].
-    pub const NAMES: [&'static str; 7] =
-        ["cfcfs", "dfcfs", "sjf", "edf", "darc", "darc-static", "ts"];
-
-    /// The policy's short name (`darc`, `cfcfs`...).
-    pub fn name(&self) -> &'static str {
-        match self {
-            Policy::Cfcfs => "cfcfs",
-            Policy::Dfcfs => "dfcfs",
-            Policy::Sjf => "sjf",
-            Policy::Edf => "edf",
-            Policy::Darc(_) => "darc",
-            Policy::DarcStatic { .. } => "darc-static",
-            Policy::TimeSharing(_) => "ts",
-        }
-    }
-
-    /// Parses a policy name with default parameters. Case-insensitive; accepts the original's
-    /// spellings too (`CFCFS`, `DFCFS`, `DARC`, `c-FCFS`, `d-FCFS`). `darc-static` defaults to
-    /// one reserved worker.
-    pub fn from_name(name: &str) -> Result<Policy, ConfigError> {
-        let lower = name.trim().to_ascii_lowercase().replace('_', "-");
-        Ok(match lower.as_str() {
-            "cfcfs" | "c-fcfs" => Policy::Cfcfs,
-            "dfcfs" | "d-fcfs" => Policy::Dfcfs,
-            "sjf" => Policy::Sjf,
-            "edf" => Policy::Edf,
-            "darc" | "dyn-resa" => Policy::Darc(DarcParams::default()),
-            "darc-static" => Policy::DarcStatic { reserved_short: 1 },
-            "ts" | "shinjuku" => Policy::TimeSharing(TimeSharingParams::default()),
-            _ => return Err(ConfigError::UnknownPolicy(name.to_string())),
-        })
-    }
-
-    /// Whether the live server can run this policy (it cannot preempt, so `ts` is sim-only).
-    pub fn is_live(&self) -> bool {
-        !matches!(self, Policy::TimeSharing(_))
-    }
 }
 
 /// Everything a [`Scheduler`] is built from.
@@ -492,7 +370,7 @@ pub struct ReservationPlan {
     pub spillway: Option<WorkerId>,
 }
 
-/// One applied reservation change (a "window" of the original's log, reference §8.6).
+/// One applied reservation change (a "window" of the original's log, docs/design.md §8.6).
 #[derive(Clone, Debug, PartialEq)]
 pub struct PlanUpdate {
     /// Sequence number of this window, from 0.
@@ -513,12 +391,21 @@ pub struct PlanUpdate {
     pub plan: ReservationPlan,
 }
 
-mod darc;
+pub mod policy;
 mod queue;
 mod scheduler;
+mod state;
+pub mod wire_type;
 
-pub use darc::{
+pub use policy::darc::plan::{
     demand_workers, group_types, plan_reservations, plan_with_allocation, round_demand,
     validate_allocation, window_mean_ns, ProfileGroup, TypeProfile, INACTIVE_MEAN_NS,
 };
-pub use scheduler::{Scheduler, SchedulerCounters, PLAN_UPDATE_CAPACITY};
+pub use policy::darc::{DarcParams, ROUNDING_CUT_RANGE};
+pub use policy::ts::TimeSharingParams;
+pub use policy::{
+    BuildContext, CustomPolicy, Policy, PolicyCore, PolicyEntry, QueueLayout, Registry,
+};
+pub use queue::WorkerSet;
+pub use scheduler::{Scheduler, SchedulerCounters};
+pub use state::{QueuedRequest, SchedulerState, PLAN_UPDATE_CAPACITY};

@@ -95,14 +95,14 @@ impl<T: Copy + Default> RingQueue<T> {
 
 /// A set of worker indices `0..128` as a bit mask.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct WorkerSet(pub(crate) u128);
+pub struct WorkerSet(pub u128);
 
 impl WorkerSet {
     /// The empty set.
-    pub(crate) const EMPTY: WorkerSet = WorkerSet(0);
+    pub const EMPTY: WorkerSet = WorkerSet(0);
 
     /// Workers `start..end` (`end <= 128`).
-    pub(crate) fn range(start: usize, end: usize) -> WorkerSet {
+    pub fn range(start: usize, end: usize) -> WorkerSet {
         let upto = |n: usize| -> u128 {
             if n >= 128 {
                 u128::MAX
@@ -117,34 +117,39 @@ impl WorkerSet {
         }
     }
 
+    /// Whether `w` is in the set.
     #[inline]
-    pub(crate) fn contains(self, w: usize) -> bool {
+    pub fn contains(self, w: usize) -> bool {
         w < 128 && self.0 & (1u128 << w) != 0
     }
 
+    /// Adds `w` (`w < 128`).
     #[inline]
-    pub(crate) fn insert(&mut self, w: usize) {
+    pub fn insert(&mut self, w: usize) {
         self.0 |= 1u128 << w;
     }
 
+    /// Removes `w` (`w < 128`).
     #[inline]
-    pub(crate) fn remove(&mut self, w: usize) {
+    pub fn remove(&mut self, w: usize) {
         self.0 &= !(1u128 << w);
     }
 
+    /// Whether the set is empty.
     #[inline]
-    pub(crate) fn is_empty(self) -> bool {
+    pub fn is_empty(self) -> bool {
         self.0 == 0
     }
 
+    /// The intersection.
     #[inline]
-    pub(crate) fn and(self, other: WorkerSet) -> WorkerSet {
+    pub fn and(self, other: WorkerSet) -> WorkerSet {
         WorkerSet(self.0 & other.0)
     }
 
     /// The lowest index in the set.
     #[inline]
-    pub(crate) fn lowest(self) -> Option<usize> {
+    pub fn lowest(self) -> Option<usize> {
         if self.0 == 0 {
             None
         } else {

@@ -3,7 +3,7 @@
 //! 14 workers.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use psp_scheduler::{DarcParams, Policy, TimeSharingParams};
+use psp_scheduler::{DarcParams, Policy, Registry};
 use psp_sim::{run, RunConfig};
 use psp_workload::Workload;
 
@@ -20,16 +20,18 @@ fn bench(c: &mut Criterion) {
         requests: REQUESTS,
         ..RunConfig::default()
     };
-    let policies = [
-        Policy::Cfcfs,
-        Policy::Dfcfs,
-        Policy::Sjf,
-        Policy::Darc(DarcParams {
-            samples_needed: 20_000,
-            ..DarcParams::default()
-        }),
-        Policy::TimeSharing(TimeSharingParams::default()),
-    ];
+    // Every registered policy; DARC profiles for 20 000 samples so that it plans within a run.
+    let policies: Vec<Policy> = Registry::builtin()
+        .entries()
+        .iter()
+        .map(|entry| match (entry.default)() {
+            Policy::Darc(p) => Policy::Darc(DarcParams {
+                samples_needed: 20_000,
+                ..p
+            }),
+            other => other,
+        })
+        .collect();
     let mut group = c.benchmark_group("simulate_disp2");
     group.throughput(Throughput::Elements(REQUESTS));
     group.sample_size(10);

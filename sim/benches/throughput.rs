@@ -7,7 +7,7 @@
 
 use std::time::Instant;
 
-use psp_scheduler::{DarcParams, Policy, TimeSharingParams};
+use psp_scheduler::{Policy, Registry};
 use psp_sim::{run, RunConfig};
 use psp_workload::Workload;
 
@@ -44,14 +44,11 @@ fn main() {
         requests,
         ..RunConfig::default()
     };
-    let policies = [
-        Policy::Cfcfs,
-        Policy::Dfcfs,
-        Policy::Sjf,
-        Policy::Edf,
-        Policy::Darc(DarcParams::default()),
-        Policy::TimeSharing(TimeSharingParams::default()),
-    ];
+    let policies: Vec<Policy> = Registry::builtin()
+        .entries()
+        .iter()
+        .map(|entry| (entry.default)())
+        .collect();
     println!("DISP2, 14 workers, load {LOAD}, {requests} requests per run");
     println!(
         "{:<8} {:>10} {:>16} {:>20}",

@@ -6,7 +6,7 @@
 //! `anyhow` and context, like a binary.
 //!
 //! Tested by `tests/cli.rs` (a small sweep writing CSV and SVG to a temporary directory, `plan`
-//! reproducing reference §1.9, a small `search`).
+//! reproducing docs/design.md §1.9, a small `search`).
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use psp_scheduler::{DarcParams, Policy, TimeSharingParams, DEFAULT_QUEUE_CAPACITY};
+use psp_scheduler::{DarcParams, Policy, Registry, TimeSharingParams, DEFAULT_QUEUE_CAPACITY};
 use psp_workload::report::{LinePlot, Series};
 use psp_workload::Workload;
 
@@ -159,8 +159,8 @@ pub struct SimArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub run: RunArgs,
-    /// Policies, comma-separated (cfcfs, dfcfs, sjf, edf, darc, darc-static, ts).
-    #[arg(long, short = 'p', default_value = "darc,cfcfs,dfcfs,sjf,ts")]
+    /// Policies, comma-separated (names from psp_scheduler's policy registry).
+    #[arg(long, short = 'p', default_value = "darc,cfcfs,dfcfs,sjf,ts", help = policies_help())]
     pub policies: String,
     /// Loads: `start:stop:step` (inclusive) or a comma-separated list.
     #[arg(long, short = 'l', default_value = "0.05:1.05:0.05")]
@@ -258,16 +258,38 @@ pub fn parse_loads(spec: &str) -> Result<Vec<f64>> {
 /// Most load points one sweep accepts.
 pub const MAX_LOAD_POINTS: usize = 1000;
 
-fn parse_policies(args: &SimArgs, darc: &DarcParams) -> Result<Vec<Policy>> {
+/// `--policies` help: the registry's names and what each does.
+fn policies_help() -> String {
+    let mut help = String::from("Policies, comma-separated:");
+    for entry in Registry::builtin().entries() {
+        let scope = if entry.live { "" } else { " (simulator only)" };
+        help.push_str(&format!("\n  {}: {}{scope}", entry.name, entry.summary));
+    }
+    help
+}
+
+/// Parses a comma-separated list of policy names through `registry` (default parameters).
+pub fn parse_policy_names(registry: &Registry, spec: &str) -> Result<Vec<Policy>> {
     let mut out = Vec::new();
-    for name in args
-        .policies
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-    {
-        let policy = Policy::from_name(name).with_context(|| format!("--policies {name}"))?;
-        out.push(match policy {
+    for name in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        out.push(
+            registry
+                .parse(name)
+                .with_context(|| format!("--policies {name}"))?,
+        );
+    }
+    if out.is_empty() {
+        bail!("--policies {spec:?}: no policy given");
+    }
+    Ok(out)
+}
+
+/// `--policies` with the command line's DARC, darc-static and ts parameters applied.
+fn parse_policies(args: &SimArgs, darc: &DarcParams) -> Result<Vec<Policy>> {
+    let policies = parse_policy_names(&Registry::builtin(), &args.policies)?;
+    Ok(policies
+        .into_iter()
+        .map(|policy| match policy {
             Policy::Darc(_) => Policy::Darc(darc.clone()),
             Policy::DarcStatic { .. } => Policy::DarcStatic {
                 reserved_short: args.darc_static_reserved,
@@ -278,12 +300,8 @@ fn parse_policies(args: &SimArgs, darc: &DarcParams) -> Result<Vec<Policy>> {
                 ..p
             }),
             other => other,
-        });
-    }
-    if out.is_empty() {
-        bail!("--policies {:?}: no policy given", args.policies);
-    }
-    Ok(out)
+        })
+        .collect())
 }
 
 fn progress_bar(total: usize) -> ProgressBar {
@@ -544,6 +562,9 @@ fn run_plan(args: &PlanArgs) -> Result<()> {
         rounding_cut: args.rounding_cut,
         ..DarcParams::default()
     };
+    params
+        .validate()
+        .context("--delta / --rounding-cut out of range")?;
     out!("{}", describe_plans(&workload, args.workers, &params));
     Ok(())
 }

@@ -57,7 +57,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 
 /// Default share of arrivals discarded as warm-up (the original client drops the first 10 %,
-/// reference §5.5).
+/// docs/design.md §5.5).
 pub const DEFAULT_WARMUP_FRACTION: f64 = 0.1;
 
 /// Errors of a simulated run.

@@ -13,7 +13,7 @@
 //!   per-group worker counts (`psp search`).
 //! - [`cli`]: the `psp sim | plan | search` subcommands (clap derive).
 //!
-//! ## Load and slowdown conventions (reference §5.6)
+//! ## Load and slowdown conventions (docs/design.md §5.6)
 //! Load 1.0 is `workers / Σ(mean·ratio)` requests per second. Slowdown is a request's latency
 //! divided by its type's configured mean; the headline metric is the p99.9 of the per-request
 //! slowdown over all types.
@@ -29,7 +29,7 @@
 //! `tests/engine.rs`: determinism (also across thread counts), conservation under every policy
 //! (with and without drops), an M/M/1 check, DARC beating c-FCFS on DISP2 at high load,
 //! dispatcher-cost serialization, `ts` preemptions, sched4 phases; `tests/cli.rs`: CLI smoke
-//! tests writing CSV/SVG (and the timeline), `plan` against reference §1.9, a small `search`.
+//! tests writing CSV/SVG (and the timeline), `plan` against docs/design.md §1.9, a small `search`.
 //!
 //! ## Speed
 //! `cargo bench -p psp-sim --bench throughput` prints simulated requests per second per core

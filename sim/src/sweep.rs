@@ -6,8 +6,8 @@
 //! - Every policy sees the same random request sequence at a given load (the seed depends on
 //!   the load index only): policies are compared on identical arrivals.
 //! - A point **passes** the SLO when its overall p99.9 slowdown is ≤ the SLO, measured drops are
-//!   ≤ [`MAX_DROP_FRACTION`], and achieved ≥ [`MIN_ACHIEVED_RATIO`] × offered (reference §5.6
-//!   marks such points as violating). The **capacity** of a policy is the highest passing load.
+//!   ≤ [`MAX_DROP_FRACTION`], and achieved ≥ [`MIN_ACHIEVED_RATIO`] × offered
+//!   (docs/design.md §5.6 marks such points as violating). The **capacity** of a policy is the highest passing load.
 //!
 //! Tested by `tests/engine.rs` (sweep determinism, capacity) and the CLI smoke test.
 

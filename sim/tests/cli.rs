@@ -1,4 +1,4 @@
-//! CLI smoke tests: `psp sim` writes its CSV and SVG; `psp plan` reproduces reference §1.9.
+//! CLI smoke tests: `psp sim` writes its CSV and SVG; `psp plan` reproduces docs/design.md §1.9.
 
 use clap::Parser;
 use psp_scheduler::{DarcParams, WorkerId};

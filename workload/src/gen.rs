@@ -14,7 +14,7 @@ use crate::spec::{ArrivalProcess, Phase, ServiceDist, NS_PER_S};
 use crate::stats::round_to_u64;
 
 /// Picks a type index of a phase with probability equal to its ratio (cumulative-ratio walk,
-/// like the original client, reference §5.2).
+/// like the original client, docs/design.md §5.2).
 #[derive(Clone, Debug)]
 pub struct TypePicker {
     cumulative: Vec<f64>,

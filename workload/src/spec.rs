@@ -1,6 +1,6 @@
 //! The workload YAML schema and its validated model.
 //!
-//! A workload file is Perséphone's schedule file (reference §6.3): a YAML **list of phases**
+//! A workload file is Perséphone's schedule file (docs/design.md §6.3): a YAML **list of phases**
 //! played one after the other (a single mapping is accepted as a one-phase workload). Each
 //! phase:
 //!
@@ -34,39 +34,19 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-/// Tolerance on `Σ ratios = 1` (absolute).
-pub const RATIO_SUM_TOLERANCE: f64 = 1e-6;
+pub use psp_scheduler::RATIO_SUM_TOLERANCE;
 
 /// Relative tolerance between a bimodal distribution's implied mean and the type's `mean_ns`.
 pub const BIMODAL_MEAN_TOLERANCE: f64 = 1e-3;
 
-/// The original's `ReqType` enum (Perséphone `Request.hh`, reference §1.2): the wire id a type
-/// name maps to. Names compare case-insensitively, ignoring `_`, `-` and spaces, so `NewOrder`,
-/// `NEW_ORDER` and `new-order` are the same type.
-pub const WIRE_IDS: [(&str, u32); 12] = [
-    ("UNKNOWN", 0),
-    ("SHORT", 1),
-    ("LONG", 2),
-    ("PAGE", 3),
-    ("REGEX", 4),
-    ("NEWORDER", 5),
-    ("PAYMENT", 6),
-    ("DELIVERY", 7),
-    ("ORDERSTATUS", 8),
-    ("STOCKLEVEL", 9),
-    ("GET", 10),
-    ("SCAN", 11),
-];
+/// The original's `ReqType` enum (Perséphone `Request.hh`, docs/design.md §3.4): the wire id
+/// a type name maps to (the one table, in the scheduler crate).
+pub use psp_scheduler::wire_type::NAMES as WIRE_IDS;
 
-/// The original wire id of a type name ([`WIRE_IDS`]), if it has one.
-pub fn wire_id_for_name(name: &str) -> Option<u32> {
-    let key: String = name
-        .chars()
-        .filter(|c| !matches!(c, '_' | '-' | ' '))
-        .map(|c| c.to_ascii_uppercase())
-        .collect();
-    WIRE_IDS.iter().find(|(n, _)| *n == key).map(|&(_, id)| id)
-}
+/// The original wire id of a type name ([`WIRE_IDS`]), if it has one. Names compare
+/// case-insensitively, ignoring `_`, `-` and blanks, so `NewOrder`, `NEW_ORDER` and
+/// `new-order` are the same type.
+pub use psp_scheduler::wire_type::id_of as wire_id_for_name;
 
 /// Errors from loading or validating a workload. Every variant names the field and the value.
 #[derive(Debug, thiserror::Error)]
@@ -134,7 +114,7 @@ pub enum ArrivalProcess {
     Uniform,
 }
 
-/// The packet format a client sends (reference §4.2, §4.5). The simulator ignores it.
+/// The packet format a client sends (docs/design.md §4.2, §4.5). The simulator ignores it.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Deserialize, Default)]
 pub enum PacketType {
     /// Perséphone's 16-byte request (`{id, type, size, run_ns}`).
@@ -152,7 +132,7 @@ pub enum PacketType {
 /// A per-type service-time distribution. Every variant has the type's `mean_ns` as its mean.
 #[derive(Copy, Clone, Debug, PartialEq, Default)]
 pub enum ServiceDist {
-    /// Always `mean_ns` (the original's synthetic workloads, reference §5.2).
+    /// Always `mean_ns` (the original's synthetic workloads, docs/design.md §5.2).
     #[default]
     Fixed,
     /// Exponential with mean `mean_ns`.
@@ -257,7 +237,7 @@ impl Phase {
     }
 
     /// Offered rate (rps) for a load on `workers` workers: `load·workers·1e9/Σ(mean·ratio)`
-    /// (reference §5.6: load 1.0 is the theoretical peak of the workers).
+    /// (docs/design.md §5.6: load 1.0 is the theoretical peak of the workers).
     pub fn rate_for_load(&self, load: f64, workers: usize) -> f64 {
         load * workers as f64 * NS_PER_S / self.mean_service_ns()
     }
@@ -473,10 +453,15 @@ fn validate_phase(
                 invalid(
                     format!("rtype[{i}]"),
                     type_name.clone(),
-                    "no wire id known for this name (original ReqType names: SHORT, LONG, \
-                     PAGE, REGEX, NEW_ORDER, PAYMENT, DELIVERY, ORDER_STATUS, STOCK_LEVEL, GET, \
-                     SCAN); give an explicit wire_id"
-                        .into(),
+                    format!(
+                        "no wire id known for this name (original ReqType names: {}); give an \
+                         explicit wire_id",
+                        WIRE_IDS[1..]
+                            .iter()
+                            .map(|(name, _)| *name)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
                 )
             })?,
         };
@@ -694,7 +679,7 @@ mod tests {
         assert_eq!(p.arrival, ArrivalProcess::Poisson);
         assert_eq!(p.ptype, PacketType::PspMb);
         assert!((p.mean_service_ns() - 50_500.0).abs() < 1e-9);
-        // 14 workers at load 1: 14 / 50.5 µs = 277,227.7 rps (reference §1.9).
+        // 14 workers at load 1: 14 / 50.5 µs = 277,227.7 rps (docs/design.md §1.9).
         assert!((p.rate_for_load(1.0, 14) - 277_227.722).abs() < 1e-2);
     }
 

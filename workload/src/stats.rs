@@ -5,7 +5,7 @@
 //!   unanswered counts.
 //! - Overall: the latency histogram of all requests and the **slowdown histogram of all
 //!   requests** — its p99.9 is the paper's "overall p99.9 slowdown" (the per-request slowdown
-//!   across types, reference §5.6).
+//!   across types, docs/design.md §5.6).
 //! - A request that never completed (dropped, or sent and never answered) counts as +∞ in every
 //!   percentile: if the rank `⌈q·(completed + dropped + unanswered)⌉` falls beyond the completed
 //!   requests, the percentile is `f64::INFINITY`.
@@ -284,7 +284,7 @@ impl RunStats {
         )
     }
 
-    /// Overall slowdown percentiles: per-request slowdown across all types (reference §5.6).
+    /// Overall slowdown percentiles: per-request slowdown across all types (docs/design.md §5.6).
     pub fn slowdown(&self) -> Percentiles {
         percentiles(
             &self.slowdown_histogram(),

@@ -1,5 +1,5 @@
 //! Every workload file of `configs/workloads/` parses, and the mean service times match the
-//! values of reference §1.9 / §6.3 (Σ mean·ratio).
+//! values of docs/design.md §1.9 / §6.3 (Σ mean·ratio).
 
 use std::path::PathBuf;
 
@@ -29,7 +29,8 @@ fn every_workload_file_parses() {
 
 #[test]
 fn mean_service_times_match_the_reference() {
-    // (workload, Σ mean·ratio in ns) from reference §1.9 (BIM1/BIM2 from §6.3's loader table).
+    // (workload, Σ mean·ratio in ns) from docs/design.md §1.9 (BIM1/BIM2 from §6.3's
+    // loader table).
     let expected = [
         ("DISP2", 50_500.0),
         ("SBIM2", 2_997.5),

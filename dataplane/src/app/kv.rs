@@ -20,9 +20,9 @@ use super::{Application, Classifier};
 use crate::wire::{psp, RequestView};
 
 /// Wire type of GET (original `ReqType` GET = 10, reference §6.2).
-pub const GET_TYPE: u32 = 10;
+pub const GET_TYPE: u32 = psp_scheduler::wire_type::GET;
 /// Wire type of SCAN (original `ReqType` SCAN = 11).
-pub const SCAN_TYPE: u32 = 11;
+pub const SCAN_TYPE: u32 = psp_scheduler::wire_type::SCAN;
 /// Keys in the original's database (shinjuku `db/create_db.c`, reference §6.3).
 pub const DEFAULT_KEYS: usize = 5000;
 /// Prefix of every key, as in the original database.

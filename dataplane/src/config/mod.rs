@@ -47,7 +47,7 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use psp_scheduler::{DarcParams, Policy, Scheduler, SchedulerConfig, MAX_WORKERS};
+use psp_scheduler::{DarcParams, Policy, Registry, Scheduler, SchedulerConfig, MAX_WORKERS};
 use serde::Deserialize;
 
 use crate::app::{AppConfig, AppKind};
@@ -60,37 +60,16 @@ pub use limits::{
     available_memory_bytes, MemoryEstimate, MAX_CALIBRATION_ROUNDS, MAX_DRAIN_TIMEOUT_MS,
     MAX_KV_KEYS, MAX_PENDING_SLOTS, MAX_RX_BURST, PENDING_SLOT_BYTES,
 };
+pub use psp_scheduler::RATIO_SUM_TOLERANCE;
 
-/// Tolerance on the sum of configured ratios (decimal fractions in YAML do not add up to
-/// exactly 1.0 in binary floating point).
-pub const RATIO_SUM_TOLERANCE: f64 = 1e-6;
-
-/// The original's request type names and wire ids (`ReqType`, Request.hh; reference §3.4).
-pub const REQUEST_TYPE_IDS: [(&str, u32); 12] = [
-    ("UNKNOWN", 0),
-    ("SHORT", 1),
-    ("LONG", 2),
-    ("PAGE", 3),
-    ("REGEX", 4),
-    ("NEW_ORDER", 5),
-    ("PAYMENT", 6),
-    ("DELIVERY", 7),
-    ("ORDER_STATUS", 8),
-    ("STOCK_LEVEL", 9),
-    ("GET", 10),
-    ("SCAN", 11),
-];
+/// The original's request type names and wire ids (one table, in the scheduler crate).
+pub use psp_scheduler::wire_type::NAMES as REQUEST_TYPE_IDS;
 
 /// The wire id of an original type name. Case, `_` and `-` are ignored, so `NewOrder`,
 /// `new_order` and `NEW-ORDER` are all 5.
-pub fn request_type_id(name: &str) -> Option<u32> {
-    let wanted = normalize(name);
-    REQUEST_TYPE_IDS
-        .iter()
-        .find(|(known, _)| normalize(known) == wanted)
-        .map(|&(_, id)| id)
-}
+pub use psp_scheduler::wire_type::id_of as request_type_id;
 
+/// A name as the original's YAML values compare: case, `_`, `-` and blanks ignored.
 fn normalize(name: &str) -> String {
     name.chars()
         .filter(|c| *c != '_' && *c != '-' && !c.is_whitespace())
@@ -242,57 +221,46 @@ impl ServerConfig {
     }
 }
 
-/// Parses a dispatch policy name from `dp` or `psp.policy`; the simulator-only `ts` is
-/// refused.
+/// Parses a dispatch policy name from `dp` or `psp.policy` through the scheduler's policy
+/// registry; a simulator-only policy (`ts`) is refused.
 fn parse_policy(key: &str, name: &str) -> Result<Policy, ConfigError> {
-    let policy = Policy::from_name(name).map_err(|_| {
-        ConfigError::invalid(
-            key,
-            format!("{name:?}"),
-            "unknown policy (expected CFCFS, DFCFS, SJF, EDF, DARC or darc-static)",
-        )
-    })?;
-    if !policy.is_live() {
+    let registry = Registry::builtin();
+    let Some(entry) = registry.find(name) else {
         return Err(ConfigError::invalid(
             key,
             format!("{name:?}"),
-            "time sharing needs preemption: simulator only",
+            format!(
+                "unknown policy (expected one of: {}; the original's CFCFS, DFCFS, DARC... too)",
+                registry.names(true)
+            ),
+        ));
+    };
+    if !entry.live {
+        return Err(ConfigError::invalid(
+            key,
+            format!("{name:?}"),
+            "needs preemption: simulator only",
         ));
     }
-    Ok(policy)
+    Ok((entry.default)())
 }
 
+/// `psp.darc`: `samples_needed ≥ 1` here; the numeric ranges are the scheduler's
+/// ([`DarcParams::validate`]), reported under `psp.`.
 fn check_darc_params(params: &DarcParams) -> Result<(), ConfigError> {
-    let key = "psp.darc";
-    if !(params.delta.is_finite() && params.delta >= 0.0) {
-        return Err(ConfigError::invalid(
-            format!("{key}.delta"),
-            params.delta,
-            "must be a finite number ≥ 0",
-        ));
-    }
     if params.samples_needed == 0 {
         return Err(ConfigError::invalid(
-            format!("{key}.samples_needed"),
+            "psp.darc.samples_needed",
             0,
             "must be ≥ 1",
         ));
     }
-    if !(params.hysteresis.is_finite() && params.hysteresis >= 0.0) {
-        return Err(ConfigError::invalid(
-            format!("{key}.hysteresis"),
-            params.hysteresis,
-            "must be a finite number ≥ 0",
-        ));
-    }
-    if !(0.0..=1.0).contains(&params.rounding_cut) {
-        return Err(ConfigError::invalid(
-            format!("{key}.rounding_cut"),
-            params.rounding_cut,
-            "must be in [0, 1]",
-        ));
-    }
-    Ok(())
+    params.validate().map_err(|e| match e {
+        psp_scheduler::ConfigError::Invalid { field, value, why } => {
+            ConfigError::invalid(format!("psp.{field}"), value, why)
+        }
+        other => ConfigError::invalid("psp.darc", "", other.to_string()),
+    })
 }
 
 fn parse_ip(key: &str, text: &str) -> Result<Ipv4Addr, ConfigError> {

@@ -1,7 +1,7 @@
 //! Scheduler tests: hand-made sequences per policy, then property tests over random sequences.
 
 use super::*;
-use crate::{TimeSharingParams, TypeGroup};
+use crate::{DarcParams, PlanUpdate, TimeSharingParams, TypeGroup, PLAN_UPDATE_CAPACITY};
 
 const SHORT: TypeIndex = TypeIndex(0);
 const LONG: TypeIndex = TypeIndex(1);
@@ -586,12 +586,26 @@ fn configuration_errors_name_the_field() {
 fn plan_update_buffer_is_bounded_and_counts_drops() {
     let mut s = build(2, disp2_types(), oracle());
     let plan = s.plan().unwrap().clone();
-    for _ in 0..PLAN_UPDATE_CAPACITY {
-        s.apply_plan(0, 0, 0, Vec::new(), Vec::new(), plan.clone());
+    for window_id in 1..=PLAN_UPDATE_CAPACITY as u64 {
+        s.state.record_plan_update(PlanUpdate {
+            window_id,
+            start_ns: 0,
+            end_ns: 0,
+            samples: 0,
+            queue_lens: Vec::new(),
+            means_ns: Vec::new(),
+            ratios: Vec::new(),
+            plan: plan.clone(),
+        });
     }
     assert_eq!(s.counters().plan_updates_dropped, 1);
-    assert_eq!(s.updates.len(), PLAN_UPDATE_CAPACITY);
-    assert_eq!(s.poll_plan_update().unwrap().window_id, 1);
+    let mut kept = 0;
+    let first = s.poll_plan_update().unwrap().window_id;
+    while s.poll_plan_update().is_some() {
+        kept += 1;
+    }
+    assert_eq!(kept + 1, PLAN_UPDATE_CAPACITY);
+    assert_eq!(first, 1);
 }
 
 /// A small event-driven run at 14 workers, 70 % load: SHORT/LONG 50/50 whose service times

@@ -1,6 +1,6 @@
 //! DARC's planning step as pure functions: grouping, demand, rounding, contiguous reservation.
 //!
-//! This is `set_darc()` of the original (reference §1.7), with none of its state: given each
+//! This is `set_darc()` of the original (docs/design.md §1.7), with none of its state: given each
 //! type's mean service time and arrival ratio, [`plan_reservations`] returns which workers each
 //! group of similar types reserves and which it may steal. The scheduler calls it on every DARC
 //! update; `psp plan` and the simulator's allocation search call it (or
@@ -14,19 +14,19 @@
 //! 3. Demand: `window_mean = Σ mean·ratio` over all types; a group's demand is
 //!    `Σ_members mean·ratio / window_mean × workers`. When `window_mean` is not positive (every
 //!    ratio 0) every demand is 0 — there is no division by zero (the original's oracle path
-//!    divided by a zeroed window mean, reference §8.3).
+//!    divided by a zeroed window mean, docs/design.md §8.3).
 //! 4. Rounding: integer part 0 → 1 worker (every group gets one); fraction ≤ `rounding_cut`
 //!    (0.5) → floor; above → ceil.
 //! 5. Reservation, shortest group first, contiguous from worker 0: a group that fits takes the
 //!    next `k` workers; one that does not fit takes all remaining workers plus the **spillway**
-//!    (the last worker, the AEC `master` semantics, reference §8.2), so a group that finds no
+//!    (the last worker, the AEC `master` semantics, docs/design.md §8.2), so a group that finds no
 //!    worker left gets only the spillway.
 //! 6. Stealable: `[end of the group's own reservation, workers)`, i.e. the workers reserved to
 //!    longer groups or unreserved. A longer group never runs on a shorter group's reserved
 //!    worker (the spillway excepted, when a longer group overflows onto it).
 //!
 //! ## How it is tested
-//! Unit tests below replay the reference §1.9 vectors at 14 workers (DISP2, SBIM2, TPC-C,
+//! Unit tests below replay the docs/design.md §1.9 vectors at 14 workers (DISP2, SBIM2, TPC-C,
 //! RocksDB, DISP3) and check groups, reserved workers, spillway and stealable sets exactly, plus
 //! the degenerate inputs (no types, all ratios zero, more groups than workers, fixed
 //! allocations and their validation).
@@ -160,8 +160,8 @@ fn assign(
     }
 }
 
-/// DARC's plan for `types` on `workers` workers (reference §1.7). `params.fixed_allocation` is
-/// ignored here: see [`plan_with_allocation`]. `workers` above [`crate::MAX_WORKERS`] is the
+/// DARC's plan for `types` on `workers` workers (docs/design.md §1.7).
+/// `params.fixed_allocation` is ignored here: see [`plan_with_allocation`]. `workers` above [`crate::MAX_WORKERS`] is the
 /// caller's business (the scheduler validates it); 0 workers gives an empty plan.
 pub fn plan_reservations(
     types: &[TypeProfile],
