@@ -124,42 +124,55 @@ fn psp_client_rejects_bad_input_before_sending() {
     let server = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     server.set_nonblocking(true).unwrap();
     let port = server.local_addr().unwrap().port().to_string();
-    let cases: [(&str, &str, &str); 3] = [
+    let good = "schedules: [{rate: 100, cmd_mean_ns: [1000], cmd_ratios: [1], duration: 1}]\n";
+    // (config file, its text, further flags, what the error must name)
+    let cases: [(&str, &str, &[&str], &str); 9] = [
         (
             "ratios.yml",
             "schedules: [{rate: 100, cmd_mean_ns: [1000, 2000], cmd_ratios: [0.5, 0.4], duration: 1}]\n",
+            &[],
             "schedules[0].cmd_ratios",
         ),
         (
             "rate.yml",
             "schedules: [{rate: -5, cmd_mean_ns: [1000], cmd_ratios: [1], duration: 1}]\n",
+            &[],
             "-5",
         ),
         (
             "missing.yml",
             "schedules: [{cmd_mean_ns: [1000], cmd_ratios: [1], duration: 1}]\n",
+            &[],
             "rate",
         ),
+        (
+            "typo.yml",
+            "network: {eal_iint: [--no-huge]}\nschedules: [{rate: 100, cmd_mean_ns: [1000], cmd_ratios: [1], duration: 1}]\n",
+            &[],
+            "unknown field `eal_iint`",
+        ),
+        ("flag-rate.yml", good, &["-r", "-5"], "-r/--rate -5"),
+        ("flag-rate0.yml", good, &["--rate", "0"], "-r/--rate 0"),
+        ("flag-duration.yml", good, &["-d", "-1"], "-d/--duration -1"),
+        ("flag-m.yml", good, &["-m", "0"], "-m/--max-concurrency 0"),
+        ("flag-workers.yml", good, &["--workers", "-2"], "--workers -2"),
     ];
-    for (name, yaml, needle) in cases {
+    for (name, yaml, flags, needle) in cases {
         let cfg = dir.file(name);
         std::fs::write(&cfg, yaml).unwrap();
-        let mut client = spawn_client(
-            "client",
-            &[
-                "-c",
-                &cfg.display().to_string(),
-                "-I",
-                "127.0.0.1",
-                "-P",
-                &port,
-            ],
-            &dir,
-        );
+        let cfg = cfg.display().to_string();
+        let mut args = vec!["-c", &cfg, "-I", "127.0.0.1", "-P", &port];
+        args.extend_from_slice(flags);
+        let mut client = spawn_client("client", &args, &dir);
         let status = client.wait(PROCESS_TIMEOUT);
-        assert!(!status.success(), "{name} accepted");
+        assert!(!status.success(), "{name} {flags:?} accepted");
         let stderr = client.stderr_text();
-        assert!(stderr.contains(needle), "{name}: {stderr}");
+        assert!(stderr.contains(needle), "{name} {flags:?}: {stderr}");
+        assert_eq!(
+            stderr.matches(needle).count(),
+            1,
+            "one clean message: {stderr}"
+        );
     }
     let mut buf = [0u8; 64];
     assert!(server.recv_from(&mut buf).is_err(), "nothing was sent");

@@ -39,6 +39,8 @@ const DEFAULT_LABEL: &str = "rateclient";
 const PROGRESS_REFRESH: Duration = Duration::from_millis(200);
 /// Most per-request trace records kept with `--sample` ≥ 0 (≈ 48 B each: 192 MiB).
 const MAX_TRACE_RECORDS: usize = 4_000_000;
+/// `-m -1`: no limit on the requests in flight (the original's default, reference §5.1).
+const UNLIMITED: i64 = -1;
 /// How long to wait for a DPDK link (a memif client waits for its server).
 const DEFAULT_LINK_TIMEOUT_S: f64 = 60.0;
 
@@ -78,8 +80,9 @@ struct Args {
     /// Server UDP port (one for all servers, or one per --ip).
     #[arg(short = 'P', long = "port", value_name = "PORT", required = true)]
     port: Vec<u16>,
-    /// Most requests in flight; a send slot that finds this many is skipped (-1: unlimited).
-    #[arg(short = 'm', long = "max-concurrency", default_value_t = -1, allow_negative_numbers = true)]
+    /// Most requests in flight, N > 0; a send slot that finds this many is skipped (-1, the
+    /// default: unlimited).
+    #[arg(short = 'm', long = "max-concurrency", default_value_t = UNLIMITED, allow_negative_numbers = true)]
     max_concurrency: i64,
     /// -1: histograms only; 0: also every request in `traces`; N > 0: ~N traces per type.
     #[arg(short = 'S', long, default_value_t = -1, allow_negative_numbers = true)]
@@ -97,10 +100,15 @@ struct Args {
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Override every phase's duration (seconds).
-    #[arg(short = 'd', long, value_name = "SECONDS")]
+    #[arg(
+        short = 'd',
+        long,
+        value_name = "SECONDS",
+        allow_negative_numbers = true
+    )]
     duration: Option<f64>,
     /// Override every phase's rate (requests/s).
-    #[arg(short = 'r', long, value_name = "RPS")]
+    #[arg(short = 'r', long, value_name = "RPS", allow_negative_numbers = true)]
     rate: Option<f64>,
     /// Workload file (psp-workload YAML, e.g. configs/workloads/DISP2.yml); replaces the
     /// config's schedules.
@@ -113,13 +121,13 @@ struct Args {
     #[arg(long = "load-range", value_name = "A:B:STEP", requires = "workers")]
     load_range: Option<String>,
     /// Server workers (the load convention's N; default RX queues 1 + N over DPDK).
-    #[arg(long)]
-    workers: Option<usize>,
+    #[arg(long, allow_negative_numbers = true)]
+    workers: Option<i64>,
     /// Share of requests (send order) discarded as warm-up.
-    #[arg(long, default_value_t = psp_client::engine::DEFAULT_WARMUP_FRACTION)]
+    #[arg(long, default_value_t = psp_client::engine::DEFAULT_WARMUP_FRACTION, allow_negative_numbers = true)]
     warmup: f64,
     /// Seconds to wait for responses after the last send.
-    #[arg(long = "drain-timeout", default_value_t = DEFAULT_DRAIN_TIMEOUT_NS as f64 / 1e9)]
+    #[arg(long = "drain-timeout", default_value_t = DEFAULT_DRAIN_TIMEOUT_NS as f64 / 1e9, allow_negative_numbers = true)]
     drain_timeout_s: f64,
     /// Server MAC (overrides network.remote_mac; DPDK only).
     #[arg(long = "server-mac", value_name = "MAC")]
@@ -128,10 +136,10 @@ struct Args {
     #[arg(long, value_name = "IP:PORT")]
     bind: Option<SocketAddrV4>,
     /// DPDK RX queues to configure and poll (over memif: 1 + the server's workers).
-    #[arg(long = "rx-queues")]
-    rx_queues: Option<u16>,
+    #[arg(long = "rx-queues", allow_negative_numbers = true)]
+    rx_queues: Option<i64>,
     /// Seconds to wait for the DPDK link.
-    #[arg(long = "link-timeout", default_value_t = DEFAULT_LINK_TIMEOUT_S)]
+    #[arg(long = "link-timeout", default_value_t = DEFAULT_LINK_TIMEOUT_S, allow_negative_numbers = true)]
     link_timeout_s: f64,
     /// Also verify the IPv4 header checksum of every response (off by default: see
     /// psp_client::engine::CLIENT_PARSE_OPTIONS).
@@ -143,6 +151,69 @@ struct Args {
     /// Never show the progress bar.
     #[arg(long = "no-progress")]
     no_progress: bool,
+}
+
+impl Args {
+    /// `--workers`, once [`check_numbers`] has refused zero and negative counts.
+    fn workers(&self) -> Option<usize> {
+        self.workers.and_then(|w| usize::try_from(w).ok())
+    }
+}
+
+/// Refuses numeric flags out of range before anything is read or sent; each error names the
+/// flag and the value given.
+fn check_numbers(args: &Args) -> Result<()> {
+    let positive = |v: f64| v.is_finite() && v > 0.0;
+    let non_negative = |v: f64| v.is_finite() && v >= 0.0;
+    if let Some(r) = args.rate {
+        ensure!(
+            positive(r),
+            "-r/--rate {r}: must be a positive number of requests/s"
+        );
+    }
+    if let Some(d) = args.duration {
+        ensure!(
+            positive(d),
+            "-d/--duration {d}: must be a positive number of seconds"
+        );
+    }
+    ensure!(
+        args.max_concurrency == UNLIMITED || args.max_concurrency > 0,
+        "-m/--max-concurrency {}: must be a positive number of requests in flight, or -1 for no \
+         limit",
+        args.max_concurrency
+    );
+    ensure!(
+        args.sample >= -1,
+        "-S/--sample {}: must be -1 (histograms only), 0 (every request) or a positive count",
+        args.sample
+    );
+    if let Some(w) = args.workers {
+        ensure!(w > 0, "--workers {w}: must be a positive number of workers");
+    }
+    if let Some(q) = args.rx_queues {
+        ensure!(
+            q > 0 && q <= i64::from(u16::MAX),
+            "--rx-queues {q}: must be between 1 and {}",
+            u16::MAX
+        );
+    }
+    ensure!(
+        (0.0..1.0).contains(&args.warmup),
+        "--warmup {}: must be a share in [0, 1)",
+        args.warmup
+    );
+    ensure!(
+        non_negative(args.drain_timeout_s),
+        "--drain-timeout {}: must be a non-negative number of seconds",
+        args.drain_timeout_s
+    );
+    ensure!(
+        non_negative(args.link_timeout_s),
+        "--link-timeout {}: must be a non-negative number of seconds",
+        args.link_timeout_s
+    );
+    Ok(())
 }
 
 /// What to run: the workload and the per-phase rates of each point.
@@ -172,23 +243,12 @@ fn load_plan(args: &Args, config: Option<&ClientConfig>) -> Result<Plan> {
         }
     };
     if let Some(d) = args.duration {
-        ensure!(
-            d.is_finite() && d > 0.0,
-            "--duration {d}: must be a positive number of seconds"
-        );
         for phase in &mut workload.phases {
             phase.duration_s = d;
         }
     }
-    if let Some(r) = args.rate {
-        ensure!(
-            r.is_finite() && r > 0.0,
-            "--rate {r}: must be a positive number of requests/s"
-        );
-    }
     let points = if let Some(range) = &args.load_range {
-        let workers = args.workers.context("--load-range needs --workers")?;
-        ensure!(workers > 0, "--workers 0: need at least one worker");
+        let workers = args.workers().context("--load-range needs --workers")?;
         parse_load_range(range)?
             .into_iter()
             .map(|load| (Some(load), workload.rates_for_load(load, workers)))
@@ -323,22 +383,11 @@ fn progress_bar(progress: &Progress) {
 }
 
 fn engine_config(args: &Args, local: Endpoint, targets: Vec<Endpoint>) -> Result<EngineConfig> {
-    ensure!(
-        (0.0..1.0).contains(&args.warmup),
-        "--warmup {}: must be in [0, 1)",
-        args.warmup
-    );
-    ensure!(
-        args.drain_timeout_s.is_finite() && args.drain_timeout_s >= 0.0,
-        "--drain-timeout {}: must be a non-negative number of seconds",
-        args.drain_timeout_s
-    );
     let mut config = EngineConfig::new(local, targets);
     config.seed = args.seed;
     config.warmup_fraction = args.warmup;
-    config.max_concurrency = usize::try_from(args.max_concurrency)
-        .ok()
-        .filter(|&m| m > 0);
+    // check_numbers let through -1 (unlimited) and positive counts only.
+    config.max_concurrency = usize::try_from(args.max_concurrency).ok();
     config.drain_timeout_ns = (args.drain_timeout_s * 1e9) as u64;
     if args.sample >= 0 {
         config.trace_limit = MAX_TRACE_RECORDS;
@@ -413,7 +462,8 @@ fn run_dpdk(
         .context("--transport dpdk needs net_workers[0] (this client's IP and port) or --bind")?;
     let rx_queues = args
         .rx_queues
-        .or_else(|| args.workers.and_then(|w| u16::try_from(w + 1).ok()))
+        .and_then(|q| u16::try_from(q).ok())
+        .or_else(|| args.workers().and_then(|w| u16::try_from(w + 1).ok()))
         .unwrap_or(1)
         .max(1);
     if rx_queues == 1 {
@@ -446,7 +496,7 @@ fn run_dpdk(
         "psp-client: DPDK port {} with {rx_queues} RX queue(s); waiting for the link",
         config.device_id
     );
-    port.wait_link_up(Duration::from_secs_f64(args.link_timeout_s.max(0.0)))
+    port.wait_link_up(Duration::from_secs_f64(args.link_timeout_s))
         .context("waiting for the DPDK link (is the server running?)")?;
     // memif and ring do not filter by MAC: network.mac, when given, is what we send from.
     let local = Endpoint::new(
@@ -467,6 +517,7 @@ fn run_dpdk(
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    check_numbers(&args)?;
     let config = args
         .config_path
         .as_deref()
