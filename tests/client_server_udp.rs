@@ -179,6 +179,43 @@ fn psp_client_rejects_bad_input_before_sending() {
 }
 
 #[test]
+fn no_server_is_warned_about_within_a_second_and_fails_the_run() {
+    let dir = ScratchDir::new("client-no-server");
+    // A bound socket that never answers stands in for a server that is not there.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port().to_string();
+    let workload = write_workload(&dir, "duration: 1.5, rate: 200");
+    let out = dir.file("client");
+    let mut client = spawn_client(
+        "client",
+        &[
+            "--workload",
+            &workload.display().to_string(),
+            "-I",
+            "127.0.0.1",
+            "-P",
+            &port,
+            "--transport",
+            "udp",
+            "--outdir",
+            &out.display().to_string(),
+            "--drain-timeout",
+            "0.2",
+        ],
+        &dir,
+    );
+    let status = client.wait(PROCESS_TIMEOUT);
+    let stderr = client.stderr_text();
+    assert_eq!(status.code(), Some(3), "{status}\n{stderr}");
+    let warning = format!("warning: no response from 127.0.0.1:{port} within 1 s");
+    assert!(stderr.contains(&warning), "{stderr}");
+    // The results are still written, every request accounted for as never answered.
+    let summary = client_summary(&out);
+    assert_eq!(summary.counters.unanswered, summary.counters.sent);
+    assert_eq!(summary.accounting_errors(), Vec::<String>::new());
+}
+
+#[test]
 fn two_clients_side_by_side_merge_exactly() {
     let dir = ScratchDir::new("client-server-udp-merge");
     let (mut server, ip, port) = start_udp_server(&dir, PROCESS_TIMEOUT);

@@ -11,8 +11,9 @@
 //! 3. The loop polls every RX queue (over memif the server answers on `1 + workers` queues,
 //!    rust-dpdk.md), then sends every request whose intended time has come, in bursts of up to
 //!    [`TX_BURST`]. It never waits for a response (open loop). When the last poll found nothing
-//!    and the next send is more than [`IDLE_MIN_GAP_NS`] away it gives the core back until then
-//!    (less [`IDLE_WAKE_MARGIN_NS`]), so on a 2-core box it does not starve the server
+//!    and the next send is further away than the wake-up margin plus [`IDLE_MIN_SLEEP_NS`], it
+//!    gives the core back until then less the margin — learnt from how late its timed waits
+//!    wake up ([`Idler`]) — and polls the rest, so on a 2-core box it does not starve the server
 //!    ([`IdlePolicy`]: spin, yield — the default, which a response wakes where the port can wait
 //!    for packets — or sleep).
 //! 4. After the last phase it drains responses until none is outstanding or
@@ -61,13 +62,20 @@ use crate::inflight::{GivenUp, InFlightTable, MatchOutcome, RequestInfo, NO_TRAC
 pub const RX_BURST: usize = 32;
 /// Most requests sent in one TX burst.
 pub const TX_BURST: usize = 32;
-/// When the next send is further away than this, an idle engine ([`IdlePolicy::Yield`] or
-/// [`IdlePolicy::Sleep`]) gives its core back after a poll that received nothing (reference
-/// rust-dpdk.md: three busy pollers on two cores need idle backoff).
-pub const IDLE_MIN_GAP_NS: u64 = 15_000;
-/// How early the engine wakes before a send it waited for: covers the wake-up latency of a
-/// timed wait once the timer slack is [`IDLE_TIMER_SLACK_NS`] (the rest is polled).
+/// Shortest wait worth giving the core back for: an idle engine ([`IdlePolicy::Yield`] or
+/// [`IdlePolicy::Sleep`]) waits after a poll that received nothing when the next send is
+/// further away than the wake-up margin plus this (reference rust-dpdk.md: three busy pollers
+/// on two cores need idle backoff).
+pub const IDLE_MIN_SLEEP_NS: u64 = 5_000;
+/// First guess of how late a timed wait wakes up (the engine wakes this much before a send and
+/// polls the rest); [`Idler`] then learns it from the waits themselves, between
+/// [`IDLE_WAKE_MARGIN_MIN_NS`] and [`IDLE_WAKE_MARGIN_MAX_NS`] (about 30 µs on a VM, a few µs
+/// on bare metal, once the timer slack is [`IDLE_TIMER_SLACK_NS`]).
 pub const IDLE_WAKE_MARGIN_NS: u64 = 10_000;
+/// Smallest learnt wake-up margin.
+pub const IDLE_WAKE_MARGIN_MIN_NS: u64 = 2_000;
+/// Largest learnt wake-up margin (beyond it, sends are late rather than the core kept).
+pub const IDLE_WAKE_MARGIN_MAX_NS: u64 = 100_000;
 /// Timer slack of the engine's thread while it runs with an idle policy (Linux's default is
 /// 50 µs, which would make every timed wait that much late).
 pub const IDLE_TIMER_SLACK_NS: u64 = 1_000;
@@ -975,6 +983,7 @@ fn run_on_queues<P: Port>(
     let started_at = SystemTime::now();
     let clock = Clock(Instant::now());
     let _timer_slack = (config.idle != IdlePolicy::Spin).then(TimerSlack::tighten);
+    let mut idler = Idler::new(config.idle);
     let poll = |sink: &mut ResponseSink, rx_bufs: &mut Vec<P::Buf>, rxs: &mut [P::Rx]| {
         poll_rx(sink, rx_bufs, rxs, &clock)
     };
@@ -996,13 +1005,7 @@ fn run_on_queues<P: Port>(
             let received = poll(&mut sink, &mut rx_bufs, rxs);
             let now = clock.now_ns();
             if now < intended_ns {
-                idle(
-                    config.idle,
-                    intended_ns - now,
-                    sink.table.outstanding(),
-                    received,
-                    rxs,
-                );
+                idler.idle(&clock, intended_ns, sink.table.outstanding(), received, rxs);
                 continue;
             }
             // Build a burst of every due request.
@@ -1297,26 +1300,75 @@ impl Drop for TimerSlack {
     }
 }
 
-/// Gives the core back, as `policy` says, when the next send is `gap_ns` away and the last poll
-/// received `received` frames with `outstanding` requests in flight.
-#[inline]
-fn idle<R: RxQueue>(
+/// Gives the core back between sends as its [`IdlePolicy`] says, waking a learnt margin before
+/// the next send: the margin follows a high quantile of how late timed waits wake up (it rises
+/// by a quarter of an overshoot past it, and decays by 1/32 of the slack below it).
+struct Idler {
     policy: IdlePolicy,
-    gap_ns: u64,
-    outstanding: usize,
-    received: usize,
-    rxs: &mut [R],
-) {
-    if policy == IdlePolicy::Spin || received > 0 || gap_ns <= IDLE_MIN_GAP_NS {
-        return;
+    margin_ns: u64,
+}
+
+impl Idler {
+    fn new(policy: IdlePolicy) -> Self {
+        Self {
+            policy,
+            margin_ns: IDLE_WAKE_MARGIN_NS,
+        }
     }
-    let wait_ns = (gap_ns - IDLE_WAKE_MARGIN_NS).min(IDLE_WAIT_MAX_NS);
-    match policy {
-        IdlePolicy::Yield if outstanding == 0 => sleep_ns(wait_ns),
-        // One socket: a response wakes the wait, so its receive time stays exact.
-        IdlePolicy::Yield if wait_ready(rxs, wait_ns) => {}
-        IdlePolicy::Yield => sleep_ns(wait_ns.min(IDLE_NAP_MAX_NS)),
-        _ => sleep_ns(wait_ns),
+
+    /// Waits, if worth it, after a poll at `now` that received `received` frames with
+    /// `outstanding` requests in flight, when the next send is meant for `next_send_ns`.
+    #[inline]
+    fn idle<R: RxQueue>(
+        &mut self,
+        clock: &Clock,
+        next_send_ns: u64,
+        outstanding: usize,
+        received: usize,
+        rxs: &mut [R],
+    ) {
+        let now = clock.now_ns();
+        let gap_ns = next_send_ns.saturating_sub(now);
+        if self.policy == IdlePolicy::Spin
+            || received > 0
+            || gap_ns <= self.margin_ns + IDLE_MIN_SLEEP_NS
+        {
+            return;
+        }
+        let wait_ns = (gap_ns - self.margin_ns).min(IDLE_WAIT_MAX_NS);
+        let wait_ns = match self.policy {
+            IdlePolicy::Yield if outstanding == 0 => {
+                sleep_ns(wait_ns);
+                wait_ns
+            }
+            // One socket: a response wakes the wait, so its receive time stays exact.
+            IdlePolicy::Yield if wait_ready(rxs, wait_ns) => wait_ns,
+            IdlePolicy::Yield => {
+                let nap_ns = wait_ns.min(IDLE_NAP_MAX_NS);
+                sleep_ns(nap_ns);
+                nap_ns
+            }
+            _ => {
+                sleep_ns(wait_ns);
+                wait_ns
+            }
+        };
+        // A wait a packet ended early says nothing about wake-up latency.
+        let target_ns = now + wait_ns;
+        let woke_ns = clock.now_ns();
+        if woke_ns >= target_ns {
+            self.learn(woke_ns - target_ns);
+        }
+    }
+
+    fn learn(&mut self, late_ns: u64) {
+        let m = self.margin_ns;
+        self.margin_ns = if late_ns > m {
+            m + (late_ns - m) / 4
+        } else {
+            m - (m - late_ns) / 32
+        }
+        .clamp(IDLE_WAKE_MARGIN_MIN_NS, IDLE_WAKE_MARGIN_MAX_NS);
     }
 }
 
@@ -1342,6 +1394,36 @@ mod tests {
              - {mean_ns: [2000], ratios: [1], rtype: [SHORT], duration: 0.01}",
         )
         .unwrap()
+    }
+
+    #[test]
+    fn idler_margin_follows_wake_up_lateness_within_bounds() {
+        let mut idler = Idler::new(IdlePolicy::Yield);
+        for _ in 0..200 {
+            idler.learn(30_000);
+        }
+        assert!(
+            (29_000..=30_000).contains(&idler.margin_ns),
+            "{}",
+            idler.margin_ns
+        );
+        // One outlier moves it a quarter of the way; then it decays back slowly.
+        idler.learn(70_000);
+        assert!(
+            (39_000..=40_000).contains(&idler.margin_ns),
+            "{}",
+            idler.margin_ns
+        );
+        idler.learn(30_000);
+        assert!(idler.margin_ns > 39_000, "slow decay: {}", idler.margin_ns);
+        for _ in 0..500 {
+            idler.learn(1_000);
+        }
+        assert_eq!(idler.margin_ns, IDLE_WAKE_MARGIN_MIN_NS);
+        for _ in 0..100 {
+            idler.learn(10_000_000);
+        }
+        assert_eq!(idler.margin_ns, IDLE_WAKE_MARGIN_MAX_NS);
     }
 
     #[test]

@@ -20,8 +20,9 @@
 use std::io::IsTerminal;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use clap::{Parser, ValueEnum};
@@ -41,6 +42,13 @@ const PROGRESS_REFRESH: Duration = Duration::from_millis(200);
 const MAX_TRACE_RECORDS: usize = 4_000_000;
 /// `-m -1`: no limit on the requests in flight (the original's default, reference §5.1).
 const UNLIMITED: i64 = -1;
+/// A run that got no response this long after its first sends is warned about (issue #12).
+const NO_RESPONSE_WARNING_AFTER: Duration = Duration::from_secs(1);
+/// How often the watchdog looks at the run's progress and the link.
+const WATCHDOG_PERIOD: Duration = Duration::from_millis(20);
+/// Exit status when the server was lost: the link went down mid-run, or a run got no response
+/// at all (results are still written). Errors in the input or setup exit with 1.
+const EXIT_PEER_LOST: u8 = 3;
 /// How long to wait for a DPDK link (a memif client waits for its server).
 const DEFAULT_LINK_TIMEOUT_S: f64 = 60.0;
 
@@ -300,29 +308,65 @@ fn output_dir(args: &Args, config: Option<&ClientConfig>) -> PathBuf {
     dir
 }
 
-/// Runs every point of the plan on `engine`, printing and writing as it goes.
+/// What [`run_points`] watches besides the engine's queues.
+struct PortWatch<'a> {
+    /// The servers, for messages (`10.0.0.1:6789, …`).
+    servers: String,
+    /// Frames the client's own socket or receive ring dropped so far (cumulative).
+    rx_dropped: &'a (dyn Fn() -> u64 + Sync),
+    /// Whether the link is up (DPDK); `None` where there is no link (kernel UDP).
+    link_up: Option<&'a (dyn Fn() -> bool + Sync)>,
+}
+
+/// The points run, and why the server was given up on, if it was.
+struct RunOutcome {
+    points: Vec<SweepPoint>,
+    peer_lost: Option<String>,
+}
+
+/// Runs every point of the plan on `engine`, printing and writing as it goes. Stops after a
+/// point whose link went down or that got no response at all (its results are written).
 fn run_points<P: Port>(
     engine: &mut Engine<P>,
     args: &Args,
     plan: &Plan,
     engine_config: &EngineConfig,
     out_dir: Option<&Path>,
-) -> Result<Vec<SweepPoint>> {
+    watch: &PortWatch<'_>,
+) -> Result<RunOutcome> {
     let mut points = Vec::new();
+    let mut peer_lost = None;
     let show_progress = !args.no_progress && std::io::stderr().is_terminal();
     for (load, rates) in &plan.points {
         if let Some(load) = load {
             eprintln!("psp-client: load {load:.3} -> rates {rates:?} rps");
         }
         let progress = Progress::default();
-        let result = std::thread::scope(|scope| {
+        let dropped_before = (watch.rx_dropped)();
+        let mut result = std::thread::scope(|scope| {
             if show_progress {
                 scope.spawn(|| progress_bar(&progress));
             }
+            scope.spawn(|| watchdog(&progress, watch));
             let result = engine.run(&plan.workload, rates, engine_config, Some(&progress));
             progress.done.store(true, Ordering::Relaxed);
             result
         })?;
+        result.counters.rx_dropped = (watch.rx_dropped)().saturating_sub(dropped_before);
+        let c = &result.counters;
+        if result.stopped_early {
+            peer_lost = Some(format!(
+                "the link to {} went down mid-run: {} of {} planned requests sent; partial \
+                 results written",
+                watch.servers, c.sent, c.planned
+            ));
+        } else if c.sent > 0 && c.received + c.late == 0 {
+            peer_lost = Some(format!(
+                "no response from {} during the whole run ({} requests sent): is the server \
+                 running and listening there?",
+                watch.servers, c.sent
+            ));
+        }
         let report = Report::from_run(&args.label, &plan.workload, args.seed, *load, &result);
         let summary: Summary = match out_dir {
             Some(dir) => {
@@ -354,8 +398,46 @@ fn run_points<P: Port>(
             load: load.unwrap_or(f64::NAN),
             summary,
         });
+        if peer_lost.is_some() {
+            break;
+        }
     }
-    Ok(points)
+    Ok(RunOutcome { points, peer_lost })
+}
+
+/// Watches a run from beside the engine until it is done: warns once when nothing was answered
+/// within [`NO_RESPONSE_WARNING_AFTER`] of the first sends, and stops the run (through
+/// [`Progress::stop`]) when the link goes down.
+fn watchdog(progress: &Progress, watch: &PortWatch<'_>) {
+    let mut first_send: Option<Instant> = None;
+    let mut warned = false;
+    while !progress.done.load(Ordering::Relaxed) {
+        let sent = progress.sent.load(Ordering::Relaxed);
+        if sent > 0 && first_send.is_none() {
+            first_send = Some(Instant::now());
+        }
+        if !warned
+            && first_send.is_some_and(|t| t.elapsed() >= NO_RESPONSE_WARNING_AFTER)
+            && progress.received.load(Ordering::Relaxed) == 0
+        {
+            eprintln!(
+                "psp-client: warning: no response from {} within {} s of the first sends ({sent} \
+                 sent so far): is the server running and listening there?",
+                watch.servers,
+                NO_RESPONSE_WARNING_AFTER.as_secs_f64()
+            );
+            warned = true;
+        }
+        if watch.link_up.is_some_and(|up| !up()) {
+            eprintln!(
+                "psp-client: the link to {} went down: stopping the run",
+                watch.servers
+            );
+            progress.stop.store(true, Ordering::Relaxed);
+            return;
+        }
+        std::thread::sleep(WATCHDOG_PERIOD);
+    }
 }
 
 /// Draws a progress bar (sent of planned, send rate, elapsed) until the run is done.
@@ -406,7 +488,7 @@ fn run_udp(
     config: Option<&ClientConfig>,
     plan: &Plan,
     out_dir: Option<&Path>,
-) -> Result<Vec<SweepPoint>> {
+) -> Result<RunOutcome> {
     use psp_dataplane::port::udp::{UdpPort, UdpPortConfig};
     let bind = args
         .bind
@@ -420,17 +502,58 @@ fn run_udp(
     let targets = targets(args, MacAddr([0; 6]))?;
     let engine_config = engine_config(args, local, targets)?;
     eprintln!("psp-client: UDP from {local_addr} to {:?}", args.ip);
+    let watch = PortWatch {
+        servers: servers(&engine_config.targets),
+        rx_dropped: &|| udp_socket_drops(local_addr.port()).unwrap_or(0),
+        link_up: None,
+    };
     let mut engine = Engine::new(&mut port).context("taking the UDP port's queues")?;
-    run_points(&mut engine, args, plan, &engine_config, out_dir)
+    run_points(&mut engine, args, plan, &engine_config, out_dir, &watch)
+}
+
+/// `ip:port, …` of the servers, for messages.
+fn servers(targets: &[Endpoint]) -> String {
+    targets
+        .iter()
+        .map(|t| SocketAddrV4::new(t.ip, t.port).to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Datagrams the kernel dropped on this process's UDP socket bound to `local_port` (receive
+/// buffer full): the `drops` column of /proc/net/udp for a socket inode this process holds.
+/// `None` where that cannot be read (not Linux).
+fn udp_socket_drops(local_port: u16) -> Option<u64> {
+    let own_inodes: Vec<String> = std::fs::read_dir("/proc/self/fd")
+        .ok()?
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .filter_map(|target| {
+            let target = target.to_string_lossy();
+            Some(
+                target
+                    .strip_prefix("socket:[")?
+                    .strip_suffix(']')?
+                    .to_string(),
+            )
+        })
+        .collect();
+    let table = std::fs::read_to_string("/proc/net/udp").ok()?;
+    let port_hex = format!(":{local_port:04X}");
+    table.lines().skip(1).find_map(|line| {
+        // sl local rem st tx:rx tr:when retrnsmt uid timeout inode ref pointer drops
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let inode = *fields.get(9)?;
+        let ours = fields.get(1)?.ends_with(&port_hex) && own_inodes.iter().any(|i| i == inode);
+        if ours {
+            fields.get(12)?.parse().ok()
+        } else {
+            None
+        }
+    })
 }
 
 #[cfg(not(feature = "dpdk"))]
-fn run_dpdk(
-    _: &Args,
-    _: Option<&ClientConfig>,
-    _: &Plan,
-    _: Option<&Path>,
-) -> Result<Vec<SweepPoint>> {
+fn run_dpdk(_: &Args, _: Option<&ClientConfig>, _: &Plan, _: Option<&Path>) -> Result<RunOutcome> {
     bail!("psp-client was built without the `dpdk` feature: use --transport udp")
 }
 
@@ -440,7 +563,7 @@ fn run_dpdk(
     config: Option<&ClientConfig>,
     plan: &Plan,
     out_dir: Option<&Path>,
-) -> Result<Vec<SweepPoint>> {
+) -> Result<RunOutcome> {
     use std::sync::Arc;
 
     use psp::dpdk::{Eal, EthPort, Mempool, MempoolConfig, PortConfig};
@@ -498,6 +621,7 @@ fn run_dpdk(
     );
     port.wait_link_up(Duration::from_secs_f64(args.link_timeout_s))
         .context("waiting for the DPDK link (is the server running?)")?;
+    eprintln!("psp-client: link up; sending to {:?}", args.ip);
     // memif and ring do not filter by MAC: network.mac, when given, is what we send from.
     let local = Endpoint::new(
         MacAddr(config.mac.unwrap_or(port.mac())),
@@ -506,16 +630,22 @@ fn run_dpdk(
     );
     let targets = targets(args, MacAddr(server_mac))?;
     let engine_config = engine_config(args, local, targets)?;
-    let points = {
+    let outcome = {
         let mut engine = Engine::new(&mut port).context("taking the DPDK port's queues")?;
-        run_points(&mut engine, args, plan, &engine_config, out_dir)?
+        let port = &port;
+        let watch = PortWatch {
+            servers: servers(&engine_config.targets),
+            rx_dropped: &|| port.stats().rx_missed,
+            link_up: Some(&|| port.link_up()),
+        };
+        run_points(&mut engine, args, plan, &engine_config, out_dir, &watch)?
     };
     drop(port);
     drop(eal);
-    Ok(points)
+    Ok(outcome)
 }
 
-fn main() -> Result<()> {
+fn main() -> Result<ExitCode> {
     let args = Args::parse();
     check_numbers(&args)?;
     let config = args
@@ -540,7 +670,7 @@ fn main() -> Result<()> {
     );
     let write_files = args.collect_logs != 0 || args.outdir.is_some() || args.load_range.is_some();
     let out_dir = write_files.then(|| output_dir(&args, config.as_ref()));
-    let points = match transport {
+    let RunOutcome { points, peer_lost } = match transport {
         Transport::Udp => run_udp(&args, config.as_ref(), &plan, out_dir.as_deref())?,
         Transport::Dpdk => run_dpdk(&args, config.as_ref(), &plan, out_dir.as_deref())?,
     };
@@ -555,5 +685,9 @@ fn main() -> Result<()> {
         }
         print!("{}", psp_client::sweep::sweep_table(&points).to_text());
     }
-    Ok(())
+    if let Some(why) = peer_lost {
+        eprintln!("psp-client: {why}");
+        return Ok(ExitCode::from(EXIT_PEER_LOST));
+    }
+    Ok(ExitCode::SUCCESS)
 }
