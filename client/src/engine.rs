@@ -74,8 +74,12 @@ pub const IDLE_MIN_SLEEP_NS: u64 = 5_000;
 pub const IDLE_WAKE_MARGIN_NS: u64 = 10_000;
 /// Smallest learnt wake-up margin.
 pub const IDLE_WAKE_MARGIN_MIN_NS: u64 = 2_000;
-/// Largest learnt wake-up margin (beyond it, sends are late rather than the core kept).
-pub const IDLE_WAKE_MARGIN_MAX_NS: u64 = 100_000;
+/// Largest learnt wake-up margin (beyond it, sends are late rather than the core kept: on a
+/// loaded machine wake-ups are late because the cores are busy, and spinning longer would make
+/// that worse).
+pub const IDLE_WAKE_MARGIN_MAX_NS: u64 = 50_000;
+/// How much one timed wait moves the learnt margin towards the median wake-up lateness.
+pub const IDLE_WAKE_MARGIN_STEP_NS: u64 = 500;
 /// Timer slack of the engine's thread while it runs with an idle policy (Linux's default is
 /// 50 µs, which would make every timed wait that much late).
 pub const IDLE_TIMER_SLACK_NS: u64 = 1_000;
@@ -1301,8 +1305,9 @@ impl Drop for TimerSlack {
 }
 
 /// Gives the core back between sends as its [`IdlePolicy`] says, waking a learnt margin before
-/// the next send: the margin follows a high quantile of how late timed waits wake up (it rises
-/// by a quarter of an overshoot past it, and decays by 1/32 of the slack below it).
+/// the next send: the margin follows the median of how late timed waits wake up (one
+/// [`IDLE_WAKE_MARGIN_STEP_NS`] up after a later wake-up, one down after an earlier one, so
+/// outliers move it no more than any other wait).
 struct Idler {
     policy: IdlePolicy,
     margin_ns: u64,
@@ -1362,11 +1367,10 @@ impl Idler {
     }
 
     fn learn(&mut self, late_ns: u64) {
-        let m = self.margin_ns;
-        self.margin_ns = if late_ns > m {
-            m + (late_ns - m) / 4
+        self.margin_ns = if late_ns > self.margin_ns {
+            self.margin_ns + IDLE_WAKE_MARGIN_STEP_NS
         } else {
-            m - (m - late_ns) / 32
+            self.margin_ns.saturating_sub(IDLE_WAKE_MARGIN_STEP_NS)
         }
         .clamp(IDLE_WAKE_MARGIN_MIN_NS, IDLE_WAKE_MARGIN_MAX_NS);
     }
@@ -1399,23 +1403,15 @@ mod tests {
     #[test]
     fn idler_margin_follows_wake_up_lateness_within_bounds() {
         let mut idler = Idler::new(IdlePolicy::Yield);
-        for _ in 0..200 {
-            idler.learn(30_000);
+        // Wake-ups 20 µs late, with every third one a 5 ms outlier: the median is 20 µs.
+        for i in 0..300 {
+            idler.learn(if i % 3 == 2 { 5_000_000 } else { 20_000 });
         }
         assert!(
-            (29_000..=30_000).contains(&idler.margin_ns),
+            (19_000..=21_000).contains(&idler.margin_ns),
             "{}",
             idler.margin_ns
         );
-        // One outlier moves it a quarter of the way; then it decays back slowly.
-        idler.learn(70_000);
-        assert!(
-            (39_000..=40_000).contains(&idler.margin_ns),
-            "{}",
-            idler.margin_ns
-        );
-        idler.learn(30_000);
-        assert!(idler.margin_ns > 39_000, "slow decay: {}", idler.margin_ns);
         for _ in 0..500 {
             idler.learn(1_000);
         }
