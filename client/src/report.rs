@@ -7,7 +7,9 @@
 //!
 //! ## Files (written by [`write_run_files`])
 //! - `summary.json`: [`Summary`] (serde_json); +∞ percentiles are the string `"inf"`, empty ones
-//!   `null`.
+//!   `null`. Counts: `counters` (all requests, warm-up included) and `measured` (post-warm-up),
+//!   each `sent = received + late + unanswered`; the per-type rows add up to both
+//!   ([`Summary::accounting_errors`] checks it); `stopped_early` marks partial results.
 //! - `latency.hlog`, `slowdown.hlog`: interval logs (HdrHistogram's standard text format, V2
 //!   deflate encoding), one interval per type tagged with the type name; the slowdown values
 //!   are ×[`SLOWDOWN_SCALE`]. `send_lag.hlog`: the send-lag histogram (tag `send_lag`).

@@ -57,9 +57,11 @@ const DEFAULT_LINK_TIMEOUT_S: f64 = 60.0;
 enum Idle {
     /// Busy-poll (a core of its own).
     Spin,
-    /// Yield the core when the next send is far (default).
+    /// Give the core back until the next send or a response (UDP: the socket wakes it; DPDK:
+    /// naps of at most 50 µs while requests are in flight) (default).
     Yield,
-    /// Also nap up to 50 µs with requests in flight (fairest to a server on the same cores).
+    /// Sleep until the next send whatever is in flight: fewest wake-ups, receive times up to one
+    /// send gap late (fairest to a server on the same cores).
     Sleep,
 }
 
