@@ -693,3 +693,51 @@ fn main() -> Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn udp_socket_drops_counts_datagrams_the_kernel_dropped_for_our_socket() {
+        let receiver = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = receiver.local_addr().unwrap().port();
+        assert_eq!(udp_socket_drops(port), Some(0));
+        // Never read: far more datagrams than the receive buffer holds overflow it.
+        let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        for _ in 0..20_000 {
+            let _ = sender.send_to(&[0u8; 16], ("127.0.0.1", port));
+        }
+        let drops = udp_socket_drops(port).unwrap();
+        assert!(drops > 0, "{drops}");
+        // The sender's socket is ours too, and dropped nothing.
+        let sender_port = sender.local_addr().unwrap().port();
+        assert_eq!(udp_socket_drops(sender_port), Some(0));
+    }
+
+    #[test]
+    fn numbers_out_of_range_name_flag_and_value() {
+        let parse = |extra: &[&str]| {
+            let mut argv = vec!["psp-client", "-I", "127.0.0.1", "-P", "9"];
+            argv.extend_from_slice(extra);
+            check_numbers(&Args::parse_from(argv)).map_err(|e| e.to_string())
+        };
+        assert!(parse(&[]).is_ok());
+        assert!(parse(&["-m", "-1"]).is_ok());
+        assert!(parse(&["-m", "8"]).is_ok());
+        for (flags, needle) in [
+            (&["-r", "-5"][..], "-r/--rate -5"),
+            (&["-d", "0"], "-d/--duration 0"),
+            (&["-m", "0"], "-m/--max-concurrency 0"),
+            (&["-m", "-7"], "-m/--max-concurrency -7"),
+            (&["-S", "-2"], "-S/--sample -2"),
+            (&["--workers", "0"], "--workers 0"),
+            (&["--rx-queues", "70000"], "--rx-queues 70000"),
+            (&["--warmup", "-0.1"], "--warmup -0.1"),
+            (&["--drain-timeout", "inf"], "--drain-timeout inf"),
+        ] {
+            let e = parse(flags).unwrap_err();
+            assert!(e.contains(needle), "{flags:?}: {e}");
+        }
+    }
+}
