@@ -55,10 +55,12 @@ pub trait RxQueue: Send + 'static {
     fn on_thread_start(&mut self) {}
     /// Blocks until a packet may be ready or `timeout` passes, giving the core back meanwhile
     /// (an idle load generator then timestamps a response when it arrives, not when a nap
-    /// ends). Returns `false` at once if the queue cannot wait (the default: polled devices),
-    /// and the caller naps instead. May return early (a signal); never receives anything.
-    fn wait_ready(&mut self, _timeout: std::time::Duration) -> bool {
-        false
+    /// ends): `Some(false)` when the timeout passed with nothing to receive, `Some(true)` when
+    /// a packet may be ready (or a signal cut the wait short). Returns `None` at once if the
+    /// queue cannot wait (the default: polled devices), and the caller naps instead. Never
+    /// receives anything.
+    fn wait_ready(&mut self, _timeout: std::time::Duration) -> Option<bool> {
+        None
     }
 }
 

@@ -313,14 +313,14 @@ impl RxQueue for UdpRxQueue {
     }
 
     /// `ppoll` on the socket (nanosecond timeout; the thread's timer slack adds to it).
-    fn wait_ready(&mut self, timeout: std::time::Duration) -> bool {
+    fn wait_ready(&mut self, timeout: std::time::Duration) -> Option<bool> {
         use nix::poll::{ppoll, PollFd, PollFlags};
         use std::os::fd::AsFd;
         let mut fds = [PollFd::new(self.socket.as_fd(), PollFlags::POLLIN)];
         let timeout = nix::sys::time::TimeSpec::from_duration(timeout);
-        // An error (EINTR) only ends the wait early: the caller polls and decides again.
-        let _ = ppoll(&mut fds, Some(timeout), None);
-        true
+        // 0: the timeout passed with nothing. An error (EINTR) only ends the wait early: the
+        // caller polls and decides again.
+        Some(!matches!(ppoll(&mut fds, Some(timeout), None), Ok(0)))
     }
 }
 
@@ -394,13 +394,13 @@ mod tests {
         let mut port = loopback_port(1);
         let addr = port.local_addr();
         let mut rx = port.take_rx(0).expect("rx 0");
-        // Nothing there: waits out a short timeout and says it can wait.
-        assert!(rx.wait_ready(Duration::from_millis(1)));
+        // Nothing there: waits out a short timeout and says nothing came.
+        assert_eq!(rx.wait_ready(Duration::from_millis(1)), Some(false));
         let client = UdpSocket::bind("127.0.0.1:0").expect("client socket");
         client.send_to(b"ready", addr).expect("send");
         // A datagram is queued: ppoll returns long before this timeout.
         let started = Instant::now();
-        assert!(rx.wait_ready(LOOPBACK_WAIT * 5));
+        assert_eq!(rx.wait_ready(LOOPBACK_WAIT * 5), Some(true));
         assert!(
             started.elapsed() < LOOPBACK_WAIT * 5,
             "woken by the datagram"
