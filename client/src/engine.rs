@@ -89,7 +89,7 @@ pub const IDLE_TIMER_SLACK_NS: u64 = 1_000;
 /// Longest nap with requests in flight of [`IdlePolicy::Yield`] on a port that cannot wait for
 /// packets (DPDK), and of every idle policy during the drain: a response that arrives during
 /// it is timestamped at most this late.
-pub const IDLE_NAP_MAX_NS: u64 = 50_000;
+pub const IDLE_NAP_MAX_NS: u64 = 100_000;
 /// Longest single wait for packets during the drain (the deadline is checked between waits).
 pub const DRAIN_WAIT_MAX_NS: u64 = 1_000_000;
 /// Longest single idle wait between sends, so that [`Progress::stop`] is seen within it.

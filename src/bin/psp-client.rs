@@ -58,7 +58,7 @@ enum Idle {
     /// Busy-poll (a core of its own).
     Spin,
     /// Give the core back until the next send or a response (UDP: the socket wakes it; DPDK:
-    /// naps of at most 50 µs while requests are in flight) (default).
+    /// naps of at most 100 µs while requests are in flight) (default).
     Yield,
     /// Sleep until the next send whatever is in flight: fewest wake-ups, receive times up to one
     /// send gap late (fairest to a server on the same cores).
