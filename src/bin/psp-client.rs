@@ -504,12 +504,13 @@ fn run_udp(
     let targets = targets(args, MacAddr([0; 6]))?;
     let engine_config = engine_config(args, local, targets)?;
     eprintln!("psp-client: UDP from {local_addr} to {:?}", args.ip);
+    let mut engine = Engine::new(&mut port).context("taking the UDP port's queues")?;
+    let port = &port;
     let watch = PortWatch {
         servers: servers(&engine_config.targets),
-        rx_dropped: &|| udp_socket_drops(local_addr.port()).unwrap_or(0),
+        rx_dropped: &|| port.stats().rx_missed,
         link_up: None,
     };
-    let mut engine = Engine::new(&mut port).context("taking the UDP port's queues")?;
     run_points(&mut engine, args, plan, &engine_config, out_dir, &watch)
 }
 
@@ -520,38 +521,6 @@ fn servers(targets: &[Endpoint]) -> String {
         .map(|t| SocketAddrV4::new(t.ip, t.port).to_string())
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// Datagrams the kernel dropped on this process's UDP socket bound to `local_port` (receive
-/// buffer full): the `drops` column of /proc/net/udp for a socket inode this process holds.
-/// `None` where that cannot be read (not Linux).
-fn udp_socket_drops(local_port: u16) -> Option<u64> {
-    let own_inodes: Vec<String> = std::fs::read_dir("/proc/self/fd")
-        .ok()?
-        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
-        .filter_map(|target| {
-            let target = target.to_string_lossy();
-            Some(
-                target
-                    .strip_prefix("socket:[")?
-                    .strip_suffix(']')?
-                    .to_string(),
-            )
-        })
-        .collect();
-    let table = std::fs::read_to_string("/proc/net/udp").ok()?;
-    let port_hex = format!(":{local_port:04X}");
-    table.lines().skip(1).find_map(|line| {
-        // sl local rem st tx:rx tr:when retrnsmt uid timeout inode ref pointer drops
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        let inode = *fields.get(9)?;
-        let ours = fields.get(1)?.ends_with(&port_hex) && own_inodes.iter().any(|i| i == inode);
-        if ours {
-            fields.get(12)?.parse().ok()
-        } else {
-            None
-        }
-    })
 }
 
 #[cfg(not(feature = "dpdk"))]
@@ -648,6 +617,12 @@ fn run_dpdk(
 }
 
 fn main() -> Result<ExitCode> {
+    run()
+}
+
+/// The whole program: `Ok(EXIT_PEER_LOST)` when the server was lost (results written), an
+/// error for bad input or setup.
+fn run() -> Result<ExitCode> {
     let args = Args::parse();
     check_numbers(&args)?;
     let config = args
@@ -697,23 +672,6 @@ fn main() -> Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn udp_socket_drops_counts_datagrams_the_kernel_dropped_for_our_socket() {
-        let receiver = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = receiver.local_addr().unwrap().port();
-        assert_eq!(udp_socket_drops(port), Some(0));
-        // Never read: far more datagrams than the receive buffer holds overflow it.
-        let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        for _ in 0..20_000 {
-            let _ = sender.send_to(&[0u8; 16], ("127.0.0.1", port));
-        }
-        let drops = udp_socket_drops(port).unwrap();
-        assert!(drops > 0, "{drops}");
-        // The sender's socket is ours too, and dropped nothing.
-        let sender_port = sender.local_addr().unwrap().port();
-        assert_eq!(udp_socket_drops(sender_port), Some(0));
-    }
 
     #[test]
     fn numbers_out_of_range_name_flag_and_value() {
