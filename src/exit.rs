@@ -35,8 +35,13 @@ pub fn is_broken_pipe(error: &anyhow::Error) -> bool {
 /// Ends a binary: `Ok` → success; a broken pipe → success, silently; any other error → one
 /// line on stderr (the full report with `PSP_BACKTRACE=1`) and exit status 1.
 pub fn finish(program: &str, result: anyhow::Result<()>) -> ExitCode {
+    finish_with_code(program, result.map(|()| ExitCode::SUCCESS))
+}
+
+/// [`finish`] for a program whose success has its own exit code (psp-client's "server lost").
+pub fn finish_with_code(program: &str, result: anyhow::Result<ExitCode>) -> ExitCode {
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(error) if is_broken_pipe(&error) => ExitCode::SUCCESS,
         Err(error) if backtrace_wanted() => {
             eprintln!("{program}: error: {error:?}");

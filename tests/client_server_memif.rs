@@ -1,8 +1,9 @@
 //! End to end over DPDK memif (shared memory, no NIC, no hugepages): the real `psp-app` (memif
 //! server role) and `psp-client` (client role, polling 1 + 2 workers RX queues) processes.
 //! Every request is answered — including those the workers send on their own queues — and the
-//! per-type counts of the client's `summary.json` match the server's summary table.
-//! Small load (≈ 400 requests), every wait bounded.
+//! per-type counts of the client's `summary.json` match the server's summary table; a server
+//! killed mid-run stops the client with its partial results and exit status 3.
+//! Small loads (≈ 400 and ≈ 600 requests), every wait bounded.
 #![cfg(feature = "dpdk")]
 
 mod client_server_common;
@@ -21,11 +22,17 @@ const PROCESS_TIMEOUT: Duration = Duration::from_secs(90);
 /// Server workers (the server answers on 1 + WORKERS TX queues).
 const WORKERS: usize = 2;
 
-#[test]
-fn psp_client_against_psp_app_over_memif() {
-    let dir = ScratchDir::new("client-server-memif");
+/// Starts `psp-app` as the memif server (2 workers) in `dir`, and `psp-client` as its memif
+/// client sending the shared workload (`schedule`, e.g. `"duration: 1, rate: 400"`) with
+/// outputs in `dir/client`; returns both processes and the client's output directory. `name`
+/// keeps the DPDK file prefixes of tests running side by side apart.
+fn start_server_and_client(
+    dir: &ScratchDir,
+    name: &str,
+    schedule: &str,
+) -> (Proc, Proc, std::path::PathBuf) {
     let socket = dir.file("memif.sock");
-    let tag = std::process::id();
+    let tag = format!("{name}-{}", std::process::id());
     let cfg = dir.file("server.yml");
     let server_eal = memif_eal_args(&format!("psp-cs-server-{tag}"), "server", &socket);
     std::fs::write(&cfg, server_config(&server_eal, &dir.path)).unwrap();
@@ -34,7 +41,7 @@ fn psp_client_against_psp_app_over_memif() {
         "server",
         env!("CARGO_BIN_EXE_psp-app").as_ref(),
         &server_args,
-        &dir,
+        dir,
     );
     server.wait_for_output("waiting for the link", PROCESS_TIMEOUT);
 
@@ -51,9 +58,9 @@ fn psp_client_against_psp_app_over_memif() {
         ),
     )
     .unwrap();
-    let workload = write_workload(&dir, "duration: 1, rate: 400");
+    let workload = write_workload(dir, schedule);
     let out = dir.file("client");
-    let mut client = spawn_client(
+    let client = spawn_client(
         "client",
         &[
             "-c",
@@ -76,8 +83,16 @@ fn psp_client_against_psp_app_over_memif() {
             "60",
             "--no-progress",
         ],
-        &dir,
+        dir,
     );
+    (server, client, out)
+}
+
+#[test]
+fn psp_client_against_psp_app_over_memif() {
+    let dir = ScratchDir::new("client-server-memif");
+    let (mut server, mut client, out) =
+        start_server_and_client(&dir, "ok", "duration: 1, rate: 400");
     assert_exits_ok(&mut client, PROCESS_TIMEOUT);
     server.signal("INT");
     assert_exits_ok(&mut server, PROCESS_TIMEOUT);
@@ -89,4 +104,28 @@ fn psp_client_against_psp_app_over_memif() {
         client.stdout_text()
     );
     check_counts_match(&summary, &server.stdout_text());
+    assert_eq!(summary.accounting_errors(), Vec::<String>::new());
+}
+
+#[test]
+fn server_killed_mid_run_stops_the_client_with_partial_results() {
+    let dir = ScratchDir::new("client-server-memif-kill");
+    // 30 s planned: the test ends long before, or the client missed the link going down.
+    let (mut server, mut client, out) =
+        start_server_and_client(&dir, "kill", "duration: 30, rate: 400");
+    client.wait_for_output("link up", PROCESS_TIMEOUT);
+    std::thread::sleep(Duration::from_millis(1500));
+    server.signal("KILL");
+    server.wait(PROCESS_TIMEOUT);
+    let status = client.wait(PROCESS_TIMEOUT);
+    let stderr = client.stderr_text();
+    assert_eq!(status.code(), Some(3), "{status}\n{stderr}");
+    assert!(stderr.contains("went down"), "{stderr}");
+    let summary = client_summary(&out);
+    let c = &summary.counters;
+    assert!(summary.stopped_early, "{c:?}");
+    assert!(c.sent > 0 && c.sent < c.planned, "{c:?}");
+    assert!(c.received > 0, "answered before the kill: {c:?}");
+    assert_eq!(summary.accounting_errors(), Vec::<String>::new());
+    assert!(client.stdout_text().contains("stopped early"));
 }

@@ -124,45 +124,95 @@ fn psp_client_rejects_bad_input_before_sending() {
     let server = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     server.set_nonblocking(true).unwrap();
     let port = server.local_addr().unwrap().port().to_string();
-    let cases: [(&str, &str, &str); 3] = [
+    let good = "schedules: [{rate: 100, cmd_mean_ns: [1000], cmd_ratios: [1], duration: 1}]\n";
+    // (config file, its text, further flags, what the error must name)
+    let cases: [(&str, &str, &[&str], &str); 9] = [
         (
             "ratios.yml",
             "schedules: [{rate: 100, cmd_mean_ns: [1000, 2000], cmd_ratios: [0.5, 0.4], duration: 1}]\n",
+            &[],
             "schedules[0].cmd_ratios",
         ),
         (
             "rate.yml",
             "schedules: [{rate: -5, cmd_mean_ns: [1000], cmd_ratios: [1], duration: 1}]\n",
+            &[],
             "-5",
         ),
         (
             "missing.yml",
             "schedules: [{cmd_mean_ns: [1000], cmd_ratios: [1], duration: 1}]\n",
+            &[],
             "rate",
         ),
+        (
+            "typo.yml",
+            "network: {eal_iint: [--no-huge]}\nschedules: [{rate: 100, cmd_mean_ns: [1000], cmd_ratios: [1], duration: 1}]\n",
+            &[],
+            "unknown field `eal_iint`",
+        ),
+        ("flag-rate.yml", good, &["-r", "-5"], "-r/--rate -5"),
+        ("flag-rate0.yml", good, &["--rate", "0"], "-r/--rate 0"),
+        ("flag-duration.yml", good, &["-d", "-1"], "-d/--duration -1"),
+        ("flag-m.yml", good, &["-m", "0"], "-m/--max-concurrency 0"),
+        ("flag-workers.yml", good, &["--workers", "-2"], "--workers -2"),
     ];
-    for (name, yaml, needle) in cases {
+    for (name, yaml, flags, needle) in cases {
         let cfg = dir.file(name);
         std::fs::write(&cfg, yaml).unwrap();
-        let mut client = spawn_client(
-            "client",
-            &[
-                "-c",
-                &cfg.display().to_string(),
-                "-I",
-                "127.0.0.1",
-                "-P",
-                &port,
-            ],
-            &dir,
-        );
+        let cfg = cfg.display().to_string();
+        let mut args = vec!["-c", &cfg, "-I", "127.0.0.1", "-P", &port];
+        args.extend_from_slice(flags);
+        let mut client = spawn_client("client", &args, &dir);
         let status = client.wait(PROCESS_TIMEOUT);
-        assert!(!status.success(), "{name} accepted");
+        assert!(!status.success(), "{name} {flags:?} accepted");
         let stderr = client.stderr_text();
-        assert!(stderr.contains(needle), "{name}: {stderr}");
+        assert!(stderr.contains(needle), "{name} {flags:?}: {stderr}");
+        assert_eq!(
+            stderr.matches(needle).count(),
+            1,
+            "one clean message: {stderr}"
+        );
     }
     let mut buf = [0u8; 64];
     assert!(server.recv_from(&mut buf).is_err(), "nothing was sent");
+}
+
+#[test]
+fn no_server_is_warned_about_within_a_second_and_fails_the_run() {
+    let dir = ScratchDir::new("client-no-server");
+    // A bound socket that never answers stands in for a server that is not there.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port().to_string();
+    let workload = write_workload(&dir, "duration: 1.5, rate: 200");
+    let out = dir.file("client");
+    let mut client = spawn_client(
+        "client",
+        &[
+            "--workload",
+            &workload.display().to_string(),
+            "-I",
+            "127.0.0.1",
+            "-P",
+            &port,
+            "--transport",
+            "udp",
+            "--outdir",
+            &out.display().to_string(),
+            "--drain-timeout",
+            "0.2",
+        ],
+        &dir,
+    );
+    let status = client.wait(PROCESS_TIMEOUT);
+    let stderr = client.stderr_text();
+    assert_eq!(status.code(), Some(3), "{status}\n{stderr}");
+    let warning = format!("warning: no response from 127.0.0.1:{port} within 1 s");
+    assert!(stderr.contains(&warning), "{stderr}");
+    // The results are still written, every request accounted for as never answered.
+    let summary = client_summary(&out);
+    assert_eq!(summary.counters.unanswered, summary.counters.sent);
+    assert_eq!(summary.accounting_errors(), Vec::<String>::new());
 }
 
 #[test]

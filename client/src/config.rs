@@ -20,7 +20,8 @@
 //! [`psp_workload::Workload`] so that the client draws requests exactly like the simulator.
 //!
 //! Validation happens before anything is sent; each error names the field (with its path, e.g.
-//! `schedules[1].cmd_ratios`) and the offending value. Tested by the unit tests below.
+//! `schedules[1].cmd_ratios`) and the offending value. Unknown keys are refused with their name
+//! (a typo such as `network.eal_iint` must not silently turn a DPDK run into a UDP one). Tested by the unit tests below.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::{Path, PathBuf};
@@ -44,9 +45,11 @@ pub enum ConfigError {
         /// The OS error.
         source: std::io::Error,
     },
-    /// Malformed YAML, a missing field or a value of the wrong type (message has line/column).
+    /// Malformed YAML, an unknown key, a missing field or a value of the wrong type (the
+    /// message names the key and has line/column). Not a `source`: the message already holds
+    /// serde's, so an error chain prints it once.
     #[error("client config: {0}")]
-    Yaml(#[from] serde_norway::Error),
+    Yaml(serde_norway::Error),
     /// A field has an invalid value.
     #[error("client config: {field} = {value}: {why}")]
     Invalid {
@@ -62,6 +65,12 @@ pub enum ConfigError {
     Workload(#[from] WorkloadError),
 }
 
+impl From<serde_norway::Error> for ConfigError {
+    fn from(e: serde_norway::Error) -> Self {
+        Self::Yaml(e)
+    }
+}
+
 fn invalid(field: impl Into<String>, value: impl ToString, why: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         field: field.into(),
@@ -72,6 +81,7 @@ fn invalid(field: impl Into<String>, value: impl ToString, why: impl Into<String
 
 /// `network:` (DPDK settings).
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct NetworkSection {
     /// DPDK port id.
     #[serde(default)]
@@ -89,6 +99,7 @@ pub struct NetworkSection {
 
 /// One `net_workers:` entry: a client thread's source address.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct NetWorkerEntry {
     /// Source IPv4 address.
     pub ip: String,
@@ -98,6 +109,7 @@ pub struct NetWorkerEntry {
 
 /// One `schedules:` entry as written.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ScheduleEntry {
     /// Offered rate, requests per second (whole client).
     pub rate: f64,
@@ -123,6 +135,7 @@ fn default_ptype() -> String {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawClientConfig {
     #[serde(default)]
     cpus: Vec<u32>,
@@ -501,6 +514,25 @@ schedules:
         .unwrap_err()
         .to_string();
         assert!(e.contains("ratios"), "{e}");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_their_name() {
+        for (yaml, key) in [
+            ("network: {eal_iint: [--no-huge]}", "eal_iint"),
+            ("colour: blue", "colour"),
+            ("net_workers: [{ip: 10.0.0.1, port: 1, prot: 2}]", "prot"),
+            (
+                "schedules: [{rate: 5, cmd_mean_ns: [1], cmd_ratios: [1], duration: 1, rtae: 3}]",
+                "rtae",
+            ),
+        ] {
+            let e = error_of(yaml);
+            assert!(
+                e.contains(key) && e.contains("unknown field"),
+                "{yaml}: {e}"
+            );
+        }
     }
 
     #[test]

@@ -10,13 +10,19 @@
 //!    ends (intended time, not actual), so falling behind never shifts the schedule.
 //! 3. The loop polls every RX queue (over memif the server answers on `1 + workers` queues,
 //!    rust-dpdk.md), then sends every request whose intended time has come, in bursts of up to
-//!    [`TX_BURST`]. It never waits for a response (open loop). When the next send is more than
-//!    [`IDLE_YIELD_THRESHOLD_NS`] away it yields the core (and sleeps when nothing is in flight
-//!    and the gap exceeds [`IDLE_SLEEP_THRESHOLD_NS`]), so on a 2-core box it does not starve
-//!    the server ([`IdlePolicy`]: spin, yield — the default — or sleep).
+//!    [`TX_BURST`]. It never waits for a response (open loop). When the last poll found nothing
+//!    and the next send is further away than the wake-up margin plus [`IDLE_MIN_SLEEP_NS`], it
+//!    gives the core back until then less the margin — learnt from how late its timed waits
+//!    wake up ([`Idler`]) — and polls the rest, so on a 2-core box it does not starve the server
+//!    ([`IdlePolicy`]: spin, yield — the default, which a response wakes where the port can wait
+//!    for packets — or sleep).
 //! 4. After the last phase it drains responses until none is outstanding or
-//!    [`EngineConfig::drain_timeout_ns`] passes; whatever is still outstanding is *unanswered*
-//!    and counts as +∞ latency in every percentile.
+//!    [`EngineConfig::drain_timeout_ns`] passes; whatever is still outstanding is then given up
+//!    on, and the engine listens [`EngineConfig::late_listen_ns`] more for *late* answers.
+//!    Every sent request ends as answered in time, late, or never answered
+//!    ([`Counters::balanced`]); late and never answered ones are +∞ in every percentile.
+//! 5. [`Progress::stop`] (set by another thread: the link went down) ends the run early, with
+//!    no drain; the partial result says so ([`RunResult::stopped_early`]).
 //!
 //! ## Measurement
 //! - latency = receive time (one clock read per RX burst) − intended send time, so queueing in
@@ -50,22 +56,46 @@ use psp_workload::{PhaseGenerator, RunStats, Sampled, Workload};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
-use crate::inflight::{InFlightTable, MatchOutcome, RequestInfo, NO_TRACE};
+use crate::inflight::{GivenUp, InFlightTable, MatchOutcome, RequestInfo, NO_TRACE};
 
 /// Packets fetched per RX queue per poll (DPDK's customary burst).
 pub const RX_BURST: usize = 32;
 /// Most requests sent in one TX burst.
 pub const TX_BURST: usize = 32;
-/// When the next send is further away than this, the engine yields its core after a poll that
-/// received nothing (reference rust-dpdk.md: three busy pollers on two cores need idle-yield).
-pub const IDLE_YIELD_THRESHOLD_NS: u64 = 20_000;
-/// When nothing is in flight and the next send is further away than this, the engine sleeps.
-pub const IDLE_SLEEP_THRESHOLD_NS: u64 = 500_000;
-/// How early the engine wakes before a send it slept towards (covers timer slack).
-pub const IDLE_SLEEP_MARGIN_NS: u64 = 200_000;
-/// Longest nap of [`IdlePolicy::Sleep`] while requests are in flight: a response that arrives
-/// during it is timestamped at most this late (plus the kernel's timer slack).
-pub const IDLE_SLEEP_MAX_NS: u64 = 50_000;
+/// Shortest wait worth giving the core back for: an idle engine ([`IdlePolicy::Yield`] or
+/// [`IdlePolicy::Sleep`]) waits after a poll that received nothing when the next send is
+/// further away than the wake-up margin plus this (reference rust-dpdk.md: three busy pollers
+/// on two cores need idle backoff).
+pub const IDLE_MIN_SLEEP_NS: u64 = 3_000;
+/// First guess of how late a timed wait wakes up (the engine wakes this much before a send and
+/// polls the rest); [`Idler`] then learns it from the waits themselves, between
+/// [`IDLE_WAKE_MARGIN_MIN_NS`] and [`IDLE_WAKE_MARGIN_MAX_NS`] (a few µs on bare metal once
+/// the timer slack is [`IDLE_TIMER_SLACK_NS`]; about 30 µs on the 2-core VM, where idle sends
+/// then leave some 20 µs late: the send-lag histogram shows it, and latency is still measured
+/// from the intended send time).
+pub const IDLE_WAKE_MARGIN_NS: u64 = 10_000;
+/// Smallest learnt wake-up margin.
+pub const IDLE_WAKE_MARGIN_MIN_NS: u64 = 2_000;
+/// Largest learnt wake-up margin: beyond it, sends leave late rather than the core spinning
+/// (issue #12: `--idle yield` at 10 krps under 30 % of a core on the 2-core VM, where a 30 µs
+/// margin costs about half a core; and on a loaded machine wake-ups are late because the cores
+/// are busy, which spinning longer would make worse). `benches/idle_cpu.rs` measures it.
+pub const IDLE_WAKE_MARGIN_MAX_NS: u64 = 10_000;
+/// How much one timed wait moves the learnt margin towards the median wake-up lateness.
+pub const IDLE_WAKE_MARGIN_STEP_NS: u64 = 500;
+/// Timer slack of the engine's thread while it runs with an idle policy (Linux's default is
+/// 50 µs, which would make every timed wait that much late).
+pub const IDLE_TIMER_SLACK_NS: u64 = 1_000;
+/// Longest nap with requests in flight of [`IdlePolicy::Yield`] on a port that cannot wait for
+/// packets (DPDK), and of every idle policy during the drain: a response that arrives during
+/// it is timestamped at most this late.
+pub const IDLE_NAP_MAX_NS: u64 = 100_000;
+/// Longest single wait for packets during the drain (the deadline is checked between waits).
+pub const DRAIN_WAIT_MAX_NS: u64 = 1_000_000;
+/// Longest single idle wait between sends, so that [`Progress::stop`] is seen within it.
+pub const IDLE_WAIT_MAX_NS: u64 = 10_000_000;
+/// Default time the engine listens for late answers after the drain gave up on requests.
+pub const DEFAULT_LATE_LISTEN_NS: u64 = 100_000_000;
 /// A request sent more than this after its intended time counts as "behind schedule".
 pub const BEHIND_SCHEDULE_LAG_NS: u64 = 10_000;
 /// `tx_burst` attempts for one burst before the leftover requests are given up (counted).
@@ -101,12 +131,15 @@ const NS_PER_S: f64 = 1e9;
 pub enum IdlePolicy {
     /// Busy-poll: for a core of its own.
     Spin,
-    /// Yield the core when the next send is more than [`IDLE_YIELD_THRESHOLD_NS`] away and the
-    /// last poll found nothing; sleep towards it when nothing is in flight (the default).
+    /// When the last poll found nothing and the next send is more than [`IDLE_MIN_GAP_NS`]
+    /// away, give the core back until then or until a response arrives, where the port can wait
+    /// for packets (one kernel socket: responses keep exact receive times); on polled devices
+    /// (DPDK) nap at most [`IDLE_NAP_MAX_NS`] at a time while requests are in flight (the
+    /// default).
     #[default]
     Yield,
-    /// As `Yield`, but also nap up to [`IDLE_SLEEP_MAX_NS`] while requests are in flight: the
-    /// fairest to a server sharing the cores, at the price of that much receive-time error.
+    /// Sleep until the next send whatever is in flight: the fewest wake-ups, fairest to a server
+    /// sharing the cores, at the price of receive times up to one send gap late.
     Sleep,
 }
 
@@ -173,6 +206,8 @@ pub struct EngineConfig {
     /// Most per-request trace records kept (post-warm-up requests in send order); 0 keeps
     /// none. The buffer is allocated before the first send.
     pub trace_limit: usize,
+    /// How long to listen for late answers after the drain gave up on requests.
+    pub late_listen_ns: u64,
 }
 
 impl EngineConfig {
@@ -189,13 +224,19 @@ impl EngineConfig {
             parse_options: CLIENT_PARSE_OPTIONS,
             idle: IdlePolicy::default(),
             trace_limit: 0,
+            late_listen_ns: DEFAULT_LATE_LISTEN_NS,
         }
     }
 }
 
-/// Live counters for a progress display (relaxed atomics; written by the engine only).
+/// Live counters for a progress display and a watchdog (relaxed atomics; written by the engine,
+/// except [`Progress::stop`]).
 #[derive(Debug, Default)]
 pub struct Progress {
+    /// Set by another thread to end the run early (e.g. the link went down): the engine stops
+    /// sending and skips the drain; what is outstanding is never answered, and the result says
+    /// [`RunResult::stopped_early`]. Checked once per loop turn.
+    pub stop: AtomicBool,
     /// Requests sent so far.
     pub sent: AtomicU64,
     /// Responses matched so far.
@@ -209,15 +250,27 @@ pub struct Progress {
 }
 
 /// Counters of a run (all requests, warm-up included).
+///
+/// Every sent request ends as exactly one of `received` (answered in time), `late` (answered
+/// after the client gave up on it) and `unanswered` (never answered):
+/// `sent = received + late + unanswered` ([`Counters::balanced`]). The other counters count
+/// send slots that never became a sent request (`skipped`, `tx_failed`), frames the client's own
+/// socket or ring dropped (`rx_dropped`), and responses that answer nothing new (`duplicate`,
+/// `unknown_id`, `mismatched`, `malformed`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Counters {
     /// Requests planned by the generators.
     pub planned: u64,
     /// Requests the device took.
     pub sent: u64,
-    /// Responses matched to an outstanding request.
+    /// Requests answered in time: while the client still waited for them.
     pub received: u64,
-    /// Requests sent and never answered (expired or still outstanding at the end).
+    /// Requests answered late: after the client had given up on them (their in-flight slot was
+    /// reused after the response timeout, or the drain had ended). They stay +∞ in the
+    /// percentiles, like requests never answered.
+    #[serde(default)]
+    pub late: u64,
+    /// Requests sent and never answered.
     pub unanswered: u64,
     /// Requests sent more than [`BEHIND_SCHEDULE_LAG_NS`] after their intended time.
     pub behind_schedule: u64,
@@ -225,12 +278,15 @@ pub struct Counters {
     pub skipped: u64,
     /// Requests given up because no buffer was free or the device would not take them.
     pub tx_failed: u64,
+    /// Frames the client's own socket or receive ring dropped (kernel socket buffer overflow;
+    /// DPDK `imissed` + `rx_nombuf`), from the port's counters over the run. The engine sees
+    /// queues only: the caller that owns the port fills this in.
+    #[serde(default)]
+    pub rx_dropped: u64,
     /// Warm-up requests (first `warmup_fraction` in send order), not in the histograms.
     pub warmup: u64,
-    /// Responses for a request already answered.
+    /// Responses for a request already answered (in time or late).
     pub duplicate: u64,
-    /// Responses for a request already counted unanswered.
-    pub late: u64,
     /// Responses with an id never issued.
     pub unknown_id: u64,
     /// Responses whose id is outstanding but whose type differs from the request's.
@@ -242,6 +298,60 @@ pub struct Counters {
     /// Measured requests left out of the per-request traces (trace buffer full).
     #[serde(default)]
     pub untraced: u64,
+}
+
+impl Counters {
+    /// Whether every sent request is accounted for: `sent = received + late + unanswered`.
+    pub fn balanced(&self) -> bool {
+        self.outcomes().balanced()
+    }
+
+    /// The outcomes of all requests (warm-up included).
+    pub fn outcomes(&self) -> Outcomes {
+        Outcomes {
+            sent: self.sent,
+            received: self.received,
+            late: self.late,
+            unanswered: self.unanswered,
+        }
+    }
+}
+
+/// How a set of sent requests ended: each is exactly one of received (answered in time), late
+/// (answered after the client gave up on it) and unanswered (never answered).
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Outcomes {
+    /// Requests sent.
+    pub sent: u64,
+    /// Answered in time.
+    pub received: u64,
+    /// Answered after the client gave up on them.
+    pub late: u64,
+    /// Never answered.
+    pub unanswered: u64,
+}
+
+impl Outcomes {
+    /// Whether `sent = received + late + unanswered`.
+    pub fn balanced(&self) -> bool {
+        self.received
+            .checked_add(self.late)
+            .and_then(|n| n.checked_add(self.unanswered))
+            == Some(self.sent)
+    }
+
+    /// Adds `other` to these.
+    pub fn add(&mut self, other: &Outcomes) {
+        self.sent += other.sent;
+        self.received += other.received;
+        self.late += other.late;
+        self.unanswered += other.unanswered;
+    }
+
+    /// Requests counted +∞ in the percentiles: answered late or never.
+    pub fn infinite(&self) -> u64 {
+        self.late + self.unanswered
+    }
 }
 
 /// Per-phase figures (all requests of the phase, warm-up included).
@@ -285,17 +395,18 @@ fn rate(count: u64, span_ns: u64) -> f64 {
     }
 }
 
-/// Per-class request counts (all requests, warm-up included), for comparing with the server.
+/// Per-class request outcomes, for comparing with the server: the classes' `all` add up to the
+/// run's [`Counters`], and their `measured` to the requests behind the percentiles.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ClassCounts {
     /// Type name.
     pub name: String,
     /// Wire id.
     pub wire_id: u32,
-    /// Requests sent.
-    pub sent: u64,
-    /// Responses matched.
-    pub received: u64,
+    /// All requests of the class, warm-up included.
+    pub all: Outcomes,
+    /// Measured requests only (warm-up excluded).
+    pub measured: Outcomes,
 }
 
 /// One request's trace (the original's `traces` rows, reference §5.5).
@@ -341,6 +452,8 @@ pub struct RunResult {
     /// Per-request traces of measured requests, in send order (empty unless
     /// [`EngineConfig::trace_limit`] > 0).
     pub traces: Vec<TraceRecord>,
+    /// Whether [`Progress::stop`] ended the run before its schedule did (partial results).
+    pub stopped_early: bool,
 }
 
 impl RunResult {
@@ -492,8 +605,7 @@ impl ResponseSink {
                 .map(|c| ClassCounts {
                     name: c.name.clone(),
                     wire_id: c.wire_id,
-                    sent: 0,
-                    received: 0,
+                    ..ClassCounts::default()
                 })
                 .collect(),
             local,
@@ -552,14 +664,58 @@ impl ResponseSink {
             .unwrap_or(u32::MAX)
     }
 
+    /// The outcomes of `type_slot`'s class, all and measured (`None` for a slot that does not
+    /// exist, which `insert` never hands out).
+    fn class_outcomes(&mut self, type_slot: u32) -> Option<(&mut Outcomes, &mut Outcomes)> {
+        let class = self.types.get(type_slot as usize)?.class;
+        let c = self.classes.get_mut(class)?;
+        Some((&mut c.all, &mut c.measured))
+    }
+
+    /// Counts a request the device took.
+    fn on_sent(&mut self, type_slot: u32, warmup: bool) {
+        self.counters.sent += 1;
+        if warmup {
+            self.counters.warmup += 1;
+        }
+        if let Some((all, measured)) = self.class_outcomes(type_slot) {
+            all.sent += 1;
+            if !warmup {
+                measured.sent += 1;
+            }
+        }
+    }
+
+    /// Gives up on a request: never answered (+∞) unless a late response comes.
     fn on_expired(&mut self, info: RequestInfo) {
         self.counters.unanswered += 1;
+        if let Some((all, measured)) = self.class_outcomes(info.type_slot) {
+            all.unanswered += 1;
+            if !info.warmup {
+                measured.unanswered += 1;
+            }
+        }
         if !info.warmup {
             if let Some(t) = self.types.get(info.type_slot as usize) {
                 self.stats.record_unanswered(t.class, 1);
                 if let Some(p) = self.phase_stats.get_mut(t.phase) {
                     p.record_unanswered(t.class, 1);
                 }
+            }
+        }
+    }
+
+    /// A request given up on was answered after all: from never answered to late (it stays
+    /// +∞ in the percentiles: the client had stopped waiting for it).
+    fn on_late(&mut self, request: GivenUp) {
+        self.counters.unanswered = self.counters.unanswered.saturating_sub(1);
+        self.counters.late += 1;
+        if let Some((all, measured)) = self.class_outcomes(request.type_slot) {
+            all.unanswered = all.unanswered.saturating_sub(1);
+            all.late += 1;
+            if !request.warmup {
+                measured.unanswered = measured.unanswered.saturating_sub(1);
+                measured.late += 1;
             }
         }
     }
@@ -588,7 +744,10 @@ impl ResponseSink {
                 };
                 self.counters.received += 1;
                 if let Some(c) = self.classes.get_mut(t.class) {
-                    c.received += 1;
+                    c.all.received += 1;
+                    if !info.warmup {
+                        c.measured.received += 1;
+                    }
                 }
                 if let Some(p) = self.phases.get_mut(t.phase) {
                     p.received += 1;
@@ -606,7 +765,7 @@ impl ResponseSink {
                 }
             }
             MatchOutcome::Duplicate => self.counters.duplicate += 1,
-            MatchOutcome::Late => self.counters.late += 1,
+            MatchOutcome::Late(request) => self.on_late(request),
             MatchOutcome::UnknownId => self.counters.unknown_id += 1,
             MatchOutcome::Mismatched => self.counters.mismatched += 1,
         }
@@ -818,7 +977,8 @@ fn run_on_queues<P: Port>(
     let mut rx_bufs: Vec<P::Buf> = Vec::with_capacity(RX_BURST);
     let mut tx_bufs: Vec<P::Buf> = Vec::with_capacity(TX_BURST);
     let mut batch_intended = [0u64; TX_BURST];
-    let mut batch_class = [0usize; TX_BURST];
+    let mut batch_type_slot = [0u32; TX_BURST];
+    let mut batch_warmup = [false; TX_BURST];
     let mut seq: u64 = 0;
     let mut measured_from_ns = u64::MAX;
     let targets = &config.targets;
@@ -829,25 +989,16 @@ fn run_on_queues<P: Port>(
 
     let started_at = SystemTime::now();
     let clock = Clock(Instant::now());
-
-    // Receives from every RX queue; returns how many frames came in.
-    let poll = |sink: &mut ResponseSink, rx_bufs: &mut Vec<P::Buf>, rxs: &mut [P::Rx]| -> usize {
-        let mut total = 0;
-        for rx in rxs.iter_mut() {
-            let n = rx.rx_burst(rx_bufs, RX_BURST);
-            if n == 0 {
-                continue;
-            }
-            total += n;
-            let now = clock.now_ns();
-            for buf in rx_bufs.drain(..) {
-                sink.on_frame(buf.data(), now);
-            }
-        }
-        total
+    let _timer_slack = (config.idle != IdlePolicy::Spin).then(TimerSlack::tighten);
+    let mut idler = Idler::new(config.idle);
+    let mut poll_next = true;
+    let poll = |sink: &mut ResponseSink, rx_bufs: &mut Vec<P::Buf>, rxs: &mut [P::Rx]| {
+        poll_rx(sink, rx_bufs, rxs, &clock)
     };
+    let stop_requested = || progress.is_some_and(|p| p.stop.load(Ordering::Relaxed));
+    let mut stopped_early = false;
 
-    for (phase_index, mut phase_arrivals) in arrivals.into_iter().enumerate() {
+    'phases: for (phase_index, mut phase_arrivals) in arrivals.into_iter().enumerate() {
         if let Some(p) = progress {
             p.phase.store(phase_index as u64, Ordering::Relaxed);
         }
@@ -855,15 +1006,20 @@ fn run_on_queues<P: Port>(
         let type_offset = sink.type_offsets[phase_index];
         let mut pending = phase_arrivals.next_request();
         while let Some((intended_ns, _)) = pending {
-            let received = poll(&mut sink, &mut rx_bufs, rxs);
+            if stop_requested() {
+                stopped_early = true;
+                break 'phases;
+            }
+            let received = if poll_next {
+                poll(&mut sink, &mut rx_bufs, rxs)
+            } else {
+                0
+            };
+            poll_next = true;
             let now = clock.now_ns();
             if now < intended_ns {
-                idle(
-                    config.idle,
-                    intended_ns - now,
-                    sink.table.outstanding(),
-                    received,
-                );
+                poll_next =
+                    idler.idle(&clock, intended_ns, sink.table.outstanding(), received, rxs);
                 continue;
             }
             // Build a burst of every due request.
@@ -927,9 +1083,7 @@ fn run_on_queues<P: Port>(
                     sink.counters.tx_failed += 1;
                     continue;
                 }
-                if warmup {
-                    sink.counters.warmup += 1;
-                } else if measured_from_ns == u64::MAX {
+                if !warmup && measured_from_ns == u64::MAX {
                     measured_from_ns = intended_ns;
                 }
                 if trace != NO_TRACE {
@@ -945,7 +1099,8 @@ fn run_on_queues<P: Port>(
                     });
                 }
                 batch_intended[tx_bufs.len()] = intended_ns;
-                batch_class[tx_bufs.len()] = sample.class;
+                batch_type_slot[tx_bufs.len()] = type_slot as u32;
+                batch_warmup[tx_bufs.len()] = warmup;
                 batch_trace[tx_bufs.len()] = trace;
                 tx_bufs.push(buf);
                 batch += 1;
@@ -976,14 +1131,11 @@ fn run_on_queues<P: Port>(
                 if lag > BEHIND_SCHEDULE_LAG_NS {
                     sink.counters.behind_schedule += 1;
                 }
-                if let Some(c) = sink.classes.get_mut(batch_class[k]) {
-                    c.sent += 1;
-                }
+                sink.on_sent(batch_type_slot[k], batch_warmup[k]);
                 if let Some(t) = sink.traces.get_mut(batch_trace[k] as usize) {
                     t.sent_ns = sent_at;
                 }
             }
-            sink.counters.sent += taken as u64;
             let phase_result = &mut sink.phases[phase_index];
             phase_result.sent += taken as u64;
             phase_result.last_send_ns = sent_at;
@@ -995,19 +1147,19 @@ fn run_on_queues<P: Port>(
         }
     }
 
-    // Drain.
-    let drain_deadline = clock.now_ns().saturating_add(config.drain_timeout_ns);
-    while sink.table.outstanding() > 0 && clock.now_ns() < drain_deadline {
-        if let Some(p) = progress {
-            p.received.store(sink.counters.received, Ordering::Relaxed);
-        }
-        if poll(&mut sink, &mut rx_bufs, rxs) == 0 {
-            match config.idle {
-                IdlePolicy::Spin => {}
-                IdlePolicy::Yield => std::thread::yield_now(),
-                IdlePolicy::Sleep => std::thread::sleep(Duration::from_nanos(IDLE_SLEEP_MAX_NS)),
-            }
-        }
+    if !stopped_early {
+        let deadline = clock.now_ns().saturating_add(config.drain_timeout_ns);
+        let drained = |s: &ResponseSink| s.table.outstanding() == 0;
+        wait_for_responses(
+            &mut sink,
+            &mut rx_bufs,
+            rxs,
+            &clock,
+            config.idle,
+            deadline,
+            drained,
+            progress,
+        );
     }
     let ended_ns = clock.now_ns();
     *next_generation = sink.table.next_first_generation();
@@ -1015,6 +1167,21 @@ fn run_on_queues<P: Port>(
     sink.table.expire_all(|info| leftovers.push(info));
     for info in leftovers {
         sink.on_expired(info);
+    }
+    if !stopped_early && sink.counters.unanswered > 0 {
+        // Given up on: listen a little longer, so that a slow answer counts late, not lost.
+        let deadline = clock.now_ns().saturating_add(config.late_listen_ns);
+        let all_late = |s: &ResponseSink| s.counters.unanswered == 0;
+        wait_for_responses(
+            &mut sink,
+            &mut rx_bufs,
+            rxs,
+            &clock,
+            config.idle,
+            deadline,
+            all_late,
+            progress,
+        );
     }
     if let Some(p) = progress {
         p.sent.store(sink.counters.sent, Ordering::Relaxed);
@@ -1043,24 +1210,190 @@ fn run_on_queues<P: Port>(
         },
         ended_ns,
         traces: sink.traces,
+        stopped_early,
     })
 }
 
-/// Waits a little, as `policy` says, when the next send is `gap_ns` away.
+/// Receives from every RX queue and hands the frames to `sink`; returns how many came in.
 #[inline]
-fn idle(policy: IdlePolicy, gap_ns: u64, outstanding: usize, received: usize) {
-    match policy {
-        IdlePolicy::Spin => {}
-        _ if outstanding == 0 && gap_ns > IDLE_SLEEP_THRESHOLD_NS => {
-            std::thread::sleep(Duration::from_nanos(gap_ns - IDLE_SLEEP_MARGIN_NS));
+fn poll_rx<R: RxQueue>(
+    sink: &mut ResponseSink,
+    rx_bufs: &mut Vec<R::Buf>,
+    rxs: &mut [R],
+    clock: &Clock,
+) -> usize {
+    let mut total = 0;
+    for rx in rxs.iter_mut() {
+        let n = rx.rx_burst(rx_bufs, RX_BURST);
+        if n == 0 {
+            continue;
         }
-        IdlePolicy::Sleep if received == 0 && gap_ns > IDLE_SLEEP_THRESHOLD_NS => {
-            let nap = (gap_ns - IDLE_SLEEP_MARGIN_NS).min(IDLE_SLEEP_MAX_NS);
-            std::thread::sleep(Duration::from_nanos(nap));
+        total += n;
+        let now = clock.now_ns();
+        for buf in rx_bufs.drain(..) {
+            sink.on_frame(buf.data(), now);
         }
-        _ if received == 0 && gap_ns > IDLE_YIELD_THRESHOLD_NS => std::thread::yield_now(),
-        _ => {}
     }
+    total
+}
+
+/// Polls for responses until `done(sink)` or `deadline_ns` (the drain, the late listen), idling
+/// between empty polls as `policy` says, at most [`IDLE_NAP_MAX_NS`] per nap.
+#[allow(clippy::too_many_arguments)] // private: the loop's state, passed down
+fn wait_for_responses<R: RxQueue>(
+    sink: &mut ResponseSink,
+    rx_bufs: &mut Vec<R::Buf>,
+    rxs: &mut [R],
+    clock: &Clock,
+    policy: IdlePolicy,
+    deadline_ns: u64,
+    done: impl Fn(&ResponseSink) -> bool,
+    progress: Option<&Progress>,
+) {
+    loop {
+        let now = clock.now_ns();
+        if done(sink)
+            || now >= deadline_ns
+            || progress.is_some_and(|p| p.stop.load(Ordering::Relaxed))
+        {
+            return;
+        }
+        if let Some(p) = progress {
+            p.received.store(sink.counters.received, Ordering::Relaxed);
+        }
+        if poll_rx(sink, rx_bufs, rxs, clock) > 0 {
+            continue;
+        }
+        let left_ns = deadline_ns - now;
+        match policy {
+            IdlePolicy::Spin => {}
+            IdlePolicy::Yield if wait_ready(rxs, left_ns.min(DRAIN_WAIT_MAX_NS)).is_some() => {}
+            _ => sleep_ns(left_ns.min(IDLE_NAP_MAX_NS)),
+        }
+    }
+}
+
+/// Waits up to `ns` for a packet if there is one RX queue and it can wait (a kernel socket):
+/// whether one may be ready; `None` (at once) if it cannot wait.
+fn wait_ready<R: RxQueue>(rxs: &mut [R], ns: u64) -> Option<bool> {
+    match rxs {
+        [rx] => rx.wait_ready(Duration::from_nanos(ns)),
+        _ => None,
+    }
+}
+
+/// The calling thread's timer slack set to [`IDLE_TIMER_SLACK_NS`] while this lives (Linux;
+/// elsewhere, and if the kernel refuses, nothing changes: waits are just less punctual).
+struct TimerSlack {
+    #[cfg(target_os = "linux")]
+    previous_ns: Option<u64>,
+}
+
+impl TimerSlack {
+    fn tighten() -> Self {
+        #[cfg(target_os = "linux")]
+        {
+            use nix::sys::prctl;
+            let previous_ns = prctl::get_timerslack()
+                .ok()
+                .and_then(|ns| u64::try_from(ns).ok());
+            let _ = prctl::set_timerslack(IDLE_TIMER_SLACK_NS as _);
+            Self { previous_ns }
+        }
+        #[cfg(not(target_os = "linux"))]
+        Self {}
+    }
+}
+
+impl Drop for TimerSlack {
+    fn drop(&mut self) {
+        #[cfg(target_os = "linux")]
+        if let Some(ns) = self.previous_ns {
+            let _ = nix::sys::prctl::set_timerslack(ns as _);
+        }
+    }
+}
+
+/// Gives the core back between sends as its [`IdlePolicy`] says, waking a learnt margin before
+/// the next send: the margin follows the median of how late timed waits wake up (one
+/// [`IDLE_WAKE_MARGIN_STEP_NS`] up after a later wake-up, one down after an earlier one, so
+/// outliers move it no more than any other wait).
+struct Idler {
+    policy: IdlePolicy,
+    margin_ns: u64,
+}
+
+impl Idler {
+    fn new(policy: IdlePolicy) -> Self {
+        Self {
+            policy,
+            margin_ns: IDLE_WAKE_MARGIN_NS,
+        }
+    }
+
+    /// Waits, if worth it, after a poll at `now` that received `received` frames with
+    /// `outstanding` requests in flight, when the next send is meant for `next_send_ns`.
+    /// Returns whether the next turn should poll: not after a wait on the socket that saw
+    /// nothing arrive (one receive call saved per send).
+    #[inline]
+    fn idle<R: RxQueue>(
+        &mut self,
+        clock: &Clock,
+        next_send_ns: u64,
+        outstanding: usize,
+        received: usize,
+        rxs: &mut [R],
+    ) -> bool {
+        let now = clock.now_ns();
+        let gap_ns = next_send_ns.saturating_sub(now);
+        if self.policy == IdlePolicy::Spin
+            || received > 0
+            || gap_ns <= self.margin_ns + IDLE_MIN_SLEEP_NS
+        {
+            return true;
+        }
+        let wait_ns = (gap_ns - self.margin_ns).min(IDLE_WAIT_MAX_NS);
+        let (wait_ns, poll_next) = match self.policy {
+            // One socket: a response wakes the wait, so its receive time stays exact.
+            IdlePolicy::Yield => match wait_ready(rxs, wait_ns) {
+                Some(ready) => (wait_ns, ready),
+                None => {
+                    let nap_ns = if outstanding == 0 {
+                        wait_ns
+                    } else {
+                        wait_ns.min(IDLE_NAP_MAX_NS)
+                    };
+                    sleep_ns(nap_ns);
+                    (nap_ns, true)
+                }
+            },
+            _ => {
+                sleep_ns(wait_ns);
+                (wait_ns, true)
+            }
+        };
+        // A wait a packet ended early says nothing about wake-up latency.
+        let target_ns = now + wait_ns;
+        let woke_ns = clock.now_ns();
+        if woke_ns >= target_ns {
+            self.learn(woke_ns - target_ns);
+        }
+        poll_next
+    }
+
+    fn learn(&mut self, late_ns: u64) {
+        self.margin_ns = if late_ns > self.margin_ns {
+            self.margin_ns + IDLE_WAKE_MARGIN_STEP_NS
+        } else {
+            self.margin_ns.saturating_sub(IDLE_WAKE_MARGIN_STEP_NS)
+        }
+        .clamp(IDLE_WAKE_MARGIN_MIN_NS, IDLE_WAKE_MARGIN_MAX_NS);
+    }
+}
+
+#[inline]
+fn sleep_ns(ns: u64) {
+    std::thread::sleep(Duration::from_nanos(ns));
 }
 
 /// The request id in a request frame built by this engine.
@@ -1080,6 +1413,28 @@ mod tests {
              - {mean_ns: [2000], ratios: [1], rtype: [SHORT], duration: 0.01}",
         )
         .unwrap()
+    }
+
+    #[test]
+    fn idler_margin_follows_wake_up_lateness_within_bounds() {
+        let mut idler = Idler::new(IdlePolicy::Yield);
+        // Wake-ups 6 µs late, with every third one a 5 ms outlier: the median is 6 µs.
+        for i in 0..300 {
+            idler.learn(if i % 3 == 2 { 5_000_000 } else { 6_000 });
+        }
+        assert!(
+            (5_000..=7_000).contains(&idler.margin_ns),
+            "{}",
+            idler.margin_ns
+        );
+        for _ in 0..500 {
+            idler.learn(1_000);
+        }
+        assert_eq!(idler.margin_ns, IDLE_WAKE_MARGIN_MIN_NS);
+        for _ in 0..100 {
+            idler.learn(10_000_000);
+        }
+        assert_eq!(idler.margin_ns, IDLE_WAKE_MARGIN_MAX_NS);
     }
 
     #[test]

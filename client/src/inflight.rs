@@ -9,11 +9,15 @@
 //!
 //! If the cursor reaches a slot whose request is still outstanding, that request has waited a full
 //! table turn (the table is sized so that a turn is at least the response timeout at the highest
-//! rate): it *expires* — it is counted as never answered — and the slot is reused.
+//! rate): it *expires* — the client gives up on it — and the slot is reused. A response that
+//! comes for an expired request later is *late*: [`MatchOutcome::Late`] says which request it
+//! was (its type and warm-up flag are kept for one more generation), so a caller can move it
+//! from "never answered" to "answered late".
 //!
 //! ## Invariants
 //! - `outstanding()` equals the number of slots in state `Outstanding`.
-//! - A `req_id` completes at most once: the second response for it is a duplicate.
+//! - A `req_id` completes at most once, in time ([`MatchOutcome::Matched`]) or late
+//!   ([`MatchOutcome::Late`]): any further response for it is a duplicate.
 //! - `complete` never panics, whatever 32-bit id it is handed.
 //!
 //! Tested below (unit tests for every outcome, plus a property test against a model).
@@ -40,6 +44,24 @@ pub struct RequestInfo {
 /// [`RequestInfo::trace`] of a request without a trace record.
 pub const NO_TRACE: u32 = u32::MAX;
 
+/// What is kept of a request the client gave up on, to account for a late response.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct GivenUp {
+    /// [`RequestInfo::type_slot`] of the request.
+    pub type_slot: u32,
+    /// [`RequestInfo::warmup`] of the request.
+    pub warmup: bool,
+}
+
+impl From<&RequestInfo> for GivenUp {
+    fn from(info: &RequestInfo) -> Self {
+        Self {
+            type_slot: info.type_slot,
+            warmup: info.warmup,
+        }
+    }
+}
+
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 enum SlotState {
     /// Never used.
@@ -50,6 +72,8 @@ enum SlotState {
     Answered,
     /// Given up on (counted as never answered) but not reused yet.
     Expired,
+    /// Given up on, then answered late.
+    AnsweredLate,
     /// Taken back because the request could not be transmitted.
     Cancelled,
 }
@@ -62,6 +86,8 @@ struct Slot {
     /// State of the previous generation when this slot was reused (answered or expired), to tell
     /// a duplicate from a late response for the previous occupant.
     previous: SlotState,
+    /// The previous occupant, for a late response to it.
+    previous_request: GivenUp,
 }
 
 /// The result of matching a response id.
@@ -71,8 +97,9 @@ pub enum MatchOutcome {
     Matched(RequestInfo),
     /// A second response for a request already answered.
     Duplicate,
-    /// A response for a request that had already expired (counted unanswered).
-    Late,
+    /// The first response for a request that had already expired (the client had given up on
+    /// it); later ones are duplicates.
+    Late(GivenUp),
     /// An id the client never issued (or issued so long ago that the slot has moved on twice).
     UnknownId,
     /// The id is outstanding but the response disagrees with the request (e.g. another type):
@@ -118,6 +145,10 @@ impl InFlightTable {
             generation: 0,
             state: SlotState::Unused,
             previous: SlotState::Unused,
+            previous_request: GivenUp {
+                type_slot: 0,
+                warmup: false,
+            },
         };
         Self {
             slots: vec![empty; 1usize << index_bits].into_boxed_slice(),
@@ -186,14 +217,15 @@ impl InFlightTable {
         let mut expired = None;
         match slot.state {
             SlotState::Unused => {}
-            SlotState::Outstanding => {
-                expired = Some(Expired(slot.info));
-                self.outstanding -= 1;
-                slot.previous = SlotState::Expired;
-                slot.generation = (slot.generation + 1) & self.generation_mask;
-            }
             state => {
-                slot.previous = state;
+                slot.previous = if state == SlotState::Outstanding {
+                    expired = Some(Expired(slot.info));
+                    self.outstanding -= 1;
+                    SlotState::Expired
+                } else {
+                    state
+                };
+                slot.previous_request = GivenUp::from(&slot.info);
                 slot.generation = (slot.generation + 1) & self.generation_mask;
             }
         }
@@ -241,16 +273,22 @@ impl InFlightTable {
                     self.outstanding -= 1;
                     MatchOutcome::Matched(slot.info)
                 }
-                SlotState::Answered => MatchOutcome::Duplicate,
-                SlotState::Expired => MatchOutcome::Late,
+                SlotState::Answered | SlotState::AnsweredLate => MatchOutcome::Duplicate,
+                SlotState::Expired => {
+                    slot.state = SlotState::AnsweredLate;
+                    MatchOutcome::Late(GivenUp::from(&slot.info))
+                }
                 SlotState::Unused | SlotState::Cancelled => MatchOutcome::UnknownId,
             }
         } else if slot.state != SlotState::Unused
             && ((slot.generation.wrapping_sub(1)) & self.generation_mask) == generation
         {
             match slot.previous {
-                SlotState::Answered => MatchOutcome::Duplicate,
-                SlotState::Expired => MatchOutcome::Late,
+                SlotState::Answered | SlotState::AnsweredLate => MatchOutcome::Duplicate,
+                SlotState::Expired => {
+                    slot.previous = SlotState::AnsweredLate;
+                    MatchOutcome::Late(slot.previous_request)
+                }
                 _ => MatchOutcome::UnknownId,
             }
         } else {
@@ -342,8 +380,32 @@ mod tests {
         let (reused, expired) = table.insert(info(99));
         assert_eq!(expired, Some(Expired(info(0))));
         assert_ne!(reused, first);
-        assert_eq!(table.complete(first), MatchOutcome::Late);
+        assert_eq!(
+            table.complete(first),
+            MatchOutcome::Late(GivenUp::from(&info(0)))
+        );
+        // Answered once, late: the next copy is a duplicate.
+        assert_eq!(table.complete(first), MatchOutcome::Duplicate);
         assert_eq!(table.complete(reused), MatchOutcome::Matched(info(99)));
+    }
+
+    #[test]
+    fn late_response_after_expire_all_is_late_once() {
+        let mut table = InFlightTable::with_exact_index_bits(6);
+        let warm = RequestInfo {
+            warmup: true,
+            ..info(4)
+        };
+        let (id, _) = table.insert(warm);
+        table.expire_all(|_| {});
+        assert_eq!(
+            table.complete(id),
+            MatchOutcome::Late(GivenUp {
+                type_slot: 1,
+                warmup: true
+            })
+        );
+        assert_eq!(table.complete(id), MatchOutcome::Duplicate);
     }
 
     #[test]

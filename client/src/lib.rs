@@ -20,7 +20,10 @@
 //! - Open loop: the schedule (intended times, types, service times) depends only on the
 //!   workload, the rates and the seed; falling behind never shifts it.
 //! - The per-request path allocates nothing, takes no lock and logs nothing: counters only.
-//! - A request is answered at most once; a request never answered is +∞ in every percentile.
+//! - Every sent request ends as exactly one of answered in time, answered late (after the client
+//!   gave up on it) and never answered: `sent = received + late + unanswered`, overall and per
+//!   type, with and without warm-up ([`report::Summary::accounting_errors`]). A request is
+//!   answered at most once; late and never answered ones are +∞ in every percentile.
 //! - Bad input (config, responses) yields an error naming field and value, or a counter; never
 //!   a panic.
 //!
@@ -28,8 +31,9 @@
 //! Unit tests in every module; `tests/engine.rs` runs the engine over the in-memory port pair
 //! against echo threads (including faulty ones) and over kernel UDP on 127.0.0.1; the root
 //! crate's `tests/client_server_{udp,memif}.rs` run the real `psp-app` and `psp-client`
-//! processes. Benches: `benches/response_path.rs` (criterion, per response) and
-//! `benches/send_rate.rs` (sustained send rate and send lag of one core).
+//! processes. Benches: `benches/response_path.rs` (criterion, per response),
+//! `benches/send_rate.rs` (sustained send rate and send lag of one core) and
+//! `benches/idle_cpu.rs` (CPU share of an idle engine thread per idle policy at 10 krps).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

@@ -16,7 +16,7 @@ use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
 use hdrhistogram::serialization::Deserializer;
 use hdrhistogram::Histogram;
 
-use crate::engine::Counters;
+use crate::engine::{Counters, Outcomes};
 use crate::report::{
     io_err, new_histogram, write_run_files, PhaseSummary, Report, ReportError, Summary, TypeReport,
     LATENCY_LOG_FILE, SEND_LAG_LOG_FILE, SEND_LAG_TAG, SLOWDOWN_LOG_FILE, SUMMARY_FILE,
@@ -89,6 +89,8 @@ fn add_counters(sum: &mut Counters, c: &Counters) {
     sum.behind_schedule += c.behind_schedule;
     sum.skipped += c.skipped;
     sum.tx_failed += c.tx_failed;
+    sum.rx_dropped += c.rx_dropped;
+    sum.untraced += c.untraced;
     sum.warmup += c.warmup;
     sum.duplicate += c.duplicate;
     sum.late += c.late;
@@ -115,9 +117,9 @@ fn add_counters(sum: &mut Counters, c: &Counters) {
 ///   when present.
 /// - Types are matched **by name** (the log tags); a type missing from some runs counts zero
 ///   there. Latency and slowdown histograms are **added** (exact: the merged percentiles are
-///   those of all requests together, never averages of percentiles). Unanswered requests are
-///   summed per type and stay +∞ in the merged percentiles.
-/// - Counters and per-type sent/received are summed. Phases are matched by index: their
+///   those of all requests together, never averages of percentiles). Late and never answered
+///   requests are summed per type and stay +∞ in the merged percentiles.
+/// - Counters and per-type outcomes (all and measured) are summed. Phases are matched by index: their
 ///   sent/received, configured, offered and achieved rates are **summed**, since the clients
 ///   ran side by side (the original sums `traces_rates` over client threads, reference §5.5).
 ///   Per-phase percentiles of multi-phase runs are not carried over (the inputs' per-phase
@@ -138,6 +140,7 @@ pub fn merge_dirs(dirs: &[PathBuf], out: &Path) -> Result<Summary, MergeError> {
     let mut workload = String::new();
     let mut seed = 0;
     let mut load = None;
+    let mut stopped_early = false;
     for dir in dirs {
         let summary = read_summary(&dir.join(SUMMARY_FILE))?;
         if dir == first_dir {
@@ -166,18 +169,16 @@ pub fn merge_dirs(dirs: &[PathBuf], out: &Path) -> Result<Summary, MergeError> {
                         name: t.name.clone(),
                         wire_id: t.wire_id,
                         mean_ns: t.mean_ns,
-                        sent: 0,
-                        received: 0,
-                        unanswered: 0,
+                        all: Outcomes::default(),
+                        measured: Outcomes::default(),
                         latency_ns: new_histogram(),
                         slowdown_scaled: new_histogram(),
                     });
                     types.last_mut().ok_or(MergeError::Empty)?
                 }
             };
-            merged.sent += t.sent;
-            merged.received += t.received;
-            merged.unanswered += t.unanswered;
+            merged.all.add(&t.outcomes());
+            merged.measured.add(&t.measured);
             let add_err = |e: hdrhistogram::AdditionError| MergeError::Inconsistent {
                 path: latency_path.display().to_string(),
                 why: format!("{e:?}"),
@@ -201,6 +202,7 @@ pub fn merge_dirs(dirs: &[PathBuf], out: &Path) -> Result<Summary, MergeError> {
             }
         }
         add_counters(&mut counters, &summary.counters);
+        stopped_early |= summary.stopped_early;
         for (i, p) in summary.phases.iter().enumerate() {
             match phases.get_mut(i) {
                 Some(m) => {
@@ -235,6 +237,7 @@ pub fn merge_dirs(dirs: &[PathBuf], out: &Path) -> Result<Summary, MergeError> {
         measured_offset_s: 0.0,
         start_epoch_s: if start.is_finite() { start } else { 0.0 },
         measured_s: if end > start { end - start } else { 0.0 },
+        stopped_early,
     };
     Ok(write_run_files(out, &report)?)
 }
@@ -252,9 +255,12 @@ mod tests {
                 name: (*name).into(),
                 wire_id: i as u32 + 1,
                 mean_ns: [1000.0, 100_000.0][i],
-                sent: 0,
-                received: 0,
-                unanswered: unanswered[i],
+                all: Outcomes {
+                    sent: unanswered[i],
+                    unanswered: unanswered[i],
+                    ..Outcomes::default()
+                },
+                measured: Outcomes::default(),
                 latency_ns: new_histogram(),
                 slowdown_scaled: new_histogram(),
             })
@@ -265,13 +271,14 @@ mod tests {
             t.slowdown_scaled
                 .record(v * 1000 / t.mean_ns as u64)
                 .unwrap();
-            t.sent += 1;
-            t.received += 1;
+            t.all.sent += 1;
+            t.all.received += 1;
         }
-        for (t, u) in types.iter_mut().zip(unanswered) {
-            t.sent += u;
+        for t in &mut types {
+            // No warm-up in these reports.
+            t.measured = t.all;
         }
-        let sent = types.iter().map(|t| t.sent).sum();
+        let sent = types.iter().map(|t| t.all.sent).sum();
         Report {
             label: label.into(),
             workload: "W".into(),
@@ -280,6 +287,7 @@ mod tests {
             counters: Counters {
                 sent,
                 received: values.len() as u64,
+                unanswered: unanswered.iter().sum(),
                 ..Counters::default()
             },
             phases: vec![PhaseSummary {
@@ -299,6 +307,7 @@ mod tests {
             measured_offset_s: 0.0,
             start_epoch_s: 1000.0,
             measured_s: 2.0,
+            stopped_early: false,
         }
     }
 
@@ -330,6 +339,8 @@ mod tests {
             assert_eq!(m.sent, w.sent);
         }
         assert_eq!(merged.counters.sent, whole.counters.sent);
+        assert_eq!(merged.measured, whole.measured);
+        assert_eq!(merged.accounting_errors(), Vec::<String>::new());
         assert_eq!(merged.phases[0].offered_rps, 198.0);
         assert_eq!(merged.label, MERGED_LABEL);
         // The merged files can be merged again.

@@ -7,7 +7,9 @@
 //!
 //! ## Files (written by [`write_run_files`])
 //! - `summary.json`: [`Summary`] (serde_json); +∞ percentiles are the string `"inf"`, empty ones
-//!   `null`.
+//!   `null`. Counts: `counters` (all requests, warm-up included) and `measured` (post-warm-up),
+//!   each `sent = received + late + unanswered`; the per-type rows add up to both
+//!   ([`Summary::accounting_errors`] checks it); `stopped_early` marks partial results.
 //! - `latency.hlog`, `slowdown.hlog`: interval logs (HdrHistogram's standard text format, V2
 //!   deflate encoding), one interval per type tagged with the type name; the slowdown values
 //!   are ×[`SLOWDOWN_SCALE`]. `send_lag.hlog`: the send-lag histogram (tag `send_lag`).
@@ -32,7 +34,7 @@ use psp_workload::stats::{Percentiles, SLOWDOWN_SCALE};
 use psp_workload::Workload;
 use serde::{Deserialize, Serialize, Serializer};
 
-use crate::engine::{Counters, PhaseResult, RunResult, TraceRecord};
+use crate::engine::{Counters, Outcomes, PhaseResult, RunResult, TraceRecord};
 
 /// Width of a `traces_hist` bucket (reference §5.5: 1000 ns).
 pub const TRACES_HIST_BUCKET_NS: u64 = 1000;
@@ -105,12 +107,11 @@ pub struct TypeReport {
     pub wire_id: u32,
     /// Configured mean (ns) in the first phase that has the type.
     pub mean_ns: f64,
-    /// Requests sent (warm-up included).
-    pub sent: u64,
-    /// Responses matched (warm-up included).
-    pub received: u64,
-    /// Measured (post-warm-up) requests never answered: +∞ in the percentiles.
-    pub unanswered: u64,
+    /// Outcomes of all its requests (warm-up included).
+    pub all: Outcomes,
+    /// Outcomes of its measured (post-warm-up) requests: the late and never answered ones are
+    /// +∞ in the percentiles.
+    pub measured: Outcomes,
     /// Latency (ns) of measured answered requests.
     pub latency_ns: Histogram<u64>,
     /// Slowdown ×[`SLOWDOWN_SCALE`] of measured answered requests.
@@ -146,6 +147,8 @@ pub struct Report {
     pub start_epoch_s: f64,
     /// Length of the measured interval, seconds.
     pub measured_s: f64,
+    /// Whether the run (any merged run) ended before its schedule did: partial results.
+    pub stopped_early: bool,
 }
 
 /// Per-phase rates and counts.
@@ -291,10 +294,17 @@ pub struct TypeSummary {
     pub mean_ns: f64,
     /// Requests sent (warm-up included).
     pub sent: u64,
-    /// Responses matched (warm-up included).
+    /// Answered in time (warm-up included).
     pub received: u64,
-    /// Measured requests never answered.
+    /// Answered after the client gave up on them (warm-up included).
+    #[serde(default)]
+    pub late: u64,
+    /// Never answered (warm-up included): `sent = received + late + unanswered`.
     pub unanswered: u64,
+    /// The same for measured (post-warm-up) requests only; its late and unanswered requests
+    /// are the +∞ of the percentiles.
+    #[serde(default)]
+    pub measured: Outcomes,
     /// Latency percentiles (ns).
     pub latency_ns: PercentileSummary,
     /// Slowdown percentiles.
@@ -316,8 +326,16 @@ pub struct Summary {
     pub offered_rps: f64,
     /// Achieved rate over all phases (rps).
     pub achieved_rps: f64,
-    /// Counters.
+    /// Counters (all requests, warm-up included; the per-type rows add up to them).
     pub counters: Counters,
+    /// Outcomes of measured (post-warm-up) requests, all types (the per-type `measured` add up
+    /// to it).
+    #[serde(default)]
+    pub measured: Outcomes,
+    /// Whether the run ended before its schedule did (e.g. the link went down): partial
+    /// results.
+    #[serde(default)]
+    pub stopped_early: bool,
     /// Per phase.
     pub phases: Vec<PhaseSummary>,
     /// Send lag percentiles (ns).
@@ -332,6 +350,63 @@ pub struct Summary {
     pub start_epoch_s: f64,
     /// Length of the measured interval, seconds.
     pub measured_s: f64,
+}
+
+impl TypeSummary {
+    /// Outcomes of all the type's requests (warm-up included).
+    pub fn outcomes(&self) -> Outcomes {
+        Outcomes {
+            sent: self.sent,
+            received: self.received,
+            late: self.late,
+            unanswered: self.unanswered,
+        }
+    }
+}
+
+impl Summary {
+    /// Where the accounting does not add up, one line each (empty when it does):
+    /// `sent = received + late + unanswered` for all requests and measured ones, overall and per
+    /// type, and the per-type rows summing to the overall figures.
+    pub fn accounting_errors(&self) -> Vec<String> {
+        let mut errors = Vec::new();
+        let mut check = |what: &str, o: &Outcomes| {
+            if !o.balanced() {
+                errors.push(format!(
+                    "{what}: sent != received + late + unanswered: {o:?}"
+                ));
+            }
+        };
+        check("ALL", &self.counters.outcomes());
+        check("ALL measured", &self.measured);
+        let (mut all, mut measured) = (Outcomes::default(), Outcomes::default());
+        for t in &self.types {
+            check(&t.name, &t.outcomes());
+            check(&format!("{} measured", t.name), &t.measured);
+            all.add(&t.outcomes());
+            measured.add(&t.measured);
+        }
+        if all != self.counters.outcomes() {
+            errors.push(format!(
+                "types add up to {all:?}, ALL is {:?}",
+                self.counters.outcomes()
+            ));
+        }
+        if measured != self.measured {
+            errors.push(format!(
+                "types' measured add up to {measured:?}, ALL measured is {:?}",
+                self.measured
+            ));
+        }
+        if measured.infinite() != self.latency_ns.infinite {
+            errors.push(format!(
+                "{} measured late or never answered, {} +inf in the percentiles",
+                measured.infinite(),
+                self.latency_ns.infinite
+            ));
+        }
+        errors
+    }
 }
 
 impl Report {
@@ -355,14 +430,13 @@ impl Report {
                     .flat_map(|p| &p.types)
                     .find(|rt| rt.class == class)
                     .map_or(f64::NAN, |rt| rt.mean_ns);
-                let counts = run.classes.get(class);
+                let counts = run.classes.get(class).cloned().unwrap_or_default();
                 TypeReport {
                     name: t.name.clone(),
                     wire_id: t.wire_id,
                     mean_ns,
-                    sent: counts.map_or(0, |c| c.sent),
-                    received: counts.map_or(0, |c| c.received),
-                    unanswered: t.unanswered + t.dropped,
+                    all: counts.all,
+                    measured: counts.measured,
                     latency_ns: t.latency_histogram().clone(),
                     slowdown_scaled: t.slowdown_histogram().clone(),
                 }
@@ -404,6 +478,7 @@ impl Report {
                 .duration_since(UNIX_EPOCH)
                 .map_or(0.0, |d| d.as_secs_f64()),
             measured_s: run.ended_ns.saturating_sub(run.measured_from_ns) as f64 / 1e9,
+            stopped_early: run.stopped_early,
         }
     }
 
@@ -417,9 +492,13 @@ impl Report {
         sum_histograms(self.types.iter().map(|t| &t.slowdown_scaled))
     }
 
-    /// Measured requests never answered.
-    pub fn unanswered_measured(&self) -> u64 {
-        self.types.iter().map(|t| t.unanswered).sum()
+    /// Outcomes of the measured requests of all types.
+    pub fn measured(&self) -> Outcomes {
+        let mut sum = Outcomes::default();
+        for t in &self.types {
+            sum.add(&t.measured);
+        }
+        sum
     }
 
     /// Offered rate over all phases (sum of per-phase offered rates weighted by sends).
@@ -434,7 +513,8 @@ impl Report {
 
     /// The JSON summary.
     pub fn summary(&self) -> Summary {
-        let infinite = self.unanswered_measured();
+        let measured = self.measured();
+        let infinite = measured.infinite();
         Summary {
             label: self.label.clone(),
             workload: self.workload.clone(),
@@ -443,6 +523,8 @@ impl Report {
             offered_rps: self.offered_rps(),
             achieved_rps: self.achieved_rps(),
             counters: self.counters.clone(),
+            measured,
+            stopped_early: self.stopped_early,
             phases: self.phases.clone(),
             send_lag_ns: percentiles(&self.send_lag_ns, 0, 1.0),
             latency_ns: percentiles(&self.all_latency(), infinite, 1.0),
@@ -454,11 +536,17 @@ impl Report {
                     name: t.name.clone(),
                     wire_id: t.wire_id,
                     mean_ns: t.mean_ns,
-                    sent: t.sent,
-                    received: t.received,
-                    unanswered: t.unanswered,
-                    latency_ns: percentiles(&t.latency_ns, t.unanswered, 1.0),
-                    slowdown: percentiles(&t.slowdown_scaled, t.unanswered, SLOWDOWN_SCALE),
+                    sent: t.all.sent,
+                    received: t.all.received,
+                    late: t.all.late,
+                    unanswered: t.all.unanswered,
+                    measured: t.measured,
+                    latency_ns: percentiles(&t.latency_ns, t.measured.infinite(), 1.0),
+                    slowdown: percentiles(
+                        &t.slowdown_scaled,
+                        t.measured.infinite(),
+                        SLOWDOWN_SCALE,
+                    ),
                 })
                 .collect(),
             start_epoch_s: self.start_epoch_s,
@@ -494,24 +582,31 @@ fn fmt_x(v: f64) -> String {
     psp_workload::report::fmt_cell(v, 2)
 }
 
-/// The original's exit line, extended: sent, received, unanswered, behind schedule, skipped,
-/// then what was counted and ignored.
+/// The original's exit line, extended: sent = received (in time) + late + sent but not answered
+/// (never), behind schedule, skipped; the client's own drops; then the responses counted and
+/// ignored.
 pub fn final_line(summary: &Summary) -> String {
     let c = &summary.counters;
     format!(
-        "[{}] sent {}, received {}, sent but not answered {}, behind schedule {}, skipped {} \
-         | offered {:.0} rps, achieved {:.0} rps | tx failed {}, late {}, duplicate {}, \
-         unknown id {}, mismatched {}, malformed {}",
+        "[{}] sent {}, received {}, late {}, sent but not answered {}, behind schedule {}, \
+         skipped {}{} | offered {:.0} rps, achieved {:.0} rps | client drops: rx {}, tx failed {} \
+         | ignored responses: duplicate {}, unknown id {}, mismatched {}, malformed {}",
         summary.label,
         c.sent,
         c.received,
+        c.late,
         c.unanswered,
         c.behind_schedule,
         c.skipped,
+        if summary.stopped_early {
+            ", stopped early"
+        } else {
+            ""
+        },
         summary.offered_rps,
         summary.achieved_rps,
+        c.rx_dropped,
         c.tx_failed,
-        c.late,
         c.duplicate,
         c.unknown_id,
         c.mismatched,
@@ -519,7 +614,10 @@ pub fn final_line(summary: &Summary) -> String {
     )
 }
 
-/// The per-type table (latencies in µs), with an `ALL` row.
+/// The per-type table (latencies in µs), with an `ALL` row. The counts cover all requests,
+/// warm-up included, so that `sent = received + late + never` in every row and the rows add up
+/// to `ALL`; `warmup` is how many of `sent` were warm-up, and `inf` how many measured requests
+/// (late or never answered) count +∞ in the percentiles.
 pub fn type_table(summary: &Summary) -> psp_workload::report::Table {
     let mut table = psp_workload::report::Table::new([
         "type",
@@ -527,7 +625,10 @@ pub fn type_table(summary: &Summary) -> psp_workload::report::Table {
         "mean_us",
         "sent",
         "received",
-        "unanswered",
+        "late",
+        "never",
+        "warmup",
+        "inf",
         "p50_us",
         "p90_us",
         "p99_us",
@@ -539,16 +640,19 @@ pub fn type_table(summary: &Summary) -> psp_workload::report::Table {
     let row = |name: &str,
                id: String,
                mean: f64,
-               sent: u64,
-               recv: u64,
+               all: Outcomes,
+               measured: Outcomes,
                lat: &PercentileSummary,
                slow: &PercentileSummary| {
         vec![
             name.to_string(),
             id,
             fmt_us(mean),
-            sent.to_string(),
-            recv.to_string(),
+            all.sent.to_string(),
+            all.received.to_string(),
+            all.late.to_string(),
+            all.unanswered.to_string(),
+            all.sent.saturating_sub(measured.sent).to_string(),
             lat.infinite.to_string(),
             fmt_us(lat.p50),
             fmt_us(lat.p90),
@@ -564,8 +668,8 @@ pub fn type_table(summary: &Summary) -> psp_workload::report::Table {
             &t.name,
             t.wire_id.to_string(),
             t.mean_ns,
-            t.sent,
-            t.received,
+            t.outcomes(),
+            t.measured,
             &t.latency_ns,
             &t.slowdown,
         ));
@@ -574,8 +678,8 @@ pub fn type_table(summary: &Summary) -> psp_workload::report::Table {
         "ALL",
         "-".into(),
         f64::NAN,
-        summary.counters.sent,
-        summary.counters.received,
+        summary.counters.outcomes(),
+        summary.measured,
         &summary.latency_ns,
         &summary.slowdown,
     ));
@@ -904,6 +1008,7 @@ pub(crate) mod tests {
                 sent: 6,
                 received: 5,
                 unanswered: 1,
+                warmup: 0,
                 ..Counters::default()
             },
             phases: vec![PhaseSummary {
@@ -922,9 +1027,16 @@ pub(crate) mod tests {
                     name: "SHORT".into(),
                     wire_id: 1,
                     mean_ns: 1000.0,
-                    sent: 4,
-                    received: 4,
-                    unanswered: 0,
+                    all: Outcomes {
+                        sent: 4,
+                        received: 4,
+                        ..Outcomes::default()
+                    },
+                    measured: Outcomes {
+                        sent: 4,
+                        received: 4,
+                        ..Outcomes::default()
+                    },
                     latency_ns: short,
                     slowdown_scaled: short_slow,
                 },
@@ -932,9 +1044,18 @@ pub(crate) mod tests {
                     name: "LONG".into(),
                     wire_id: 2,
                     mean_ns: 100_000.0,
-                    sent: 2,
-                    received: 1,
-                    unanswered: 1,
+                    all: Outcomes {
+                        sent: 2,
+                        received: 1,
+                        late: 0,
+                        unanswered: 1,
+                    },
+                    measured: Outcomes {
+                        sent: 2,
+                        received: 1,
+                        late: 0,
+                        unanswered: 1,
+                    },
                     latency_ns: long,
                     slowdown_scaled: long_slow,
                 },
@@ -944,6 +1065,7 @@ pub(crate) mod tests {
             measured_offset_s: 0.0,
             start_epoch_s: 1_700_000_000.0,
             measured_s: 1.0,
+            stopped_early: false,
         }
     }
 
@@ -1065,12 +1187,31 @@ pub(crate) mod tests {
             hlog.contains("Tag=SHORT,") && hlog.contains("Tag=LONG,"),
             "{hlog}"
         );
-        let table = type_table(&summary).to_text();
-        assert!(table.contains("ALL") && table.contains("inf"), "{table}");
+        let text = type_table(&summary).to_text();
+        assert!(text.contains("ALL") && text.contains("inf"), "{text}");
+        let table = type_table(&summary);
         let phases = phase_table(&summary);
         assert_eq!(phases.rows.len(), 1);
         assert_eq!(phases.rows[0][7], "-");
-        assert!(final_line(&summary).contains("sent 6, received 5, sent but not answered 1"));
+        assert!(
+            final_line(&summary).contains("sent 6, received 5, late 0, sent but not answered 1"),
+            "{}",
+            final_line(&summary)
+        );
+        assert_eq!(summary.accounting_errors(), Vec::<String>::new());
+        // Every row balances and the rows add up to ALL (columns sent..inf).
+        let mut sums = [0u64; 6];
+        for row in &table.rows {
+            let cells: Vec<u64> = row[3..9].iter().map(|c| c.parse().unwrap()).collect();
+            assert_eq!(cells[0], cells[1] + cells[2] + cells[3], "{row:?}");
+            if row[0] != "ALL" {
+                for (sum, cell) in sums.iter_mut().zip(&cells) {
+                    *sum += cell;
+                }
+            } else {
+                assert_eq!(cells, sums, "{table:?}");
+            }
+        }
         fs::remove_dir_all(&dir).unwrap();
     }
 }

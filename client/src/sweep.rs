@@ -87,11 +87,13 @@ pub struct SweepPoint {
 }
 
 impl SweepPoint {
-    /// Whether the point lost requests (achieved below [`DROP_TOLERANCE`] × offered, or any
-    /// request never answered).
+    /// Whether the point lost requests (achieved below [`DROP_TOLERANCE`] × offered, any
+    /// measured request answered late or never, or the run stopped early).
     pub fn dropped(&self) -> bool {
         let s = &self.summary;
-        s.achieved_rps < DROP_TOLERANCE * s.offered_rps || s.latency_ns.infinite > 0
+        s.achieved_rps < DROP_TOLERANCE * s.offered_rps
+            || s.latency_ns.infinite > 0
+            || s.stopped_early
     }
 }
 
@@ -117,6 +119,7 @@ pub fn sweep_table(points: &[SweepPoint]) -> Table {
         "achieved_rps",
         "sent",
         "received",
+        "late",
         "unanswered",
         "p50_latency_ns",
         "p99_latency_ns",
@@ -141,6 +144,7 @@ pub fn sweep_table(points: &[SweepPoint]) -> Table {
             cell(s.achieved_rps),
             s.counters.sent.to_string(),
             s.counters.received.to_string(),
+            s.counters.late.to_string(),
             s.counters.unanswered.to_string(),
             cell(s.latency_ns.p50),
             cell(s.latency_ns.p99),

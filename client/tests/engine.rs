@@ -43,6 +43,37 @@ struct Faults {
     duplicate_every: Option<u64>,
     /// Send a junk frame and a response with an unknown id every n-th request.
     junk_every: Option<u64>,
+    /// Hold back the response to every n-th request until no request came for
+    /// [`HOLD_RELEASE_IDLE`] (after the client's drain: a late answer).
+    hold_every: Option<u64>,
+}
+
+/// How long a [`Faults::hold_every`] responder waits without requests before releasing.
+const HOLD_RELEASE_IDLE: Duration = Duration::from_millis(100);
+
+/// Every request accounted for: `sent = received + late + unanswered` overall, per class, for
+/// all and for measured requests; the classes add up to the counters; the measured late and
+/// never answered requests are the +∞ of the percentiles; the report agrees.
+fn assert_accounted(r: &engine::RunResult) {
+    let c = &r.counters;
+    assert!(c.balanced(), "{c:?}");
+    let mut all = engine::Outcomes::default();
+    let mut measured = engine::Outcomes::default();
+    for class in &r.classes {
+        assert!(
+            class.all.balanced() && class.measured.balanced(),
+            "{class:?}"
+        );
+        all.add(&class.all);
+        measured.add(&class.measured);
+    }
+    assert_eq!(all, c.outcomes());
+    assert_eq!(measured.sent, c.sent - c.warmup, "{c:?}");
+    assert_eq!(measured.infinite(), r.stats.unanswered(), "{measured:?}");
+    assert_eq!(measured.received, r.stats.completed());
+    let w = workload(0.01);
+    let summary = Report::from_run("t", &w, 1, None, r).summary();
+    assert_eq!(summary.accounting_errors(), Vec::<String>::new());
 }
 
 /// Answers requests arriving on B's RX queue 0 on B's TX queue `reply_queue`.
@@ -59,12 +90,20 @@ fn responder(
         let started = Instant::now();
         let mut bufs = Vec::with_capacity(32);
         let mut out = Vec::with_capacity(128);
+        let mut held = Vec::new();
+        let mut last_request = Instant::now();
         let mut seen = 0u64;
         while !stop.load(Ordering::Relaxed) && started.elapsed() < RESPONDER_LIMIT {
             if rx.rx_burst(&mut bufs, 32) == 0 {
+                if !held.is_empty() && last_request.elapsed() > HOLD_RELEASE_IDLE {
+                    while !held.is_empty() {
+                        tx.tx_burst(&mut held);
+                    }
+                }
                 thread::yield_now();
                 continue;
             }
+            last_request = Instant::now();
             for mut buf in bufs.drain(..) {
                 if wire::parse_request(buf.data(), &local).is_err() {
                     continue;
@@ -92,6 +131,10 @@ fn responder(
                     out.push(copy);
                 }
                 if faults.drop_every.is_some_and(|n| i.is_multiple_of(n)) {
+                    continue;
+                }
+                if faults.hold_every.is_some_and(|n| i.is_multiple_of(n)) {
+                    held.push(buf);
                     continue;
                 }
                 out.push(buf);
@@ -159,8 +202,9 @@ fn memory_pair_every_request_answered_on_worker_queue() {
     assert_eq!(r.stats.completed(), c.received - c.warmup);
     let latency = r.stats.latency();
     assert!(latency.p999.is_finite() && latency.p50 > 0.0, "{latency:?}");
-    assert_eq!(r.classes.iter().map(|k| k.sent).sum::<u64>(), c.sent);
-    assert!(r.classes[0].sent > r.classes[1].sent);
+    assert_eq!(r.classes.iter().map(|k| k.all.sent).sum::<u64>(), c.sent);
+    assert!(r.classes[0].all.sent > r.classes[1].all.sent);
+    assert_accounted(&r);
     let phase = &r.phases[0];
     assert!(
         phase.offered_rps() > 10_000.0 && phase.offered_rps() < 30_000.0,
@@ -175,6 +219,7 @@ fn faulty_responder_is_counted_never_crashes_and_lost_requests_are_infinite() {
         drop_every: Some(50),
         duplicate_every: Some(7),
         junk_every: Some(11),
+        ..Faults::default()
     };
     let (r, seen) = mem_run(faults, 20_000.0, 0.05);
     let c = &r.counters;
@@ -197,6 +242,31 @@ fn faulty_responder_is_counted_never_crashes_and_lost_requests_are_infinite() {
         "{latency:?}"
     );
     assert_eq!(latency.infinite, r.stats.unanswered());
+    assert_accounted(&r);
+}
+
+#[test]
+fn answers_after_the_drain_count_late_not_lost() {
+    let faults = Faults {
+        hold_every: Some(20),
+        ..Faults::default()
+    };
+    let (mut client, stop, handle) = mem_pair_with_responder(faults);
+    let mut config = config_to_mem_server(&client);
+    config.drain_timeout_ns = 20_000_000;
+    config.late_listen_ns = 2_000_000_000;
+    let r = engine::run(&mut client, &workload(0.05), &[10_000.0], &config, None).unwrap();
+    stop.store(true, Ordering::Relaxed);
+    let seen = handle.join().unwrap();
+    let c = &r.counters;
+    assert_eq!(seen, c.sent);
+    assert_eq!(c.late, seen.div_ceil(20), "{c:?}");
+    assert_eq!(c.unanswered, 0, "{c:?}");
+    assert_eq!(c.received + c.late, c.sent, "{c:?}");
+    assert_eq!(c.duplicate + c.unknown_id, 0, "{c:?}");
+    // Late answers stay +∞: the client had given up on them.
+    assert!(r.stats.latency().p99.is_infinite());
+    assert_accounted(&r);
 }
 
 #[test]
@@ -204,7 +274,7 @@ fn same_seed_same_schedule() {
     let (a, _) = mem_run(Faults::default(), 10_000.0, 0.02);
     let (b, _) = mem_run(Faults::default(), 10_000.0, 0.02);
     assert_eq!(a.counters.planned, b.counters.planned);
-    let sent = |r: &engine::RunResult| r.classes.iter().map(|c| c.sent).collect::<Vec<_>>();
+    let sent = |r: &engine::RunResult| r.classes.iter().map(|c| c.all.sent).collect::<Vec<_>>();
     assert_eq!(sent(&a), sent(&b));
 }
 
@@ -311,6 +381,7 @@ fn stale_responses_of_an_earlier_run_never_match_a_later_one() {
         .run(&workload(0.01), &[20_000.0], &config, None)
         .unwrap();
     assert_eq!(first.counters.unanswered, first.counters.sent);
+    assert_accounted(&first);
     let mut rx = server.take_rx(0).unwrap();
     let mut tx = server.take_tx(0).unwrap();
     let mut stale = Vec::new();
@@ -358,6 +429,7 @@ fn stale_responses_of_an_earlier_run_never_match_a_later_one() {
     assert_eq!(c.received, c.sent, "{c:?}");
     assert_eq!(c.unknown_id, stale_count, "{c:?}");
     assert_eq!(c.duplicate + c.late + c.mismatched, 0, "{c:?}");
+    assert_accounted(&second);
 }
 
 #[test]
@@ -374,6 +446,7 @@ fn max_concurrency_skips_send_slots() {
     assert_eq!(c.skipped, c.planned - 5);
     assert_eq!(c.unanswered, 5);
     assert!(r.stats.latency().p50.is_infinite());
+    assert_accounted(&r);
 }
 
 #[test]

@@ -20,8 +20,9 @@
 use std::io::IsTerminal;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use clap::{Parser, ValueEnum};
@@ -39,6 +40,15 @@ const DEFAULT_LABEL: &str = "rateclient";
 const PROGRESS_REFRESH: Duration = Duration::from_millis(200);
 /// Most per-request trace records kept with `--sample` ≥ 0 (≈ 48 B each: 192 MiB).
 const MAX_TRACE_RECORDS: usize = 4_000_000;
+/// `-m -1`: no limit on the requests in flight (the original's default, reference §5.1).
+const UNLIMITED: i64 = -1;
+/// A run that got no response this long after its first sends is warned about (issue #12).
+const NO_RESPONSE_WARNING_AFTER: Duration = Duration::from_secs(1);
+/// How often the watchdog looks at the run's progress and the link.
+const WATCHDOG_PERIOD: Duration = Duration::from_millis(20);
+/// Exit status when the server was lost: the link went down mid-run, or a run got no response
+/// at all (results are still written). Errors in the input or setup exit with 1.
+const EXIT_PEER_LOST: u8 = 3;
 /// How long to wait for a DPDK link (a memif client waits for its server).
 const DEFAULT_LINK_TIMEOUT_S: f64 = 60.0;
 
@@ -47,9 +57,11 @@ const DEFAULT_LINK_TIMEOUT_S: f64 = 60.0;
 enum Idle {
     /// Busy-poll (a core of its own).
     Spin,
-    /// Yield the core when the next send is far (default).
+    /// Give the core back until the next send or a response (UDP: the socket wakes it; DPDK:
+    /// naps of at most 100 µs while requests are in flight) (default).
     Yield,
-    /// Also nap up to 50 µs with requests in flight (fairest to a server on the same cores).
+    /// Sleep until the next send whatever is in flight: fewest wake-ups, receive times up to one
+    /// send gap late (fairest to a server on the same cores).
     Sleep,
 }
 
@@ -78,8 +90,9 @@ struct Args {
     /// Server UDP port (one for all servers, or one per --ip).
     #[arg(short = 'P', long = "port", value_name = "PORT", required = true)]
     port: Vec<u16>,
-    /// Most requests in flight; a send slot that finds this many is skipped (-1: unlimited).
-    #[arg(short = 'm', long = "max-concurrency", default_value_t = -1, allow_negative_numbers = true)]
+    /// Most requests in flight, N > 0; a send slot that finds this many is skipped (-1, the
+    /// default: unlimited).
+    #[arg(short = 'm', long = "max-concurrency", default_value_t = UNLIMITED, allow_negative_numbers = true)]
     max_concurrency: i64,
     /// -1: histograms only; 0: also every request in `traces`; N > 0: ~N traces per type.
     #[arg(short = 'S', long, default_value_t = -1, allow_negative_numbers = true)]
@@ -97,10 +110,15 @@ struct Args {
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Override every phase's duration (seconds).
-    #[arg(short = 'd', long, value_name = "SECONDS")]
+    #[arg(
+        short = 'd',
+        long,
+        value_name = "SECONDS",
+        allow_negative_numbers = true
+    )]
     duration: Option<f64>,
     /// Override every phase's rate (requests/s).
-    #[arg(short = 'r', long, value_name = "RPS")]
+    #[arg(short = 'r', long, value_name = "RPS", allow_negative_numbers = true)]
     rate: Option<f64>,
     /// Workload file (psp-workload YAML, e.g. configs/workloads/DISP2.yml); replaces the
     /// config's schedules.
@@ -113,13 +131,13 @@ struct Args {
     #[arg(long = "load-range", value_name = "A:B:STEP", requires = "workers")]
     load_range: Option<String>,
     /// Server workers (the load convention's N; default RX queues 1 + N over DPDK).
-    #[arg(long)]
-    workers: Option<usize>,
+    #[arg(long, allow_negative_numbers = true)]
+    workers: Option<i64>,
     /// Share of requests (send order) discarded as warm-up.
-    #[arg(long, default_value_t = psp_client::engine::DEFAULT_WARMUP_FRACTION)]
+    #[arg(long, default_value_t = psp_client::engine::DEFAULT_WARMUP_FRACTION, allow_negative_numbers = true)]
     warmup: f64,
     /// Seconds to wait for responses after the last send.
-    #[arg(long = "drain-timeout", default_value_t = DEFAULT_DRAIN_TIMEOUT_NS as f64 / 1e9)]
+    #[arg(long = "drain-timeout", default_value_t = DEFAULT_DRAIN_TIMEOUT_NS as f64 / 1e9, allow_negative_numbers = true)]
     drain_timeout_s: f64,
     /// Server MAC (overrides network.remote_mac; DPDK only).
     #[arg(long = "server-mac", value_name = "MAC")]
@@ -128,10 +146,10 @@ struct Args {
     #[arg(long, value_name = "IP:PORT")]
     bind: Option<SocketAddrV4>,
     /// DPDK RX queues to configure and poll (over memif: 1 + the server's workers).
-    #[arg(long = "rx-queues")]
-    rx_queues: Option<u16>,
+    #[arg(long = "rx-queues", allow_negative_numbers = true)]
+    rx_queues: Option<i64>,
     /// Seconds to wait for the DPDK link.
-    #[arg(long = "link-timeout", default_value_t = DEFAULT_LINK_TIMEOUT_S)]
+    #[arg(long = "link-timeout", default_value_t = DEFAULT_LINK_TIMEOUT_S, allow_negative_numbers = true)]
     link_timeout_s: f64,
     /// Also verify the IPv4 header checksum of every response (off by default: see
     /// psp_client::engine::CLIENT_PARSE_OPTIONS).
@@ -143,6 +161,69 @@ struct Args {
     /// Never show the progress bar.
     #[arg(long = "no-progress")]
     no_progress: bool,
+}
+
+impl Args {
+    /// `--workers`, once [`check_numbers`] has refused zero and negative counts.
+    fn workers(&self) -> Option<usize> {
+        self.workers.and_then(|w| usize::try_from(w).ok())
+    }
+}
+
+/// Refuses numeric flags out of range before anything is read or sent; each error names the
+/// flag and the value given.
+fn check_numbers(args: &Args) -> Result<()> {
+    let positive = |v: f64| v.is_finite() && v > 0.0;
+    let non_negative = |v: f64| v.is_finite() && v >= 0.0;
+    if let Some(r) = args.rate {
+        ensure!(
+            positive(r),
+            "-r/--rate {r}: must be a positive number of requests/s"
+        );
+    }
+    if let Some(d) = args.duration {
+        ensure!(
+            positive(d),
+            "-d/--duration {d}: must be a positive number of seconds"
+        );
+    }
+    ensure!(
+        args.max_concurrency == UNLIMITED || args.max_concurrency > 0,
+        "-m/--max-concurrency {}: must be a positive number of requests in flight, or -1 for no \
+         limit",
+        args.max_concurrency
+    );
+    ensure!(
+        args.sample >= -1,
+        "-S/--sample {}: must be -1 (histograms only), 0 (every request) or a positive count",
+        args.sample
+    );
+    if let Some(w) = args.workers {
+        ensure!(w > 0, "--workers {w}: must be a positive number of workers");
+    }
+    if let Some(q) = args.rx_queues {
+        ensure!(
+            q > 0 && q <= i64::from(u16::MAX),
+            "--rx-queues {q}: must be between 1 and {}",
+            u16::MAX
+        );
+    }
+    ensure!(
+        (0.0..1.0).contains(&args.warmup),
+        "--warmup {}: must be a share in [0, 1)",
+        args.warmup
+    );
+    ensure!(
+        non_negative(args.drain_timeout_s),
+        "--drain-timeout {}: must be a non-negative number of seconds",
+        args.drain_timeout_s
+    );
+    ensure!(
+        non_negative(args.link_timeout_s),
+        "--link-timeout {}: must be a non-negative number of seconds",
+        args.link_timeout_s
+    );
+    Ok(())
 }
 
 /// What to run: the workload and the per-phase rates of each point.
@@ -172,23 +253,12 @@ fn load_plan(args: &Args, config: Option<&ClientConfig>) -> Result<Plan> {
         }
     };
     if let Some(d) = args.duration {
-        ensure!(
-            d.is_finite() && d > 0.0,
-            "--duration {d}: must be a positive number of seconds"
-        );
         for phase in &mut workload.phases {
             phase.duration_s = d;
         }
     }
-    if let Some(r) = args.rate {
-        ensure!(
-            r.is_finite() && r > 0.0,
-            "--rate {r}: must be a positive number of requests/s"
-        );
-    }
     let points = if let Some(range) = &args.load_range {
-        let workers = args.workers.context("--load-range needs --workers")?;
-        ensure!(workers > 0, "--workers 0: need at least one worker");
+        let workers = args.workers().context("--load-range needs --workers")?;
         parse_load_range(range)?
             .into_iter()
             .map(|load| (Some(load), workload.rates_for_load(load, workers)))
@@ -240,29 +310,65 @@ fn output_dir(args: &Args, config: Option<&ClientConfig>) -> PathBuf {
     dir
 }
 
-/// Runs every point of the plan on `engine`, printing and writing as it goes.
+/// What [`run_points`] watches besides the engine's queues.
+struct PortWatch<'a> {
+    /// The servers, for messages (`10.0.0.1:6789, …`).
+    servers: String,
+    /// Frames the client's own socket or receive ring dropped so far (cumulative).
+    rx_dropped: &'a (dyn Fn() -> u64 + Sync),
+    /// Whether the link is up (DPDK); `None` where there is no link (kernel UDP).
+    link_up: Option<&'a (dyn Fn() -> bool + Sync)>,
+}
+
+/// The points run, and why the server was given up on, if it was.
+struct RunOutcome {
+    points: Vec<SweepPoint>,
+    peer_lost: Option<String>,
+}
+
+/// Runs every point of the plan on `engine`, printing and writing as it goes. Stops after a
+/// point whose link went down or that got no response at all (its results are written).
 fn run_points<P: Port>(
     engine: &mut Engine<P>,
     args: &Args,
     plan: &Plan,
     engine_config: &EngineConfig,
     out_dir: Option<&Path>,
-) -> Result<Vec<SweepPoint>> {
+    watch: &PortWatch<'_>,
+) -> Result<RunOutcome> {
     let mut points = Vec::new();
+    let mut peer_lost = None;
     let show_progress = !args.no_progress && std::io::stderr().is_terminal();
     for (load, rates) in &plan.points {
         if let Some(load) = load {
             eprintln!("psp-client: load {load:.3} -> rates {rates:?} rps");
         }
         let progress = Progress::default();
-        let result = std::thread::scope(|scope| {
+        let dropped_before = (watch.rx_dropped)();
+        let mut result = std::thread::scope(|scope| {
             if show_progress {
                 scope.spawn(|| progress_bar(&progress));
             }
+            scope.spawn(|| watchdog(&progress, watch));
             let result = engine.run(&plan.workload, rates, engine_config, Some(&progress));
             progress.done.store(true, Ordering::Relaxed);
             result
         })?;
+        result.counters.rx_dropped = (watch.rx_dropped)().saturating_sub(dropped_before);
+        let c = &result.counters;
+        if result.stopped_early {
+            peer_lost = Some(format!(
+                "the link to {} went down mid-run: {} of {} planned requests sent; partial \
+                 results written",
+                watch.servers, c.sent, c.planned
+            ));
+        } else if c.sent > 0 && c.received + c.late == 0 {
+            peer_lost = Some(format!(
+                "no response from {} during the whole run ({} requests sent): is the server \
+                 running and listening there?",
+                watch.servers, c.sent
+            ));
+        }
         let report = Report::from_run(&args.label, &plan.workload, args.seed, *load, &result);
         let summary: Summary = match out_dir {
             Some(dir) => {
@@ -294,8 +400,46 @@ fn run_points<P: Port>(
             load: load.unwrap_or(f64::NAN),
             summary,
         });
+        if peer_lost.is_some() {
+            break;
+        }
     }
-    Ok(points)
+    Ok(RunOutcome { points, peer_lost })
+}
+
+/// Watches a run from beside the engine until it is done: warns once when nothing was answered
+/// within [`NO_RESPONSE_WARNING_AFTER`] of the first sends, and stops the run (through
+/// [`Progress::stop`]) when the link goes down.
+fn watchdog(progress: &Progress, watch: &PortWatch<'_>) {
+    let mut first_send: Option<Instant> = None;
+    let mut warned = false;
+    while !progress.done.load(Ordering::Relaxed) {
+        let sent = progress.sent.load(Ordering::Relaxed);
+        if sent > 0 && first_send.is_none() {
+            first_send = Some(Instant::now());
+        }
+        if !warned
+            && first_send.is_some_and(|t| t.elapsed() >= NO_RESPONSE_WARNING_AFTER)
+            && progress.received.load(Ordering::Relaxed) == 0
+        {
+            eprintln!(
+                "psp-client: warning: no response from {} within {} s of the first sends ({sent} \
+                 sent so far): is the server running and listening there?",
+                watch.servers,
+                NO_RESPONSE_WARNING_AFTER.as_secs_f64()
+            );
+            warned = true;
+        }
+        if watch.link_up.is_some_and(|up| !up()) {
+            eprintln!(
+                "psp-client: the link to {} went down: stopping the run",
+                watch.servers
+            );
+            progress.stop.store(true, Ordering::Relaxed);
+            return;
+        }
+        std::thread::sleep(WATCHDOG_PERIOD);
+    }
 }
 
 /// Draws a progress bar (sent of planned, send rate, elapsed) until the run is done.
@@ -323,22 +467,11 @@ fn progress_bar(progress: &Progress) {
 }
 
 fn engine_config(args: &Args, local: Endpoint, targets: Vec<Endpoint>) -> Result<EngineConfig> {
-    ensure!(
-        (0.0..1.0).contains(&args.warmup),
-        "--warmup {}: must be in [0, 1)",
-        args.warmup
-    );
-    ensure!(
-        args.drain_timeout_s.is_finite() && args.drain_timeout_s >= 0.0,
-        "--drain-timeout {}: must be a non-negative number of seconds",
-        args.drain_timeout_s
-    );
     let mut config = EngineConfig::new(local, targets);
     config.seed = args.seed;
     config.warmup_fraction = args.warmup;
-    config.max_concurrency = usize::try_from(args.max_concurrency)
-        .ok()
-        .filter(|&m| m > 0);
+    // check_numbers let through -1 (unlimited) and positive counts only.
+    config.max_concurrency = usize::try_from(args.max_concurrency).ok();
     config.drain_timeout_ns = (args.drain_timeout_s * 1e9) as u64;
     if args.sample >= 0 {
         config.trace_limit = MAX_TRACE_RECORDS;
@@ -357,7 +490,7 @@ fn run_udp(
     config: Option<&ClientConfig>,
     plan: &Plan,
     out_dir: Option<&Path>,
-) -> Result<Vec<SweepPoint>> {
+) -> Result<RunOutcome> {
     use psp_dataplane::port::udp::{UdpPort, UdpPortConfig};
     let bind = args
         .bind
@@ -372,16 +505,26 @@ fn run_udp(
     let engine_config = engine_config(args, local, targets)?;
     eprintln!("psp-client: UDP from {local_addr} to {:?}", args.ip);
     let mut engine = Engine::new(&mut port).context("taking the UDP port's queues")?;
-    run_points(&mut engine, args, plan, &engine_config, out_dir)
+    let port = &port;
+    let watch = PortWatch {
+        servers: servers(&engine_config.targets),
+        rx_dropped: &|| port.stats().rx_missed,
+        link_up: None,
+    };
+    run_points(&mut engine, args, plan, &engine_config, out_dir, &watch)
+}
+
+/// `ip:port, …` of the servers, for messages.
+fn servers(targets: &[Endpoint]) -> String {
+    targets
+        .iter()
+        .map(|t| SocketAddrV4::new(t.ip, t.port).to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(not(feature = "dpdk"))]
-fn run_dpdk(
-    _: &Args,
-    _: Option<&ClientConfig>,
-    _: &Plan,
-    _: Option<&Path>,
-) -> Result<Vec<SweepPoint>> {
+fn run_dpdk(_: &Args, _: Option<&ClientConfig>, _: &Plan, _: Option<&Path>) -> Result<RunOutcome> {
     bail!("psp-client was built without the `dpdk` feature: use --transport udp")
 }
 
@@ -391,7 +534,7 @@ fn run_dpdk(
     config: Option<&ClientConfig>,
     plan: &Plan,
     out_dir: Option<&Path>,
-) -> Result<Vec<SweepPoint>> {
+) -> Result<RunOutcome> {
     use std::sync::Arc;
 
     use psp::dpdk::{Eal, EthPort, Mempool, MempoolConfig, PortConfig};
@@ -413,7 +556,8 @@ fn run_dpdk(
         .context("--transport dpdk needs net_workers[0] (this client's IP and port) or --bind")?;
     let rx_queues = args
         .rx_queues
-        .or_else(|| args.workers.and_then(|w| u16::try_from(w + 1).ok()))
+        .and_then(|q| u16::try_from(q).ok())
+        .or_else(|| args.workers().and_then(|w| u16::try_from(w + 1).ok()))
         .unwrap_or(1)
         .max(1);
     if rx_queues == 1 {
@@ -446,8 +590,9 @@ fn run_dpdk(
         "psp-client: DPDK port {} with {rx_queues} RX queue(s); waiting for the link",
         config.device_id
     );
-    port.wait_link_up(Duration::from_secs_f64(args.link_timeout_s.max(0.0)))
+    port.wait_link_up(Duration::from_secs_f64(args.link_timeout_s))
         .context("waiting for the DPDK link (is the server running?)")?;
+    eprintln!("psp-client: link up; sending to {:?}", args.ip);
     // memif and ring do not filter by MAC: network.mac, when given, is what we send from.
     let local = Endpoint::new(
         MacAddr(config.mac.unwrap_or(port.mac())),
@@ -456,22 +601,31 @@ fn run_dpdk(
     );
     let targets = targets(args, MacAddr(server_mac))?;
     let engine_config = engine_config(args, local, targets)?;
-    let points = {
+    let outcome = {
         let mut engine = Engine::new(&mut port).context("taking the DPDK port's queues")?;
-        run_points(&mut engine, args, plan, &engine_config, out_dir)?
+        let port = &port;
+        let watch = PortWatch {
+            servers: servers(&engine_config.targets),
+            rx_dropped: &|| port.stats().rx_missed,
+            link_up: Some(&|| port.link_up()),
+        };
+        run_points(&mut engine, args, plan, &engine_config, out_dir, &watch)?
     };
     drop(port);
     drop(eal);
-    Ok(points)
+    Ok(outcome)
 }
 
-fn main() -> std::process::ExitCode {
+fn main() -> ExitCode {
     psp::exit::init();
-    psp::exit::finish("psp-client", run())
+    psp::exit::finish_with_code("psp-client", run())
 }
 
-fn run() -> Result<()> {
+/// The whole program: `Ok(EXIT_PEER_LOST)` when the server was lost (results written), an
+/// error for bad input or setup.
+fn run() -> Result<ExitCode> {
     let args = Args::parse();
+    check_numbers(&args)?;
     let config = args
         .config_path
         .as_deref()
@@ -494,7 +648,7 @@ fn run() -> Result<()> {
     );
     let write_files = args.collect_logs != 0 || args.outdir.is_some() || args.load_range.is_some();
     let out_dir = write_files.then(|| output_dir(&args, config.as_ref()));
-    let points = match transport {
+    let RunOutcome { points, peer_lost } = match transport {
         Transport::Udp => run_udp(&args, config.as_ref(), &plan, out_dir.as_deref())?,
         Transport::Dpdk => run_dpdk(&args, config.as_ref(), &plan, out_dir.as_deref())?,
     };
@@ -509,5 +663,40 @@ fn run() -> Result<()> {
         }
         print!("{}", psp_client::sweep::sweep_table(&points).to_text());
     }
-    Ok(())
+    if let Some(why) = peer_lost {
+        eprintln!("psp-client: {why}");
+        return Ok(ExitCode::from(EXIT_PEER_LOST));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_out_of_range_name_flag_and_value() {
+        let parse = |extra: &[&str]| {
+            let mut argv = vec!["psp-client", "-I", "127.0.0.1", "-P", "9"];
+            argv.extend_from_slice(extra);
+            check_numbers(&Args::parse_from(argv)).map_err(|e| e.to_string())
+        };
+        assert!(parse(&[]).is_ok());
+        assert!(parse(&["-m", "-1"]).is_ok());
+        assert!(parse(&["-m", "8"]).is_ok());
+        for (flags, needle) in [
+            (&["-r", "-5"][..], "-r/--rate -5"),
+            (&["-d", "0"], "-d/--duration 0"),
+            (&["-m", "0"], "-m/--max-concurrency 0"),
+            (&["-m", "-7"], "-m/--max-concurrency -7"),
+            (&["-S", "-2"], "-S/--sample -2"),
+            (&["--workers", "0"], "--workers 0"),
+            (&["--rx-queues", "70000"], "--rx-queues 70000"),
+            (&["--warmup", "-0.1"], "--warmup -0.1"),
+            (&["--drain-timeout", "inf"], "--drain-timeout inf"),
+        ] {
+            let e = parse(flags).unwrap_err();
+            assert!(e.contains(needle), "{flags:?}: {e}");
+        }
+    }
 }

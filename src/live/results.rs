@@ -21,7 +21,7 @@ pub struct LivePoint {
     pub load: f64,
     /// Requests sent.
     pub sent: u64,
-    /// Requests never answered.
+    /// Requests never answered in time (answered late, after the client gave up, included).
     pub unanswered: u64,
     /// Overall p99.9 slowdown (inf when requests went unanswered).
     pub p999_slowdown: f64,
@@ -71,6 +71,8 @@ pub fn parse_sweep_csv(text: &str) -> Result<Vec<LivePoint>> {
         column("unanswered")?,
         column("p999_slowdown")?,
     );
+    // Clients that tell late answers apart have a `late` column: those count as unanswered.
+    let late = header.iter().position(|h| h.trim() == "late");
     let mut points = Vec::new();
     for line in lines.filter(|l| !l.trim().is_empty()) {
         let cells: Vec<&str> = line.split(',').collect();
@@ -78,7 +80,8 @@ pub fn parse_sweep_csv(text: &str) -> Result<Vec<LivePoint>> {
         points.push(LivePoint {
             load: cell_f64(get(load)),
             sent: get(sent).trim().parse().unwrap_or(0),
-            unanswered: get(unanswered).trim().parse().unwrap_or(0),
+            unanswered: get(unanswered).trim().parse().unwrap_or(0)
+                + late.map_or(0, |i| get(i).trim().parse().unwrap_or(0)),
             p999_slowdown: cell_f64(get(p999)),
         });
     }

@@ -130,8 +130,10 @@ pub fn server_type_counts(stdout: &str) -> Vec<(String, u64, u64)> {
         .collect()
 }
 
-/// Every request answered, none malformed, and per-type counts equal on both sides.
+/// Every request answered, none malformed, the accounting adds up (per type, overall, with and
+/// without warm-up), and per-type counts equal on both sides.
 pub fn check_counts_match(summary: &psp_client::report::Summary, server_stdout: &str) {
+    assert_eq!(summary.accounting_errors(), Vec::<String>::new());
     let c = &summary.counters;
     assert!(c.sent > 0, "{c:?}");
     assert_eq!(c.sent, c.planned, "{c:?}");

@@ -10,7 +10,7 @@
 //! [`pool::PoolBuf`] buffers; [`fault::FaultPort`] wraps any port to inject receive faults.
 //!
 //! Invariants: `take_rx`/`take_tx` hand out each queue at most once; `rx_burst` and `tx_burst`
-//! never block; packets `tx_burst` did not take stay with the caller.
+//! never block (only `RxQueue::wait_ready`, called by idle pollers, does); packets `tx_burst` did not take stay with the caller.
 //! Tested in each implementation's module (ordering and queue pairing, full rings, pool
 //! exhaustion, UDP framing, fault injection) and, for DPDK, in the root crate's `tests/dpdk_*.rs`.
 
@@ -53,6 +53,15 @@ pub trait RxQueue: Send + 'static {
     /// Called once by the polling thread before its first burst (DPDK registers the thread as
     /// an lcore here). Default: nothing.
     fn on_thread_start(&mut self) {}
+    /// Blocks until a packet may be ready or `timeout` passes, giving the core back meanwhile
+    /// (an idle load generator then timestamps a response when it arrives, not when a nap
+    /// ends): `Some(false)` when the timeout passed with nothing to receive, `Some(true)` when
+    /// a packet may be ready (or a signal cut the wait short). Returns `None` at once if the
+    /// queue cannot wait (the default: polled devices), and the caller naps instead. Never
+    /// receives anything.
+    fn wait_ready(&mut self, _timeout: std::time::Duration) -> Option<bool> {
+        None
+    }
 }
 
 /// A transmit queue handle, owned by one thread.

@@ -18,7 +18,8 @@
 //! Sockets are non-blocking; every queue holds its own `try_clone` of one socket, so RX and TX
 //! queues can live on different threads. IPv4 only.
 //!
-//! Invariants: `rx_burst` and `tx_burst` never block; a frame produced by RX, replied to in place
+//! Invariants: `rx_burst` and `tx_burst` never block (`wait_ready` blocks, in `ppoll`, for an
+//! idle poller); a frame produced by RX, replied to in place
 //! with swapped addresses, reaches the original sender.
 //! Tested below over 127.0.0.1.
 
@@ -367,6 +368,17 @@ impl RxQueue for UdpRxQueue {
         self.counters.add_rx(received as u64, bytes);
         received
     }
+
+    /// `ppoll` on the socket (nanosecond timeout; the thread's timer slack adds to it).
+    fn wait_ready(&mut self, timeout: std::time::Duration) -> Option<bool> {
+        use nix::poll::{ppoll, PollFd, PollFlags};
+        use std::os::fd::AsFd;
+        let mut fds = [PollFd::new(self.socket.as_fd(), PollFlags::POLLIN)];
+        let timeout = nix::sys::time::TimeSpec::from_duration(timeout);
+        // 0: the timeout passed with nothing. An error (EINTR) only ends the wait early: the
+        // caller polls and decides again.
+        Some(!matches!(ppoll(&mut fds, Some(timeout), None), Ok(0)))
+    }
 }
 
 impl TxQueue for UdpTxQueue {
@@ -432,6 +444,25 @@ mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn wait_ready_returns_when_a_datagram_is_ready() {
+        let mut port = loopback_port(1);
+        let addr = port.local_addr();
+        let mut rx = port.take_rx(0).expect("rx 0");
+        // Nothing there: waits out a short timeout and says nothing came.
+        assert_eq!(rx.wait_ready(Duration::from_millis(1)), Some(false));
+        let client = UdpSocket::bind("127.0.0.1:0").expect("client socket");
+        client.send_to(b"ready", addr).expect("send");
+        // A datagram is queued: ppoll returns long before this timeout.
+        let started = Instant::now();
+        assert_eq!(rx.wait_ready(LOOPBACK_WAIT * 5), Some(true));
+        assert!(
+            started.elapsed() < LOOPBACK_WAIT * 5,
+            "woken by the datagram"
+        );
+        assert_eq!(recv_some(&mut rx, 1).len(), 1);
     }
 
     #[test]

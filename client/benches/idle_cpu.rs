@@ -1,0 +1,155 @@
+//! How much of a core the client's engine thread uses at a modest rate, per idle policy, and
+//! what that costs in send lag and measured latency (issue #12's target: `--idle yield` at
+//! 10 krps under 30 % of a core on the 2-core machine). Prints one line per (port, policy);
+//! not a criterion bench (each line is a whole open-loop run), and no timed assertion.
+//!
+//! Ports: kernel UDP on 127.0.0.1 against a blocking echo socket thread (a response wakes
+//! `yield`'s wait), and the in-memory pair with two RX queues against a polling echo thread
+//! (a polled device like DPDK memif: `yield` naps). CPU is the engine thread's own user +
+//! system time (`cpu-time`'s `ThreadTime`), wall is the run's, drain included.
+//!
+//! Run: `cargo bench -p psp-client --bench idle_cpu` (optionally `-- RATE_RPS SECONDS`,
+//! default 10000 and 3).
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use cpu_time::ThreadTime;
+use psp_client::engine::{self, EngineConfig, IdlePolicy};
+use psp_dataplane::port::memory::{pair, MemPortConfig};
+use psp_dataplane::port::udp::{UdpPort, UdpPortConfig};
+use psp_dataplane::port::{PacketBuf, Port, RxQueue, TxQueue};
+use psp_dataplane::wire::{self, Endpoint, MacAddr};
+use psp_workload::Workload;
+
+/// Default offered rate (requests/s): the issue's 10 krps.
+const DEFAULT_RATE_RPS: f64 = 10_000.0;
+/// Default seconds per run.
+const DEFAULT_RUN_S: f64 = 3.0;
+/// Longest an echo thread runs.
+const ECHO_LIMIT: Duration = Duration::from_secs(120);
+/// Bytes of a Perséphone response (what the UDP echo returns).
+const RESPONSE_LEN: usize = 12;
+
+fn main() {
+    let mut numbers = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse::<f64>().ok());
+    let rate_rps = numbers.next().unwrap_or(DEFAULT_RATE_RPS);
+    let run_s = numbers.next().unwrap_or(DEFAULT_RUN_S);
+    let workload = Workload::from_yaml_str(
+        "idle_cpu",
+        &format!(
+            "- {{mean_ns: [1000, 100000], ratios: [.5, .5], rtype: [SHORT, LONG], \
+             duration: {run_s}}}"
+        ),
+    )
+    .expect("workload");
+    println!("idle_cpu: {rate_rps} rps for {run_s} s; CPU = engine thread user+sys / wall");
+    println!("port     idle   cpu_share  sent   received  send_lag_p50_us  send_lag_p99_us  latency_p50_us  latency_p99_us");
+    for policy in [IdlePolicy::Spin, IdlePolicy::Yield, IdlePolicy::Sleep] {
+        udp_point(&workload, rate_rps, policy);
+    }
+    for policy in [IdlePolicy::Spin, IdlePolicy::Yield, IdlePolicy::Sleep] {
+        memory_point(&workload, rate_rps, policy);
+    }
+}
+
+/// Runs `workload` over `port` with `config` on this thread and prints its line.
+fn measure<P: Port>(
+    label: &str,
+    port: &mut P,
+    workload: &Workload,
+    rate_rps: f64,
+    config: &EngineConfig,
+) {
+    let cpu = ThreadTime::now();
+    let wall = Instant::now();
+    let r = engine::run(port, workload, &[rate_rps], config, None).expect("run");
+    let cpu_s = cpu.elapsed().as_secs_f64();
+    let wall_s = wall.elapsed().as_secs_f64();
+    let lag = psp_client::report::percentiles(&r.send_lag_ns, 0, 1.0);
+    let latency = r.stats.latency();
+    println!(
+        "{label:<8} {:<6} {:>8.1} %  {:>6} {:>9} {:>16.1} {:>16.1} {:>15.1} {:>15.1}",
+        format!("{:?}", config.idle).to_lowercase(),
+        100.0 * cpu_s / wall_s,
+        r.counters.sent,
+        r.counters.received,
+        lag.p50 / 1e3,
+        lag.p99 / 1e3,
+        latency.p50 / 1e3,
+        latency.p99 / 1e3,
+    );
+}
+
+fn udp_point(workload: &Workload, rate_rps: f64, policy: IdlePolicy) {
+    let echo = UdpSocket::bind("127.0.0.1:0").expect("echo socket");
+    echo.set_read_timeout(Some(Duration::from_millis(20)))
+        .expect("timeout");
+    let SocketAddr::V4(server) = echo.local_addr().expect("addr") else {
+        unreachable!("bound to 127.0.0.1")
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let echo_stop = Arc::clone(&stop);
+    let echo_thread = thread::spawn(move || {
+        let started = Instant::now();
+        let mut buf = [0u8; 2048];
+        while !echo_stop.load(Ordering::Relaxed) && started.elapsed() < ECHO_LIMIT {
+            if let Ok((n, from)) = echo.recv_from(&mut buf) {
+                if n >= RESPONSE_LEN {
+                    let _ = echo.send_to(&buf[..RESPONSE_LEN], from);
+                }
+            }
+        }
+    });
+    let mut port = UdpPort::bind(&UdpPortConfig::new(
+        SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0),
+        1,
+    ))
+    .expect("client socket");
+    let local_addr = port.local_addr();
+    let local = Endpoint::new(MacAddr(port.mac()), *local_addr.ip(), local_addr.port());
+    let target = Endpoint::new(MacAddr([0; 6]), *server.ip(), server.port());
+    let mut config = EngineConfig::new(local, vec![target]);
+    config.idle = policy;
+    measure("udp", &mut port, workload, rate_rps, &config);
+    stop.store(true, Ordering::Relaxed);
+    echo_thread.join().expect("echo thread");
+}
+
+fn memory_point(workload: &Workload, rate_rps: f64, policy: IdlePolicy) {
+    let (mut client, mut server) = pair(&MemPortConfig::with_queues(2));
+    let server_addr = Endpoint::new(MacAddr(server.mac()), Ipv4Addr::new(10, 0, 0, 1), 6789);
+    let client_addr = Endpoint::new(MacAddr(client.mac()), Ipv4Addr::new(10, 0, 0, 2), 40000);
+    let stop = Arc::new(AtomicBool::new(false));
+    let echo_stop = Arc::clone(&stop);
+    let mut rx = server.take_rx(0).expect("rx");
+    // Answers on queue 1, like a Perséphone worker over memif.
+    let mut tx = server.take_tx(1).expect("tx");
+    let echo_thread = thread::spawn(move || {
+        let started = Instant::now();
+        let mut bufs = Vec::with_capacity(64);
+        while !echo_stop.load(Ordering::Relaxed) && started.elapsed() < ECHO_LIMIT {
+            if rx.rx_burst(&mut bufs, 64) == 0 {
+                thread::sleep(Duration::from_micros(20));
+                continue;
+            }
+            for buf in bufs.iter_mut() {
+                let len = wire::build_response_in_place(buf.data_mut());
+                buf.set_len(len).expect("response fits");
+            }
+            while !bufs.is_empty() {
+                tx.tx_burst(&mut bufs);
+            }
+        }
+    });
+    let mut config = EngineConfig::new(client_addr, vec![server_addr]);
+    config.idle = policy;
+    measure("memory", &mut client, workload, rate_rps, &config);
+    stop.store(true, Ordering::Relaxed);
+    echo_thread.join().expect("echo thread");
+}
