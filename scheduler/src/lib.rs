@@ -234,6 +234,9 @@ pub struct Dispatch {
     /// `Some(q)` under time sharing (`ts`): the worker must stop after `q` ns and the driver calls
     /// [`Scheduler::on_preempted`] if the request is not finished. `None`: run to completion.
     pub quantum_ns: Option<Nanos>,
+    /// The request was taken from another worker's queue (work stealing, `ws`): a driver may
+    /// charge the cost of a steal (the simulator's `steal_cost_ns`).
+    pub stolen: bool,
 }
 
 /// What `on_completion` reports about the request that just finished.

@@ -229,6 +229,7 @@ impl Scheduler {
     /// Pops the head of queue `q` onto idle worker `w`.
     #[inline]
     fn start(&mut self, q: usize, w: usize, now_ns: Nanos) -> Option<Dispatch> {
+        let stolen = self.engine.is_steal(q, w);
         let item = self.state.pop(q)?;
         self.idle.remove(w);
         self.running[w] = Some(Running {
@@ -243,6 +244,7 @@ impl Scheduler {
             token: item.token,
             ty: item.ty,
             quantum_ns: self.quantum_ns,
+            stolen,
         })
     }
 

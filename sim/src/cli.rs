@@ -87,6 +87,9 @@ pub struct RunArgs {
     /// Dispatcher cost per completion notification (ns).
     #[arg(long, default_value_t = 0)]
     pub completion_cost_ns: u64,
+    /// Extra service time of a stolen request under `ws` (ns).
+    #[arg(long, default_value_t = 0)]
+    pub steal_cost_ns: u64,
     /// Capacity of each scheduler queue (the original's RQUEUE_LEN by default).
     #[arg(long, default_value_t = DEFAULT_QUEUE_CAPACITY)]
     pub queue_capacity: usize,
@@ -127,6 +130,7 @@ impl RunArgs {
             warmup_fraction: self.warmup,
             dispatch_cost_ns: self.dispatch_cost_ns,
             completion_cost_ns: self.completion_cost_ns,
+            steal_cost_ns: self.steal_cost_ns,
             timeline_window_ns: None,
             queue_capacity: self.queue_capacity,
         })

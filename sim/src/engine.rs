@@ -101,6 +101,9 @@ pub struct RunConfig {
     pub dispatch_cost_ns: Nanos,
     /// Dispatcher cost of one completion notification (ns).
     pub completion_cost_ns: Nanos,
+    /// Extra service time of a stolen request (work stealing, `ws`): fetching it from another
+    /// core's queue (ns).
+    pub steal_cost_ns: Nanos,
     /// If set, also record every request (warm-up included) in windows of this many ns of
     /// arrival time ([`RunResult::timeline`]).
     pub timeline_window_ns: Option<Nanos>,
@@ -117,6 +120,7 @@ impl Default for RunConfig {
             warmup_fraction: DEFAULT_WARMUP_FRACTION,
             dispatch_cost_ns: 0,
             completion_cost_ns: 0,
+            steal_cost_ns: 0,
             timeline_window_ns: None,
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
         }
@@ -525,6 +529,9 @@ pub fn run(
                 )));
             }
             let req = &mut slab[d.token.0 as usize];
+            if d.stolen {
+                req.remaining_ns += config.steal_cost_ns;
+            }
             match d.quantum_ns {
                 Some(q) if req.remaining_ns > q => {
                     req.remaining_ns -= q;

@@ -89,6 +89,13 @@ pub trait PolicyCore: fmt::Debug + Send {
         None
     }
 
+    /// Whether running the head of `queue` on `worker` is a steal (work stealing: the queue
+    /// belongs to another worker). Flags the [`crate::Dispatch`]; decides nothing.
+    #[inline]
+    fn is_steal(&self, _queue: usize, _worker: usize) -> bool {
+        false
+    }
+
     /// Whether the policy is still in a bootstrap phase (DARC's profiling c-FCFS).
     fn in_bootstrap(&self) -> bool {
         false
@@ -432,6 +439,7 @@ macro_rules! policies {
                 fn quantum_ns() -> Option<Nanos>;
                 fn plan() -> Option<&ReservationPlan>;
                 fn in_bootstrap() -> bool;
+                fn is_steal(queue: usize, worker: usize) -> bool;
             }
             exclusive {
                 fn on_start(state: &mut SchedulerState);
@@ -513,6 +521,9 @@ impl PolicyCore for Guarded {
     fn in_bootstrap(&self) -> bool {
         self.0.in_bootstrap()
     }
+    fn is_steal(&self, queue: usize, worker: usize) -> bool {
+        self.0.is_steal(queue, worker)
+    }
 }
 
 // The registry of built-in policies: one line per policy (its docs, its `Policy` variant and
@@ -544,6 +555,9 @@ policies! {
     /// Centralized preemptive time sharing (Shinjuku). **Simulator only**: dispatches carry a
     /// quantum and the driver reports preemptions with [`crate::Scheduler::on_preempted`].
     TimeSharing(ts::TimeSharingParams) => ts::TimeSharing;
+    /// Per-worker FIFOs fed round-robin; an idle worker with an empty queue steals the oldest
+    /// request of the longest queue (Shenango / ZygOS, the paper's work-stealing baseline).
+    Ws => ws::WorkStealing;
 }
 
 impl Policy {

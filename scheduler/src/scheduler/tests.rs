@@ -81,6 +81,36 @@ fn dfcfs_feeds_workers_round_robin_and_each_runs_only_its_own_queue() {
     assert_eq!(drain(&mut s, 13), vec![(0, 3)]);
 }
 
+/// Work stealing: own queue first; an idle worker with an empty queue takes the oldest request
+/// of the longest queue, and that dispatch (only that one) is flagged as stolen.
+#[test]
+fn ws_runs_its_own_queue_then_steals_the_oldest_of_the_longest() {
+    let mut s = build(3, disp2_types(), Policy::Ws);
+    // Round-robin: w0 gets 0, 3, 6; w1 gets 1, 4; w2 gets 2, 5.
+    for token in 0..7 {
+        arrive(&mut s, token, SHORT, token);
+    }
+    let mut first = Vec::new();
+    while let Some(d) = s.next_dispatch(10) {
+        assert!(!d.stolen, "own queues first: {d:?}");
+        first.push((d.worker.0, d.token.0));
+    }
+    assert_eq!(first, vec![(0, 0), (1, 1), (2, 2)]);
+    // w1 runs its own 4, then its queue is empty: it steals 3, the head of w0's (longest) queue.
+    s.on_completion(11, WorkerId(1)).unwrap();
+    assert_eq!(drain(&mut s, 11), vec![(1, 4)]);
+    s.on_completion(12, WorkerId(1)).unwrap();
+    let d = s.next_dispatch(12).expect("w1 steals");
+    assert_eq!((d.worker.0, d.token.0, d.stolen), (1, 3, true));
+    // w2 runs its own 5; then w2 steals w0's last (6): nothing is left idle while work waits.
+    s.on_completion(13, WorkerId(2)).unwrap();
+    assert_eq!(drain(&mut s, 13), vec![(2, 5)]);
+    s.on_completion(14, WorkerId(2)).unwrap();
+    let d = s.next_dispatch(14).expect("w2 steals");
+    assert_eq!((d.worker.0, d.token.0, d.stolen), (2, 6, true));
+    assert_eq!(s.queued(), 0);
+}
+
 #[test]
 fn dfcfs_round_robin_has_no_256_glitch() {
     let workers = 14;
@@ -749,6 +779,7 @@ mod properties {
             Just(oracle()),
             (0usize..4).prop_map(|reserved_short| Policy::DarcStatic { reserved_short }),
             Just(Policy::TimeSharing(TimeSharingParams::default())),
+            Just(Policy::Ws),
         ]
     }
 
