@@ -61,7 +61,7 @@ pub struct LiveArgs {
     /// Workload YAML (e.g. configs/workloads/DISP2.yml).
     #[arg(long, short = 'w')]
     pub workload: PathBuf,
-    /// Policies to run, comma-separated (live ones: cfcfs, dfcfs, sjf, edf, darc, darc-static).
+    /// Policies to run, comma-separated (live ones: cfcfs, dfcfs, sjf, edf, darc, darc-static, ws).
     #[arg(long, short = 'p', default_value = "darc,cfcfs")]
     pub policies: String,
     /// Server workers (default: as many as the cores allow, leaving one to the OS).

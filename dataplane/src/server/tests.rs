@@ -338,14 +338,16 @@ fn serves_all_with(policy: Policy) -> ServerReport {
 
 #[test]
 fn every_live_policy_serves_all_requests() {
-    for policy in [
-        Policy::Cfcfs,
-        Policy::Dfcfs,
-        Policy::Sjf,
-        Policy::Edf,
-        Policy::Darc(DarcParams::default()),
-        Policy::DarcStatic { reserved_short: 1 },
-    ] {
+    // Every live policy of the registry, so that a new one is covered without editing this.
+    let registry = psp_scheduler::Registry::builtin();
+    let live: Vec<Policy> = registry
+        .entries()
+        .iter()
+        .filter(|entry| entry.live)
+        .map(|entry| (entry.default)())
+        .collect();
+    assert!(live.len() >= 7, "{live:?}");
+    for policy in live {
         serves_all_with(policy);
     }
 }
