@@ -1,4 +1,4 @@
-//! The client YAML (Perséphone's `base_client_psp_cfg.yml` schema, reference §6.2):
+//! The client YAML (Perséphone's `base_client_psp_cfg.yml` schema, docs/design.md §6.2):
 //!
 //! ```yaml
 //! cpus: [2]                       # cores for client threads (informational for UDP)
@@ -15,7 +15,7 @@
 //! ```
 //!
 //! Types are implied by order: the type at index `i` goes on the wire as `req_offset + i`
-//! (reference §6.2; `--req-offset`, default 1) and takes the original `ReqType` name of that id
+//! (docs/design.md §6.2; `--req-offset`, default 1) and takes the original `ReqType` name of that id
 //! when there is one (`SHORT`, `LONG`, …), `TYPE<id>` otherwise. The schedules are turned into a
 //! [`psp_workload::Workload`] so that the client draws requests exactly like the simulator.
 //!
@@ -31,7 +31,7 @@ use psp_workload::spec::WIRE_IDS;
 use psp_workload::{Workload, WorkloadError};
 use serde::{Deserialize, Serialize};
 
-/// The original client's default `--req-offset` (reference §5.1): the first type is wire id 1.
+/// The original client's default `--req-offset` (docs/design.md §5.1): the first type is wire id 1.
 pub const DEFAULT_REQ_OFFSET: u32 = 1;
 
 /// Errors from reading or validating a client config. Every variant names the field and value.

@@ -5,11 +5,11 @@
 //! 1. Each phase gets its own RNG (`seed` mixed with the phase index) and a
 //!    [`PhaseGenerator`] at the phase's rate. A dry pass over the same generators counts the
 //!    requests, so the warm-up is exactly the first `warmup_fraction` of them in send order
-//!    (reference §5.5), without storing a schedule.
+//!    (docs/design.md §5.5), without storing a schedule.
 //! 2. Phases play back to back on one timeline: phase `k` starts when phase `k-1`'s duration
 //!    ends (intended time, not actual), so falling behind never shifts the schedule.
-//! 3. The loop polls every RX queue (over memif the server answers on `1 + workers` queues,
-//!    rust-dpdk.md), then sends every request whose intended time has come, in bursts of up to
+//! 3. The loop polls every RX queue (over memif the server answers on `1 + workers` queues:
+//!    memif pairs queue i with queue i), then sends every request whose intended time has come, in bursts of up to
 //!    [`TX_BURST`]. It never waits for a response (open loop). When the last poll found nothing
 //!    and the next send is further away than the wake-up margin plus [`IDLE_MIN_SLEEP_NS`], it
 //!    gives the core back until then less the margin — learnt from how late its timed waits
@@ -64,8 +64,8 @@ pub const RX_BURST: usize = 32;
 pub const TX_BURST: usize = 32;
 /// Shortest wait worth giving the core back for: an idle engine ([`IdlePolicy::Yield`] or
 /// [`IdlePolicy::Sleep`]) waits after a poll that received nothing when the next send is
-/// further away than the wake-up margin plus this (reference rust-dpdk.md: three busy pollers
-/// on two cores need idle backoff).
+/// further away than the wake-up margin plus this (three busy pollers on two cores need idle
+/// backoff: measured on a 2-core VM).
 pub const IDLE_MIN_SLEEP_NS: u64 = 3_000;
 /// First guess of how late a timed wait wakes up (the engine wakes this much before a send and
 /// polls the rest); [`Idler`] then learns it from the waits themselves, between
@@ -108,14 +108,14 @@ pub const MAX_PLANNED_REQUESTS: f64 = 1e9;
 pub const DEFAULT_DRAIN_TIMEOUT_NS: u64 = 2_000_000_000;
 /// Default age at which an unanswered request's slot may be reused (sizes the in-flight table).
 pub const DEFAULT_RESPONSE_TIMEOUT_NS: u64 = 1_000_000_000;
-/// Default warm-up cut: the first 10 % of requests (reference §5.5).
+/// Default warm-up cut: the first 10 % of requests (docs/design.md §5.5).
 pub const DEFAULT_WARMUP_FRACTION: f64 = 0.1;
-/// `req_size` the original client puts in every request (reference §4.2).
+/// `req_size` the original client puts in every request (docs/design.md §4.2).
 pub const REQ_SIZE_WORD: u32 = psp_dataplane::wire::psp::DEFAULT_REQ_SIZE;
 /// Checks applied to responses by default: everything but the IPv4 header checksum (a response
 /// with a wrong destination MAC, IP or port, a fragment, a bad length… is still refused and
 /// counted). Skipping the checksum saves about a fifth of the per-response cost; the original
-/// client checks nothing at all (reference §4.5), and the links the client runs on (memif,
+/// client checks nothing at all (docs/design.md §4.5), and the links the client runs on (memif,
 /// loopback, kernel sockets) do not corrupt headers. [`ParseOptions::STRICT`] turns it back on.
 pub const CLIENT_PARSE_OPTIONS: ParseOptions = ParseOptions {
     verify_ip_checksum: false,
@@ -376,7 +376,7 @@ pub struct PhaseResult {
 }
 
 impl PhaseResult {
-    /// Offered rate: sent / (last send − start) (the original's `traces_rates`, reference §5.5).
+    /// Offered rate: sent / (last send − start) (the original's `traces_rates`, docs/design.md §5.5).
     pub fn offered_rps(&self) -> f64 {
         rate(self.sent, self.last_send_ns.saturating_sub(self.start_ns))
     }
@@ -409,7 +409,7 @@ pub struct ClassCounts {
     pub measured: Outcomes,
 }
 
-/// One request's trace (the original's `traces` rows, reference §5.5).
+/// One request's trace (the original's `traces` rows, docs/design.md §5.5).
 #[derive(Copy, Clone, Debug, PartialEq)]
 pub struct TraceRecord {
     /// The request's wire id.

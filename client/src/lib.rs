@@ -1,11 +1,11 @@
 //! # psp-client: the open-loop load generator
 //!
-//! A Rust counterpart of Perséphone's client (reference §5): it sends a workload's requests at
+//! A Rust counterpart of Perséphone's client (docs/design.md §5): it sends a workload's requests at
 //! pre-drawn intended times over any [`psp_dataplane::port::Port`] — DPDK (memif, NICs) in the
 //! `psp-client` binary, kernel UDP sockets, or the in-memory pair in tests — never waiting for
 //! responses, and measures each latency from the request's **intended** send time.
 //!
-//! - [`config`]: the Perséphone client YAML (reference §6.2) validated and turned into a
+//! - [`config`]: the Perséphone client YAML (docs/design.md §6.2) validated and turned into a
 //!   [`psp_workload::Workload`], so the client draws requests exactly like the simulator.
 //! - [`engine`]: the send/receive loop ([`engine::Engine`]), per-phase arrivals, the response
 //!   path ([`engine::ResponseSink`]: parse, match, record) and run results.

@@ -1,8 +1,8 @@
 //! Combining the outputs of several client instances (`psp merge DIR...`).
 //!
-//! Several clients load one server together (the original used six, reference §7.1); their
+//! Several clients load one server together (the original used six, docs/design.md §7.1); their
 //! tails can only be combined by adding their histograms, never by averaging percentiles
-//! (reference §5.6: "histograms are merged across the 6 clients"). [`merge_dirs`] does that from
+//! (docs/design.md §5.6: "histograms are merged across the 6 clients"). [`merge_dirs`] does that from
 //! the files each run leaves behind (see [`crate::report`]).
 //!
 //! Tested below: merging two halves of a data set equals the report of the whole set.
@@ -121,7 +121,7 @@ fn add_counters(sum: &mut Counters, c: &Counters) {
 ///   requests are summed per type and stay +∞ in the merged percentiles.
 /// - Counters and per-type outcomes (all and measured) are summed. Phases are matched by index: their
 ///   sent/received, configured, offered and achieved rates are **summed**, since the clients
-///   ran side by side (the original sums `traces_rates` over client threads, reference §5.5).
+///   ran side by side (the original sums `traces_rates` over client threads, docs/design.md §5.5).
 ///   Per-phase percentiles of multi-phase runs are not carried over (the inputs' per-phase
 ///   intervals are summed per type like every other interval).
 /// - `out` is created if needed and receives `summary.json` (label [`MERGED_LABEL`]),

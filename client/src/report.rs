@@ -13,7 +13,7 @@
 //! - `latency.hlog`, `slowdown.hlog`: interval logs (HdrHistogram's standard text format, V2
 //!   deflate encoding), one interval per type tagged with the type name; the slowdown values
 //!   are ×[`SLOWDOWN_SCALE`]. `send_lag.hlog`: the send-lag histogram (tag `send_lag`).
-//! - `traces_hist`: reference §5.5 — warm-up cut, unanswered skipped, 1000 ns buckets; first
+//! - `traces_hist`: docs/design.md §5.5 — warm-up cut, unanswered skipped, 1000 ns buckets; first
 //!   all requests under the label `UNKNOWN`, then each type; per block a line
 //!   `TYPE MIN MAX COUNT TOTAL <bucket_lo_ns…>` and a line `<name> min max count total <counts…>`
 //!   (non-zero buckets only, tab-separated). Buckets come from the HDR histograms, exact below
@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize, Serializer};
 
 use crate::engine::{Counters, Outcomes, PhaseResult, RunResult, TraceRecord};
 
-/// Width of a `traces_hist` bucket (reference §5.5: 1000 ns).
+/// Width of a `traces_hist` bucket (docs/design.md §5.5: 1000 ns).
 pub const TRACES_HIST_BUCKET_NS: u64 = 1000;
 /// File names inside an output directory.
 pub const SUMMARY_FILE: &str = "summary.json";
@@ -342,7 +342,7 @@ pub struct Summary {
     pub send_lag_ns: PercentileSummary,
     /// All types: latency (ns).
     pub latency_ns: PercentileSummary,
-    /// All types: per-request slowdown (reference §5.6).
+    /// All types: per-request slowdown (docs/design.md §5.6).
     pub slowdown: PercentileSummary,
     /// Per type.
     pub types: Vec<TypeSummary>,
@@ -900,7 +900,7 @@ pub fn write_run_files(dir: &Path, report: &Report) -> Result<Summary, ReportErr
     Ok(summary)
 }
 
-/// The rows of the original's `traces` file (reference §5.5) kept by `--sample`: all answered
+/// The rows of the original's `traces` file (docs/design.md §5.5) kept by `--sample`: all answered
 /// requests for `sample == 0`; for `sample = N > 0`, per type the minimum, every `(n/N)`-th and
 /// the maximum latency (sorted by latency), then all back in send order. Requests never
 /// answered or never sent are left out.

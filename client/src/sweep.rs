@@ -1,5 +1,5 @@
 //! Load sweeps: `--load-range A:B:STEP --workers N` runs the workload at each load, where load
-//! 1.0 is the theoretical capacity of `N` workers (reference §5.6:
+//! 1.0 is the theoretical capacity of `N` workers (docs/design.md §5.6:
 //! `rate = load · N · 1e9 / Σ mean_i · ratio_i`), and summarises the points as a CSV table and
 //! SVG plots of p99.9 slowdown and latency against the offered load.
 //!

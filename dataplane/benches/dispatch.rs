@@ -34,7 +34,7 @@ use thread_cpu::ThreadCpuTime;
 
 /// Requests per burst: the server's default RX burst.
 const BURST: usize = 32;
-/// Workers: the paper's 14 application workers (reference §1.9).
+/// Workers: the paper's 14 application workers (docs/design.md §1.9).
 const WORKERS: usize = 14;
 
 /// What the dispatcher parks and hands to a worker (same shape as the server's job).

@@ -1,7 +1,7 @@
 //! Single-producer single-consumer rings between the dispatcher and each worker.
 //!
 //! Perséphone links the dispatcher to each worker with two Shenango-style "LRPC" rings, one per
-//! direction (reference §3.2). This module is a Rust port of that design, generic over the item
+//! direction (docs/design.md §3.2). This module is a Rust port of that design, generic over the item
 //! type so a ring can carry an owned packet buffer:
 //! - a power-of-two table of slots, each an item plus an atomic **stamp** that says which lap
 //!   of the table last filled it (1 for even laps, 2 for odd laps, 0 = never written). The

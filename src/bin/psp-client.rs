@@ -1,6 +1,6 @@
-//! psp-client: the open-loop load generator (Perséphone's client, reference §5).
+//! psp-client: the open-loop load generator (Perséphone's client, docs/design.md §5).
 //!
-//! Reads a client YAML (`-c`, reference §6.2) and/or a workload file (`--workload`), sends
+//! Reads a client YAML (`-c`, docs/design.md §6.2) and/or a workload file (`--workload`), sends
 //! requests to the server(s) given by `--ip/--port` over DPDK (`--transport dpdk`, e.g. memif,
 //! feature `dpdk`) or kernel UDP sockets (`--transport udp`, works against any UDP server),
 //! and prints a per-type table and the original's final line. With `--collect-logs`, `--outdir`
@@ -40,7 +40,7 @@ const DEFAULT_LABEL: &str = "rateclient";
 const PROGRESS_REFRESH: Duration = Duration::from_millis(200);
 /// Most per-request trace records kept with `--sample` ≥ 0 (≈ 48 B each: 192 MiB).
 const MAX_TRACE_RECORDS: usize = 4_000_000;
-/// `-m -1`: no limit on the requests in flight (the original's default, reference §5.1).
+/// `-m -1`: no limit on the requests in flight (the original's default, docs/design.md §5.1).
 const UNLIMITED: i64 = -1;
 /// A run that got no response this long after its first sends is warned about (issue #12).
 const NO_RESPONSE_WARNING_AFTER: Duration = Duration::from_secs(1);

@@ -1,5 +1,5 @@
 //! `kv`: a real in-memory ordered key-value store standing in for the original's RocksDB
-//! worker (reference §6.3): keys `"key0"`..`"key{n-1}"`, value `"value"`, built once at
+//! worker (docs/design.md §6.3): keys `"key0"`..`"key{n-1}"`, value `"value"`, built once at
 //! start-up and shared read-only by every worker (no lock, no allocation per request).
 //!
 //! Operations, chosen by the wire type (the original's ids):
@@ -19,11 +19,11 @@ use std::sync::Arc;
 use super::{Application, Classifier};
 use crate::wire::{psp, RequestView};
 
-/// Wire type of GET (original `ReqType` GET = 10, reference §6.2).
+/// Wire type of GET (original `ReqType` GET = 10, docs/design.md §6.2).
 pub const GET_TYPE: u32 = psp_scheduler::wire_type::GET;
 /// Wire type of SCAN (original `ReqType` SCAN = 11).
 pub const SCAN_TYPE: u32 = psp_scheduler::wire_type::SCAN;
-/// Keys in the original's database (shinjuku `db/create_db.c`, reference §6.3).
+/// Keys in the original's database (shinjuku `db/create_db.c`, docs/design.md §6.3).
 pub const DEFAULT_KEYS: usize = 5000;
 /// Prefix of every key, as in the original database.
 pub const KEY_PREFIX: &[u8] = b"key";

@@ -5,7 +5,7 @@
 //! application writes its response payload at the start of that slice and returns its length.
 //! [`respond_in_place`] then turns the frame into the response (addresses swapped, lengths and
 //! IPv4 checksum fixed: [`crate::wire::build_reply_in_place`]), so no buffer is allocated or
-//! copied per request (the original's zero-copy design, reference §3.1).
+//! copied per request (the original's zero-copy design, docs/design.md §3.1).
 //!
 //! Applications: [`SpinApp`] (calibrated busy work for `run_ns`, the original's MbWorker),
 //! [`KvApp`] (an ordered in-memory store with GET/SCAN, standing in for RocksDB) and
@@ -13,7 +13,7 @@
 //!
 //! A [`Classifier`] runs on the dispatcher and returns the wire type id the scheduler
 //! classifies by: [`WireTypeClassifier`] reads the type field (the original's only
-//! behaviour, reference §3.4); an application can supply its own from its payload
+//! behaviour, docs/design.md §3.4); an application can supply its own from its payload
 //! ([`KvClassifier`]).
 //!
 //! Invariants: `handle` never allocates and never panics on any request (a forged `run_ns` is
@@ -66,7 +66,7 @@ impl Classifier for WireTypeClassifier {
 }
 
 /// The `echo` application: the response payload is the request payload as it is (all of it,
-/// `run_ns` included), like Shenango's `psp_fakework` (reference §4.5).
+/// `run_ns` included), like Shenango's `psp_fakework` (docs/design.md §4.5).
 #[derive(Copy, Clone, Debug, Default)]
 pub struct EchoApp;
 

@@ -1,5 +1,5 @@
 //! `spin`: emulates a request's service time (`run_ns`) with busy work, like the original's
-//! MbWorker (reference §4.2), without a hard-coded clock rate. Two modes ([`SpinMode`]):
+//! MbWorker (docs/design.md §4.2), without a hard-coded clock rate. Two modes ([`SpinMode`]):
 //!
 //! - **`clock`** (the default): busy-wait until `run_ns` have passed on the server's
 //!   [`Clock`] (the TSC where invariant). The service time is what the request asked for,
@@ -61,7 +61,7 @@ pub const DEFAULT_CALIBRATION_ROUNDS: u32 = 20;
 pub const CALIBRATION_ROUND: Duration = Duration::from_millis(1);
 
 /// Cap on the service time one request may ask for, by default: 10 ms, 15× the longest
-/// service time of the paper's workloads (RocksDB SCAN, 635 µs, reference §6.3). Keeps a
+/// service time of the paper's workloads (RocksDB SCAN, 635 µs, docs/design.md §6.3). Keeps a
 /// forged `run_ns` (up to 4.3 s) from stalling a worker.
 pub const DEFAULT_MAX_RUN_NS: u32 = 10_000_000;
 

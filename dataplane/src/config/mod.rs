@@ -1,7 +1,7 @@
 //! # Server configuration: the Perséphone server YAML, validated before anything starts
 //!
 //! [`ServerConfig::from_yaml_str`] / [`ServerConfig::from_path`] accept the original server
-//! schema (reference §6.1), including the keys the original parses and ignores, plus
+//! schema (docs/design.md §6.1), including the keys the original parses and ignores, plus
 //! extensions under `psp:`:
 //!
 //! ```yaml

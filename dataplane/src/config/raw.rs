@@ -277,7 +277,7 @@ impl ServerFile {
         }
         if let Some(n_resas) = self.n_resas {
             match policy {
-                // `n_resas: K` is the original's manual DARC (reference §1.3): the shortest type
+                // `n_resas: K` is the original's manual DARC (docs/design.md §1.3): the shortest type
                 // alone is reserved workers [0, K) and may steal [K, N); longer types share
                 // [K, N). K = 0 is the original's base config (`base_psp_cfg.yml`) and the
                 // first point of Fig. 4a: no worker is reserved, the shortest type may use
@@ -449,7 +449,7 @@ impl ServerFile {
 }
 
 /// EAL options of DPDK ≤ 20.11 that DPDK 22.11 rejects, and their replacements: the original's
-/// `eal_init` allows its NIC with `-w` (reference §6.1), which 22.11 refuses with "invalid option".
+/// `eal_init` allows its NIC with `-w` (docs/design.md §6.1), which 22.11 refuses with "invalid option".
 const LEGACY_EAL_OPTIONS: [(&str, &str); 3] = [
     ("-w", "-a"),
     ("--pci-whitelist", "--allow"),

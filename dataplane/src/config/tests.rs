@@ -4,7 +4,7 @@
 use super::*;
 use psp_scheduler::RequestTypeSpec;
 
-/// The original's base config shape (reference §6.1), with TPC-C types and every ignored key.
+/// The original's base config shape (docs/design.md §6.1), with TPC-C types and every ignored key.
 const ORIGINAL: &str = r#"
 cpus: [2, 4, 6, 8]
 log_dir: /tmpfs/experiments/
@@ -512,7 +512,7 @@ fn spin_mode_defaults_to_clock_and_accepts_iterations() {
     );
 }
 /// The original artifact's `base_psp_cfg.yml` has `n_resas: 0` with `dp: DARC`: static DARC
-/// with no reserved worker, which the original runs (reference §1.3).
+/// with no reserved worker, which the original runs (docs/design.md §1.3).
 #[test]
 fn n_resas_zero_is_static_darc_without_reserved_workers() {
     let config = ServerConfig::from_yaml_str(&format!("{BASE}n_resas: 0\n")).unwrap();

@@ -17,7 +17,7 @@ use super::pool::{BufPool, PoolBuf, DEFAULT_BUF_CAPACITY};
 use super::{PacketBuf, Port, PortStats, RxQueue, SoftwareCounters, TxQueue};
 
 /// Default ring depth per queue: memif's `rsize=14` (16k slots), which absorbs bursts when a
-/// polling thread is descheduled on a small machine (reference rust-dpdk.md, memif facts).
+/// polling thread is descheduled on a small machine (memif rings fill while their poller is away).
 pub const DEFAULT_RING_SLOTS: usize = 1 << 14;
 
 /// Default buffers per side: enough to fill every default ring of a few queues.

@@ -21,7 +21,7 @@ use super::{BufferTooSmall, PacketBuf};
 /// 2048 B), above the original's 1024 B `max_rx_pkt_len`.
 pub const DEFAULT_BUF_CAPACITY: usize = 2048;
 
-/// Default number of buffers per pool: the original's mempool size (16383 mbufs, reference §3.3).
+/// Default number of buffers per pool: the original's mempool size (16383 mbufs, docs/design.md §3.3).
 pub const DEFAULT_POOL_BUFFERS: usize = 16_383;
 
 /// A pool of fixed-capacity packet buffers, shared (`Arc`) by every queue that allocates from it.

@@ -1,6 +1,6 @@
 //! The server runner: one dispatcher thread and N worker threads over any [`Port`].
 //!
-//! ## Threads and queues (reference §3.1–3.2)
+//! ## Threads and queues (docs/design.md §3.1–3.2)
 //! - The **dispatcher** (the calling thread of [`Server::run`]) owns RX queue 0 and TX queue 0.
 //!   Each loop iteration: RX burst → ARP requests answered in place on TX queue 0 → every other
 //!   frame parsed ([`crate::wire::parse_request_with`]; a refusal is dropped and counted by

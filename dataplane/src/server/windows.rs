@@ -1,4 +1,4 @@
-//! DARC's `windows` log, in the original's format (reference §8.6; DispatchSu.hh), so its
+//! DARC's `windows` log, in the original's format (docs/design.md §8.6; DispatchSu.hh), so its
 //! analysis scripts read ours unchanged.
 //!
 //! One row per (applied reservation update, registered type), tab-separated, after the header

@@ -28,7 +28,7 @@
 //! - **Refused on input**: IPv4 options, fragments, version ≠ 4, non-UDP, a UDP length that
 //!   disagrees with the IPv4 total length, a short payload, the wrong destination port, and
 //!   (by default) the wrong destination MAC or IP. Trailing Ethernet padding is allowed.
-//! - **Addressing of responses** (reference §4.4 bugs fixed): destination MAC/IP/port = the
+//! - **Addressing of responses** (docs/design.md §4.4 bugs fixed): destination MAC/IP/port = the
 //!   request's source; source = the request's destination (our address, as validated).
 //!
 //! ## Tests

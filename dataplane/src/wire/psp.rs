@@ -1,4 +1,4 @@
-//! The Perséphone `PSP_MB` payload (reference §4.2–4.3), kept byte-compatible with the original
+//! The Perséphone `PSP_MB` payload (docs/design.md §4.2–4.3), kept byte-compatible with the original
 //! C++ client and server and with Shenango's `psp_fakework`.
 //!
 //! Every field is a **little-endian** (host-order on x86) `u32`:
@@ -15,12 +15,12 @@
 
 use super::{Error, Result};
 
-/// Length of a request payload (original's 16 B `PSP_MB` message, reference §4.2).
+/// Length of a request payload (original's 16 B `PSP_MB` message, docs/design.md §4.2).
 pub const REQUEST_LEN: usize = 16;
-/// Length of a response payload: the request without `run_ns` (reference §4.3).
+/// Length of a response payload: the request without `run_ns` (docs/design.md §4.3).
 pub const RESPONSE_LEN: usize = 12;
 
-/// Value the original client puts in `req_size` ("always 4", reference §4.2).
+/// Value the original client puts in `req_size` ("always 4", docs/design.md §4.2).
 pub const DEFAULT_REQ_SIZE: u32 = 4;
 
 mod field {
