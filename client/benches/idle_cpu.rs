@@ -19,10 +19,10 @@ use std::time::{Duration, Instant};
 
 use cpu_time::ThreadTime;
 use psp_client::engine::{self, EngineConfig, IdlePolicy};
-use psp_dataplane::port::memory::{pair, MemPortConfig};
-use psp_dataplane::port::udp::{UdpPort, UdpPortConfig};
-use psp_dataplane::port::{PacketBuf, Port, RxQueue, TxQueue};
-use psp_dataplane::wire::{self, Endpoint, MacAddr};
+use psp_net::port::memory::{pair, MemPortConfig};
+use psp_net::port::udp::{UdpPort, UdpPortConfig};
+use psp_net::port::{PacketBuf, Port, RxQueue, TxQueue};
+use psp_net::wire::{self, Endpoint, MacAddr};
 use psp_workload::Workload;
 
 /// Default offered rate (requests/s): the 10 krps.

@@ -15,7 +15,7 @@ use std::net::Ipv4Addr;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use psp_client::engine::ResponseSink;
-use psp_dataplane::wire::{self, Endpoint, MacAddr, RequestRepr};
+use psp_net::wire::{self, Endpoint, MacAddr, RequestRepr};
 use psp_workload::Workload;
 
 /// Responses per timed batch.

@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use psp_client::engine::{Engine, EngineConfig, IdlePolicy};
 use psp_client::report::{percentiles, sum_histograms};
-use psp_dataplane::port::memory::{pair, MemPortConfig};
-use psp_dataplane::port::{PacketBuf, Port, RxQueue, TxQueue};
-use psp_dataplane::wire::{self, Endpoint, MacAddr};
+use psp_net::port::memory::{pair, MemPortConfig};
+use psp_net::port::{PacketBuf, Port, RxQueue, TxQueue};
+use psp_net::wire::{self, Endpoint, MacAddr};
 use psp_workload::Workload;
 
 /// Offered rates tried (requests/s).

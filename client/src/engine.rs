@@ -47,10 +47,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use hdrhistogram::Histogram;
-use psp_dataplane::port::{PacketBuf, Port, RxQueue, TxQueue};
-use psp_dataplane::wire::{
-    self, DropCounters, Endpoint, ParseOptions, RequestRepr, PAYLOAD_OFFSET,
-};
+use psp_net::port::{PacketBuf, Port, RxQueue, TxQueue};
+use psp_net::wire::{self, DropCounters, Endpoint, ParseOptions, RequestRepr, PAYLOAD_OFFSET};
 use psp_workload::stats::new_histogram;
 use psp_workload::{PhaseGenerator, RunStats, Sampled, Workload};
 use rand::rngs::StdRng;
@@ -111,7 +109,7 @@ pub const DEFAULT_RESPONSE_TIMEOUT_NS: u64 = 1_000_000_000;
 /// Default warm-up cut: the first 10 % of requests (docs/design.md §5.5).
 pub const DEFAULT_WARMUP_FRACTION: f64 = 0.1;
 /// `req_size` the original client puts in every request (docs/design.md §4.2).
-pub const REQ_SIZE_WORD: u32 = psp_dataplane::wire::psp::DEFAULT_REQ_SIZE;
+pub const REQ_SIZE_WORD: u32 = psp_net::wire::psp::DEFAULT_REQ_SIZE;
 /// Checks applied to responses by default: everything but the IPv4 header checksum (a response
 /// with a wrong destination MAC, IP or port, a fragment, a bad length… is still refused and
 /// counted). Skipping the checksum saves about a fifth of the per-response cost; the original

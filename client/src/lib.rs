@@ -1,7 +1,7 @@
 //! # psp-client: the open-loop load generator
 //!
 //! A Rust counterpart of Perséphone's client (docs/design.md §5): it sends a workload's requests at
-//! pre-drawn intended times over any [`psp_dataplane::port::Port`] — DPDK (memif, NICs) in the
+//! pre-drawn intended times over any [`psp_net::port::Port`] — DPDK (memif, NICs) in the
 //! `psp-client` binary, kernel UDP sockets, or the in-memory pair in tests — never waiting for
 //! responses, and measures each latency from the request's **intended** send time.
 //!

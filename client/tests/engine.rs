@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 
 use psp_client::engine::{self, EngineConfig, Progress};
 use psp_client::report::{write_run_files, Report};
-use psp_dataplane::port::memory::{pair, MemPort, MemPortConfig};
-use psp_dataplane::port::udp::{UdpPort, UdpPortConfig};
-use psp_dataplane::port::{PacketBuf, Port, RxQueue, TxQueue};
-use psp_dataplane::wire::{self, Endpoint, MacAddr};
+use psp_net::port::memory::{pair, MemPort, MemPortConfig};
+use psp_net::port::udp::{UdpPort, UdpPortConfig};
+use psp_net::port::{PacketBuf, Port, RxQueue, TxQueue};
+use psp_net::wire::{self, Endpoint, MacAddr};
 use psp_workload::Workload;
 
 const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);

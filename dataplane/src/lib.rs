@@ -1,11 +1,8 @@
 //! # psp-dataplane: the live server's data path
 //!
 //! Everything between a network device and the sans-IO scheduler (`psp-scheduler`):
-//! - [`port`]: the [`port::Port`] trait (numbered RX/TX queues, owned buffers that free
-//!   themselves on drop) and two implementations without DPDK: an in-memory link
-//!   ([`port::memory::pair`]) and a kernel UDP socket ([`port::udp::UdpPort`]); plus a
-//!   fault-injecting wrapper ([`port::fault::FaultPort`]).
-//! - [`wire`]: packet parsing and building (Ethernet/IPv4/UDP, ARP, the PSP request format).
+//! - [`port`] and [`wire`]: re-exported from `psp-net` (the `Port` trait and its in-memory,
+//!   kernel-UDP and fault-injecting ports; the wire format), which the client shares.
 //! - [`app`]: the [`app::Application`] run by workers and the request classifier.
 //! - [`config`]: the server's YAML configuration.
 //! - [`ring`]: the single-producer single-consumer rings between the dispatcher and each worker.
@@ -24,8 +21,7 @@
 pub mod app;
 pub mod clock;
 pub mod config;
-pub mod port;
+pub use psp_net::{port, wire};
 #[allow(unsafe_code)] // the slot table's UnsafeCell/MaybeUninit accesses; see ring.rs
 pub mod ring;
 pub mod server;
-pub mod wire;
