@@ -178,8 +178,8 @@ fn run_tool(_tool: Tool, _stop: &AtomicBool) -> Result<()> {
 #[cfg(feature = "dpdk")]
 fn run_tool(tool: Tool, stop: &AtomicBool) -> Result<()> {
     use psp::dpdk::peer::{self, IdleStrategy, PeerConfig};
-    use psp_dataplane::port::Port;
-    use psp_dataplane::wire::{Endpoint, MacAddr};
+    use psp_net::port::Port;
+    use psp_net::wire::{Endpoint, MacAddr};
 
     let common = match &tool {
         Tool::Peer(args) => &args.common,
@@ -261,7 +261,7 @@ fn seconds(key: &str, value: f64) -> Result<std::time::Duration> {
 }
 
 #[cfg(feature = "dpdk")]
-fn parse_mac(key: &str, text: &str) -> Result<psp_dataplane::wire::MacAddr> {
+fn parse_mac(key: &str, text: &str) -> Result<psp_net::wire::MacAddr> {
     text.parse()
         .map_err(|err| anyhow::anyhow!("{key} {text:?}: not a MAC address ({err:?})"))
 }
@@ -339,8 +339,8 @@ mod server {
     use anyhow::{Context, Result};
     use psp_dataplane::app::{AppFactory, AppKind};
     use psp_dataplane::config::ServerConfig;
-    use psp_dataplane::port::Port;
     use psp_dataplane::server::{Server, ServerOptions, ServerReport};
+    use psp_net::port::Port;
 
     /// The report's file name beside DARC's windows log.
     const REPORT_JSON: &str = "report.json";
@@ -437,7 +437,7 @@ mod server {
         };
         let report = match udp {
             Some(SocketAddr::V4(addr)) => {
-                use psp_dataplane::port::udp::{UdpPort, UdpPortConfig};
+                use psp_net::port::udp::{UdpPort, UdpPortConfig};
                 let tx_queues = u16::try_from(config.workers() + 1)
                     .context("too many workers for the UDP port")?;
                 let port = UdpPort::bind(&UdpPortConfig::new(addr, tx_queues))

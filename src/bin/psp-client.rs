@@ -30,8 +30,8 @@ use psp_client::config::{ClientConfig, DEFAULT_REQ_OFFSET};
 use psp_client::engine::{Engine, EngineConfig, IdlePolicy, Progress, DEFAULT_DRAIN_TIMEOUT_NS};
 use psp_client::report::{print_summary, write_run_files, Report, Summary};
 use psp_client::sweep::{parse_load_range, write_sweep_files, SweepPoint};
-use psp_dataplane::port::Port;
-use psp_dataplane::wire::{Endpoint, MacAddr};
+use psp_net::port::Port;
+use psp_net::wire::{Endpoint, MacAddr};
 use psp_workload::Workload;
 
 /// The original's default label (client.cc).
@@ -491,7 +491,7 @@ fn run_udp(
     plan: &Plan,
     out_dir: Option<&Path>,
 ) -> Result<RunOutcome> {
-    use psp_dataplane::port::udp::{UdpPort, UdpPortConfig};
+    use psp_net::port::udp::{UdpPort, UdpPortConfig};
     let bind = args
         .bind
         .or_else(|| config.and_then(|c| c.net_workers.first().copied()))

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use psp_dataplane::port::{Port, PortStats, RxQueue, TxQueue};
+use psp_net::port::{Port, PortStats, RxQueue, TxQueue};
 
 use super::{register_current_thread, sys, DpdkError, Eal, Mbuf, Mempool, Result};
 
@@ -161,7 +161,7 @@ pub struct EthPort {
     rx_unclaimed: Vec<u16>,
 }
 
-/// The DPDK implementation of psp-dataplane's [`Port`].
+/// The DPDK implementation of psp-net's [`Port`].
 pub type DpdkPort = EthPort;
 
 fn check(ret: i32, operation: impl FnOnce() -> String) -> Result<()> {

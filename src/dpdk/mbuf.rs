@@ -5,7 +5,7 @@
 
 use std::ptr::NonNull;
 
-use psp_dataplane::port::{BufferTooSmall, PacketBuf};
+use psp_net::port::{BufferTooSmall, PacketBuf};
 
 use super::sys;
 

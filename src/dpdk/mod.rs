@@ -7,7 +7,7 @@
 //! - [`Mempool`]: a packet-buffer pool. [`Mbuf`]: one buffer, returned to its pool on drop
 //!   (ownership moves into the driver on transmit, so it is never freed twice).
 //! - [`EthPort`]: a configured and started ethdev port (memif, ring, tap, af_packet or PCI),
-//!   implementing psp-dataplane's [`Port`](psp_dataplane::port::Port) trait with queue handles
+//!   implementing psp-net's [`Port`](psp_net::port::Port) trait with queue handles
 //!   [`DpdkRxQueue`] and [`DpdkTxQueue`], so the dispatcher and workers run unchanged over DPDK.
 //! - [`register_current_thread`]: makes a non-EAL (Rust) thread an lcore (call after pinning).
 //! - [`with_unique_file_prefix`]: adds `--file-prefix <stem>-<pid>` to EAL arguments that set

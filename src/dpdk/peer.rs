@@ -21,8 +21,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use psp_dataplane::port::{PacketBuf, Port, RxQueue, TxQueue};
-use psp_dataplane::wire::{
+use psp_net::port::{PacketBuf, Port, RxQueue, TxQueue};
+use psp_net::wire::{
     self, DropReason, Endpoint, LocalAddr, RequestRepr, IPV4_OFFSET, PAYLOAD_OFFSET,
     REQUEST_FRAME_LEN, UDP_OFFSET,
 };
