@@ -1,6 +1,6 @@
 //! DPDK over memif inside one process: a memif server port and a memif client port on the same
 //! socket (one EAL, two vdevs). Checks the queue pairing (the server's TX queue *i* arrives on
-//! the client's RX queue *i*), link state, and the peer / raw-echo tools of `psp::dpdk::peer`
+//! the client's RX queue *i*), link state, and the peer / raw-echo tools of `psp::peer`
 //! against each other from separate threads.
 //!
 //! DPDK 22.11's memif prints "EAL: Error: Invalid memory" twice here (when a client-role port
@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use psp::dpdk::peer::{run_peer, run_raw_echo, IdleStrategy, MalformedKind, PeerConfig};
 use psp::dpdk::{Eal, EthPort, Mempool, MempoolConfig, PortConfig};
+use psp::peer::{run_peer, run_raw_echo, IdleStrategy, MalformedKind, PeerConfig};
 use psp_dataplane::port::{PacketBuf, Port, RxQueue, TxQueue};
 use psp_dataplane::wire::{Endpoint, MacAddr};
 

@@ -177,7 +177,8 @@ fn run_tool(_tool: Tool, _stop: &AtomicBool) -> Result<()> {
 
 #[cfg(feature = "dpdk")]
 fn run_tool(tool: Tool, stop: &AtomicBool) -> Result<()> {
-    use psp::dpdk::peer::{self, IdleStrategy, PeerConfig};
+    use psp::dpdk::{Device, DeviceConfig, PortConfig};
+    use psp::peer::{self, IdleStrategy, PeerConfig};
     use psp_net::port::Port;
     use psp_net::wire::{Endpoint, MacAddr};
 
@@ -226,12 +227,21 @@ fn run_tool(tool: Tool, stop: &AtomicBool) -> Result<()> {
         }
         Tool::RawEcho(_) => None,
     };
-    let mut device = dpdk_setup::open(
-        &common.eal,
-        common.rx_queues,
-        common.tx_queues,
-        link_timeout,
-    )?;
+    let mut port_config = PortConfig::server(0, common.tx_queues.saturating_sub(1));
+    port_config.rx_queues = common.rx_queues;
+    let mut device = Device::open(&DeviceConfig {
+        eal_args: &common.eal,
+        prefix_stem: "psp-tool",
+        pool_name: "psp_mbufs",
+        port: port_config,
+    })?;
+    eprintln!("psp-app: DPDK port 0 started; waiting for the link");
+    if !device
+        .wait_link(link_timeout, stop)
+        .context("waiting for the link")?
+    {
+        return Ok(());
+    }
     let local = Endpoint::new(
         mac.unwrap_or(MacAddr(device.port.mac())),
         common.ip,
@@ -282,51 +292,6 @@ fn parse_type(text: &str) -> Result<(u32, u32)> {
             .parse()
             .with_context(|| format!("--types {text:?}: bad RUN_NS"))?,
     ))
-}
-
-/// EAL + pool + port, in drop order (port, then pool, then EAL).
-#[cfg(feature = "dpdk")]
-mod dpdk_setup {
-    use std::sync::Arc;
-    use std::time::Duration;
-
-    use anyhow::{Context, Result};
-    use psp::dpdk::{with_unique_file_prefix, Eal, EthPort, Mempool, MempoolConfig, PortConfig};
-
-    /// A started DPDK port and what it needs; dropping it releases everything, EAL last.
-    pub struct Device {
-        pub port: EthPort,
-        /// Held so the EAL outlives the port (cleaned up when this goes).
-        pub _eal: Eal,
-    }
-
-    /// Initialises the EAL from `eal_args`, creates the pool and starts port 0 with the given
-    /// queue counts, then waits for the link.
-    pub fn open(
-        eal_args: &[String],
-        rx_queues: u16,
-        tx_queues: u16,
-        link_timeout: Duration,
-    ) -> Result<Device> {
-        let eal_args = with_unique_file_prefix(eal_args, "psp-tool");
-        let eal = Eal::init(&eal_args).context("initialising the DPDK EAL")?;
-        let available = EthPort::count_available();
-        anyhow::ensure!(
-            available > 0,
-            "the EAL probed no port: give a --vdev (e.g. net_memif0,role=server,socket=/tmp/psp.sock) or a PCI device in eal_init"
-        );
-        let pool = Arc::new(
-            Mempool::new(&eal, &MempoolConfig::named("psp_mbufs"))
-                .context("creating the mbuf pool")?,
-        );
-        let mut config = PortConfig::server(0, tx_queues.saturating_sub(1));
-        config.rx_queues = rx_queues;
-        let port = EthPort::start(&eal, pool, &config).context("starting DPDK port 0")?;
-        eprintln!("psp-app: DPDK port 0 started; waiting for the link");
-        port.wait_link_up(link_timeout)
-            .context("waiting for the link")?;
-        Ok(Device { port, _eal: eal })
-    }
 }
 
 /// Server mode: config → validation → port (DPDK or UDP) → dispatcher and workers → summary.
@@ -498,56 +463,36 @@ mod server {
     #[cfg(feature = "dpdk")]
     /// Serves over DPDK; `None` if stopped before the link came up.
     fn run_dpdk(prepared: Prepared, stop: &Arc<AtomicBool>) -> Result<Option<ServerReport>> {
-        use std::sync::atomic::Ordering;
-        use std::time::{Duration, Instant};
+        use std::time::Duration;
 
-        use psp::dpdk::{
-            with_unique_file_prefix, Eal, EthPort, Mempool, MempoolConfig, PortConfig,
-        };
+        use psp::dpdk::{Device, DeviceConfig, PortConfig};
 
         /// How long to wait for the link (a memif server waits for its client).
         const LINK_TIMEOUT: Duration = Duration::from_secs(60);
-        /// Link polling period while waiting.
-        const LINK_POLL: Duration = Duration::from_millis(10);
 
         let config = &prepared.config;
-        let eal_args = with_unique_file_prefix(&config.eal_args, "psp-app");
-        let eal = Eal::init(&eal_args)
-            .with_context(|| format!("network.eal_init = {:?}", config.eal_args))?;
-        let available = EthPort::count_available();
-        anyhow::ensure!(
-            config.device_id < available,
-            "network.device_id = {}: the EAL probed {available} port(s) (give a --vdev such as \
-             net_memif0,role=server,socket=/tmp/psp.sock or a PCI device in network.eal_init)",
-            config.device_id
-        );
-        let pool = Arc::new(
-            Mempool::new(&eal, &MempoolConfig::named("psp_mbufs"))
-                .context("creating the mbuf pool (with --no-huge, give -m 256 or more)")?,
-        );
         let workers = u16::try_from(config.workers()).context("workers.number")?;
         let mut port_config = PortConfig::server(config.device_id, workers);
         port_config.mac = Some(config.local.mac.0);
-        let port = EthPort::start(&eal, pool, &port_config)
-            .with_context(|| format!("starting DPDK port {}", config.device_id))?;
+        let device = Device::open(&DeviceConfig {
+            eal_args: &config.eal_args,
+            prefix_stem: "psp-app",
+            pool_name: "psp_mbufs",
+            port: port_config,
+        })?;
         eprintln!(
             "psp-app: DPDK port {} started (1 RX, {} TX queues); waiting for the link",
             config.device_id,
-            port.tx_queue_count()
+            device.port.tx_queue_count()
         );
-        let started = Instant::now();
-        while !port.link_up() {
-            if stop.load(Ordering::Relaxed) {
-                return Ok(None);
-            }
-            anyhow::ensure!(
-                started.elapsed() < LINK_TIMEOUT,
-                "port {}: link still down after {LINK_TIMEOUT:?} (is the peer running?)",
-                config.device_id
-            );
-            std::thread::sleep(LINK_POLL);
+        if !device
+            .wait_link(LINK_TIMEOUT, stop)
+            .context("waiting for the link (is the peer running?)")?
+        {
+            return Ok(None);
         }
         eprintln!("psp-app: link up");
+        let Device { port, eal } = device;
         let report = serve(prepared, port, stop)?;
         // The port is closed once the runner returns; the EAL goes last.
         drop(eal);

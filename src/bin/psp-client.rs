@@ -535,9 +535,9 @@ fn run_dpdk(
     plan: &Plan,
     out_dir: Option<&Path>,
 ) -> Result<RunOutcome> {
-    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
 
-    use psp::dpdk::{Eal, EthPort, Mempool, MempoolConfig, PortConfig};
+    use psp::dpdk::{Device, DeviceConfig, PortConfig};
 
     let config = config.context("--transport dpdk needs --config-path with network.eal_init")?;
     ensure!(
@@ -566,32 +566,28 @@ fn run_dpdk(
              over memif: give --workers N or --rx-queues N+1"
         );
     }
-    let eal = Eal::init(&config.eal_init)
-        .with_context(|| format!("network.eal_init = {:?}", config.eal_init))?;
-    let available = EthPort::count_available();
-    ensure!(
-        config.device_id < available,
-        "network.device_id = {}: the EAL probed {available} port(s) (add a --vdev such as \
-         net_memif0,role=client,socket=/tmp/psp.sock to network.eal_init)",
-        config.device_id
-    );
-    let pool = Arc::new(
-        Mempool::new(&eal, &MempoolConfig::named("psp_client_mbufs"))
-            .context("creating the mbuf pool (with --no-huge, give -m 256 or more)")?,
-    );
     // memif pairs queue i with the peer's queue i, and its server side refuses more client TX
     // rings than it has RX queues (1: the dispatcher's): 1 TX queue, 1 + workers RX queues.
     let mut port_config = PortConfig::server(config.device_id, 0);
     port_config.rx_queues = rx_queues;
     port_config.tx_queues = 1;
-    let mut port = EthPort::start(&eal, pool, &port_config)
-        .with_context(|| format!("starting DPDK port {}", config.device_id))?;
+    let device = Device::open(&DeviceConfig {
+        eal_args: &config.eal_init,
+        prefix_stem: "psp-client",
+        pool_name: "psp_client_mbufs",
+        port: port_config,
+    })?;
     eprintln!(
         "psp-client: DPDK port {} with {rx_queues} RX queue(s); waiting for the link",
         config.device_id
     );
-    port.wait_link_up(Duration::from_secs_f64(args.link_timeout_s))
+    device
+        .wait_link(
+            Duration::from_secs_f64(args.link_timeout_s),
+            &AtomicBool::new(false),
+        )
         .context("waiting for the DPDK link (is the server running?)")?;
+    let Device { mut port, eal } = device;
     eprintln!("psp-client: link up; sending to {:?}", args.ip);
     // memif and ring do not filter by MAC: network.mac, when given, is what we send from.
     let local = Endpoint::new(

@@ -12,8 +12,8 @@
 //! - [`register_current_thread`]: makes a non-EAL (Rust) thread an lcore (call after pinning).
 //! - [`with_unique_file_prefix`]: adds `--file-prefix <stem>-<pid>` to EAL arguments that set
 //!   none, so two DPDK processes never collide on `/var/run/dpdk/rte`.
-//! - [`peer`]: a closed-loop request peer and a scheduler-less echo over any port (the
-//!   counterparts of `psp-app` in tests and `benches/echo_rtt.rs`).
+//! - [`Device`]: EAL + mbuf pool + one started port, the set-up every binary needs, in one
+//!   call.
 //!
 //! Invariants: every `unsafe` block in the crate lives under this module and carries a
 //! `// SAFETY:` comment; everything DPDK allocates is owned by one Rust value whose `Drop`
@@ -27,15 +27,16 @@
 //! one process: queue pairing, peer against raw echo) and `tests/e2e_memif.rs` (psp-app and a
 //! peer as separate processes).
 
+mod device;
 mod eal;
 mod ethdev;
 mod mbuf;
 mod mempool;
-pub mod peer;
 pub mod sys;
 
 use std::ffi::CStr;
 
+pub use device::{Device, DeviceConfig, DeviceError};
 pub use eal::{current_lcore, register_current_thread, with_unique_file_prefix, Eal};
 pub use ethdev::{DpdkPort, DpdkRxQueue, DpdkTxQueue, EthPort, PortConfig};
 pub use mbuf::Mbuf;
