@@ -18,3 +18,4 @@
 pub mod dpdk;
 pub mod exit;
 pub mod live;
+pub mod top;
