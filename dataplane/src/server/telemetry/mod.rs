@@ -419,3 +419,92 @@ impl TelemetryRun {
         }
     }
 }
+
+/// Telemetry's dispatcher-side work driven alone, for `benches/telemetry.rs` (which measures
+/// it per request without the noise of a whole server on a shared machine). Not an API.
+#[doc(hidden)]
+pub mod bench {
+    use std::sync::Arc;
+
+    use crossbeam_utils::CachePadded;
+    use psp_scheduler::{Policy, RequestTypeSpec, Scheduler, SchedulerConfig};
+
+    use super::window::{SnapshotPool, WindowRecorder};
+    use super::WorkerBusy;
+    use crate::server::report::{DispatcherReport, TypeReport};
+    use crate::wire::DropCounters;
+
+    /// A recorder with `types` types and `workers` workers, and the counters it reads.
+    pub struct RecorderBench {
+        recorder: WindowRecorder,
+        pool: Arc<SnapshotPool>,
+        report: DispatcherReport,
+        drops: DropCounters,
+        scheduler: Scheduler,
+    }
+
+    impl RecorderBench {
+        /// A fresh recorder (windows of `interval_ns`).
+        pub fn new(types: usize, workers: usize, interval_ns: u64) -> Self {
+            let specs: Vec<RequestTypeSpec> = (0..types)
+                .map(|t| RequestTypeSpec::new(format!("T{t}"), t as u32 + 1))
+                .collect();
+            let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
+            let scheduler = Scheduler::new(SchedulerConfig::new(workers, specs, Policy::Cfcfs))
+                .expect("valid bench scheduler");
+            let busy: Arc<super::WorkerBusySlots> = (0..workers)
+                .map(|_| CachePadded::new(WorkerBusy::default()))
+                .collect();
+            let pool = Arc::new(SnapshotPool::new(types + 1, workers));
+            let mut per_type: Vec<TypeReport> =
+                names.iter().map(|n| TypeReport::new(n, None)).collect();
+            per_type.push(TypeReport::new("UNKNOWN", None));
+            Self {
+                recorder: WindowRecorder::new(
+                    interval_ns,
+                    0,
+                    names,
+                    busy,
+                    Arc::clone(&pool),
+                    std::thread::current(),
+                ),
+                pool,
+                report: DispatcherReport {
+                    per_type,
+                    ..DispatcherReport::default()
+                },
+                drops: DropCounters::new(),
+                scheduler,
+            }
+        }
+
+        /// What the dispatcher adds per request: the loop's window check, the arrival's queue
+        /// depth and the completion's service time. Returns whether the window is due.
+        #[inline]
+        pub fn on_request(
+            &mut self,
+            now_ns: u64,
+            slot: usize,
+            depth: u64,
+            service_ns: u64,
+        ) -> bool {
+            self.recorder.on_depth(slot, depth);
+            self.recorder.on_service(slot, service_ns);
+            self.recorder.due(now_ns)
+        }
+
+        /// Closes the window at `now_ns`.
+        pub fn close(&mut self, now_ns: u64) {
+            self.recorder
+                .close(now_ns, &self.report, &self.drops, &self.scheduler);
+        }
+
+        /// The writer's part: renders nothing, returns the closed snapshots to the pool.
+        pub fn recycle(&mut self) {
+            while let Some(mut snapshot) = self.pool.full.pop() {
+                snapshot.recycle();
+                let _ = self.pool.free.push(snapshot);
+            }
+        }
+    }
+}
