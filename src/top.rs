@@ -5,7 +5,8 @@
 //! completion rates, drops, service p50/p99 and deepest queue; per worker the busy share; the
 //! dispatcher's utilisation; and DARC's plan. It ends when the server stops (the stream ends).
 //! `--once` asks for the latest window (`{"cmd": "snapshot"}`), waits for the first one if the
-//! server has not closed any yet, prints it and exits.
+//! server has not closed any yet, prints it and exits. `--send JSON` sends one command (e.g.
+//! `{"cmd": "stop"}`) and prints the reply.
 //!
 //! The line format is `psp_dataplane::server::TelemetryLine`, the one definition the server
 //! writes. Tested: [`render`] below; `tests/control_udp.rs` runs `psp top --once` against a
@@ -33,7 +34,11 @@ pub struct TopArgs {
     /// Print one snapshot and exit.
     #[arg(long)]
     pub once: bool,
-    /// With --once: seconds to wait for the server's answer (and its first window).
+    /// Send one JSON command (e.g. '{"cmd": "stop"}'), print the server's reply and exit
+    /// (status 1 if it is an error).
+    #[arg(long, value_name = "JSON", conflicts_with = "once")]
+    pub send: Option<String>,
+    /// With --once or --send: seconds to wait for the server's answer (and its first window).
     #[arg(long, default_value_t = 5.0, value_name = "SECONDS")]
     pub timeout_s: f64,
 }
@@ -45,6 +50,14 @@ pub fn run(args: &TopArgs) -> Result<()> {
         .filter(|t| !t.is_zero())
         .with_context(|| format!("--timeout-s {}: expected seconds > 0", args.timeout_s))?;
     let mut stdout = std::io::stdout().lock();
+    if let Some(command) = &args.send {
+        let reply = send(&args.socket, command, timeout)?;
+        writeln!(stdout, "{reply}")?;
+        if reply["ok"] != true {
+            bail!("the server refused the command: {}", reply["error"]);
+        }
+        return Ok(());
+    }
     if args.once {
         let line = snapshot(&args.socket, timeout)?;
         stdout.write_all(render(&line, &args.socket).as_bytes())?;
@@ -134,6 +147,33 @@ pub fn snapshot(socket: &Path, timeout: Duration) -> Result<TelemetryLine> {
         "no telemetry window from {} within {timeout:?}",
         socket.display()
     )
+}
+
+/// Sends one command line and returns the server's reply (telemetry lines are skipped).
+pub fn send(socket: &Path, command: &str, timeout: Duration) -> Result<Value> {
+    anyhow::ensure!(
+        !command.contains('\n'),
+        "--send {command:?}: one command, on one line"
+    );
+    let started = Instant::now();
+    let mut stream = connect(socket)?;
+    stream.set_read_timeout(Some(timeout))?;
+    writeln!(stream, "{command}").context("sending the command")?;
+    let mut reader = BufReader::new(stream);
+    let mut text = String::new();
+    while started.elapsed() < timeout {
+        text.clear();
+        let n = reader
+            .read_line(&mut text)
+            .with_context(|| format!("no answer from {} within {timeout:?}", socket.display()))?;
+        if n == 0 {
+            bail!("{}: the server closed the socket", socket.display());
+        }
+        if window_line(&text)?.is_none() {
+            return Ok(serde_json::from_str(&text)?);
+        }
+    }
+    bail!("no answer from {} within {timeout:?}", socket.display())
 }
 
 /// `n / seconds`, formatted.

@@ -186,6 +186,26 @@ fn control_socket_streams_telemetry_answers_commands_and_stops_the_server() {
     let mut commands = writer.join().expect("writer thread");
     // Still serving.
     send_requests(&udp, &addr, 200..250);
+    // psp top --send: an unknown command is an error naming the field, exit status 1.
+    let send_args: Vec<String> = vec![
+        "top".into(),
+        "--socket".into(),
+        socket_path.display().to_string(),
+        "--send".into(),
+        "{\"cmd\": \"dance\"}".into(),
+    ];
+    let mut send = Proc::spawn("send", env!("CARGO_BIN_EXE_psp").as_ref(), &send_args, &dir);
+    assert_eq!(send.wait(PROCESS_TIMEOUT).code(), Some(1));
+    assert!(
+        send.stdout_text().contains("\"ok\":false"),
+        "{}",
+        send.stdout_text()
+    );
+    assert!(
+        send.stderr_text().contains("cmd: unknown command"),
+        "{}",
+        send.stderr_text()
+    );
 
     // Stop over the socket: drain, summary, clean exit, socket removed.
     writeln!(commands, "{{\"cmd\": \"stop\"}}").unwrap();
@@ -198,8 +218,9 @@ fn control_socket_streams_telemetry_answers_commands_and_stops_the_server() {
     ServerAccounting::from_summary(&summary).assert_all_sent_counted(251);
     assert!(
         summary.contains(&format!(
-            "2 client(s) (0 refused), {} command(s), {MALFORMED} error(s)",
-            MALFORMED + 2
+            "3 client(s) (0 refused), {} command(s), {} error(s)",
+            MALFORMED + 3,
+            MALFORMED + 1
         )),
         "{summary}"
     );
