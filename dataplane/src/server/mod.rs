@@ -15,6 +15,9 @@
 //!   swapped), transmits it on its
 //!   own queue and sends a completion back on its own ring. At most one job per worker is ever
 //!   outstanding (the scheduler's rule), so rings of [`JOB_RING_SLOTS`] never fill.
+//! - With [`ServerOptions::telemetry`], the dispatcher closes a window every interval and hands
+//!   it, through a lock-free snapshot pool, to a writer thread (JSON lines to a file and to the
+//!   control socket's clients; socket threads take commands): see [`telemetry`].
 //! - Each thread polls; when a poll finds nothing it follows the [`IdleStrategy`].
 //! - Time is a monotonic ns clock ([`Clock`]: the TSC where invariant, zero at start) passed to the
 //!   scheduler.

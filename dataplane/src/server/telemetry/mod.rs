@@ -28,7 +28,8 @@
 //! Summed over all windows of a run (the last one is closed after the drain), per type the
 //! arrivals, completions and drops equal the server report's totals. Tested in
 //! `server/tests.rs` (`telemetry_windows_add_up_to_the_report`, control socket tests) and end
-//! to end in `tests/control_udp.rs`; the cost is measured by `benches/dispatcher_loop.rs`.
+//! to end in `tests/control_udp.rs`; the cost is measured by `benches/telemetry.rs` (the
+//! dispatcher's share alone) and `benches/dispatcher_loop.rs` (a whole server, off and on).
 
 pub(crate) mod control;
 pub(crate) mod window;
@@ -139,6 +140,28 @@ impl WorkerBusy {
             }
         }
         self.busy_ns.load(Ordering::Acquire)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::WorkerBusy;
+
+    #[test]
+    fn busy_time_counts_finished_jobs_and_the_running_one() {
+        let busy = WorkerBusy::default();
+        assert_eq!(busy.busy_until(1_000), 0);
+        busy.start(100);
+        assert_eq!(busy.busy_until(150), 50, "the running job so far");
+        busy.finish(70);
+        assert_eq!(busy.busy_until(10_000), 70, "idle: finished jobs only");
+        busy.start(20_000);
+        assert_eq!(busy.busy_until(20_005), 75);
+        assert_eq!(
+            busy.busy_until(10),
+            70,
+            "a reader behind the worker's clock adds nothing"
+        );
     }
 }
 
