@@ -124,6 +124,8 @@ fn control_socket_streams_telemetry_answers_commands_and_stops_the_server() {
     let mut commands = stream.try_clone().unwrap();
     let mut reader = BufReader::new(stream);
 
+    // A first window proves the subscription: every later window reaches this client.
+    next_line(&mut reader, true);
     // Requests, and the windows that count them.
     let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
     udp.set_read_timeout(Some(READ_TIMEOUT)).unwrap();

@@ -34,7 +34,7 @@ fn telemetry_options(
 ) -> ServerOptions {
     let mut opts = options(policy, 2);
     opts.telemetry = Some(TelemetryOptions {
-        interval: Duration::from_millis(20),
+        interval: Duration::from_millis(50),
         file,
         control_socket: socket,
     });
@@ -56,7 +56,7 @@ fn telemetry_windows_add_up_to_the_report() {
         let requests: Vec<(u32, u32)> = (0..50).map(|i| (batch * 50 + i, 1 + i % 2)).collect();
         run.client.send(&requests);
         answered += run.client.collect(50).len();
-        std::thread::sleep(Duration::from_millis(30));
+        std::thread::sleep(Duration::from_millis(60));
     }
     let (_, report) = run.stop();
     assert_eq!(answered, 200, "{report}");
@@ -176,6 +176,8 @@ fn control_socket_streams_answers_errors_and_stops() {
     assert_eq!(mode, 0o600);
     let mut writer = stream.try_clone().unwrap();
     let mut reader = BufReader::new(stream);
+    // A first window proves the subscription: every later window reaches this client.
+    read_until(&mut reader, |v| v["kind"] == "window");
     run.client.send(&mixed_requests(30));
     assert_eq!(run.client.collect(30).len(), 30);
     // Streaming: windows arrive until one has seen the requests.
