@@ -6,8 +6,9 @@
 //! - `{"cmd": "snapshot"}` → `{"ok": true, "cmd": "snapshot", "window": <latest line or null>}`;
 //! - `{"cmd": "stop"}` → `{"ok": true, "cmd": "stop"}`, then the server drains and stops as on
 //!   SIGINT (the command sets the same flag, which the dispatcher reads once per iteration);
-//! - anything else (not JSON, not an object, no or unknown `cmd`, an extra field, a line over
-//!   [`MAX_COMMAND_BYTES`]) → an error reply; the server keeps serving.
+//! - anything else (not JSON, not an object, no or unknown `cmd`, an extra field) → an error
+//!   reply; the server keeps serving. A line over [`MAX_COMMAND_BYTES`] → an error reply, and
+//!   the client is disconnected once its queue is written.
 //!
 //! Threads: one accepts (non-blocking, polled), and each client has a reader (commands) and a
 //! writer (its bounded queue of lines and replies, written with a timeout, so a client that
@@ -173,13 +174,19 @@ fn serve_client(stream: UnixStream, hub: &Hub, shutdown: &AtomicBool, stop: &Arc
     let _ = stream.set_nonblocking(false);
     let _ = out.set_write_timeout(Some(WRITE_TIMEOUT));
     let writer_stop = Arc::clone(stop);
+    // Set when this client is to be disconnected once its queue is written.
+    let closing = Arc::new(AtomicBool::new(false));
+    let writer_closing = Arc::clone(&closing);
     let writer = std::thread::Builder::new()
         .name("psp-control-out".into())
         .spawn(move || {
             loop {
                 let message = match rx.recv_timeout(POLL) {
                     Ok(message) => message,
-                    Err(RecvTimeoutError::Timeout) if !writer_stop.load(Ordering::Acquire) => {
+                    Err(RecvTimeoutError::Timeout)
+                        if !writer_stop.load(Ordering::Acquire)
+                            && !writer_closing.load(Ordering::Acquire) =>
+                    {
                         continue
                     }
                     Err(_) => break,
@@ -202,9 +209,20 @@ fn serve_client(stream: UnixStream, hub: &Hub, shutdown: &AtomicBool, stop: &Arc
         return;
     };
     hub.subscribe(tx.clone());
-    read_commands(&stream, &tx, hub, shutdown, stop);
+    if read_commands(&stream, &tx, hub, shutdown, stop) == ReaderEnd::Disconnect {
+        closing.store(true, Ordering::Release);
+    }
     drop(tx);
     let _ = writer.join();
+}
+
+/// Why a client's reader ended.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum ReaderEnd {
+    /// EOF (the client may still read the stream) or the server stops.
+    KeepStreaming,
+    /// An over-long line or a broken connection: disconnect once the queue is written.
+    Disconnect,
 }
 
 /// Reads command lines until EOF, an error, an over-long line or `stop`; queues each reply.
@@ -214,14 +232,14 @@ fn read_commands(
     hub: &Hub,
     shutdown: &AtomicBool,
     stop: &AtomicBool,
-) {
+) -> ReaderEnd {
     let _ = stream.set_read_timeout(Some(POLL));
     let mut reader = BufReader::new(stream);
     let mut line = Vec::with_capacity(256);
     while !stop.load(Ordering::Acquire) {
         let room = (MAX_COMMAND_BYTES + 1).saturating_sub(line.len()) as u64;
         match reader.by_ref().take(room).read_until(b'\n', &mut line) {
-            Ok(0) if line.is_empty() => return, // EOF
+            Ok(0) if line.is_empty() => return ReaderEnd::KeepStreaming, // EOF
             Ok(_) if line.last() == Some(&b'\n') || line.len() <= MAX_COMMAND_BYTES => {
                 // A whole line, or the last one without its newline at EOF.
                 let text = String::from_utf8_lossy(&line);
@@ -235,7 +253,7 @@ fn read_commands(
                 }
                 line.clear();
                 if tx.send(Outbound::Reply(reply)).is_err() {
-                    return;
+                    return ReaderEnd::Disconnect;
                 }
                 if action == ControlAction::Stop {
                     shutdown.store(true, Ordering::Release);
@@ -247,16 +265,17 @@ fn read_commands(
                 let _ = tx.send(Outbound::Reply(error_reply(format!(
                     "command: longer than {MAX_COMMAND_BYTES} bytes; closing the connection"
                 ))));
-                return;
+                return ReaderEnd::Disconnect;
             }
             Err(e)
                 if matches!(
                     e.kind(),
                     ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
                 ) => {}
-            Err(_) => return,
+            Err(_) => return ReaderEnd::Disconnect,
         }
     }
+    ReaderEnd::KeepStreaming
 }
 
 /// What became of a command, besides its reply.

@@ -234,6 +234,56 @@ fn control_socket_streams_answers_errors_and_stops() {
 }
 
 #[test]
+fn an_over_long_command_is_answered_and_the_client_disconnected() {
+    let dir = Scratch::new("long");
+    let socket = dir.0.join("ctl.sock");
+    let run = start(
+        telemetry_options(Policy::Cfcfs, None, Some(socket.clone())),
+        Duration::ZERO,
+    );
+    let stream = connect(&socket);
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = BufReader::new(stream);
+    writer
+        .write_all(&vec![
+            b'x';
+            crate::server::telemetry::MAX_COMMAND_BYTES + 10
+        ])
+        .unwrap();
+    let reply = read_until(&mut reader, |v| v.get("ok").is_some());
+    assert_eq!(reply["ok"], false);
+    assert!(
+        reply["error"]
+            .as_str()
+            .unwrap()
+            .contains("longer than 4096 bytes"),
+        "{reply}"
+    );
+    // Disconnected: the stream ends (within the read timeout) while the server runs on.
+    let mut rest = String::new();
+    reader
+        .read_to_string(&mut rest)
+        .expect("EOF, not a timeout");
+    assert!(!run.server.is_finished());
+    // Another client is served.
+    let stream = connect(&socket);
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    writeln!(&stream, "{{\"cmd\": \"snapshot\"}}").unwrap();
+    let reply = read_until(&mut reader, |v| v.get("ok").is_some());
+    assert_eq!(reply["ok"], true, "{reply}");
+    let (_, report) = run.stop();
+    let telemetry = report.telemetry.expect("telemetry report");
+    assert_eq!(
+        (
+            telemetry.clients,
+            telemetry.commands,
+            telemetry.command_errors
+        ),
+        (2, 2, 1)
+    );
+}
+
+#[test]
 fn a_bad_control_socket_is_an_error_naming_the_key() {
     let dir = Scratch::new("bad");
     let socket = dir.0.join("missing-dir").join("ctl.sock");
