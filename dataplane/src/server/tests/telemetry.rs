@@ -284,6 +284,41 @@ fn an_over_long_command_is_answered_and_the_client_disconnected() {
 }
 
 #[test]
+fn clients_beyond_the_limit_are_refused_with_an_error() {
+    use crate::server::telemetry::MAX_CONTROL_CLIENTS;
+    let dir = Scratch::new("many");
+    let socket = dir.0.join("ctl.sock");
+    let run = start(
+        telemetry_options(Policy::Cfcfs, None, Some(socket.clone())),
+        Duration::ZERO,
+    );
+    let mut held: Vec<BufReader<UnixStream>> = (0..MAX_CONTROL_CLIENTS)
+        .map(|_| BufReader::new(connect(&socket)))
+        .collect();
+    // Connections are accepted in order: the first ones are served (they stream windows), the
+    // one beyond the limit is refused.
+    let extra = connect(&socket);
+    for reader in &mut held {
+        read_until(reader, |v| v["kind"] == "window");
+    }
+    let mut extra = BufReader::new(extra);
+    let refusal = read_until(&mut extra, |v| v.get("ok").is_some());
+    assert_eq!(refusal["ok"], false);
+    assert!(
+        refusal["error"]
+            .as_str()
+            .unwrap()
+            .contains("clients are connected already"),
+        "{refusal}"
+    );
+    drop(held);
+    let (_, report) = run.stop();
+    let telemetry = report.telemetry.expect("telemetry report");
+    assert_eq!(telemetry.clients, MAX_CONTROL_CLIENTS as u64);
+    assert_eq!(telemetry.clients_refused, 1);
+}
+
+#[test]
 fn a_bad_control_socket_is_an_error_naming_the_key() {
     let dir = Scratch::new("bad");
     let socket = dir.0.join("missing-dir").join("ctl.sock");
