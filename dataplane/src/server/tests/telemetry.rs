@@ -114,12 +114,27 @@ fn telemetry_windows_add_up_to_the_report() {
         .min()
         .expect("some window served requests");
     assert!(p50 >= 40_000, "p50 {p50} ns");
-    let busy: f64 = lines
-        .iter()
-        .flat_map(|l| &l.workers)
-        .map(|w| w.busy_share)
-        .sum();
-    assert!(busy > 0.0, "workers were busy");
+    // Busy shares times window lengths add up to each worker's busy time (to float rounding).
+    for worker in &report.workers {
+        let busy_ns: f64 = lines
+            .iter()
+            .map(|l| l.workers[worker.worker].busy_share * (l.end_ns - l.start_ns) as f64)
+            .sum();
+        assert!(worker.busy_ns > 0, "worker {} was busy", worker.worker);
+        let off = (busy_ns / worker.busy_ns as f64 - 1.0).abs();
+        assert!(
+            off < 1e-6,
+            "worker {}: {busy_ns} vs {}",
+            worker.worker,
+            worker.busy_ns
+        );
+    }
+    let polls: u64 = lines.iter().map(|l| l.dispatcher.polls).sum();
+    let busy_polls: u64 = lines.iter().map(|l| l.dispatcher.busy_polls).sum();
+    assert_eq!(
+        (polls, busy_polls),
+        (report.dispatcher.polls, report.dispatcher.busy_polls)
+    );
     assert!(report.to_string().contains("telemetry: "), "{report}");
 }
 
