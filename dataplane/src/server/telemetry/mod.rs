@@ -56,6 +56,16 @@ pub const DEFAULT_TELEMETRY_INTERVAL: Duration = Duration::from_millis(100);
 /// windows behind before windows are dropped.
 pub const TELEMETRY_POOL_WINDOWS: usize = 8;
 
+/// Upper bound on one per-window service histogram (1 ns – 100 s at 1 %, `u32` counts: 3 968
+/// counters). Checked against the real size in the tests.
+pub const SERVICE_HISTOGRAM_BYTES: u64 = 16 * 1024;
+
+/// Upper bound on what telemetry allocates for `types` request types: the live window and the
+/// pool's snapshots, one service histogram per type slot each (the rest is small).
+pub fn telemetry_memory_bytes(types: usize) -> u64 {
+    ((TELEMETRY_POOL_WINDOWS + 1) * (types + 1)) as u64 * SERVICE_HISTOGRAM_BYTES
+}
+
 /// The file name of the telemetry log beside the windows log.
 pub const TELEMETRY_FILE: &str = "telemetry.jsonl";
 
@@ -146,6 +156,13 @@ impl WorkerBusy {
 #[cfg(test)]
 mod tests {
     use super::WorkerBusy;
+
+    #[test]
+    fn the_histogram_bound_holds() {
+        let counters = super::window::service_histogram().distinct_values() as u64;
+        assert_eq!(counters, 3_968, "the count the docs give");
+        assert!(counters * 4 <= super::SERVICE_HISTOGRAM_BYTES);
+    }
 
     #[test]
     fn busy_time_counts_finished_jobs_and_the_running_one() {
