@@ -263,8 +263,15 @@ pub fn render(line: &TelemetryLine, socket: &Path) -> String {
                 groups.join("  ")
             );
         }
+        None if line.policy.starts_with("darc") => {
+            let _ = writeln!(out, "plan           none yet (DARC is profiling)");
+        }
         None => {
-            let _ = writeln!(out, "plan           none");
+            let _ = writeln!(
+                out,
+                "plan           none ({} reserves no workers)",
+                line.policy
+            );
         }
     }
     if !line.parse_drops.is_empty() {
