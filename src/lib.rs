@@ -8,7 +8,8 @@
 //! Tested by the root integration tests: `tests/dpdk_ring.rs` and `tests/dpdk_memif.rs` (the
 //! DPDK wrappers in one process), `tests/e2e_udp.rs` and `tests/e2e_memif.rs` (`psp-app` against
 //! a request peer), `tests/client_server_udp.rs` and `tests/client_server_memif.rs` (`psp-app`
-//! against `psp-client`); the DPDK ones need the `dpdk` feature.
+//! against `psp-client`), `tests/control_udp.rs` (`psp-app`'s control socket and `psp top`); the
+//! DPDK ones need the `dpdk` feature.
 
 #![deny(unsafe_code)]
 #![deny(clippy::undocumented_unsafe_blocks)]
@@ -19,3 +20,4 @@ pub mod dpdk;
 pub mod exit;
 pub mod live;
 pub mod peer;
+pub mod top;

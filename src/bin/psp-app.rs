@@ -6,7 +6,10 @@
 //! ```
 //! The config is validated before the EAL starts (errors name the key and value). SIGINT or
 //! SIGTERM stops RX; the server drains, prints its counters and the port's, and releases the
-//! EAL (its runtime files included), so a second run can follow at once.
+//! EAL (its runtime files included), so a second run can follow at once. With `log_dir` or
+//! `psp.control.socket`, telemetry windows go to `log_dir/<label>/server/telemetry.jsonl` and the
+//! control socket, which also takes commands (`{"cmd": "stop"}` stops as SIGINT does; see
+//! `psp top`).
 //!
 //! Hidden subcommands, for tests and benchmarks (DPDK builds only; EAL arguments after `--`):
 //! - `psp-app peer [options] -- <EAL args>`: a closed-loop request peer (memif client) that

@@ -1,6 +1,6 @@
 //! `psp`: tools — the simulator (`sim`), DARC's plan (`plan`), the allocation search (`search`),
-//! `live` (the experiment on real processes: `psp::live`)
-//! and `merge`, which combines several psp-client runs' histograms exactly.
+//! `live` (the experiment on real processes: `psp::live`), `top` (a running server's numbers
+//! from its control socket: `psp::top`) and `merge`, which combines several psp-client runs' histograms exactly.
 //! The simulator's logic lives in `psp_sim::cli` and the merge in `psp_client::merge`; this is
 //! only the entry point.
 
@@ -29,6 +29,9 @@ enum Command {
     /// Merge several psp-client output directories (multi-machine runs): histograms are added,
     /// never percentiles averaged; writes summary.json, *.hlog, traces_hist and traces_rates.
     Merge(MergeArgs),
+    /// Show a running server's numbers from its control socket (psp.control.socket), refreshed
+    /// every telemetry window; --once prints one snapshot and exits.
+    Top(psp::top::TopArgs),
 }
 
 /// `psp merge`.
@@ -62,5 +65,6 @@ fn run() -> anyhow::Result<()> {
         Command::Sim(c) => psp_sim::cli::run(c),
         Command::Merge(args) => merge(&args),
         Command::Live(args) => psp::live::run(&args),
+        Command::Top(args) => psp::top::run(&args),
     }
 }

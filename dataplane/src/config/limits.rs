@@ -125,6 +125,10 @@ impl ServerConfig {
             let rows = crate::server::MAX_WINDOWS.saturating_mul(n_types);
             items.push(("windows log", times(rows, WINDOW_ROW_BYTES)));
         }
+        if self.log_dir.is_some() || self.control_socket.is_some() {
+            let bytes = crate::server::telemetry::telemetry_memory_bytes(n_types);
+            items.push(("psp.telemetry windows", bytes));
+        }
         items.sort_by_key(|item| std::cmp::Reverse(item.1));
         MemoryEstimate { items }
     }

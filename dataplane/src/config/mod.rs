@@ -29,6 +29,8 @@
 //!   rx_burst: 32
 //!   pending_slots: 8192
 //!   drain_timeout_ms: 1000
+//!   telemetry: {interval_ms: 100}   # one JSON line per window (log_dir and/or the socket)
+//!   control: {socket: /tmp/psp.ctl} # Unix socket: telemetry stream + JSON commands
 //! ```
 //!
 //! Units: `mean_ns` and `deadline` are nanoseconds (`deadline_ns` is accepted as an alias).
@@ -193,6 +195,10 @@ pub struct ServerConfig {
     pub pending_slots: Option<usize>,
     /// `psp.drain_timeout_ms`, if given.
     pub drain_timeout: Option<Duration>,
+    /// `psp.telemetry.interval_ms`, if given.
+    pub telemetry_interval: Option<Duration>,
+    /// `psp.control.socket`, if given (its directory existed at validation).
+    pub control_socket: Option<PathBuf>,
     /// Keys that were accepted but have no effect here (printed at start-up).
     pub warnings: Vec<String>,
 }
@@ -261,6 +267,49 @@ fn check_darc_params(params: &DarcParams) -> Result<(), ConfigError> {
         }
         other => ConfigError::invalid("psp.darc", "", other.to_string()),
     })
+}
+
+/// Longest telemetry window: one minute.
+pub const MAX_TELEMETRY_INTERVAL_MS: u64 = 60_000;
+/// Longest Unix socket path: `sun_path` holds 108 bytes with the terminating NUL (unix(7)).
+pub const MAX_SOCKET_PATH_BYTES: usize = 107;
+
+fn check_telemetry_interval(ms: u64) -> Result<Duration, ConfigError> {
+    if !(1..=MAX_TELEMETRY_INTERVAL_MS).contains(&ms) {
+        return Err(ConfigError::invalid(
+            "psp.telemetry.interval_ms",
+            ms,
+            format!("must be between 1 and {MAX_TELEMETRY_INTERVAL_MS}"),
+        ));
+    }
+    Ok(Duration::from_millis(ms))
+}
+
+fn check_control_socket(text: &str) -> Result<PathBuf, ConfigError> {
+    let key = "psp.control.socket";
+    let path = PathBuf::from(text.trim());
+    if path.as_os_str().is_empty() {
+        return Err(ConfigError::invalid(key, format!("{text:?}"), "empty path"));
+    }
+    if path.as_os_str().len() > MAX_SOCKET_PATH_BYTES {
+        return Err(ConfigError::invalid(
+            key,
+            format!("{text:?}"),
+            format!("longer than {MAX_SOCKET_PATH_BYTES} bytes (the Unix socket limit)"),
+        ));
+    }
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if !dir.is_dir() {
+        return Err(ConfigError::invalid(
+            key,
+            format!("{text:?}"),
+            format!("directory {} does not exist", dir.display()),
+        ));
+    }
+    Ok(path)
 }
 
 fn parse_ip(key: &str, text: &str) -> Result<Ipv4Addr, ConfigError> {

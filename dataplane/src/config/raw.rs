@@ -18,8 +18,9 @@ use super::limits::{
     MAX_RX_BURST,
 };
 use super::{
-    check_darc_params, check_scheduler, check_workers, parse_ip, parse_mac, parse_policy,
-    request_type_id, ConfigError, IdleMode, ServerConfig, WorkerKind, RATIO_SUM_TOLERANCE,
+    check_control_socket, check_darc_params, check_scheduler, check_telemetry_interval,
+    check_workers, parse_ip, parse_mac, parse_policy, request_type_id, ConfigError, IdleMode,
+    ServerConfig, WorkerKind, RATIO_SUM_TOLERANCE,
 };
 use crate::app::{AppConfig, AppKind, SpinMode};
 use crate::wire::{Endpoint, ParseOptions};
@@ -137,6 +138,23 @@ struct Psp {
     pending_slots: Option<usize>,
     #[serde(default)]
     drain_timeout_ms: Option<u64>,
+    #[serde(default)]
+    telemetry: Option<Telemetry>,
+    #[serde(default)]
+    control: Option<Control>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct Telemetry {
+    #[serde(default)]
+    interval_ms: Option<u64>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct Control {
+    socket: String,
 }
 
 #[derive(Deserialize, Debug)]
@@ -426,6 +444,20 @@ impl ServerFile {
             }
         }
 
+        let telemetry_interval = self
+            .psp
+            .telemetry
+            .as_ref()
+            .and_then(|t| t.interval_ms)
+            .map(check_telemetry_interval)
+            .transpose()?;
+        let control_socket = self
+            .psp
+            .control
+            .as_ref()
+            .map(|c| check_control_socket(&c.socket))
+            .transpose()?;
+
         Ok(ServerConfig {
             dispatcher_cpu: self.cpus[0],
             worker_cpus: self.cpus[1..=number].to_vec(),
@@ -443,6 +475,8 @@ impl ServerFile {
             rx_burst: self.psp.rx_burst,
             pending_slots: self.psp.pending_slots,
             drain_timeout: self.psp.drain_timeout_ms.map(Duration::from_millis),
+            telemetry_interval,
+            control_socket,
             warnings,
         })
     }

@@ -644,3 +644,66 @@ fn mem_available_is_read_from_meminfo() {
     assert_eq!(limits::parse_mem_available(meminfo), Some(12345 * 1024));
     assert_eq!(limits::parse_mem_available("MemTotal: 1 kB\n"), None);
 }
+
+#[test]
+fn telemetry_and_control_keys_are_parsed_and_checked() {
+    let dir = std::env::temp_dir();
+    let socket = dir.join(format!("psp-cfg-{}.sock", std::process::id()));
+    let text = format!(
+        "{BASE}psp:\n  telemetry: {{interval_ms: 250}}\n  control: {{socket: {}}}\n",
+        socket.display()
+    );
+    let config = ServerConfig::from_yaml_str(&text).unwrap();
+    assert_eq!(config.telemetry_interval, Some(Duration::from_millis(250)));
+    assert_eq!(config.control_socket.as_deref(), Some(socket.as_path()));
+    let base = ServerConfig::from_yaml_str(BASE).unwrap();
+    assert_eq!((base.telemetry_interval, base.control_socket), (None, None));
+
+    for ms in ["0", "60001"] {
+        assert_rejects(
+            &format!("{BASE}psp: {{telemetry: {{interval_ms: {ms}}}}}\n"),
+            "psp.telemetry.interval_ms",
+            ms,
+        );
+    }
+    assert_rejects(
+        &format!("{BASE}psp: {{telemetry: {{period_ms: 5}}}}\n"),
+        "period_ms",
+        "unknown field",
+    );
+    assert_rejects(
+        &format!("{BASE}psp: {{control: {{path: /tmp/x}}}}\n"),
+        "path",
+        "unknown field",
+    );
+    assert_rejects(
+        &format!("{BASE}psp: {{control: {{socket: /no/such/dir/ctl.sock}}}}\n"),
+        "psp.control.socket",
+        "directory /no/such/dir does not exist",
+    );
+    let long = format!("/tmp/{}", "s".repeat(120));
+    assert_rejects(
+        &format!("{BASE}psp: {{control: {{socket: {long}}}}}\n"),
+        "psp.control.socket",
+        "longer than 107 bytes",
+    );
+}
+
+#[test]
+fn telemetry_runs_when_it_has_a_sink() {
+    use crate::server::{ServerOptions, DEFAULT_TELEMETRY_INTERVAL};
+    let none = ServerConfig::from_yaml_str(BASE).unwrap();
+    assert_eq!(ServerOptions::from_config(&none, "l").telemetry, None);
+    let logged = ServerConfig::from_yaml_str(&format!("{BASE}log_dir: /tmp/psp-logs\n")).unwrap();
+    let telemetry = ServerOptions::from_config(&logged, "run1")
+        .telemetry
+        .expect("log_dir → telemetry file");
+    assert_eq!(telemetry.interval, DEFAULT_TELEMETRY_INTERVAL);
+    assert_eq!(
+        telemetry.file.as_deref(),
+        Some(std::path::Path::new(
+            "/tmp/psp-logs/run1/server/telemetry.jsonl"
+        ))
+    );
+    assert_eq!(telemetry.control_socket, None);
+}

@@ -13,6 +13,7 @@ use super::idle::Idler;
 use super::report::{DispatcherReport, TypeReport};
 use super::slab::PendingSlab;
 use super::stages::DispatcherStages;
+use super::telemetry::window::{RecorderCounts, WindowRecorder};
 use super::windows::WindowsLog;
 use super::worker::{Done, Job};
 use super::{Clock, ServerOptions};
@@ -51,6 +52,8 @@ pub(crate) struct Dispatcher<R: RxQueue, T: TxQueue<Buf = R::Buf>, C> {
     slab: PendingSlab<Job<R::Buf>>,
     drain_timeout_ns: u64,
     windows: Option<WindowsLog>,
+    /// The live telemetry window, when telemetry runs.
+    telemetry: Option<WindowRecorder>,
     report: DispatcherReport,
     drops: DropCounters,
     in_flight: u64,
@@ -110,6 +113,7 @@ where
             slab: PendingSlab::new(options.pending_slots),
             drain_timeout_ns: u64::try_from(options.drain_timeout.as_nanos()).unwrap_or(u64::MAX),
             windows,
+            telemetry: None,
             report: DispatcherReport {
                 stages: DispatcherStages::new(per_type.len()),
                 per_type,
@@ -119,6 +123,14 @@ where
             scheduler,
             in_flight: 0,
         }
+    }
+
+    /// Records telemetry windows with `recorder` (and gives it the current plan, if any).
+    pub(crate) fn with_telemetry(&mut self, mut recorder: WindowRecorder) {
+        if let Some(plan) = self.scheduler.plan() {
+            recorder.set_plan(plan);
+        }
+        self.telemetry = Some(recorder);
     }
 
     /// Runs until `shutdown` is set and the drain ends (every queued and in-flight request
@@ -166,6 +178,11 @@ where
             self.poll_plan_updates();
             self.report.polls += 1;
             self.report.busy_polls += u64::from(worked);
+            if let Some(telemetry) = &mut self.telemetry {
+                if telemetry.due(now_ns) {
+                    telemetry.close(now_ns, &self.report, &self.drops, &self.scheduler);
+                }
+            }
             last_worked = worked;
             if worked {
                 self.idle.busy();
@@ -182,10 +199,17 @@ where
     /// at the drain deadline (every worker finishes the job it holds before it exits), discards
     /// and counts what reached RX meanwhile, and returns the counters and the windows log
     /// (DARC policies only).
-    pub(crate) fn finish(mut self) -> (DispatcherReport, Option<WindowsLog>) {
+    pub(crate) fn finish(
+        mut self,
+    ) -> (DispatcherReport, Option<WindowsLog>, Option<RecorderCounts>) {
         let now_ns = self.clock.now_ns();
         while self.poll_completions(now_ns) {}
         self.discard_rx_left_at_stop();
+        // The last window, so that the windows add up to the report.
+        let telemetry = self.telemetry.as_mut().map(|telemetry| {
+            telemetry.close(now_ns, &self.report, &self.drops, &self.scheduler);
+            telemetry.counts()
+        });
         // A dispatched request whose completion never came: its worker panicked, or the job
         // stalled in front of a full ring.
         self.report.in_flight_lost = self.in_flight;
@@ -193,7 +217,7 @@ where
         self.report.parse_drops = self.drops.clone();
         self.report.scheduler = self.scheduler.counters().clone();
         self.report.final_queued = self.scheduler.queued() as u64;
-        (self.report, self.windows)
+        (self.report, self.windows, telemetry)
     }
 
     /// Reads what is left in the RX queue once serving has stopped and frees it, counted in
@@ -248,6 +272,7 @@ where
                         Ok(token) => token,
                         Err(_dropped) => {
                             self.report.slab_full_drops += 1;
+                            self.report.per_type[slot].slab_full += 1;
                             continue;
                         }
                     };
@@ -256,6 +281,9 @@ where
                             let depth = self.scheduler.queue_len(ty) as u64;
                             let stats = &mut self.report.per_type[slot];
                             stats.queue_depth_hwm = stats.queue_depth_hwm.max(depth);
+                            if let Some(telemetry) = &mut self.telemetry {
+                                telemetry.on_depth(slot, depth);
+                            }
                         }
                         Err(rejected) => {
                             drop(self.slab.take(rejected.token));
@@ -320,6 +348,9 @@ where
                     self.report.completed += 1;
                     if let Some(log) = &mut self.windows {
                         log.on_completion(completed.ty);
+                    }
+                    if let Some(telemetry) = &mut self.telemetry {
+                        telemetry.on_service(slot, completion.service_ns);
                     }
                 }
                 Err(_) => self.report.spurious_completions += 1,
@@ -386,6 +417,9 @@ where
             self.report.plan_updates += 1;
             if let Some(log) = &mut self.windows {
                 log.record(&update);
+            }
+            if let Some(telemetry) = &mut self.telemetry {
+                telemetry.set_plan(&update.plan);
             }
         }
     }

@@ -15,6 +15,9 @@
 //!   swapped), transmits it on its
 //!   own queue and sends a completion back on its own ring. At most one job per worker is ever
 //!   outstanding (the scheduler's rule), so rings of [`JOB_RING_SLOTS`] never fill.
+//! - With [`ServerOptions::telemetry`], the dispatcher closes a window every interval and hands
+//!   it, through a lock-free snapshot pool, to a writer thread (JSON lines to a file and to the
+//!   control socket's clients; socket threads take commands): see [`telemetry`].
 //! - Each thread polls; when a poll finds nothing it follows the [`IdleStrategy`].
 //! - Time is a monotonic ns clock ([`Clock`]: the TSC where invariant, zero at start) passed to the
 //!   scheduler.
@@ -46,6 +49,7 @@ mod report;
 mod report_json;
 mod slab;
 pub mod stages;
+pub mod telemetry;
 mod windows;
 mod worker;
 
@@ -75,6 +79,9 @@ pub use report::{
 };
 pub use report_json::stage_json;
 pub use slab::PendingSlab;
+pub use telemetry::{
+    TelemetryLine, TelemetryOptions, TelemetryReport, DEFAULT_TELEMETRY_INTERVAL, TELEMETRY_FILE,
+};
 pub use windows::{WindowRecord, WindowTypeRow, WindowsLog, MAX_WINDOWS, WINDOWS_HEADER};
 
 /// Packets read per RX burst: DPDK's customary burst of 32 (its examples' `MAX_PKT_BURST`),
@@ -133,6 +140,8 @@ pub struct ServerOptions {
     pub drain_timeout: Duration,
     /// Where to write DARC's windows log (`<log_dir>/<label>/server/windows`), if anywhere.
     pub windows_log: Option<PathBuf>,
+    /// Telemetry windows and the control socket, if they run.
+    pub telemetry: Option<TelemetryOptions>,
 }
 
 impl ServerOptions {
@@ -151,6 +160,7 @@ impl ServerOptions {
             pending_slots: DEFAULT_PENDING_SLOTS,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             windows_log: None,
+            telemetry: None,
         }
     }
 
@@ -176,6 +186,21 @@ impl ServerOptions {
             .log_dir
             .as_ref()
             .map(|dir| Self::windows_log_path(dir, label));
+        // Telemetry runs when it has somewhere to go: the log directory or the control socket.
+        let file = options.windows_log.as_ref().map(|windows| {
+            let mut path = windows.clone();
+            path.set_file_name(TELEMETRY_FILE);
+            path
+        });
+        if file.is_some() || config.control_socket.is_some() {
+            options.telemetry = Some(TelemetryOptions {
+                interval: config
+                    .telemetry_interval
+                    .unwrap_or(DEFAULT_TELEMETRY_INTERVAL),
+                file,
+                control_socket: config.control_socket.clone(),
+            });
+        }
         options
     }
 
@@ -252,6 +277,22 @@ pub enum ServerError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The control socket cannot be served at this path.
+    #[error("psp.control.socket = {path}: {why}")]
+    ControlSocket {
+        /// The socket path.
+        path: PathBuf,
+        /// What is wrong.
+        why: String,
+    },
+    /// A telemetry or control thread could not be spawned.
+    #[error("spawning the {name} thread: {source}")]
+    Thread {
+        /// Which thread.
+        name: &'static str,
+        /// The OS error.
+        source: std::io::Error,
+    },
     /// A worker thread could not be spawned.
     #[error("spawning worker {worker}: {source}")]
     Spawn {
@@ -298,6 +339,15 @@ impl Server {
                 value: options.pending_slots.to_string(),
                 why: "must be between 1 and MAX_PENDING_SLOTS (2^22)",
             });
+        }
+        if let Some(telemetry) = &options.telemetry {
+            if telemetry.interval.is_zero() {
+                return Err(ServerError::Invalid {
+                    field: "telemetry.interval",
+                    value: format!("{:?}", telemetry.interval),
+                    why: "must be at least 1 ms",
+                });
+            }
         }
         let scheduler = Scheduler::new(options.scheduler.clone())?;
         let startup_warnings = startup_warnings(&options);
@@ -381,6 +431,14 @@ impl Server {
             pin_current_thread(cpu).map_err(|source| ServerError::Affinity { cpu, source })?;
         }
 
+        let telemetry = match &options.telemetry {
+            Some(t) => Some(telemetry::TelemetryRun::start(
+                t,
+                &scheduler,
+                Arc::clone(&shutdown),
+            )?),
+            None => None,
+        };
         let clock = Clock::start();
         let scheduler_types = scheduler.types().len();
         let nominal_mean_ns: Vec<Option<u64>> =
@@ -408,6 +466,7 @@ impl Server {
                 stop: Arc::clone(&stop_workers),
                 // Registered types + UNKNOWN, as the dispatcher's per-type tables.
                 type_slots: scheduler.types().len() + 1,
+                busy: telemetry.as_ref().map(telemetry::TelemetryRun::busy_slots),
             };
             let join = std::thread::Builder::new()
                 .name(format!("psp-worker-{w}"))
@@ -418,6 +477,9 @@ impl Server {
                     stop_workers.store(true, Ordering::Release);
                     for join in joins {
                         let _ = join.join();
+                    }
+                    if let Some(telemetry) = telemetry {
+                        telemetry.finish(None);
                     }
                     return Err(ServerError::Spawn { worker: w, source });
                 }
@@ -435,6 +497,9 @@ impl Server {
             job_senders,
             done_receivers,
         );
+        if let Some(telemetry) = &telemetry {
+            dispatcher.with_telemetry(telemetry.recorder(clock.now_ns()));
+        }
         dispatcher.run(&shutdown);
         stop_workers.store(true, Ordering::Release);
         let mut worker_reports = Vec::with_capacity(workers);
@@ -452,7 +517,8 @@ impl Server {
                 }
             }
         }
-        let (mut dispatcher_report, windows) = dispatcher.finish();
+        let (mut dispatcher_report, windows, recorder_counts) = dispatcher.finish();
+        let telemetry = telemetry.map(|telemetry| telemetry.finish(recorder_counts));
         dispatcher_report.worker_panics += worker_panics;
         let elapsed_ns = clock.now_ns();
         let mut windows_log_error = None;
@@ -475,6 +541,7 @@ impl Server {
             windows,
             windows_log_path,
             windows_log_error,
+            telemetry,
         })
     }
 }

@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use psp_scheduler::SchedulerCounters;
 
 use super::stages::{merged, DispatcherStages, StageHistogram, WorkerStages};
+use super::telemetry::TelemetryReport;
 use super::windows::WindowsLog;
 use crate::port::PortStats;
 use crate::wire::DropCounters;
@@ -27,6 +28,8 @@ pub struct TypeReport {
     pub arrivals: u64,
     /// Refused by the scheduler (queue full).
     pub rejected: u64,
+    /// Dropped because the dispatcher's pending slab was full.
+    pub slab_full: u64,
     /// Handed to a worker.
     pub dispatched: u64,
     /// Completed.
@@ -162,6 +165,8 @@ pub struct ServerReport {
     pub windows_log_path: Option<PathBuf>,
     /// Why writing the windows log failed.
     pub windows_log_error: Option<String>,
+    /// What telemetry and the control socket did, if they ran.
+    pub telemetry: Option<TelemetryReport>,
 }
 
 impl ServerReport {
@@ -491,12 +496,48 @@ impl fmt::Display for ServerReport {
         if let Some(error) = &self.windows_log_error {
             writeln!(f, "windows log NOT written: {error}")?;
         }
+        if let Some(t) = &self.telemetry {
+            fmt_telemetry(f, t)?;
+        }
         self.fmt_timing(f)?;
         for warning in self.warnings() {
             writeln!(f, "WARNING: {warning}")?;
         }
         Ok(())
     }
+}
+
+fn fmt_telemetry(f: &mut fmt::Formatter<'_>, t: &TelemetryReport) -> fmt::Result {
+    write!(
+        f,
+        "telemetry: {} windows of {} ms ({} dropped, writer behind)",
+        t.windows,
+        t.interval_ns as f64 / 1e6,
+        t.windows_dropped
+    )?;
+    if let Some(file) = &t.file {
+        write!(f, ", {} lines in {}", t.lines_written, file.display())?;
+    }
+    if t.lines_not_written > 0 {
+        write!(f, ", {} lines not written", t.lines_not_written)?;
+    }
+    writeln!(f)?;
+    if let Some(error) = &t.file_error {
+        writeln!(f, "telemetry file NOT written: {error}")?;
+    }
+    if let Some(socket) = &t.control_socket {
+        writeln!(
+            f,
+            "control socket {}: {} client(s) ({} refused), {} command(s), {} error(s), {} lines dropped to slow clients",
+            socket.display(),
+            t.clients,
+            t.clients_refused,
+            t.commands,
+            t.command_errors,
+            t.lines_dropped_to_clients
+        )?;
+    }
+    Ok(())
 }
 
 fn us(ns: f64) -> f64 {

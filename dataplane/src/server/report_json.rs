@@ -53,7 +53,7 @@ impl ServerReport {
             .map(|t| {
                 json!({
                     "type": t.name, "wire_id": t.wire_id, "arrivals": t.arrivals,
-                    "rejected": t.rejected, "dispatched": t.dispatched, "completed": t.completed,
+                    "rejected": t.rejected, "slab_full": t.slab_full, "dispatched": t.dispatched, "completed": t.completed,
                     "queue_depth_hwm": t.queue_depth_hwm, "mean_sojourn_ns": t.mean_sojourn_ns(),
                 })
             })
@@ -115,6 +115,15 @@ impl ServerReport {
                 "rx_missed": self.port.rx_missed, "rx_errors": self.port.rx_errors,
                 "tx_errors": self.port.tx_errors,
             },
+            "telemetry": self.telemetry.as_ref().map(|t| json!({
+                "interval_ns": t.interval_ns, "windows": t.windows,
+                "windows_dropped": t.windows_dropped, "lines_written": t.lines_written,
+                "lines_not_written": t.lines_not_written, "file": t.file,
+                "file_error": t.file_error, "control_socket": t.control_socket,
+                "clients": t.clients, "clients_refused": t.clients_refused,
+                "commands": t.commands, "command_errors": t.command_errors,
+                "lines_dropped_to_clients": t.lines_dropped_to_clients,
+            })),
             "warnings": self.warnings(),
         })
     }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use super::idle::{IdleStrategy, Idler};
 use super::report::WorkerReport;
 use super::stages::WorkerStages;
+use super::telemetry::WorkerBusySlots;
 use super::{pin_current_thread, Clock, WORKER_TX_BACKLOG};
 use crate::app::Application;
 use crate::port::{PacketBuf, TxQueue};
@@ -38,6 +39,8 @@ pub(crate) struct Job<B> {
 pub(crate) struct Done {
     /// When the request arrived at the dispatcher.
     pub(crate) arrival_ns: u64,
+    /// Its service time (the application's run), ns: the `service` stage, for telemetry.
+    pub(crate) service_ns: u64,
 }
 
 /// Everything a worker thread owns.
@@ -53,6 +56,8 @@ pub(crate) struct WorkerContext<T: TxQueue, A> {
     pub(crate) stop: Arc<AtomicBool>,
     /// Slots of the per-type stage tables (types + UNKNOWN).
     pub(crate) type_slots: usize,
+    /// Where this worker publishes its busy time for telemetry (slot `index`), if it runs.
+    pub(crate) busy: Option<Arc<WorkerBusySlots>>,
 }
 
 impl<T: TxQueue, A: Application> WorkerContext<T, A> {
@@ -72,10 +77,17 @@ impl<T: TxQueue, A: Application> WorkerContext<T, A> {
         self.tx.on_thread_start();
         let mut idler = Idler::new(self.idle);
         let mut outbound: Vec<T::Buf> = Vec::with_capacity(WORKER_TX_BACKLOG);
+        let busy_slots = self.busy.take();
+        let busy = busy_slots
+            .as_deref()
+            .and_then(|slots| slots.get(self.index));
         loop {
             if let Some(job) = self.jobs.pop() {
                 idler.busy();
                 let started_ns = self.clock.now_ns();
+                if let Some(busy) = busy {
+                    busy.start(started_ns);
+                }
                 report.queueing_ns += job.dispatched_ns.saturating_sub(job.arrival_ns);
                 let mut stamps = Stamps {
                     type_slot: job.type_slot,
@@ -104,12 +116,16 @@ impl<T: TxQueue, A: Application> WorkerContext<T, A> {
                 report.tx_packets += self.tx.tx_burst(&mut outbound) as u64;
                 let finished_ns = self.clock.now_ns();
                 report.busy_ns += finished_ns.saturating_sub(started_ns);
+                if let Some(busy) = busy {
+                    busy.finish(finished_ns.saturating_sub(started_ns));
+                }
                 report.requests += 1;
                 stamps.served_ns = served_ns;
                 stamps.finished_ns = finished_ns;
                 stamps.record(&mut report.stages);
                 let mut done = Done {
                     arrival_ns: job.arrival_ns,
+                    service_ns: served_ns.saturating_sub(started_ns),
                 };
                 // The ring has room: this worker never has more than one job outstanding.
                 while let Err(back) = self.done.push(done) {

@@ -195,6 +195,11 @@ impl DropCounters {
     pub fn as_array(&self) -> &[u64; DropReason::COUNT] {
         &self.counts
     }
+
+    /// The raw table, mutable.
+    pub fn as_array_mut(&mut self) -> &mut [u64; DropReason::COUNT] {
+        &mut self.counts
+    }
 }
 
 impl fmt::Display for DropCounters {
