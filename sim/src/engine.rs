@@ -330,6 +330,40 @@ pub fn run(
     load: f64,
     config: &RunConfig,
 ) -> Result<RunResult, SimError> {
+    validate(workload, load, config)?;
+    let mut sim = Sim::new(workload, policy, config)?;
+    let mut source = ArrivalSource::new(workload, load, config.workers, config.requests)?;
+    let mut rng = StdRng::seed_from_u64(config.seed);
+    sim.check_timeline()?;
+    let mut next_arrival = draw_arrival(&mut source, &mut rng);
+    loop {
+        let next_worker_ns = sim.heap.peek().map(|Reverse(key)| event_time(*key));
+        let take_arrival = match (&next_arrival, next_worker_ns) {
+            (None, None) => break,
+            (Some(a), Some(w)) => a.time_ns < w,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+        };
+        let now = if take_arrival {
+            let Some(arrival) = next_arrival.take() else {
+                break;
+            };
+            let now = sim.on_arrival(arrival);
+            next_arrival = draw_arrival(&mut source, &mut rng);
+            now
+        } else {
+            match sim.on_worker_event(next_arrival.is_some())? {
+                Some(now) => now,
+                None => break,
+            }
+        };
+        sim.dispatch(now)?;
+    }
+    sim.finish(workload, policy, load)
+}
+
+/// The run's parameters that no driver state can fix.
+fn validate(workload: &Workload, load: f64, config: &RunConfig) -> Result<(), SimError> {
     if !(load.is_finite() && load > 0.0) {
         return Err(SimError::Invalid {
             field: "load",
@@ -351,240 +385,299 @@ pub fn run(
             why: "must be in [0, 1)",
         });
     }
-    let mut sched_config =
-        SchedulerConfig::new(config.workers, scheduler_types(workload), policy.clone());
-    sched_config.queue_capacity = config.queue_capacity;
-    let mut sched = Scheduler::new(sched_config).map_err(|error| SimError::Scheduler {
-        policy: policy.name(),
-        error,
-    })?;
-    let preemption_cost_ns = match policy {
-        Policy::TimeSharing(p) => p.preemption_cost_ns,
-        _ => 0,
-    };
-    let workers = config.workers;
-    let warmup_count = (config.warmup_fraction * config.requests as f64).round() as u64;
-    let mut source = ArrivalSource::new(workload, load, workers, config.requests)?;
-    let mut rng = StdRng::seed_from_u64(config.seed);
-    let mut timeline = match config.timeline_window_ns {
-        Some(0) => {
-            return Err(SimError::Invalid {
-                field: "timeline window",
-                value: "0".into(),
-                why: "must be at least 1 ns",
-            })
-        }
-        Some(window_ns) => Some(Timeline {
+    Ok(())
+}
+
+/// Counters of one run.
+#[derive(Default)]
+struct RunCounts {
+    arrivals: u64,
+    completed: u64,
+    dropped: u64,
+    preemptions: u64,
+    plan_updates: u64,
+    /// Arrivals after the warm-up.
+    measured_arrivals: u64,
+    /// Measured requests completed before the last arrival (or by the window's end).
+    completed_in_window: u64,
+}
+
+/// The driver's state: the scheduler, the event queue of the workers, the requests in flight
+/// (a slab indexed by token), the statistics. The scheduler decides; this only moves time.
+struct Sim<'a> {
+    config: &'a RunConfig,
+    sched: Scheduler,
+    preemption_cost_ns: Nanos,
+    warmup_count: u64,
+    heap: BinaryHeap<Reverse<u64>>,
+    worker_event: Vec<WorkerEvent>,
+    slab: Vec<InFlight>,
+    free_slots: Vec<u32>,
+    phase_stats: Vec<RunStats>,
+    timeline: Option<Timeline>,
+    /// When the (single-server) dispatcher is next free.
+    dispatcher_free_ns: Nanos,
+    counts: RunCounts,
+    /// Arrival times of the first measured and of the last request.
+    window_start_ns: Option<Nanos>,
+    window_end_ns: Nanos,
+    last_event_ns: Nanos,
+}
+
+impl<'a> Sim<'a> {
+    fn new(workload: &Workload, policy: &Policy, config: &'a RunConfig) -> Result<Self, SimError> {
+        let mut sched_config =
+            SchedulerConfig::new(config.workers, scheduler_types(workload), policy.clone());
+        sched_config.queue_capacity = config.queue_capacity;
+        let sched = Scheduler::new(sched_config).map_err(|error| SimError::Scheduler {
+            policy: policy.name(),
+            error,
+        })?;
+        let preemption_cost_ns = match policy {
+            Policy::TimeSharing(p) => p.preemption_cost_ns,
+            _ => 0,
+        };
+        let timeline = config.timeline_window_ns.map(|window_ns| Timeline {
             window_ns,
             classes: workload.classes.len(),
             windows: Vec::new(),
-        }),
-        None => None,
-    };
-    let mut phase_stats = vec![RunStats::new(&workload.classes); workload.phases.len()];
+        });
+        Ok(Self {
+            config,
+            sched,
+            preemption_cost_ns,
+            warmup_count: (config.warmup_fraction * config.requests as f64).round() as u64,
+            heap: BinaryHeap::with_capacity(config.workers + 1),
+            worker_event: vec![WorkerEvent::Idle; config.workers],
+            slab: Vec::with_capacity(config.queue_capacity),
+            free_slots: Vec::with_capacity(config.queue_capacity),
+            phase_stats: vec![RunStats::new(&workload.classes); workload.phases.len()],
+            timeline,
+            dispatcher_free_ns: 0,
+            counts: RunCounts::default(),
+            window_start_ns: None,
+            window_end_ns: 0,
+            last_event_ns: 0,
+        })
+    }
 
-    let mut heap: BinaryHeap<Reverse<u64>> = BinaryHeap::with_capacity(workers + 1);
-    let mut worker_event = vec![WorkerEvent::Idle; workers];
-    let mut slab: Vec<InFlight> = Vec::with_capacity(config.queue_capacity);
-    let mut free_slots: Vec<u32> = Vec::with_capacity(config.queue_capacity);
+    /// A zero-length timeline window is refused (checked after the arrival source, as before).
+    fn check_timeline(&self) -> Result<(), SimError> {
+        match self.timeline {
+            Some(Timeline { window_ns: 0, .. }) => Err(SimError::Invalid {
+                field: "timeline window",
+                value: "0".into(),
+                why: "must be at least 1 ns",
+            }),
+            _ => Ok(()),
+        }
+    }
 
-    let mut dispatcher_free_ns: Nanos = 0;
-    let (mut arrivals, mut completed, mut dropped, mut preemptions, mut plan_updates) =
-        (0u64, 0u64, 0u64, 0u64, 0u64);
-    let mut window_start_ns: Option<Nanos> = None;
-    let mut window_end_ns: Nanos = 0;
-    let mut measured_arrivals = 0u64;
-    // Completion times of measured requests are compared with the window end only after the
-    // last arrival; before that every completion is inside the window.
-    let mut completed_in_window = 0u64;
-    let mut last_event_ns: Nanos = 0;
-
-    // The first arrival.
-    let mut next_arrival = draw_arrival(&mut source, &mut rng);
-
-    loop {
-        let next_worker_ns = heap.peek().map(|Reverse(key)| event_time(*key));
-        let take_arrival = match (next_arrival, next_worker_ns) {
-            (None, None) => break,
-            (Some(a), Some(w)) => a.time_ns < w,
-            (Some(_), None) => true,
-            (None, Some(_)) => false,
-        };
-        let now;
-        if take_arrival {
-            let Some(Arrival {
-                time_ns: arrival_ns,
-                class,
-                service_ns,
-                mean_ns,
-                phase,
-            }) = next_arrival
-            else {
-                break;
-            };
-            now = arrival_ns.max(dispatcher_free_ns) + config.dispatch_cost_ns;
-            dispatcher_free_ns = now;
-            let index = arrivals;
-            arrivals += 1;
-            let measured = index >= warmup_count;
-            if measured {
-                measured_arrivals += 1;
-                window_start_ns.get_or_insert(arrival_ns);
+    /// Parks the slab entry of a new request; its index is the scheduler token.
+    fn park(&mut self, item: InFlight) -> u32 {
+        match self.free_slots.pop() {
+            Some(s) => {
+                self.slab[s as usize] = item;
+                s
             }
-            window_end_ns = arrival_ns;
-            let item = InFlight {
-                arrival_ns,
-                remaining_ns: service_ns,
-                mean_ns,
-                class: class as u32,
-                phase: phase as u16,
-                measured,
-            };
-            let slot = match free_slots.pop() {
-                Some(s) => {
-                    slab[s as usize] = item;
-                    s
-                }
-                None => {
-                    slab.push(item);
-                    (slab.len() - 1) as u32
-                }
-            };
-            if let Err(rejected) =
-                sched.on_arrival(now, TypeIndex(class as u16), Token(u64::from(slot)))
-            {
-                dropped += 1;
-                if measured {
-                    phase_stats[phase].record_drop(class);
-                }
-                if let Some(t) = timeline.as_mut() {
-                    t.window(arrival_ns).dropped += 1;
-                }
-                free_slots.push(rejected.token.0 as u32);
-            }
-            next_arrival = draw_arrival(&mut source, &mut rng);
-        } else {
-            let Some(Reverse(key)) = heap.pop() else {
-                break;
-            };
-            let (event_ns, w) = (event_time(key), event_worker(key));
-            now = event_ns.max(dispatcher_free_ns) + config.completion_cost_ns;
-            dispatcher_free_ns = now;
-            last_event_ns = last_event_ns.max(event_ns);
-            let worker = WorkerId(w);
-            match worker_event[usize::from(w)] {
-                WorkerEvent::Completes => {
-                    let done = sched
-                        .on_completion(now, worker)
-                        .map_err(|e| SimError::Contract(e.to_string()))?;
-                    let slot = done.token.0 as usize;
-                    let req = slab[slot];
-                    completed += 1;
-                    if let Some(t) = timeline.as_mut() {
-                        let window = t.window(req.arrival_ns);
-                        window.completed[req.class as usize] += 1;
-                        let slowdown = round_to_u64(
-                            (event_ns - req.arrival_ns) as f64 * SLOWDOWN_SCALE / req.mean_ns,
-                        );
-                        if window.slowdown_scaled.record(slowdown).is_err() {
-                            window.slowdown_scaled.saturating_record(slowdown);
-                        }
-                    }
-                    if req.measured {
-                        phase_stats[usize::from(req.phase)].record(
-                            req.class as usize,
-                            event_ns - req.arrival_ns,
-                            req.mean_ns,
-                        );
-                        if next_arrival.is_some() || event_ns <= window_end_ns {
-                            completed_in_window += 1;
-                        }
-                    }
-                    free_slots.push(slot as u32);
-                }
-                WorkerEvent::Preempted => {
-                    sched
-                        .on_preempted(now, worker)
-                        .map_err(|e| SimError::Contract(e.to_string()))?;
-                    preemptions += 1;
-                }
-                WorkerEvent::Idle => {
-                    return Err(SimError::Contract(format!(
-                        "event for idle worker {worker}"
-                    )))
-                }
-            }
-            worker_event[usize::from(w)] = WorkerEvent::Idle;
-            while let Some(update) = sched.poll_plan_update() {
-                drop(update);
-                plan_updates += 1;
+            None => {
+                self.slab.push(item);
+                (self.slab.len() - 1) as u32
             }
         }
-        while let Some(d) = sched.next_dispatch(now) {
+    }
+
+    /// An arrival reaches the dispatcher; returns the time the scheduler sees it.
+    fn on_arrival(&mut self, arrival: Arrival) -> Nanos {
+        let Arrival {
+            time_ns: arrival_ns,
+            class,
+            service_ns,
+            mean_ns,
+            phase,
+        } = arrival;
+        let now = arrival_ns.max(self.dispatcher_free_ns) + self.config.dispatch_cost_ns;
+        self.dispatcher_free_ns = now;
+        let index = self.counts.arrivals;
+        self.counts.arrivals += 1;
+        let measured = index >= self.warmup_count;
+        if measured {
+            self.counts.measured_arrivals += 1;
+            self.window_start_ns.get_or_insert(arrival_ns);
+        }
+        self.window_end_ns = arrival_ns;
+        let slot = self.park(InFlight {
+            arrival_ns,
+            remaining_ns: service_ns,
+            mean_ns,
+            class: class as u32,
+            phase: phase as u16,
+            measured,
+        });
+        if let Err(rejected) =
+            self.sched
+                .on_arrival(now, TypeIndex(class as u16), Token(u64::from(slot)))
+        {
+            self.counts.dropped += 1;
+            if measured {
+                self.phase_stats[phase].record_drop(class);
+            }
+            if let Some(t) = self.timeline.as_mut() {
+                t.window(arrival_ns).dropped += 1;
+            }
+            self.free_slots.push(rejected.token.0 as u32);
+        }
+        now
+    }
+
+    /// The earliest worker event (a completion or a quantum's end); returns the time the
+    /// scheduler sees it, `None` if there is none. `arrivals_pending`: arrivals remain, so every
+    /// completion is inside the measurement window.
+    fn on_worker_event(&mut self, arrivals_pending: bool) -> Result<Option<Nanos>, SimError> {
+        let Some(Reverse(key)) = self.heap.pop() else {
+            return Ok(None);
+        };
+        let (event_ns, w) = (event_time(key), event_worker(key));
+        let now = event_ns.max(self.dispatcher_free_ns) + self.config.completion_cost_ns;
+        self.dispatcher_free_ns = now;
+        self.last_event_ns = self.last_event_ns.max(event_ns);
+        let worker = WorkerId(w);
+        match self.worker_event[usize::from(w)] {
+            WorkerEvent::Completes => {
+                let done = self
+                    .sched
+                    .on_completion(now, worker)
+                    .map_err(|e| SimError::Contract(e.to_string()))?;
+                self.record_completion(done.token.0 as usize, event_ns, arrivals_pending);
+            }
+            WorkerEvent::Preempted => {
+                self.sched
+                    .on_preempted(now, worker)
+                    .map_err(|e| SimError::Contract(e.to_string()))?;
+                self.counts.preemptions += 1;
+            }
+            WorkerEvent::Idle => {
+                return Err(SimError::Contract(format!(
+                    "event for idle worker {worker}"
+                )))
+            }
+        }
+        self.worker_event[usize::from(w)] = WorkerEvent::Idle;
+        while let Some(update) = self.sched.poll_plan_update() {
+            drop(update);
+            self.counts.plan_updates += 1;
+        }
+        Ok(Some(now))
+    }
+
+    /// Statistics of the request in slab `slot`, finished at `event_ns`; frees the slot.
+    fn record_completion(&mut self, slot: usize, event_ns: Nanos, arrivals_pending: bool) {
+        let req = self.slab[slot];
+        self.counts.completed += 1;
+        if let Some(t) = self.timeline.as_mut() {
+            let window = t.window(req.arrival_ns);
+            window.completed[req.class as usize] += 1;
+            let slowdown =
+                round_to_u64((event_ns - req.arrival_ns) as f64 * SLOWDOWN_SCALE / req.mean_ns);
+            if window.slowdown_scaled.record(slowdown).is_err() {
+                window.slowdown_scaled.saturating_record(slowdown);
+            }
+        }
+        if req.measured {
+            self.phase_stats[usize::from(req.phase)].record(
+                req.class as usize,
+                event_ns - req.arrival_ns,
+                req.mean_ns,
+            );
+            if arrivals_pending || event_ns <= self.window_end_ns {
+                self.counts.completed_in_window += 1;
+            }
+        }
+        self.free_slots.push(slot as u32);
+    }
+
+    /// Starts every request the scheduler decides to run now.
+    fn dispatch(&mut self, now: Nanos) -> Result<(), SimError> {
+        while let Some(d) = self.sched.next_dispatch(now) {
             let w = d.worker.index();
-            if w >= workers || worker_event[w] != WorkerEvent::Idle {
+            if w >= self.config.workers || self.worker_event[w] != WorkerEvent::Idle {
                 return Err(SimError::Contract(format!(
                     "dispatch to busy or unknown worker {}",
                     d.worker
                 )));
             }
-            let req = &mut slab[d.token.0 as usize];
+            let req = &mut self.slab[d.token.0 as usize];
             if d.stolen {
-                req.remaining_ns += config.steal_cost_ns;
+                req.remaining_ns += self.config.steal_cost_ns;
             }
             match d.quantum_ns {
                 Some(q) if req.remaining_ns > q => {
                     req.remaining_ns -= q;
-                    worker_event[w] = WorkerEvent::Preempted;
-                    heap.push(Reverse(event_key(now + q + preemption_cost_ns, d.worker)?));
+                    self.worker_event[w] = WorkerEvent::Preempted;
+                    let at = now + q + self.preemption_cost_ns;
+                    self.heap.push(Reverse(event_key(at, d.worker)?));
                 }
                 _ => {
-                    worker_event[w] = WorkerEvent::Completes;
-                    heap.push(Reverse(event_key(now + req.remaining_ns, d.worker)?));
+                    self.worker_event[w] = WorkerEvent::Completes;
+                    let at = now + req.remaining_ns;
+                    self.heap.push(Reverse(event_key(at, d.worker)?));
                 }
             }
         }
+        Ok(())
     }
-    if sched.queued() != 0 {
-        return Err(SimError::Contract(format!(
-            "{} requests left queued with every worker idle",
-            sched.queued()
-        )));
-    }
-    // One phase: its statistics are the run's (no copy, no per-phase list).
-    let stats = if phase_stats.len() == 1 {
-        phase_stats
-            .pop()
-            .unwrap_or_else(|| RunStats::new(&workload.classes))
-    } else {
-        let mut total = RunStats::new(&workload.classes);
-        for p in &phase_stats {
-            total
-                .merge(p)
-                .map_err(|e| SimError::Contract(e.to_string()))?;
+
+    /// The run's result once every event has happened.
+    fn finish(
+        self,
+        workload: &Workload,
+        policy: &Policy,
+        load: f64,
+    ) -> Result<RunResult, SimError> {
+        if self.sched.queued() != 0 {
+            return Err(SimError::Contract(format!(
+                "{} requests left queued with every worker idle",
+                self.sched.queued()
+            )));
         }
-        total
-    };
-    let window_ns = window_end_ns
-        .saturating_sub(window_start_ns.unwrap_or(0))
-        .max(1) as f64;
-    let rate = |n: u64| n as f64 * NS_PER_S / window_ns;
-    Ok(RunResult {
-        policy: policy.name(),
-        load,
-        target_rps: workload.rate_for_load(load, workers),
-        offered_rps: rate(measured_arrivals),
-        achieved_rps: rate(completed_in_window),
-        stats,
-        phase_stats,
-        arrivals,
-        completed,
-        dropped,
-        preemptions,
-        plan_updates,
-        end_ns: last_event_ns.max(window_end_ns),
-        timeline: timeline.map_or_else(Vec::new, |t| t.windows),
-    })
+        let mut phase_stats = self.phase_stats;
+        // One phase: its statistics are the run's (no copy, no per-phase list).
+        let stats = if phase_stats.len() == 1 {
+            phase_stats
+                .pop()
+                .unwrap_or_else(|| RunStats::new(&workload.classes))
+        } else {
+            let mut total = RunStats::new(&workload.classes);
+            for p in &phase_stats {
+                total
+                    .merge(p)
+                    .map_err(|e| SimError::Contract(e.to_string()))?;
+            }
+            total
+        };
+        let window_ns = self
+            .window_end_ns
+            .saturating_sub(self.window_start_ns.unwrap_or(0))
+            .max(1) as f64;
+        let rate = |n: u64| n as f64 * NS_PER_S / window_ns;
+        let counts = self.counts;
+        Ok(RunResult {
+            policy: policy.name(),
+            load,
+            target_rps: workload.rate_for_load(load, self.config.workers),
+            offered_rps: rate(counts.measured_arrivals),
+            achieved_rps: rate(counts.completed_in_window),
+            stats,
+            phase_stats,
+            arrivals: counts.arrivals,
+            completed: counts.completed,
+            dropped: counts.dropped,
+            preemptions: counts.preemptions,
+            plan_updates: counts.plan_updates,
+            end_ns: self.last_event_ns.max(self.window_end_ns),
+            timeline: self.timeline.map_or_else(Vec::new, |t| t.windows),
+        })
+    }
 }
 
 /// Bits of an event key that hold the worker (≥ log2 of `psp_scheduler::MAX_WORKERS`).
