@@ -338,19 +338,53 @@ impl Workload {
     }
 }
 
+/// Where an error of one phase is: the workload's name and the phase's index.
+#[derive(Copy, Clone)]
+struct PhaseAt<'a> {
+    name: &'a str,
+    phase: usize,
+}
+
+impl PhaseAt<'_> {
+    fn invalid(self, field: String, value: String, why: String) -> WorkloadError {
+        WorkloadError::Invalid {
+            name: self.name.to_string(),
+            phase: self.phase,
+            field,
+            value,
+            why,
+        }
+    }
+}
+
 fn validate_phase(
     name: &str,
     phase: usize,
     raw: RawPhase,
     classes: &mut Vec<TypeClass>,
 ) -> Result<Phase, WorkloadError> {
-    let invalid = |field: String, value: String, why: String| WorkloadError::Invalid {
-        name: name.to_string(),
-        phase,
-        field,
-        value,
-        why,
-    };
+    let at = PhaseAt { name, phase };
+    let arrival = validate_phase_shape(at, &raw)?;
+    let mut types: Vec<RequestType> = Vec::with_capacity(raw.rtype.len());
+    for i in 0..raw.rtype.len() {
+        let ty = validate_type(at, &raw, i, &types, classes)?;
+        types.push(ty);
+    }
+    Ok(Phase {
+        types,
+        duration_s: raw.duration,
+        arrival,
+        ptype: raw.ptype.unwrap_or_default(),
+        rate_rps: raw.rate,
+        pkt_size: raw.pkt_size,
+    })
+}
+
+/// The phase's lists have one entry per type, its duration and rate are positive, its arrival
+/// process is consistent, its ratios sum to 1. Returns the arrival process.
+fn validate_phase_shape(at: PhaseAt<'_>, raw: &RawPhase) -> Result<ArrivalProcess, WorkloadError> {
+    let invalid = |field: String, value: String, why: String| at.invalid(field, value, why);
+    let (name, phase) = (at.name, at.phase);
     let n = raw.rtype.len();
     if n == 0 {
         return Err(invalid(
@@ -421,103 +455,106 @@ fn validate_phase(
             format!("sum to {ratio_sum}, must sum to 1 (±{RATIO_SUM_TOLERANCE})"),
         ));
     }
-    let mut types: Vec<RequestType> = Vec::with_capacity(n);
-    for i in 0..n {
-        let type_name = raw.rtype[i].clone();
-        let mean_ns = raw.mean_ns[i];
-        if !(mean_ns.is_finite() && mean_ns > 0.0) {
-            return Err(invalid(
-                format!("mean_ns[{i}]"),
-                mean_ns.to_string(),
-                "must be a positive number of nanoseconds".into(),
-            ));
-        }
-        let ratio = raw.ratios[i];
-        if !(ratio.is_finite() && (0.0..=1.0).contains(&ratio)) {
-            return Err(invalid(
-                format!("ratios[{i}]"),
-                ratio.to_string(),
-                "must be in [0, 1]".into(),
-            ));
-        }
-        let service = match raw.service.as_ref() {
-            None => ServiceDist::Fixed,
-            Some(s) => parse_dist(&s[i])
-                .map_err(|(value, why)| invalid(format!("service[{i}]"), value, why))?,
-        };
-        validate_dist(service, mean_ns)
-            .map_err(|why| invalid(format!("service[{i}]"), service.to_string(), why))?;
-        let wire_id = match raw.wire_id.as_ref().map(|w| w[i]) {
-            Some(id) => id,
-            None => wire_id_for_name(&type_name).ok_or_else(|| {
-                invalid(
-                    format!("rtype[{i}]"),
-                    type_name.clone(),
-                    format!(
-                        "no wire id known for this name (original ReqType names: {}); give an \
-                         explicit wire_id",
-                        WIRE_IDS[1..]
-                            .iter()
-                            .map(|(name, _)| *name)
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                )
-            })?,
-        };
-        if let Some(other) = types
-            .iter()
-            .find(|t| t.wire_id == wire_id || t.name == type_name)
-        {
+    Ok(arrival)
+}
+
+/// Type `i` of the phase: its mean, ratio, service distribution and wire id are valid, its name
+/// and wire id are new in the phase and consistent with earlier phases (`classes`, extended
+/// with a new class when the type first appears).
+fn validate_type(
+    at: PhaseAt<'_>,
+    raw: &RawPhase,
+    i: usize,
+    types: &[RequestType],
+    classes: &mut Vec<TypeClass>,
+) -> Result<RequestType, WorkloadError> {
+    let invalid = |field: String, value: String, why: String| at.invalid(field, value, why);
+    let type_name = raw.rtype[i].clone();
+    let mean_ns = raw.mean_ns[i];
+    if !(mean_ns.is_finite() && mean_ns > 0.0) {
+        return Err(invalid(
+            format!("mean_ns[{i}]"),
+            mean_ns.to_string(),
+            "must be a positive number of nanoseconds".into(),
+        ));
+    }
+    let ratio = raw.ratios[i];
+    if !(ratio.is_finite() && (0.0..=1.0).contains(&ratio)) {
+        return Err(invalid(
+            format!("ratios[{i}]"),
+            ratio.to_string(),
+            "must be in [0, 1]".into(),
+        ));
+    }
+    let service = match raw.service.as_ref() {
+        None => ServiceDist::Fixed,
+        Some(s) => parse_dist(&s[i])
+            .map_err(|(value, why)| invalid(format!("service[{i}]"), value, why))?,
+    };
+    validate_dist(service, mean_ns)
+        .map_err(|why| invalid(format!("service[{i}]"), service.to_string(), why))?;
+    let wire_id = match raw.wire_id.as_ref().map(|w| w[i]) {
+        Some(id) => id,
+        None => wire_id_for_name(&type_name).ok_or_else(|| {
+            invalid(
+                format!("rtype[{i}]"),
+                type_name.clone(),
+                format!(
+                    "no wire id known for this name (original ReqType names: {}); give an \
+                     explicit wire_id",
+                    WIRE_IDS[1..]
+                        .iter()
+                        .map(|(name, _)| *name)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )
+        })?,
+    };
+    if let Some(other) = types
+        .iter()
+        .find(|t| t.wire_id == wire_id || t.name == type_name)
+    {
+        return Err(invalid(
+            format!("rtype[{i}]"),
+            format!("{type_name} (wire id {wire_id})"),
+            format!(
+                "same name or wire id as {} (wire id {}) in this phase",
+                other.name, other.wire_id
+            ),
+        ));
+    }
+    let class = match classes
+        .iter()
+        .position(|c| c.name == type_name || c.wire_id == wire_id)
+    {
+        Some(c) if classes[c].name == type_name && classes[c].wire_id == wire_id => c,
+        Some(c) => {
             return Err(invalid(
                 format!("rtype[{i}]"),
                 format!("{type_name} (wire id {wire_id})"),
                 format!(
-                    "same name or wire id as {} (wire id {}) in this phase",
-                    other.name, other.wire_id
+                    "an earlier phase has {} with wire id {}: a name must keep its wire id",
+                    classes[c].name, classes[c].wire_id
                 ),
-            ));
+            ))
         }
-        let class = match classes
-            .iter()
-            .position(|c| c.name == type_name || c.wire_id == wire_id)
-        {
-            Some(c) if classes[c].name == type_name && classes[c].wire_id == wire_id => c,
-            Some(c) => {
-                return Err(invalid(
-                    format!("rtype[{i}]"),
-                    format!("{type_name} (wire id {wire_id})"),
-                    format!(
-                        "an earlier phase has {} with wire id {}: a name must keep its wire id",
-                        classes[c].name, classes[c].wire_id
-                    ),
-                ))
-            }
-            None => {
-                classes.push(TypeClass {
-                    name: type_name.clone(),
-                    wire_id,
-                });
-                classes.len() - 1
-            }
-        };
-        types.push(RequestType {
-            name: type_name,
-            wire_id,
-            class,
-            mean_ns,
-            ratio,
-            service,
-            deadline_ns: raw.deadline_ns.as_ref().map(|d| d[i]),
-        });
-    }
-    Ok(Phase {
-        types,
-        duration_s: raw.duration,
-        arrival,
-        ptype: raw.ptype.unwrap_or_default(),
-        rate_rps: raw.rate,
-        pkt_size: raw.pkt_size,
+        None => {
+            classes.push(TypeClass {
+                name: type_name.clone(),
+                wire_id,
+            });
+            classes.len() - 1
+        }
+    };
+    Ok(RequestType {
+        name: type_name,
+        wire_id,
+        class,
+        mean_ns,
+        ratio,
+        service,
+        deadline_ns: raw.deadline_ns.as_ref().map(|d| d[i]),
     })
 }
 
