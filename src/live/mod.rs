@@ -238,65 +238,79 @@ pub fn run(args: &LiveArgs) -> Result<()> {
     write_outputs(args, &plan, &out, &runs, &sim)
 }
 
-/// One policy: server up, warm-up, sweep, server down.
-fn run_policy(
-    args: &LiveArgs,
-    plan: &Plan,
-    policy: &str,
-    dir: &Path,
-    cancel: &AtomicBool,
-) -> Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    // A short path: a Unix socket's name is limited to 107 bytes, output directories are not.
-    let socket =
-        std::env::temp_dir().join(format!("psp-live-{}-{policy}.sock", std::process::id()));
-    let _ = std::fs::remove_file(&socket);
-    let server_cfg = dir.join("server.yml");
-    std::fs::write(
-        &server_cfg,
-        server_yaml(&ServerSpec {
-            policy,
-            layout: &plan.layout,
-            workload: &plan.workload,
-            transport: args.transport,
-            socket: &socket,
-            log_dir: &dir.join("logs"),
-            darc_samples: args.darc_samples,
-        }),
-    )?;
-    let client_cfg = dir.join("client.yml");
-    std::fs::write(
-        &client_cfg,
-        client_yaml(&plan.layout, args.transport, &socket, &dir.join("logs")),
-    )?;
-    let (ip, port) = match args.transport {
-        Transport::Memif => (SERVER_IP.to_string(), SERVER_PORT),
-        Transport::Udp => ("127.0.0.1".to_string(), free_udp_port()?),
-    };
-    let mut server_cmd = Command::new(&plan.app);
-    server_cmd
-        .arg("--cfg")
-        .arg(&server_cfg)
-        .args(["--label", "live", "--report"])
-        .arg(dir.join("report.json"));
-    if args.transport == Transport::Udp {
-        server_cmd.arg("--udp").arg(format!("{ip}:{port}"));
+/// Where one policy's run talks: the memif socket, the server's address, its files.
+struct PolicyProcesses<'a> {
+    args: &'a LiveArgs,
+    plan: &'a Plan,
+    policy: &'a str,
+    dir: &'a Path,
+    socket: PathBuf,
+    ip: String,
+    port: u16,
+}
+
+impl PolicyProcesses<'_> {
+    /// Writes the server and client configs.
+    fn write_configs(&self) -> Result<()> {
+        std::fs::create_dir_all(self.dir)
+            .with_context(|| format!("creating {}", self.dir.display()))?;
+        let logs = self.dir.join("logs");
+        std::fs::write(
+            self.dir.join("server.yml"),
+            server_yaml(&ServerSpec {
+                policy: self.policy,
+                layout: &self.plan.layout,
+                workload: &self.plan.workload,
+                transport: self.args.transport,
+                socket: &self.socket,
+                log_dir: &logs,
+                darc_samples: self.args.darc_samples,
+            }),
+        )?;
+        std::fs::write(
+            self.dir.join("client.yml"),
+            client_yaml(&self.plan.layout, self.args.transport, &self.socket, &logs),
+        )?;
+        Ok(())
     }
-    let ready = match args.transport {
-        Transport::Memif => SERVER_READY_MEMIF,
-        Transport::Udp => SERVER_READY_UDP,
-    };
-    println!(
-        "== {policy}: starting psp-app ({})",
-        dir.join("server.log").display()
-    );
-    let mut server = Managed::spawn("psp-app", server_cmd, &dir.join("server.log"))?;
-    server.wait_for_log(ready, SERVER_START_TIMEOUT, cancel)?;
-    let client_run = |load: &str, duration: f64, outdir: &str| -> Result<()> {
+
+    /// Starts psp-app and waits until it is ready for the client.
+    fn start_server(&self, cancel: &AtomicBool) -> Result<Managed> {
+        let mut command = Command::new(&self.plan.app);
+        command
+            .arg("--cfg")
+            .arg(self.dir.join("server.yml"))
+            .args(["--label", "live", "--report"])
+            .arg(self.dir.join("report.json"));
+        let ready = match self.args.transport {
+            Transport::Memif => SERVER_READY_MEMIF,
+            Transport::Udp => {
+                command
+                    .arg("--udp")
+                    .arg(format!("{}:{}", self.ip, self.port));
+                SERVER_READY_UDP
+            }
+        };
+        let log = self.dir.join("server.log");
+        println!("== {}: starting psp-app ({})", self.policy, log.display());
+        let mut server = Managed::spawn("psp-app", command, &log)?;
+        server.wait_for_log(ready, SERVER_START_TIMEOUT, cancel)?;
+        Ok(server)
+    }
+
+    /// One psp-client run at `load` (a single load or A:B:STEP), outputs in `outdir`.
+    fn client_run(
+        &self,
+        load: &str,
+        duration: f64,
+        outdir: &str,
+        cancel: &AtomicBool,
+    ) -> Result<()> {
+        let (args, plan) = (self.args, self.plan);
         let mut cmd = Command::new(&plan.client);
         cmd.arg("-c")
-            .arg(&client_cfg)
-            .args(["-I", &ip, "-P", &port.to_string(), "--workload"])
+            .arg(self.dir.join("client.yml"))
+            .args(["-I", &self.ip, "-P", &self.port.to_string(), "--workload"])
             .arg(&args.workload)
             .args(["--workers", &plan.layout.worker_cpus.len().to_string()])
             .args(["--load-range", load, "--duration", &duration.to_string()])
@@ -309,30 +323,57 @@ fn run_policy(
             ])
             .args(["--idle", if plan.layout.shared { "yield" } else { "spin" }])
             .arg("--outdir")
-            .arg(dir.join(outdir));
+            .arg(self.dir.join(outdir));
         if args.transport == Transport::Udp {
             cmd.args(["--transport", "udp"]);
         }
         let points = parse_load_range(load).map_or(1, |l| l.len()) as f64;
         let timeout = Duration::from_secs_f64(points * (duration + 5.0) + CLIENT_SLACK_S);
-        let log = dir.join(format!("{outdir}.log"));
+        let log = self.dir.join(format!("{outdir}.log"));
         Managed::spawn("psp-client", cmd, &log)?.wait_success(timeout, cancel)
+    }
+}
+
+/// One policy: server up, warm-up, sweep, server down.
+fn run_policy(
+    args: &LiveArgs,
+    plan: &Plan,
+    policy: &str,
+    dir: &Path,
+    cancel: &AtomicBool,
+) -> Result<()> {
+    let (ip, port) = match args.transport {
+        Transport::Memif => (SERVER_IP.to_string(), SERVER_PORT),
+        Transport::Udp => ("127.0.0.1".to_string(), free_udp_port()?),
     };
+    let run = PolicyProcesses {
+        args,
+        plan,
+        policy,
+        dir,
+        // A short path: a Unix socket's name is limited to 107 bytes, output directories are not.
+        socket: std::env::temp_dir().join(format!("psp-live-{}-{policy}.sock", std::process::id())),
+        ip,
+        port,
+    };
+    let _ = std::fs::remove_file(&run.socket);
+    run.write_configs()?;
+    let mut server = run.start_server(cancel)?;
     if plan.warmup_s > 0.0 {
         println!(
             "== {policy}: warm-up at load {WARMUP_LOAD} for {:.1} s",
             plan.warmup_s
         );
-        client_run(&WARMUP_LOAD.to_string(), plan.warmup_s, "warmup")?;
+        run.client_run(&WARMUP_LOAD.to_string(), plan.warmup_s, "warmup", cancel)?;
     }
     println!(
         "== {policy}: sweep {} ({})",
         args.load,
         dir.join("client.log").display()
     );
-    client_run(&args.load, args.duration, "client")?;
+    run.client_run(&args.load, args.duration, "client", cancel)?;
     let stopped = server.stop(SERVER_STOP_GRACE);
-    let _ = std::fs::remove_file(&socket);
+    let _ = std::fs::remove_file(&run.socket);
     match stopped {
         Some(status) if status.success() => Ok(()),
         Some(status) => bail!(
