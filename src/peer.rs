@@ -212,46 +212,110 @@ pub fn run_peer<P: Port>(port: &mut P, config: &PeerConfig) -> anyhow::Result<Pe
     let mut report = PeerReport::default();
     let mut outgoing: Vec<P::Buf> = Vec::with_capacity(BURST);
     let mut incoming: Vec<P::Buf> = Vec::with_capacity(BURST);
-
     // Malformed frames first: the server must count them and keep serving.
     for _ in 0..config.malformed_rounds {
-        for kind in MalformedKind::ALL {
-            let mut buf = tx
-                .alloc()
-                .ok_or_else(|| anyhow::anyhow!("peer buffer pool exhausted"))?;
-            buf.set_len(REQUEST_FRAME_LEN.min(buf.capacity()))
-                .map_err(|err| anyhow::anyhow!("{err}"))?;
-            let len = kind.build(buf.data_mut(), &config.local, &config.server);
-            buf.set_len(len).map_err(|err| anyhow::anyhow!("{err}"))?;
-            outgoing.push(buf);
-            *report
-                .malformed_sent
-                .entry(kind.expected_reason().as_str().to_string())
-                .or_default() += 1;
-        }
+        queue_malformed(&mut tx, &mut outgoing, &mut report, config)?;
         send_all(&mut tx, &mut outgoing, &mut report, config.idle);
     }
-
-    let mut histogram = Histogram::<u64>::new_with_bounds(1, MAX_RTT_NS, RTT_SIGNIFICANT_DIGITS)?;
-    let mut sent_at_ns = vec![NOT_OUTSTANDING; config.requests as usize];
-    let local: LocalAddr = config.local;
-    let start = Instant::now();
-    let mut last_progress = start;
-    let mut last_response_ns = 0;
-    let mut next_id: u32 = 0;
-    let mut outstanding: u32 = 0;
+    let mut state = PeerState::new(config)?;
+    let mut last_progress = state.start;
     while report.answered < u64::from(config.requests) {
-        let now = start.elapsed();
+        let now = state.start.elapsed();
         if now >= config.deadline || last_progress.elapsed() >= config.stall_timeout {
             break;
         }
-        // Fill the window.
-        while outstanding < config.window && next_id < config.requests && outgoing.len() < BURST {
+        state.fill_window(&mut tx, &mut outgoing, &mut report, config);
+        if !outgoing.is_empty() {
+            tx.tx_burst(&mut outgoing);
+        }
+        // Poll every RX queue.
+        let mut received_any = false;
+        for rx in &mut rxs {
+            if rx.rx_burst(&mut incoming, BURST) == 0 {
+                continue;
+            }
+            received_any = true;
+            let now_ns = state.start.elapsed().as_nanos() as u64;
+            for buf in incoming.drain(..) {
+                state.on_frame(buf.data(), now_ns, &mut report);
+            }
+        }
+        if received_any {
+            last_progress = Instant::now();
+        } else {
+            config.idle.idle();
+        }
+    }
+    state.finish(&mut report);
+    Ok(report)
+}
+
+/// One round of malformed frames (one per [`MalformedKind`]) queued in `outgoing`.
+fn queue_malformed<T: TxQueue>(
+    tx: &mut T,
+    outgoing: &mut Vec<T::Buf>,
+    report: &mut PeerReport,
+    config: &PeerConfig,
+) -> anyhow::Result<()> {
+    for kind in MalformedKind::ALL {
+        let mut buf = tx
+            .alloc()
+            .ok_or_else(|| anyhow::anyhow!("peer buffer pool exhausted"))?;
+        buf.set_len(REQUEST_FRAME_LEN.min(buf.capacity()))
+            .map_err(|err| anyhow::anyhow!("{err}"))?;
+        let len = kind.build(buf.data_mut(), &config.local, &config.server);
+        buf.set_len(len).map_err(|err| anyhow::anyhow!("{err}"))?;
+        outgoing.push(buf);
+        *report
+            .malformed_sent
+            .entry(kind.expected_reason().as_str().to_string())
+            .or_default() += 1;
+    }
+    Ok(())
+}
+
+/// The valid requests' side of a peer run: send times, round trips, the window.
+struct PeerState {
+    start: Instant,
+    histogram: Histogram<u64>,
+    /// Send time of each request id, `NOT_OUTSTANDING` once answered (or never sent).
+    sent_at_ns: Vec<u64>,
+    local: LocalAddr,
+    last_response_ns: u64,
+    next_id: u32,
+    outstanding: u32,
+}
+
+impl PeerState {
+    fn new(config: &PeerConfig) -> anyhow::Result<Self> {
+        Ok(Self {
+            start: Instant::now(),
+            histogram: Histogram::<u64>::new_with_bounds(1, MAX_RTT_NS, RTT_SIGNIFICANT_DIGITS)?,
+            sent_at_ns: vec![NOT_OUTSTANDING; config.requests as usize],
+            local: config.local,
+            last_response_ns: 0,
+            next_id: 0,
+            outstanding: 0,
+        })
+    }
+
+    /// Queues new requests in `outgoing` up to the window (and one burst).
+    fn fill_window<T: TxQueue>(
+        &mut self,
+        tx: &mut T,
+        outgoing: &mut Vec<T::Buf>,
+        report: &mut PeerReport,
+        config: &PeerConfig,
+    ) {
+        while self.outstanding < config.window
+            && self.next_id < config.requests
+            && outgoing.len() < BURST
+        {
             let Some(mut buf) = tx.alloc() else { break };
             let (req_type, run_ns) =
-                config.request_types[next_id as usize % config.request_types.len()];
+                config.request_types[self.next_id as usize % config.request_types.len()];
             let request = RequestRepr {
-                req_id: next_id,
+                req_id: self.next_id,
                 req_type,
                 req_size: wire::psp::DEFAULT_REQ_SIZE,
                 run_ns,
@@ -264,69 +328,54 @@ pub fn run_peer<P: Port>(port: &mut P, config: &PeerConfig) -> anyhow::Result<Pe
             if len == 0 || buf.set_len(len).is_err() {
                 break;
             }
-            sent_at_ns[next_id as usize] = start.elapsed().as_nanos() as u64;
+            self.sent_at_ns[self.next_id as usize] = self.start.elapsed().as_nanos() as u64;
             outgoing.push(buf);
-            next_id += 1;
-            outstanding += 1;
+            self.next_id += 1;
+            self.outstanding += 1;
             report.sent += 1;
         }
-        if !outgoing.is_empty() {
-            tx.tx_burst(&mut outgoing);
-        }
-        // Poll every RX queue.
-        let mut received_any = false;
-        for rx in &mut rxs {
-            if rx.rx_burst(&mut incoming, BURST) == 0 {
-                continue;
-            }
-            received_any = true;
-            let now_ns = start.elapsed().as_nanos() as u64;
-            for buf in incoming.drain(..) {
-                match wire::parse_response(buf.data(), &local) {
-                    Ok(response) => {
-                        let slot = sent_at_ns.get_mut(response.req_id as usize);
-                        match slot {
-                            Some(sent) if *sent != NOT_OUTSTANDING => {
-                                let _ = histogram.record(now_ns.saturating_sub(*sent).max(1));
-                                *sent = NOT_OUTSTANDING;
-                                report.answered += 1;
-                                outstanding -= 1;
-                                *report
-                                    .answered_by_type
-                                    .entry(response.req_type)
-                                    .or_default() += 1;
-                                last_response_ns = now_ns;
-                            }
-                            _ => report.unexpected += 1,
-                        }
-                    }
-                    Err(reason) => {
-                        *report
-                            .rx_dropped
-                            .entry(reason.as_str().to_string())
-                            .or_default() += 1;
-                    }
+    }
+
+    /// A received frame: a response to an outstanding request, or counted as why not.
+    fn on_frame(&mut self, frame: &[u8], now_ns: u64, report: &mut PeerReport) {
+        match wire::parse_response(frame, &self.local) {
+            Ok(response) => match self.sent_at_ns.get_mut(response.req_id as usize) {
+                Some(sent) if *sent != NOT_OUTSTANDING => {
+                    let _ = self.histogram.record(now_ns.saturating_sub(*sent).max(1));
+                    *sent = NOT_OUTSTANDING;
+                    report.answered += 1;
+                    self.outstanding -= 1;
+                    *report
+                        .answered_by_type
+                        .entry(response.req_type)
+                        .or_default() += 1;
+                    self.last_response_ns = now_ns;
                 }
+                _ => report.unexpected += 1,
+            },
+            Err(reason) => {
+                *report
+                    .rx_dropped
+                    .entry(reason.as_str().to_string())
+                    .or_default() += 1;
             }
         }
-        if received_any {
-            last_progress = Instant::now();
-        } else {
-            config.idle.idle();
+    }
+
+    /// Unanswered count, rate and round-trip percentiles into `report`.
+    fn finish(&self, report: &mut PeerReport) {
+        report.unanswered = report.sent - report.answered;
+        report.elapsed_ns = self.last_response_ns;
+        if self.last_response_ns > 0 {
+            report.rate_rps = report.answered as f64 * 1e9 / self.last_response_ns as f64;
+        }
+        if !self.histogram.is_empty() {
+            report.rtt_p50_ns = self.histogram.value_at_quantile(0.50);
+            report.rtt_p99_ns = self.histogram.value_at_quantile(0.99);
+            report.rtt_mean_ns = self.histogram.mean();
+            report.rtt_max_ns = self.histogram.max();
         }
     }
-    report.unanswered = report.sent - report.answered;
-    report.elapsed_ns = last_response_ns;
-    if last_response_ns > 0 {
-        report.rate_rps = report.answered as f64 * 1e9 / last_response_ns as f64;
-    }
-    if !histogram.is_empty() {
-        report.rtt_p50_ns = histogram.value_at_quantile(0.50);
-        report.rtt_p99_ns = histogram.value_at_quantile(0.99);
-        report.rtt_mean_ns = histogram.mean();
-        report.rtt_max_ns = histogram.max();
-    }
-    Ok(report)
 }
 
 /// Transmits everything in `outgoing`, retrying while the ring is full (bounded: gives up
