@@ -207,64 +207,7 @@ impl EthPort {
                 });
             }
         }
-        // Some drivers (net_tap) need as many RX as TX queues: pad the smaller side with
-        // queues that are set up but never handed out (without RSS nothing arrives on them).
-        let (mut rx_queues, tx_queues) = if driver_needs_equal_queue_counts(&info) {
-            let both = config.rx_queues.max(config.tx_queues);
-            (both, both)
-        } else {
-            (config.rx_queues, config.tx_queues)
-        };
-        let rx_unclaimed: Vec<u16> = if driver_is_one_of(&info, &FANOUT_RX_DRIVERS) {
-            rx_queues = rx_queues.max(info.max_rx_queues);
-            (config.rx_queues..rx_queues).collect()
-        } else {
-            Vec::new()
-        };
-        // All-zero is the valid default configuration (no RSS, no offloads).
-        let conf = sys::rte_eth_conf::default();
-        // SAFETY: valid, stopped port; conf outlives the call (DPDK copies it).
-        let ret = unsafe { sys::rte_eth_dev_configure(port_id, rx_queues, tx_queues, &conf) };
-        check(ret, || format!("rte_eth_dev_configure(port {port_id})"))?;
-        let (mut rx_ring, mut tx_ring) = (config.rx_ring_size, config.tx_ring_size);
-        // SAFETY: configured port; the two counts are writable u16s.
-        let ret =
-            unsafe { sys::rte_eth_dev_adjust_nb_rx_tx_desc(port_id, &mut rx_ring, &mut tx_ring) };
-        check(ret, || {
-            format!("rte_eth_dev_adjust_nb_rx_tx_desc(port {port_id})")
-        })?;
-        // SAFETY: valid port.
-        let socket = match unsafe { sys::rte_eth_dev_socket_id(port_id) } {
-            socket if socket < 0 => SOCKET_ID_ANY,
-            socket => socket,
-        };
-        let socket = socket as u32;
-        for queue in 0..rx_queues {
-            // SAFETY: configured port, queue in range, live pool (kept alive by Device);
-            // NULL rx_conf means the device defaults.
-            let ret = unsafe {
-                sys::rte_eth_rx_queue_setup(
-                    port_id,
-                    queue,
-                    rx_ring,
-                    socket,
-                    std::ptr::null(),
-                    pool.as_ptr(),
-                )
-            };
-            check(ret, || {
-                format!("rte_eth_rx_queue_setup(port {port_id}, queue {queue})")
-            })?;
-        }
-        for queue in 0..tx_queues {
-            // SAFETY: configured port, queue in range; NULL tx_conf means the device defaults.
-            let ret = unsafe {
-                sys::rte_eth_tx_queue_setup(port_id, queue, tx_ring, socket, std::ptr::null())
-            };
-            check(ret, || {
-                format!("rte_eth_tx_queue_setup(port {port_id}, queue {queue})")
-            })?;
-        }
+        let rx_unclaimed = configure_queues(port_id, &info, config, &pool)?;
         // From here on, dropping `device` stops and closes the port.
         let device = Arc::new(Device {
             port_id,
@@ -339,6 +282,75 @@ impl EthPort {
         // SAFETY: valid port.
         let _ = unsafe { sys::rte_eth_stats_reset(self.port_id()) };
     }
+}
+
+/// Configures `port_id` (stopped) with the queues `config` asks for (padded where the driver
+/// needs it) and sets each one up on `pool`. Returns the RX queues set up but not offered to
+/// callers (fan-out drivers such as af_packet: polled along with queue 0).
+fn configure_queues(
+    port_id: u16,
+    info: &sys::rte_eth_dev_info,
+    config: &PortConfig,
+    pool: &Mempool,
+) -> Result<Vec<u16>> {
+    // Some drivers (net_tap) need as many RX as TX queues: pad the smaller side with
+    // queues that are set up but never handed out (without RSS nothing arrives on them).
+    let (mut rx_queues, tx_queues) = if driver_needs_equal_queue_counts(info) {
+        let both = config.rx_queues.max(config.tx_queues);
+        (both, both)
+    } else {
+        (config.rx_queues, config.tx_queues)
+    };
+    let rx_unclaimed: Vec<u16> = if driver_is_one_of(info, &FANOUT_RX_DRIVERS) {
+        rx_queues = rx_queues.max(info.max_rx_queues);
+        (config.rx_queues..rx_queues).collect()
+    } else {
+        Vec::new()
+    };
+    // All-zero is the valid default configuration (no RSS, no offloads).
+    let conf = sys::rte_eth_conf::default();
+    // SAFETY: valid, stopped port; conf outlives the call (DPDK copies it).
+    let ret = unsafe { sys::rte_eth_dev_configure(port_id, rx_queues, tx_queues, &conf) };
+    check(ret, || format!("rte_eth_dev_configure(port {port_id})"))?;
+    let (mut rx_ring, mut tx_ring) = (config.rx_ring_size, config.tx_ring_size);
+    // SAFETY: configured port; the two counts are writable u16s.
+    let ret = unsafe { sys::rte_eth_dev_adjust_nb_rx_tx_desc(port_id, &mut rx_ring, &mut tx_ring) };
+    check(ret, || {
+        format!("rte_eth_dev_adjust_nb_rx_tx_desc(port {port_id})")
+    })?;
+    // SAFETY: valid port.
+    let socket = match unsafe { sys::rte_eth_dev_socket_id(port_id) } {
+        socket if socket < 0 => SOCKET_ID_ANY,
+        socket => socket,
+    };
+    let socket = socket as u32;
+    for queue in 0..rx_queues {
+        // SAFETY: configured port, queue in range, live pool (kept alive by Device);
+        // NULL rx_conf means the device defaults.
+        let ret = unsafe {
+            sys::rte_eth_rx_queue_setup(
+                port_id,
+                queue,
+                rx_ring,
+                socket,
+                std::ptr::null(),
+                pool.as_ptr(),
+            )
+        };
+        check(ret, || {
+            format!("rte_eth_rx_queue_setup(port {port_id}, queue {queue})")
+        })?;
+    }
+    for queue in 0..tx_queues {
+        // SAFETY: configured port, queue in range; NULL tx_conf means the device defaults.
+        let ret = unsafe {
+            sys::rte_eth_tx_queue_setup(port_id, queue, tx_ring, socket, std::ptr::null())
+        };
+        check(ret, || {
+            format!("rte_eth_tx_queue_setup(port {port_id}, queue {queue})")
+        })?;
+    }
+    Ok(rx_unclaimed)
 }
 
 impl Port for EthPort {
