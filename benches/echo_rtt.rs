@@ -7,7 +7,10 @@
 //! cargo bench --bench echo_rtt                     # idle = yield (best on 2 cores)
 //! cargo bench --bench echo_rtt -- --idle both      # yield, then spin
 //! cargo bench --bench echo_rtt -- --rtt-requests 20000 --sat-requests 200000 --window 64
+//! cargo bench --bench echo_rtt -- --idle spin --workers 1,2,4 --worker-cpu 2   # saturation per N
 //! ```
+//! With `--workers LIST`, psp-app is measured once per worker count N, worker i pinned to cpu
+//! `--worker-cpu + i` (wrapping over the machine's CPUs), and the table has one row per N.
 //! Each measurement is a fresh server process (memif server) and a peer process (`psp-app
 //! peer`, memif client) on the other core: first a window of 1 (unloaded round trip), then a
 //! window of `--window` outstanding requests (saturation rate). Every child is bounded in time
@@ -48,7 +51,9 @@ struct Options {
     rtt_requests: u32,
     sat_requests: u32,
     window: u32,
-    workers: u16,
+    /// Worker counts to measure psp-app with.
+    workers: Vec<u16>,
+    /// CPU of the first worker; worker i runs on `worker_cpu + i` (mod the CPU count).
     worker_cpu: u32,
 }
 
@@ -58,7 +63,7 @@ fn parse_options() -> Options {
         rtt_requests: 20_000,
         sat_requests: 200_000,
         window: 64,
-        workers: 1,
+        workers: vec![1],
         worker_cpu: 0,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -91,7 +96,10 @@ fn parse_options() -> Options {
                 i += 1;
             }
             "--workers" => {
-                options.workers = value.parse().expect("--workers N");
+                options.workers = value
+                    .split(',')
+                    .map(|n| n.trim().parse().expect("--workers N[,N...]"))
+                    .collect();
                 i += 1;
             }
             _ => {} // cargo's own flags (--bench)
@@ -142,16 +150,18 @@ fn eal_args(prefix: &str, role: &str, socket: &Path, lcore: u32) -> Vec<String> 
 }
 
 /// The psp-app server config: echo app, c-FCFS, memif server, the given idle strategy. The
-/// dispatcher runs on core 0 like the single-threaded raw echo, the workers on `worker_cpu`
-/// (default 0: both servers get one core and the peer the other).
+/// dispatcher runs on core 0 like the single-threaded raw echo, worker i on `worker_cpu + i`
+/// wrapped over the machine's CPUs (default 0 with one worker: both servers get one core and
+/// the peer the other).
 fn psp_config(dir: &Path, socket: &Path, idle: &str, workers: u16, worker_cpu: u32) -> PathBuf {
+    let cpus_online = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
     let prefix = format!("psp-bench-srv-{}", std::process::id());
     let eal: Vec<String> = eal_args(&prefix, "server", socket, 0)
         .into_iter()
         .map(|arg| format!("'{arg}'"))
         .collect();
     let cpus: Vec<String> = std::iter::once("0".to_string())
-        .chain((0..workers).map(|_| worker_cpu.to_string()))
+        .chain((0..u32::from(workers)).map(|i| ((worker_cpu + i) % cpus_online).to_string()))
         .collect();
     let text = format!(
         "cpus: [{cpus}]\n\
@@ -248,7 +258,13 @@ fn run_peer(
     serde_json::from_str(line).expect("peer report is JSON")
 }
 
-fn measure(exe: &Path, target: Target, idle: &str, options: &Options) -> Option<Figures> {
+fn measure(
+    exe: &Path,
+    target: Target,
+    idle: &str,
+    workers: u16,
+    options: &Options,
+) -> Option<Figures> {
     let dir = std::env::temp_dir().join(format!("psp-bench-{}-{target:?}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("bench dir");
@@ -274,7 +290,7 @@ fn measure(exe: &Path, target: Target, idle: &str, options: &Options) -> Option<
             args
         }
         Target::PspApp => {
-            let cfg = psp_config(&dir, &socket, idle, options.workers, options.worker_cpu);
+            let cfg = psp_config(&dir, &socket, idle, workers, options.worker_cpu);
             vec!["--cfg".into(), cfg.display().to_string()]
         }
     };
@@ -308,7 +324,7 @@ fn measure(exe: &Path, target: Target, idle: &str, options: &Options) -> Option<
     }
     let server_tx_queues = match target {
         Target::RawEcho => 1,
-        Target::PspApp => 1 + options.workers,
+        Target::PspApp => 1 + workers,
     };
     let rtt = run_peer(
         exe,
@@ -368,38 +384,43 @@ fn measure(exe: &Path, target: Target, idle: &str, options: &Options) -> Option<
     })
 }
 
+fn print_row(idle: &str, name: &str, figures: Option<Figures>) {
+    match figures {
+        Some(f) => println!(
+            "{idle:<8} {name:<12} {:>12.2} {:>12.2} {:>14.1}",
+            f.rtt_p50_ns as f64 / 1e3,
+            f.rtt_p99_ns as f64 / 1e3,
+            f.rate_rps / 1e3
+        ),
+        None => println!("{idle:<8} {name:<12} {:>12} {:>12} {:>14}", "-", "-", "-"),
+    }
+}
+
 fn main() {
     let options = parse_options();
     let exe = PathBuf::from(env!("CARGO_BIN_EXE_psp-app"));
     println!(
-        "echo_rtt: memif, {} RTT requests (window 1), {} saturation requests (window {}), {} worker(s) on cpu {}",
+        "echo_rtt: memif, {} RTT requests (window 1), {} saturation requests (window {}), psp-app with {:?} worker(s) from cpu {}",
         options.rtt_requests, options.sat_requests, options.window, options.workers, options.worker_cpu
     );
     println!(
-        "{:<8} {:<9} {:>12} {:>12} {:>14}",
+        "{:<8} {:<12} {:>12} {:>12} {:>14}",
         "idle", "server", "rtt_p50_us", "rtt_p99_us", "rate_krps"
     );
     for idle in &options.idles {
-        let raw = measure(&exe, Target::RawEcho, idle, &options);
-        let psp = measure(&exe, Target::PspApp, idle, &options);
-        for (name, figures) in [("raw-echo", raw), ("psp-app", psp)] {
-            match figures {
-                Some(f) => println!(
-                    "{idle:<8} {name:<9} {:>12.2} {:>12.2} {:>14.1}",
-                    f.rtt_p50_ns as f64 / 1e3,
-                    f.rtt_p99_ns as f64 / 1e3,
-                    f.rate_rps / 1e3
-                ),
-                None => println!("{idle:<8} {name:<9} {:>12} {:>12} {:>14}", "-", "-", "-"),
+        let raw = measure(&exe, Target::RawEcho, idle, 0, &options);
+        print_row(idle, "raw-echo", raw);
+        for &workers in &options.workers {
+            let psp = measure(&exe, Target::PspApp, idle, workers, &options);
+            print_row(idle, &format!("psp-app N={workers}"), psp);
+            if let (Some(raw), Some(psp)) = (raw, psp) {
+                println!(
+                    "{idle:<8} ratio psp/raw (N={workers}): rtt_p50 {:.2}x, rtt_p99 {:.2}x, rate {:.2}x",
+                    psp.rtt_p50_ns as f64 / raw.rtt_p50_ns.max(1) as f64,
+                    psp.rtt_p99_ns as f64 / raw.rtt_p99_ns.max(1) as f64,
+                    psp.rate_rps / raw.rate_rps.max(1.0)
+                );
             }
-        }
-        if let (Some(raw), Some(psp)) = (raw, psp) {
-            println!(
-                "{idle:<8} ratio psp/raw: rtt_p50 {:.2}x, rtt_p99 {:.2}x, rate {:.2}x",
-                psp.rtt_p50_ns as f64 / raw.rtt_p50_ns.max(1) as f64,
-                psp.rtt_p99_ns as f64 / raw.rtt_p99_ns.max(1) as f64,
-                psp.rate_rps / raw.rate_rps.max(1.0)
-            );
         }
     }
 }
