@@ -10,17 +10,17 @@
 //!
 //! Tested in `scheduler/tests.rs` (`ws_*` and the property tests).
 
+use crate::policy::dfcfs::Dfcfs;
 use crate::policy::{BuildContext, BuiltinPolicy, Policy, PolicyCore, PolicyEntry, QueueLayout};
 use crate::queue::WorkerSet;
 use crate::state::SchedulerState;
 use crate::{ConfigError, Nanos};
 
-/// Work stealing: queue `w` belongs to worker `w`.
+/// Work stealing: d-FCFS's per-worker queues (queue `w` belongs to worker `w`, arrivals
+/// spread round-robin), plus stealing when a worker's own queue is empty.
 #[derive(Debug)]
 pub struct WorkStealing {
-    workers: usize,
-    /// Next worker of the round-robin spread.
-    next_worker: usize,
+    per_worker: Dfcfs,
 }
 
 impl BuiltinPolicy for WorkStealing {
@@ -35,8 +35,7 @@ impl BuiltinPolicy for WorkStealing {
 
     fn build(cx: &BuildContext<'_>) -> Result<Self, ConfigError> {
         Ok(WorkStealing {
-            workers: cx.workers(),
-            next_worker: 0,
+            per_worker: Dfcfs::build(cx)?,
         })
     }
 }
@@ -60,29 +59,24 @@ impl WorkStealing {
 
 impl PolicyCore for WorkStealing {
     fn layout(&self) -> QueueLayout {
-        QueueLayout {
-            queues: self.workers,
-            extra_slots: 0,
-        }
+        self.per_worker.layout()
     }
 
     #[inline]
-    fn arrival_queue(&mut self, _slot: usize, _state: &SchedulerState) -> usize {
-        let w = self.next_worker;
-        self.next_worker = if w + 1 >= self.workers { 0 } else { w + 1 };
-        w
+    fn arrival_queue(&mut self, slot: usize, state: &SchedulerState) -> usize {
+        self.per_worker.arrival_queue(slot, state)
     }
 
     #[inline]
     fn choose(
         &self,
-        _now_ns: Nanos,
+        now_ns: Nanos,
         state: &SchedulerState,
         idle: WorkerSet,
     ) -> Option<(usize, usize)> {
-        // An idle worker with work of its own runs it.
-        if let Some(w) = WorkerSet(idle.0 & state.nonempty_mask()).lowest() {
-            return Some((w, w));
+        // An idle worker with work of its own runs it (d-FCFS's decision).
+        if let Some(own) = self.per_worker.choose(now_ns, state, idle) {
+            return Some(own);
         }
         // Otherwise the lowest idle worker steals from the longest queue (never its own: it is
         // empty, or the branch above would have taken it).
