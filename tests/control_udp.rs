@@ -13,7 +13,7 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Proc, ScratchDir, ServerAccounting};
+use common::{spawn_udp_server, Proc, ScratchDir, ServerAccounting};
 use psp_dataplane::server::TelemetryLine;
 use serde_json::Value;
 
@@ -89,31 +89,8 @@ fn control_socket_streams_telemetry_answers_commands_and_stops_the_server() {
         ),
     )
     .unwrap();
-    let args: Vec<String> = [
-        "--cfg",
-        &cfg.display().to_string(),
-        "--udp",
-        "127.0.0.1:0",
-        "--label",
-        "ctl",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let mut server = Proc::spawn(
-        "server",
-        env!("CARGO_BIN_EXE_psp-app").as_ref(),
-        &args,
-        &dir,
-    );
-    server.wait_for_output("serving", PROCESS_TIMEOUT);
-    let addr = server
-        .stderr_text()
-        .lines()
-        .find_map(|line| line.strip_prefix("psp-app: UDP "))
-        .expect("server prints its UDP address")
-        .trim()
-        .to_string();
+    let (mut server, addr) =
+        spawn_udp_server("server", &cfg, &["--label", "ctl"], &dir, PROCESS_TIMEOUT);
     let stream = connect(&socket_path);
     let mode = std::fs::metadata(&socket_path)
         .unwrap()

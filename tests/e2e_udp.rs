@@ -7,7 +7,7 @@ mod common;
 use std::net::UdpSocket;
 use std::time::Duration;
 
-use common::{Proc, ScratchDir, ServerAccounting};
+use common::{spawn_udp_server, Proc, ScratchDir, ServerAccounting};
 
 /// Time for the server to start, and to exit after SIGINT.
 const PROCESS_TIMEOUT: Duration = Duration::from_secs(30);
@@ -31,24 +31,7 @@ fn serves_over_kernel_udp() {
          psp: {idle: yield}\n",
     )
     .unwrap();
-    let args: Vec<String> = ["--cfg", &cfg.display().to_string(), "--udp", "127.0.0.1:0"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    let mut server = Proc::spawn(
-        "udp-server",
-        env!("CARGO_BIN_EXE_psp-app").as_ref(),
-        &args,
-        &dir,
-    );
-    server.wait_for_output("serving", PROCESS_TIMEOUT);
-    let stderr = server.stderr_text();
-    let addr = stderr
-        .lines()
-        .find_map(|line| line.strip_prefix("psp-app: UDP "))
-        .expect("server prints its UDP address")
-        .trim()
-        .to_string();
+    let (mut server, addr) = spawn_udp_server("udp-server", &cfg, &[], &dir, PROCESS_TIMEOUT);
 
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     socket.set_read_timeout(Some(RESPONSE_TIMEOUT)).unwrap();

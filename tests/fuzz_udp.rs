@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Proc, ScratchDir, ServerAccounting};
+use common::{spawn_udp_server, ScratchDir, ServerAccounting};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -91,24 +91,7 @@ fn hundred_thousand_mutated_datagrams_reconcile_exactly() {
          psp: {idle: yield, app: echo}\n",
     )
     .unwrap();
-    let args: Vec<String> = ["--cfg", &cfg.display().to_string(), "--udp", "127.0.0.1:0"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    let mut server = Proc::spawn(
-        "fuzz-server",
-        env!("CARGO_BIN_EXE_psp-app").as_ref(),
-        &args,
-        &dir,
-    );
-    server.wait_for_output("serving", PROCESS_TIMEOUT);
-    let addr = server
-        .stderr_text()
-        .lines()
-        .find_map(|line| line.strip_prefix("psp-app: UDP "))
-        .expect("server prints its UDP address")
-        .trim()
-        .to_string();
+    let (mut server, addr) = spawn_udp_server("fuzz-server", &cfg, &[], &dir, PROCESS_TIMEOUT);
 
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     socket

@@ -242,3 +242,29 @@ impl ServerAccounting {
         assert_eq!(self.rx + self.not_read(), sent, "{self:?}");
     }
 }
+
+/// Starts `psp-app --cfg cfg --udp 127.0.0.1:0 [extra]`, waits until it serves and returns it
+/// with the UDP address the kernel gave it.
+pub fn spawn_udp_server(
+    name: &str,
+    cfg: &Path,
+    extra: &[&str],
+    dir: &ScratchDir,
+    timeout: Duration,
+) -> (Proc, String) {
+    let args: Vec<String> = ["--cfg", &cfg.display().to_string(), "--udp", "127.0.0.1:0"]
+        .iter()
+        .chain(extra)
+        .map(|s| s.to_string())
+        .collect();
+    let mut server = Proc::spawn(name, env!("CARGO_BIN_EXE_psp-app").as_ref(), &args, dir);
+    server.wait_for_output("serving", timeout);
+    let addr = server
+        .stderr_text()
+        .lines()
+        .find_map(|line| line.strip_prefix("psp-app: UDP "))
+        .expect("server prints its UDP address")
+        .trim()
+        .to_string();
+    (server, addr)
+}
