@@ -334,6 +334,17 @@ pub enum ServerError {
     },
 }
 
+/// `ts` preempts: its applications must support preemption.
+fn check_app<A: Application>(policy: &Policy, app: &A) -> Result<(), ServerError> {
+    if matches!(policy, Policy::TimeSharing(_)) && !app.supports_preemption() {
+        return Err(ServerError::NotPreemptible {
+            policy: policy.name(),
+            app: app.name(),
+        });
+    }
+    Ok(())
+}
+
 /// A configured server, ready to [`run`](Server::run) on a port.
 #[derive(Debug)]
 pub struct Server {
@@ -403,6 +414,12 @@ impl Server {
         &self.startup_warnings
     }
 
+    /// Whether the policy can run `app` (a preemptive policy needs an application that
+    /// supports preemption); [`Server::run`] checks every worker's, this checks one early.
+    pub fn check_app<A: Application>(&self, app: &A) -> Result<(), ServerError> {
+        check_app(self.scheduler.policy(), app)
+    }
+
     /// [`Server::run`] with one application per worker from `factory` and its classifier.
     pub fn run_with_factory<P: Port>(
         self,
@@ -443,13 +460,8 @@ impl Server {
             });
         }
         let app_name = apps.first().map_or("none", |app| app.name());
-        if matches!(scheduler.policy(), Policy::TimeSharing(_)) {
-            if let Some(app) = apps.iter().find(|app| !app.supports_preemption()) {
-                return Err(ServerError::NotPreemptible {
-                    policy: scheduler.policy().name(),
-                    app: app.name(),
-                });
-            }
+        for app in &apps {
+            check_app(scheduler.policy(), app)?;
         }
         let (rx_count, tx_count) = (port.rx_queue_count(), port.tx_queue_count());
         if rx_count < 1 || usize::from(tx_count) < workers + 1 {
