@@ -266,3 +266,30 @@ fn ts_refuses_bad_quanta_and_unpreemptible_apps() {
     ));
     assert!(err.to_string().contains("application echo"), "{err}");
 }
+
+/// A drain cut short under `ts`: requests preempted back into the queue (before or after the
+/// deadline) are abandoned, the one a worker holds is answered, none is counted twice.
+#[test]
+fn ts_drain_timeout_counts_preempted_requests_once() {
+    let mut opts = ts_options(1, 5_000);
+    opts.drain_timeout = Duration::from_millis(20);
+    let app = SpinApp::with_clock(Clock::start(), crate::app::spin::DEFAULT_MAX_RUN_NS);
+    let mut run = start_apps(opts, app);
+    // 10 requests of 5 ms each, time-shared 5 µs at a time: none finishes within 20 ms.
+    let frames = (0..10)
+        .map(|id| run.client.request_frame_running(id, 2, 5_000_000))
+        .collect();
+    run.client.send_frames(frames);
+    std::thread::sleep(Duration::from_millis(5));
+    let (mut client, report) = run.stop();
+    let d = &report.dispatcher;
+    let late = client.collect_until(10, QUIET_PERIOD).len() as u64;
+    assert_eq!(
+        report.responses_sent() + d.abandoned_at_shutdown,
+        d.per_type[1].arrivals,
+        "{report}"
+    );
+    assert!(late <= report.responses_sent(), "{late}: {report}");
+    assert_eq!(d.per_type[1].arrivals, 10, "{report}");
+    assert_eq!(d.final_queued, d.abandoned_at_shutdown, "{report}");
+}
