@@ -15,6 +15,11 @@
 //!   swapped), transmits it on its
 //!   own queue and sends a completion back on its own ring. At most one job per worker is ever
 //!   outstanding (the scheduler's rule), so rings of [`JOB_RING_SLOTS`] never fill.
+//! - Under `ts` (live time sharing by cooperative preemption) the dispatcher also times each
+//!   worker's slice and, once it has run its quantum while another request waits, sets that
+//!   worker's preempt flag (`preempt.rs`); the application stops at its next check and the
+//!   worker sends the job back instead of a response; the dispatcher parks it again under its
+//!   token and [`Scheduler::on_preempted`] re-queues it at its type's tail (see `dispatcher.rs`).
 //! - With [`ServerOptions::telemetry`], the dispatcher closes a window every interval and hands
 //!   it, through a lock-free snapshot pool, to a writer thread (JSON lines to a file and to the
 //!   control socket's clients; socket threads take commands): see [`telemetry`].
