@@ -160,10 +160,6 @@ fn bad_inputs_are_refused_before_anything_starts() {
             vec!["nosuch"],
         ),
         (
-            vec!["--workload", &w, "--workers", "1", "--policies", "ts"],
-            vec!["--policies ts", "simulator-only"],
-        ),
-        (
             vec!["--workload", &w, "--workers", "1", "--load", "0.5:0.1:x"],
             vec!["--load 0.5:0.1:x"],
         ),

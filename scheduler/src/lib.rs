@@ -63,8 +63,9 @@
 //! - `ts`: Shinjuku-like centralized preemptive time sharing: per-type FIFOs, the head with
 //!   the largest `wait / (slo_factor × mean)` runs for one quantum
 //!   ([`Dispatch::quantum_ns`]); the driver preempts it with [`Scheduler::on_preempted`],
-//!   which re-queues it at its type's tail with its original arrival time. **Simulator only**
-//!   ([`Policy::is_live`] is `false`): the live server cannot preempt a worker.
+//!   which re-queues it at its type's tail with its original arrival time. The simulator
+//!   preempts at the quantum; the live server cooperatively (its applications check a
+//!   per-worker flag the dispatcher sets).
 //!
 //! ## Modules
 //! - `scheduler`: the [`Scheduler`] state machine: type table, workers, admission, and the

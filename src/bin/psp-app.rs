@@ -353,6 +353,9 @@ mod server {
         let server = Server::new(options).context("server configuration")?;
         // Spin calibration and the kv store are built here, before any device is touched.
         let factory = AppFactory::new(&config.app);
+        server
+            .check_app(&factory.make())
+            .context("server configuration")?;
         Ok(Prepared {
             config,
             server,

@@ -130,7 +130,7 @@ fn parse_policies(text: &str, darc_samples: u64) -> Result<Vec<Policy>> {
     for name in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let policy = Policy::from_name(name).with_context(|| format!("--policies {name}"))?;
         if !policy.is_live() {
-            bail!("--policies {name}: simulator-only (the live server cannot preempt)");
+            bail!("--policies {name}: simulator-only");
         }
         policies.push(match policy {
             Policy::Darc(params) => Policy::Darc(DarcParams {

@@ -10,13 +10,17 @@
 //! - **SCAN** ([`SCAN_TYPE`] = 11): iterates `scan_len` entries in key order, starting at the
 //!   first key when `scan_len` covers the whole store (the original: all 5000 keys from
 //!   `seek_to_first`), else at the GET key (and stopping at the end). Size word = entries
-//!   visited, so a client can check the work was done.
+//!   visited, so a client can check the work was done. Under live time sharing (`ts`) a SCAN
+//!   checks its preempt flag every [`SCAN_CHECK_ENTRIES`] entries; a preempted SCAN hands back
+//!   the entries visited so far and resumes after them (GET is too short to preempt).
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
-use super::{Application, Classifier};
+use super::{Application, Classifier, Outcome, Resume};
 use crate::wire::{psp, RequestView};
 
 /// Wire type of GET (original `ReqType` GET = 10, docs/design.md §6.2).
@@ -31,6 +35,10 @@ pub const KEY_PREFIX: &[u8] = b"key";
 pub const VALUE: &[u8] = b"value";
 /// Size word of a GET that found nothing.
 pub const NOT_FOUND: u32 = u32::MAX;
+
+/// Entries a preemptible SCAN visits between two checks of its preempt flag: 64 entries of
+/// an in-memory B-tree walk take well under [`super::PREEMPT_CHECK_NS`] (1 µs).
+pub const SCAN_CHECK_ENTRIES: usize = 64;
 
 /// Longest formatted key: the prefix and the 20 digits of `u64::MAX`.
 pub const KEY_BUF_LEN: usize = 3 + 20;
@@ -98,6 +106,30 @@ impl KvStore {
         self.map.get(key).map(|value| &**value)
     }
 
+    /// Like [`KvStore::scan`], skipping the first `skip` entries and stopping early once
+    /// `preempt` is set (checked every [`SCAN_CHECK_ENTRIES`] entries). Returns the entries
+    /// visited (skipped ones not included) and whether it stopped early.
+    pub fn scan_preemptible(
+        &self,
+        start: Option<&[u8]>,
+        skip: usize,
+        limit: usize,
+        preempt: &AtomicBool,
+    ) -> (ScanSummary, bool) {
+        match start {
+            None => scan_entries(self.map.iter(), skip, limit, preempt),
+            Some(start) => scan_entries(
+                self.map.range::<[u8], _>((
+                    std::ops::Bound::Included(start),
+                    std::ops::Bound::Unbounded,
+                )),
+                skip,
+                limit,
+                preempt,
+            ),
+        }
+    }
+
     /// Visits up to `limit` entries in key order, from `start` (`None`: the first key).
     pub fn scan(&self, start: Option<&[u8]>, limit: usize) -> ScanSummary {
         let mut summary = ScanSummary::default();
@@ -116,6 +148,25 @@ impl KvStore {
         }
         summary
     }
+}
+
+/// Visits entries `skip..limit` of `entries`, stopping early (`true`) at the preempt flag.
+fn scan_entries<'a>(
+    entries: impl Iterator<Item = (&'a Box<[u8]>, &'a Box<[u8]>)>,
+    skip: usize,
+    limit: usize,
+    preempt: &AtomicBool,
+) -> (ScanSummary, bool) {
+    let mut summary = ScanSummary::default();
+    for (i, (key, value)) in entries.take(limit).skip(skip).enumerate() {
+        if i % SCAN_CHECK_ENTRIES == 0 && i > 0 && preempt.load(Ordering::Relaxed) {
+            return (summary, true);
+        }
+        summary.entries += 1;
+        summary.bytes += (key.len() + value.len()) as u64;
+        black_box((key, value));
+    }
+    (summary, false)
 }
 
 /// The `kv` application: GET and SCAN over a shared [`KvStore`].
@@ -151,6 +202,25 @@ impl KvApp {
         }
     }
 
+    /// SCAN after `skip` entries, stopping early at `preempt`: the summary of the entries
+    /// visited and whether it stopped early.
+    pub fn scan_preemptible(
+        &self,
+        request: &RequestView,
+        skip: usize,
+        preempt: &AtomicBool,
+    ) -> (ScanSummary, bool) {
+        if self.scan_len >= self.store.len() {
+            self.store
+                .scan_preemptible(None, skip, self.scan_len, preempt)
+        } else {
+            let mut buf = [0u8; KEY_BUF_LEN];
+            let key = format_key(self.key_index(request), &mut buf);
+            self.store
+                .scan_preemptible(Some(key), skip, self.scan_len, preempt)
+        }
+    }
+
     /// SCAN: the summary of the entries visited.
     pub fn scan(&self, request: &RequestView) -> ScanSummary {
         if self.scan_len >= self.store.len() {
@@ -174,13 +244,52 @@ impl Application for KvApp {
         } else {
             self.get(request)
         };
-        let len = psp::RESPONSE_LEN.min(payload.len());
-        let mut message = psp::Message::new_unchecked(&mut payload[..len]);
-        if message.check_response_len().is_ok() {
-            message.set_req_size(size_word);
-        }
-        len
+        respond(size_word, payload)
     }
+
+    fn supports_preemption(&self) -> bool {
+        true
+    }
+
+    /// SCAN stops at the flag (every [`SCAN_CHECK_ENTRIES`] entries) with `progress` = the
+    /// entries visited so far and `remaining_ns` estimated from this slice's pace; GET runs
+    /// to the end.
+    fn handle_preemptible(
+        &mut self,
+        request: &RequestView,
+        payload: &mut [u8],
+        preempt: &AtomicBool,
+        resume: Option<Resume>,
+    ) -> Outcome {
+        if request.req_type != SCAN_TYPE {
+            return Outcome::Done(self.handle(request, payload));
+        }
+        let done = resume.map_or(0, |r| r.progress);
+        let started = Instant::now();
+        let skip = usize::try_from(done).unwrap_or(usize::MAX);
+        let (summary, stopped) = self.scan_preemptible(request, skip, preempt);
+        let visited = done.saturating_add(summary.entries);
+        if !stopped {
+            return Outcome::Done(respond(u32::try_from(visited).unwrap_or(u32::MAX), payload));
+        }
+        let left = (self.scan_len.min(self.store.len()) as u64).saturating_sub(visited);
+        let slice_ns = started.elapsed().as_nanos() as f64;
+        Outcome::Preempted(Resume {
+            // Float → int casts saturate.
+            remaining_ns: (slice_ns * left as f64 / summary.entries.max(1) as f64) as u64,
+            progress: visited,
+        })
+    }
+}
+
+/// Writes the response (12 B, `size_word` in the size field) at the start of `payload`.
+fn respond(size_word: u32, payload: &mut [u8]) -> usize {
+    let len = psp::RESPONSE_LEN.min(payload.len());
+    let mut message = psp::Message::new_unchecked(&mut payload[..len]);
+    if message.check_response_len().is_ok() {
+        message.set_req_size(size_word);
+    }
+    len
 }
 
 /// Classifies kv requests by the work they do: SCAN is SCAN, every other type is served as a
@@ -242,6 +351,41 @@ mod tests {
         let mut bounded = KvApp::new(store, 5);
         bounded.handle(&request(7, SCAN_TYPE, 0), &mut payload);
         assert_eq!(psp::Message::new_unchecked(&payload[..]).req_size(), 5);
+    }
+
+    /// A preempted SCAN hands back its progress and, resumed, visits exactly the entries it
+    /// had left: the size word counts every entry once.
+    #[test]
+    fn preempted_scan_resumes_where_it_stopped() {
+        let store = Arc::new(KvStore::with_keys(1000));
+        let mut app = KvApp::new(store, usize::MAX);
+        assert!(app.supports_preemption());
+        let mut payload = [0u8; 16];
+        let scan = request(1, SCAN_TYPE, 0);
+        let set = AtomicBool::new(true);
+        let Outcome::Preempted(first) = app.handle_preemptible(&scan, &mut payload, &set, None)
+        else {
+            panic!("SCAN ignored the flag");
+        };
+        assert_eq!(first.progress, SCAN_CHECK_ENTRIES as u64);
+        let Outcome::Preempted(second) =
+            app.handle_preemptible(&scan, &mut payload, &set, Some(first))
+        else {
+            panic!("SCAN ignored the flag");
+        };
+        assert_eq!(second.progress, 2 * SCAN_CHECK_ENTRIES as u64);
+        let clear = AtomicBool::new(false);
+        assert_eq!(
+            app.handle_preemptible(&scan, &mut payload, &clear, Some(second)),
+            Outcome::Done(psp::RESPONSE_LEN)
+        );
+        assert_eq!(psp::Message::new_unchecked(&payload[..]).req_size(), 1000);
+        // GET is never preempted.
+        let get = request(5, GET_TYPE, 0);
+        assert_eq!(
+            app.handle_preemptible(&get, &mut payload, &set, None),
+            Outcome::Done(psp::RESPONSE_LEN)
+        );
     }
 
     #[test]

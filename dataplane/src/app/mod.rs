@@ -26,6 +26,7 @@ pub mod spin;
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use crate::clock::Clock;
@@ -45,6 +46,49 @@ pub trait Application: Send + 'static {
     /// payload's length (≤ `payload.len()`; 12 for a Perséphone response, whose first 12 B
     /// are already `req_id`, `req_type`, size word).
     fn handle(&mut self, request: &RequestView, payload: &mut [u8]) -> usize;
+
+    /// Whether [`Application::handle_preemptible`] stops when asked (live time sharing, `ts`,
+    /// runs only applications that do).
+    fn supports_preemption(&self) -> bool {
+        false
+    }
+
+    /// Serves `request` like [`Application::handle`], but stops early once `preempt` is set
+    /// (checked at least every [`PREEMPT_CHECK_NS`] of work) and says where it stopped.
+    /// `resume` is `None` for a fresh request, or what the last slice's
+    /// [`Outcome::Preempted`] returned. The default runs [`Application::handle`] to the end.
+    fn handle_preemptible(
+        &mut self,
+        request: &RequestView,
+        payload: &mut [u8],
+        preempt: &AtomicBool,
+        resume: Option<Resume>,
+    ) -> Outcome {
+        let _ = (preempt, resume);
+        Outcome::Done(self.handle(request, payload))
+    }
+}
+
+/// Longest stretch of work an application that supports preemption may do between two
+/// checks of its preempt flag (Concord's cooperative preemption checks at this scale).
+pub const PREEMPT_CHECK_NS: u64 = 1_000;
+
+/// Where a preempted request stands: what its application needs to continue it.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Resume {
+    /// Work left, ns (spin: the service time left; kv SCAN: an estimate).
+    pub remaining_ns: u64,
+    /// Application-defined progress (kv SCAN: entries already visited).
+    pub progress: u64,
+}
+
+/// What one slice of [`Application::handle_preemptible`] did.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Finished: the response payload's length, as [`Application::handle`] returns.
+    Done(usize),
+    /// Stopped at the preempt flag; nothing was written. Call again with this to continue.
+    Preempted(Resume),
 }
 
 /// Returns the wire type id the scheduler classifies a request by. Runs on the dispatcher,
@@ -209,6 +253,29 @@ impl Application for AnyApp {
             AnyApp::Spin(app) => app.handle(request, payload),
             AnyApp::Kv(app) => app.handle(request, payload),
             AnyApp::Echo(app) => app.handle(request, payload),
+        }
+    }
+
+    fn supports_preemption(&self) -> bool {
+        match self {
+            AnyApp::Spin(app) => app.supports_preemption(),
+            AnyApp::Kv(app) => app.supports_preemption(),
+            AnyApp::Echo(app) => app.supports_preemption(),
+        }
+    }
+
+    #[inline]
+    fn handle_preemptible(
+        &mut self,
+        request: &RequestView,
+        payload: &mut [u8],
+        preempt: &AtomicBool,
+        resume: Option<Resume>,
+    ) -> Outcome {
+        match self {
+            AnyApp::Spin(app) => app.handle_preemptible(request, payload, preempt, resume),
+            AnyApp::Kv(app) => app.handle_preemptible(request, payload, preempt, resume),
+            AnyApp::Echo(app) => app.handle_preemptible(request, payload, preempt, resume),
         }
     }
 }

@@ -16,9 +16,10 @@
 //! --bench spin`.
 
 use std::hint::black_box;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::Application;
+use super::{Application, Outcome, Resume, PREEMPT_CHECK_NS};
 use crate::clock::Clock;
 use crate::wire::{psp, RequestView};
 
@@ -196,6 +197,41 @@ impl SpinApp {
             SpinWork::Iterations(calibration) => calibration.spin_ns(run_ns),
         }
     }
+
+    /// Spins `work_ns` unless `preempt` is set first (read at every clock reading in `clock`
+    /// mode, every [`PREEMPT_CHECK_NS`] of iterations in `iterations` mode). Returns the work
+    /// left when it stopped (0: all done).
+    #[inline]
+    pub fn spin_preemptible(&self, work_ns: u64, preempt: &AtomicBool) -> u64 {
+        match &self.work {
+            SpinWork::Clock(clock) => {
+                let deadline_ns = clock.now_ns().saturating_add(work_ns);
+                loop {
+                    let now_ns = clock.now_ns();
+                    if now_ns >= deadline_ns {
+                        return 0;
+                    }
+                    if preempt.load(Ordering::Relaxed) {
+                        // The wait for the flag's cache line is work time too: read again.
+                        return deadline_ns.saturating_sub(clock.now_ns()).max(1);
+                    }
+                    std::hint::spin_loop();
+                }
+            }
+            SpinWork::Iterations(calibration) => {
+                let mut left_ns = work_ns;
+                while left_ns > 0 {
+                    if preempt.load(Ordering::Relaxed) {
+                        return left_ns;
+                    }
+                    let chunk_ns = left_ns.min(PREEMPT_CHECK_NS);
+                    calibration.spin_ns(chunk_ns);
+                    left_ns -= chunk_ns;
+                }
+                0
+            }
+        }
+    }
 }
 
 impl Application for SpinApp {
@@ -206,6 +242,30 @@ impl Application for SpinApp {
     fn handle(&mut self, request: &RequestView, payload: &mut [u8]) -> usize {
         self.spin(request.run_ns);
         psp::RESPONSE_LEN.min(payload.len())
+    }
+
+    fn supports_preemption(&self) -> bool {
+        true
+    }
+
+    #[inline]
+    fn handle_preemptible(
+        &mut self,
+        request: &RequestView,
+        payload: &mut [u8],
+        preempt: &AtomicBool,
+        resume: Option<Resume>,
+    ) -> Outcome {
+        let work_ns = resume.map_or(u64::from(request.run_ns.min(self.max_run_ns)), |r| {
+            r.remaining_ns
+        });
+        match self.spin_preemptible(work_ns, preempt) {
+            0 => Outcome::Done(psp::RESPONSE_LEN.min(payload.len())),
+            remaining_ns => Outcome::Preempted(Resume {
+                remaining_ns,
+                progress: 0,
+            }),
+        }
     }
 }
 
@@ -255,6 +315,39 @@ mod tests {
             assert!(
                 took + 1_000 >= u64::from(run_ns) * 99 / 100,
                 "{run_ns} ns took {took}"
+            );
+        }
+    }
+
+    /// A set flag stops the spin at once with the work left; a clear one runs it all; a
+    /// preempted request resumes with what was left.
+    #[test]
+    fn preemptible_spin_stops_and_resumes() {
+        let request = crate::app::tests::request(1, 1, 200_000);
+        for mut app in [
+            SpinApp::with_clock(Clock::start(), DEFAULT_MAX_RUN_NS),
+            SpinApp::new(
+                SpinCalibration::from_iterations_per_ns(1.0),
+                DEFAULT_MAX_RUN_NS,
+            ),
+        ] {
+            assert!(app.supports_preemption());
+            let mut payload = [0u8; 16];
+            let set = AtomicBool::new(true);
+            let Outcome::Preempted(resume) =
+                app.handle_preemptible(&request, &mut payload, &set, None)
+            else {
+                panic!("{:?} ignored the flag", app.mode());
+            };
+            assert!(resume.remaining_ns > 190_000, "{resume:?}");
+            let clear = AtomicBool::new(false);
+            let half = Resume {
+                remaining_ns: 1_000,
+                progress: 0,
+            };
+            assert_eq!(
+                app.handle_preemptible(&request, &mut payload, &clear, Some(half)),
+                Outcome::Done(psp::RESPONSE_LEN)
             );
         }
     }

@@ -37,8 +37,9 @@ pub const MAX_DRAIN_TIMEOUT_MS: u64 = 600_000;
 pub const MAX_CALIBRATION_ROUNDS: u32 = 10_000;
 
 /// Upper bound on one pending-slab slot: the parked job (a buffer handle, the parsed request
-/// view, two timestamps) plus its free-list index. Checked against `size_of` in the tests.
-pub const PENDING_SLOT_BYTES: u64 = 128;
+/// view, timestamps, a preempted request's progress) plus its free-list index. Checked against
+/// `size_of` in the tests.
+pub const PENDING_SLOT_BYTES: u64 = 160;
 
 /// Upper bound on one scheduler queue entry (token, arrival time, type, ring slack).
 pub const QUEUE_ENTRY_BYTES: u64 = 64;

@@ -228,7 +228,7 @@ impl ServerConfig {
 }
 
 /// Parses a dispatch policy name from `dp` or `psp.policy` through the scheduler's policy
-/// registry; a simulator-only policy (`ts`) is refused.
+/// registry; a simulator-only policy is refused.
 fn parse_policy(key: &str, name: &str) -> Result<Policy, ConfigError> {
     let registry = Registry::builtin();
     let Some(entry) = registry.find(name) else {
@@ -245,7 +245,7 @@ fn parse_policy(key: &str, name: &str) -> Result<Policy, ConfigError> {
         return Err(ConfigError::invalid(
             key,
             format!("{name:?}"),
-            "needs preemption: simulator only",
+            "simulator only",
         ));
     }
     Ok((entry.default)())

@@ -127,6 +127,8 @@ struct Psp {
     #[serde(default)]
     darc: Option<Darc>,
     #[serde(default)]
+    ts: Option<Ts>,
+    #[serde(default)]
     queue_capacity: Option<usize>,
     #[serde(default)]
     policy: Option<String>,
@@ -142,6 +144,13 @@ struct Psp {
     telemetry: Option<Telemetry>,
     #[serde(default)]
     control: Option<Control>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct Ts {
+    #[serde(default)]
+    quantum_ns: Option<u64>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -333,6 +342,29 @@ impl ServerFile {
                 }
                 other => warnings.push(format!(
                     "psp.darc has no effect under policy {}",
+                    other.name()
+                )),
+            }
+        }
+
+        if let Some(ts) = &self.psp.ts {
+            match &mut policy {
+                Policy::TimeSharing(params) => {
+                    if let Some(quantum_ns) = ts.quantum_ns {
+                        crate::server::check_ts_quantum("psp.ts.quantum_ns", quantum_ns).map_err(
+                            |_| {
+                                ConfigError::invalid(
+                                    "psp.ts.quantum_ns",
+                                    quantum_ns,
+                                    crate::server::TS_QUANTUM_RANGE,
+                                )
+                            },
+                        )?;
+                        params.quantum_ns = quantum_ns;
+                    }
+                }
+                other => warnings.push(format!(
+                    "psp.ts has no effect under policy {}",
                     other.name()
                 )),
             }

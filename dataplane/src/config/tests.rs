@@ -190,6 +190,28 @@ fn darc_params_and_policy_override() {
         let config = ServerConfig::from_yaml_str(&with("dp: DARC", &format!("dp: {dp}"))).unwrap();
         assert_eq!(config.scheduler.policy, policy);
     }
+    // Live time sharing: `dp: TS`, its quantum from psp.ts (1 µs to 1 s).
+    let ts = ServerConfig::from_yaml_str(&with("dp: DARC", "dp: TS")).unwrap();
+    assert_eq!(
+        ts.scheduler.policy,
+        Policy::TimeSharing(psp_scheduler::TimeSharingParams::default())
+    );
+    let quantum = |ns: u64| {
+        format!(
+            "{}psp:\n  ts: {{quantum_ns: {ns}}}\n",
+            with("dp: DARC", "dp: TS")
+        )
+    };
+    let Policy::TimeSharing(params) = ServerConfig::from_yaml_str(&quantum(10_000))
+        .unwrap()
+        .scheduler
+        .policy
+    else {
+        panic!("dp: TS is ts");
+    };
+    assert_eq!(params.quantum_ns, 10_000);
+    assert_rejects(&quantum(1_000_000_001), "psp.ts.quantum_ns", "1000000001");
+    assert_rejects(&quantum(0), "psp.ts.quantum_ns", "= 0");
     // EDF needs deadlines (the scheduler says which); with deadlines it is accepted.
     let edf = with("dp: DARC", "dp: EDF").replace("ratio: 0.5}", "ratio: 0.5, deadline: 5000}");
     assert_eq!(
@@ -286,7 +308,14 @@ fn impossible_values_are_rejected_with_key_and_value() {
         (with("{number: 2,", "{number: -2,"), "workers.number", "-2"),
         (with("cpus: [0, 1, 2]", "cpus: []"), "cpus", "[]"),
         (with("dp: DARC", "dp: FIFO"), "net_workers[0].dp", "FIFO"),
-        (with("dp: DARC", "dp: ts"), "net_workers[0].dp", "ts"),
+        (
+            format!(
+                "{}psp:\n  ts: {{quantum_ns: 999}}\n",
+                with("dp: DARC", "dp: TS")
+            ),
+            "psp.ts.quantum_ns",
+            "999",
+        ),
         (
             with("ip: 10.0.0.1", "ip: 10.0.0.300"),
             "net_workers[0].ip",

@@ -4,18 +4,28 @@
 //! and its free list, the per-type counters. The loop allocates only when DARC applies a new
 //! plan (the scheduler's record of it and the windows log row set), which happens at most once
 //! per profiling window.
+//!
+//! Live time sharing (`ts`, a policy with a quantum): each dispatch starts a slice on its
+//! worker; once a slice has run past its quantum while another request is queued, the
+//! dispatcher sets the worker's preempt flag ([`PreemptFlags`]). A worker that stops sends its
+//! job back ([`Notice::Preempted`]); [`Scheduler::on_preempted`] re-queues the token at its
+//! type's tail and the job is parked again under the same token: under `ts` a dispatched job's
+//! slab slot stays reserved ([`PendingSlab::lend`]) until its request completes, so a token is
+//! never reused while the scheduler may still name it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
-use psp_scheduler::{Policy, Scheduler, TypeIndex, WorkerId};
+use psp_scheduler::{Policy, Scheduler, Token, TypeIndex, WorkerId};
 
 use super::idle::Idler;
+use super::preempt::PreemptFlags;
 use super::report::{DispatcherReport, TypeReport};
 use super::slab::PendingSlab;
 use super::stages::DispatcherStages;
 use super::telemetry::window::{RecorderCounts, WindowRecorder};
 use super::windows::WindowsLog;
-use super::worker::{Done, Job};
+use super::worker::{Job, Notice};
 use super::{Clock, ServerOptions};
 use crate::app::Classifier;
 use crate::port::{PacketBuf, RxQueue, TxQueue};
@@ -47,7 +57,13 @@ pub(crate) struct Dispatcher<R: RxQueue, T: TxQueue<Buf = R::Buf>, C> {
     /// A job the worker's ring refused, retried first (never happens while the scheduler keeps
     /// one job per worker; kept so a violation cannot lose a request).
     stalled: Vec<Option<Job<R::Buf>>>,
-    done: Vec<ring::Receiver<Done>>,
+    done: Vec<ring::Receiver<Notice<R::Buf>>>,
+    /// Every worker's preempt flag (`ts`).
+    preempt: Arc<PreemptFlags>,
+    /// The policy preempts (`ts`): slab slots are lent, slices timed.
+    preemptive: bool,
+    /// Per worker: the slice it runs, under `ts`.
+    slices: Vec<SliceState>,
     /// Requests between RX and dispatch, parked as the job they will become (one move less).
     slab: PendingSlab<Job<R::Buf>>,
     drain_timeout_ns: u64,
@@ -57,6 +73,17 @@ pub(crate) struct Dispatcher<R: RxQueue, T: TxQueue<Buf = R::Buf>, C> {
     report: DispatcherReport,
     drops: DropCounters,
     in_flight: u64,
+}
+
+/// A worker's current slice under `ts`.
+#[derive(Copy, Clone, Debug, Default)]
+struct SliceState {
+    /// The token of the request it runs (`None`: idle).
+    token: Option<Token>,
+    /// Its quantum.
+    quantum_ns: u64,
+    /// When the preempt flag was set, if it was.
+    flag_set_ns: Option<u64>,
 }
 
 /// Type slot of `ty` in the per-type tables: the dense index, or the last slot for UNKNOWN.
@@ -81,7 +108,8 @@ where
         arp_tx: T,
         classifier: C,
         jobs: Vec<ring::Sender<Job<R::Buf>>>,
-        done: Vec<ring::Receiver<Done>>,
+        done: Vec<ring::Receiver<Notice<R::Buf>>>,
+        preempt: Arc<PreemptFlags>,
     ) -> Self {
         let n_types = scheduler.types().len();
         let mut per_type: Vec<TypeReport> = scheduler
@@ -110,6 +138,9 @@ where
             stalled: (0..workers).map(|_| None).collect(),
             jobs,
             done,
+            preempt,
+            preemptive: matches!(scheduler.policy(), Policy::TimeSharing(_)),
+            slices: vec![SliceState::default(); workers],
             slab: PendingSlab::new(options.pending_slots),
             drain_timeout_ns: u64::try_from(options.drain_timeout.as_nanos()).unwrap_or(u64::MAX),
             windows,
@@ -175,6 +206,9 @@ where
             let now_ns = self.clock.now_ns();
             worked |= self.poll_completions(now_ns);
             worked |= self.dispatch(now_ns);
+            if self.preemptive {
+                self.check_quanta(now_ns);
+            }
             self.poll_plan_updates();
             self.report.polls += 1;
             self.report.busy_polls += u64::from(worked);
@@ -203,7 +237,11 @@ where
         mut self,
     ) -> (DispatcherReport, Option<WindowsLog>, Option<RecorderCounts>) {
         let now_ns = self.clock.now_ns();
+        let queued_before = self.scheduler.queued();
         while self.poll_completions(now_ns) {}
+        // Requests preempted after the drain deadline went back to a queue nobody serves.
+        self.report.abandoned_at_shutdown +=
+            self.scheduler.queued().saturating_sub(queued_before) as u64;
         self.discard_rx_left_at_stop();
         // The last window, so that the windows add up to the report.
         let telemetry = self.telemetry.as_mut().map(|telemetry| {
@@ -267,6 +305,9 @@ where
                         arrival_ns: now_ns,
                         enqueued_ns: self.clock.now_ns(),
                         dispatched_ns: 0,
+                        resume: crate::app::Resume::default(),
+                        served_ns: 0,
+                        slices: 0,
                     };
                     let token = match self.slab.insert(job) {
                         Ok(token) => token,
@@ -330,33 +371,140 @@ where
     /// Polls every worker's completion ring once.
     #[inline]
     fn poll_completions(&mut self, now_ns: u64) -> bool {
-        let n_types = self.scheduler.types().len();
         let mut any = false;
-        for (w, done) in self.done.iter_mut().enumerate() {
-            let Some(completion) = done.pop() else {
+        for w in 0..self.done.len() {
+            let Some(notice) = self.done[w].pop() else {
                 continue;
             };
             any = true;
-            // `w` < workers ≤ MAX_WORKERS (128).
-            match self.scheduler.on_completion(now_ns, WorkerId(w as u16)) {
-                Ok(completed) => {
-                    self.in_flight -= 1;
-                    let slot = type_slot(completed.ty, n_types);
-                    let stats = &mut self.report.per_type[slot];
-                    stats.completed += 1;
-                    stats.sojourn_ns_total += now_ns.saturating_sub(completion.arrival_ns);
-                    self.report.completed += 1;
-                    if let Some(log) = &mut self.windows {
-                        log.on_completion(completed.ty);
-                    }
-                    if let Some(telemetry) = &mut self.telemetry {
-                        telemetry.on_service(slot, completion.service_ns);
-                    }
+            match notice {
+                Notice::Done(completion) => {
+                    self.on_done(now_ns, w, completion.arrival_ns, completion.service_ns);
                 }
-                Err(_) => self.report.spurious_completions += 1,
+                Notice::Preempted { job, freed_ns } => self.on_preempted(now_ns, w, job, freed_ns),
             }
         }
         any
+    }
+
+    /// Worker `w` answered its request.
+    #[inline]
+    fn on_done(&mut self, now_ns: u64, w: usize, arrival_ns: u64, service_ns: u64) {
+        let n_types = self.scheduler.types().len();
+        // `w` < workers ≤ MAX_WORKERS (128).
+        match self.scheduler.on_completion(now_ns, WorkerId(w as u16)) {
+            Ok(completed) => {
+                self.in_flight -= 1;
+                if self.preemptive {
+                    self.slices[w].token = None;
+                    self.slab.release(completed.token);
+                }
+                let slot = type_slot(completed.ty, n_types);
+                let stats = &mut self.report.per_type[slot];
+                stats.completed += 1;
+                stats.sojourn_ns_total += now_ns.saturating_sub(arrival_ns);
+                self.report.completed += 1;
+                if let Some(log) = &mut self.windows {
+                    log.on_completion(completed.ty);
+                }
+                if let Some(telemetry) = &mut self.telemetry {
+                    telemetry.on_service(slot, service_ns);
+                }
+            }
+            Err(_) => self.report.spurious_completions += 1,
+        }
+    }
+
+    /// Worker `w` stopped its request at the preempt flag (freed at `freed_ns`): back to the
+    /// tail of its queue, parked again under its token.
+    fn on_preempted(&mut self, now_ns: u64, w: usize, job: Job<R::Buf>, freed_ns: u64) {
+        let slice = std::mem::take(&mut self.slices[w]);
+        if let Some(set_ns) = slice.flag_set_ns {
+            self.report
+                .preempt_cost
+                .record(freed_ns.saturating_sub(set_ns));
+        }
+        let Some(token) = slice.token else {
+            // A preemption from a worker we gave nothing (cannot happen): the job is dropped.
+            self.report.spurious_completions += 1;
+            return;
+        };
+        self.in_flight -= 1;
+        let slot = usize::from(job.type_slot);
+        match self.scheduler.on_preempted(now_ns, WorkerId(w as u16)) {
+            Ok(()) => match self.slab.restore(token, job) {
+                Ok(()) => {
+                    self.report.preemptions += 1;
+                    if let Some(stats) = self.report.per_type.get_mut(slot) {
+                        stats.preempted += 1;
+                    }
+                }
+                // The slot was not lent (cannot happen): the request is lost, counted.
+                Err(_job) => self.report.lost_tokens += 1,
+            },
+            Err(_) => {
+                // The scheduler kept the request on its worker (no room to re-queue): the
+                // worker continues it.
+                self.in_flight += 1;
+                self.start_slice(w, token, slice.quantum_ns);
+                self.push_job(w, job);
+            }
+        }
+    }
+
+    /// Sets the preempt flag of every worker whose slice ran past its quantum, if a request
+    /// is waiting.
+    #[inline]
+    fn check_quanta(&mut self, now_ns: u64) {
+        if self.scheduler.queued() == 0 {
+            return;
+        }
+        for (w, slice) in self.slices.iter_mut().enumerate() {
+            if slice.token.is_none() || slice.flag_set_ns.is_some() {
+                continue;
+            }
+            // The quantum counts from when the worker started the slice.
+            let Some(started_ns) = self.preempt.started_ns(w) else {
+                continue;
+            };
+            if now_ns.saturating_sub(started_ns) >= slice.quantum_ns {
+                self.preempt.set(w);
+                slice.flag_set_ns = Some(now_ns);
+                self.report.preempt_flags_set += 1;
+            }
+        }
+    }
+
+    /// Starts a slice of `token` on worker `w` (`ts`): its flag cleared before the job is
+    /// pushed.
+    #[inline]
+    fn start_slice(&mut self, w: usize, token: Token, quantum_ns: u64) {
+        self.preempt.clear(w);
+        if let Some(slice) = self.slices.get_mut(w) {
+            *slice = SliceState {
+                token: Some(token),
+                quantum_ns,
+                flag_set_ns: None,
+            };
+        }
+    }
+
+    /// Pushes `job` to worker `w`'s ring, or parks it as stalled.
+    #[inline]
+    fn push_job(&mut self, w: usize, job: Job<R::Buf>) {
+        match self.stalled.get_mut(w) {
+            Some(stalled) if stalled.is_none() => {
+                if let Err(job) = self.jobs[w].push(job) {
+                    self.report.job_ring_full += 1;
+                    *stalled = Some(job);
+                }
+            }
+            _ => {
+                // Out-of-range worker or a second job for a worker: scheduler bug.
+                self.report.lost_tokens += 1;
+                self.in_flight -= 1;
+            }
+        }
     }
 
     /// Moves every decided request to its worker.
@@ -375,8 +523,12 @@ where
         while let Some(decision) = self.scheduler.next_dispatch(now_ns) {
             any = true;
             let slot = type_slot(decision.ty, n_types);
-            self.report.per_type[slot].dispatched += 1;
-            let Some(mut job) = self.slab.take(decision.token) else {
+            let job = if self.preemptive {
+                self.slab.lend(decision.token)
+            } else {
+                self.slab.take(decision.token)
+            };
+            let Some(mut job) = job else {
                 // A token we never issued: a scheduler bug; count it, the worker stays busy
                 // until freed by nothing, so hand it back as completed at once.
                 self.report.lost_tokens += 1;
@@ -384,6 +536,18 @@ where
                 continue;
             };
             let w = decision.worker.index();
+            self.in_flight += 1;
+            if let Some(quantum_ns) = decision.quantum_ns {
+                self.start_slice(w, decision.token, quantum_ns);
+            }
+            if job.slices > 0 {
+                // A preempted request's next slice: its first dispatch was counted.
+                self.report.resumed += 1;
+                job.dispatched_ns = now_ns;
+                self.push_job(w, job);
+                continue;
+            }
+            self.report.per_type[slot].dispatched += 1;
             job.dispatched_ns = now_ns;
             let stages = &mut self.report.stages;
             stages
@@ -392,21 +556,8 @@ where
             if let Some(wait) = stages.queue_wait.get_mut(slot) {
                 wait.record(now_ns.saturating_sub(job.enqueued_ns));
             }
-            self.in_flight += 1;
             self.report.dispatched += 1;
-            match self.stalled.get_mut(w) {
-                Some(stalled) if stalled.is_none() => {
-                    if let Err(job) = self.jobs[w].push(job) {
-                        self.report.job_ring_full += 1;
-                        *stalled = Some(job);
-                    }
-                }
-                _ => {
-                    // Out-of-range worker or a second job for a worker: scheduler bug.
-                    self.report.lost_tokens += 1;
-                    self.in_flight -= 1;
-                }
-            }
+            self.push_job(w, job);
         }
         any
     }

@@ -15,6 +15,11 @@
 //!   swapped), transmits it on its
 //!   own queue and sends a completion back on its own ring. At most one job per worker is ever
 //!   outstanding (the scheduler's rule), so rings of [`JOB_RING_SLOTS`] never fill.
+//! - Under `ts` (live time sharing by cooperative preemption) the dispatcher also times each
+//!   worker's slice and, once it has run its quantum while another request waits, sets that
+//!   worker's preempt flag (`preempt.rs`); the application stops at its next check and the
+//!   worker sends the job back instead of a response; the dispatcher parks it again under its
+//!   token and [`Scheduler::on_preempted`] re-queues it at its type's tail (see `dispatcher.rs`).
 //! - With [`ServerOptions::telemetry`], the dispatcher closes a window every interval and hands
 //!   it, through a lock-free snapshot pool, to a writer thread (JSON lines to a file and to the
 //!   control socket's clients; socket threads take commands): see [`telemetry`].
@@ -45,6 +50,7 @@ mod affinity;
 mod dispatcher;
 mod idle;
 mod layout;
+mod preempt;
 mod report;
 mod report_json;
 mod slab;
@@ -62,7 +68,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use psp_scheduler::{ConfigError, Scheduler, SchedulerConfig};
+use psp_scheduler::{ConfigError, Policy, Scheduler, SchedulerConfig};
 
 use crate::app::{AppFactory, Application, Classifier};
 use crate::config::{IdleMode, ServerConfig, MAX_PENDING_SLOTS, MAX_RX_BURST};
@@ -103,6 +109,28 @@ pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 /// Responses a worker keeps waiting for TX room before dropping the oldest: the original's
 /// per-worker outbound ring of 128 (context.hh).
 pub const WORKER_TX_BACKLOG: usize = 128;
+
+/// Shortest live time-sharing quantum: 1 µs, the preempt-check interval of the applications
+/// ([`crate::app::PREEMPT_CHECK_NS`]); a shorter one would preempt before a check could see it.
+pub const MIN_TS_QUANTUM_NS: u64 = 1_000;
+/// Longest live time-sharing quantum: 1 s (longer is no time sharing at all).
+pub const MAX_TS_QUANTUM_NS: u64 = 1_000_000_000;
+
+/// What a live `ts` quantum must be.
+pub const TS_QUANTUM_RANGE: &str = "must be between 1000 ns (1 µs) and 1000000000 ns (1 s)";
+
+/// Checks a live `ts` quantum; `field` names it in the error.
+pub fn check_ts_quantum(field: &'static str, quantum_ns: u64) -> Result<(), ServerError> {
+    if (MIN_TS_QUANTUM_NS..=MAX_TS_QUANTUM_NS).contains(&quantum_ns) {
+        Ok(())
+    } else {
+        Err(ServerError::Invalid {
+            field,
+            value: quantum_ns.to_string(),
+            why: TS_QUANTUM_RANGE,
+        })
+    }
+}
 
 impl From<IdleMode> for IdleStrategy {
     fn from(mode: IdleMode) -> Self {
@@ -220,9 +248,17 @@ pub enum ServerError {
     /// The scheduler configuration is invalid.
     #[error("scheduler configuration: {0}")]
     Scheduler(#[from] ConfigError),
-    /// The policy cannot run live (it preempts).
-    #[error("policy {0} is simulator-only: the live server cannot preempt")]
+    /// The policy cannot run live.
+    #[error("policy {0} is simulator-only")]
     NotLive(&'static str),
+    /// The policy preempts and the application cannot be preempted.
+    #[error("policy {policy} preempts requests, and application {app} does not support preemption (use spin or kv)")]
+    NotPreemptible {
+        /// The policy.
+        policy: &'static str,
+        /// The application.
+        app: &'static str,
+    },
     /// The port lacks a queue the server needs.
     #[error("port has {rx} RX / {tx} TX queues; {workers} workers need 1 RX and {needed} TX queues (dispatcher + one per worker)")]
     Queues {
@@ -303,6 +339,17 @@ pub enum ServerError {
     },
 }
 
+/// `ts` preempts: its applications must support preemption.
+fn check_app<A: Application>(policy: &Policy, app: &A) -> Result<(), ServerError> {
+    if matches!(policy, Policy::TimeSharing(_)) && !app.supports_preemption() {
+        return Err(ServerError::NotPreemptible {
+            policy: policy.name(),
+            app: app.name(),
+        });
+    }
+    Ok(())
+}
+
 /// A configured server, ready to [`run`](Server::run) on a port.
 #[derive(Debug)]
 pub struct Server {
@@ -318,6 +365,9 @@ impl Server {
     pub fn new(options: ServerOptions) -> Result<Self, ServerError> {
         if !options.scheduler.policy.is_live() {
             return Err(ServerError::NotLive(options.scheduler.policy.name()));
+        }
+        if let Policy::TimeSharing(ts) = &options.scheduler.policy {
+            check_ts_quantum("ts.quantum_ns", ts.quantum_ns)?;
         }
         let workers = options.scheduler.workers;
         if !options.worker_cpus.is_empty() && options.worker_cpus.len() != workers {
@@ -369,6 +419,12 @@ impl Server {
         &self.startup_warnings
     }
 
+    /// Whether the policy can run `app` (a preemptive policy needs an application that
+    /// supports preemption); [`Server::run`] checks every worker's, this checks one early.
+    pub fn check_app<A: Application>(&self, app: &A) -> Result<(), ServerError> {
+        check_app(self.scheduler.policy(), app)
+    }
+
     /// [`Server::run`] with one application per worker from `factory` and its classifier.
     pub fn run_with_factory<P: Port>(
         self,
@@ -409,6 +465,9 @@ impl Server {
             });
         }
         let app_name = apps.first().map_or("none", |app| app.name());
+        for app in &apps {
+            check_app(scheduler.policy(), app)?;
+        }
         let (rx_count, tx_count) = (port.rx_queue_count(), port.tx_queue_count());
         if rx_count < 1 || usize::from(tx_count) < workers + 1 {
             return Err(ServerError::Queues {
@@ -446,6 +505,7 @@ impl Server {
         let mac = options.mac.unwrap_or_else(|| port.mac());
         let local = Endpoint::new(MacAddr(mac), options.ip, options.udp_port);
         let stop_workers = Arc::new(AtomicBool::new(false));
+        let preempt = Arc::new(preempt::PreemptFlags::new(workers));
         let mut job_senders = Vec::with_capacity(workers);
         let mut done_receivers = Vec::with_capacity(workers);
         let mut joins = Vec::with_capacity(workers);
@@ -461,6 +521,7 @@ impl Server {
                 clock: clock.clone(),
                 jobs: job_rx,
                 done: done_tx,
+                preempt: Arc::clone(&preempt),
                 tx,
                 app,
                 stop: Arc::clone(&stop_workers),
@@ -496,6 +557,7 @@ impl Server {
             classifier,
             job_senders,
             done_receivers,
+            preempt,
         );
         if let Some(telemetry) = &telemetry {
             dispatcher.with_telemetry(telemetry.recorder(clock.now_ns()));

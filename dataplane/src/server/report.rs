@@ -34,6 +34,8 @@ pub struct TypeReport {
     pub dispatched: u64,
     /// Completed.
     pub completed: u64,
+    /// Preemptions (`ts`): slices that ended at the preempt flag and went back to the queue.
+    pub preempted: u64,
     /// Highest queue depth seen right after an arrival.
     pub queue_depth_hwm: u64,
     /// Σ (completion seen by the dispatcher − arrival), ns.
@@ -76,8 +78,17 @@ pub struct DispatcherReport {
     pub slab_full_drops: u64,
     /// Requests refused by the scheduler (queue full).
     pub queue_full_drops: u64,
-    /// Requests handed to workers.
+    /// Requests handed to workers (first slice only under `ts`).
     pub dispatched: u64,
+    /// Preempted requests handed to a worker again (`ts`).
+    pub resumed: u64,
+    /// Preemptions (`ts`): requests that stopped at the preempt flag and were re-queued.
+    pub preemptions: u64,
+    /// Preempt flags set (`ts`); a flag set as the request finished anyway costs nothing.
+    pub preempt_flags_set: u64,
+    /// Cost of one preemption (`ts`), ns: the dispatcher sets the worker's flag → the worker is
+    /// free (its notice sent).
+    pub preempt_cost: StageHistogram,
     /// Completions received.
     pub completed: u64,
     /// Completion notices the scheduler refused (a worker that held nothing).
@@ -130,6 +141,8 @@ pub struct WorkerReport {
     pub busy_ns: u64,
     /// Σ (dispatch − arrival) of its requests, ns.
     pub queueing_ns: u64,
+    /// Slices that ended at the preempt flag (`ts`).
+    pub preempted_slices: u64,
     /// Responses the device took.
     pub tx_packets: u64,
     /// Responses dropped (TX backlog full or left at shutdown).
@@ -409,6 +422,19 @@ impl fmt::Display for ServerReport {
             self.port.rx_missed,
             self.port.rx_errors
         )?;
+        if d.preempt_flags_set > 0 || d.preemptions > 0 {
+            let cost = &d.preempt_cost;
+            writeln!(
+                f,
+                "preemption: {} preemptions ({} resumed, {} flags set) | cost flag set → worker free: mean {:.2} µs p50 {:.2} µs p99 {:.2} µs",
+                d.preemptions,
+                d.resumed,
+                d.preempt_flags_set,
+                cost.mean_ns() / 1e3,
+                cost.quantile_ns(0.5) as f64 / 1e3,
+                cost.quantile_ns(0.99) as f64 / 1e3
+            )?;
+        }
         if d.in_flight_lost > 0 {
             writeln!(f, "in flight lost (worker panics): {}", d.in_flight_lost)?;
         }
@@ -425,13 +451,14 @@ impl fmt::Display for ServerReport {
         }
         writeln!(
             f,
-            "{:<14} {:>8} {:>12} {:>10} {:>12} {:>12} {:>10} {:>14}",
+            "{:<14} {:>8} {:>12} {:>10} {:>12} {:>12} {:>10} {:>10} {:>14}",
             "type",
             "wire id",
             "arrivals",
             "rejected",
             "dispatched",
             "completed",
+            "preempted",
             "max depth",
             "mean sojourn"
         )?;
@@ -442,13 +469,14 @@ impl fmt::Display for ServerReport {
             let wire = t.wire_id.map_or_else(|| "-".to_string(), |w| w.to_string());
             writeln!(
                 f,
-                "{:<14} {:>8} {:>12} {:>10} {:>12} {:>12} {:>10} {:>11.1} µs",
+                "{:<14} {:>8} {:>12} {:>10} {:>12} {:>12} {:>10} {:>10} {:>11.1} µs",
                 t.name,
                 wire,
                 t.arrivals,
                 t.rejected,
                 t.dispatched,
                 t.completed,
+                t.preempted,
                 t.queue_depth_hwm,
                 t.mean_sojourn_ns() / 1e3
             )?;

@@ -54,6 +54,7 @@ impl ServerReport {
                 json!({
                     "type": t.name, "wire_id": t.wire_id, "arrivals": t.arrivals,
                     "rejected": t.rejected, "slab_full": t.slab_full, "dispatched": t.dispatched, "completed": t.completed,
+                    "preempted": t.preempted,
                     "queue_depth_hwm": t.queue_depth_hwm, "mean_sojourn_ns": t.mean_sojourn_ns(),
                 })
             })
@@ -66,6 +67,7 @@ impl ServerReport {
                     "worker": w.worker, "cpu": w.cpu, "pin_failed": w.pin_failed,
                     "requests": w.requests, "busy_ns": w.busy_ns, "tx_packets": w.tx_packets,
                     "tx_dropped": w.tx_dropped, "build_failures": w.build_failures,
+                    "preempted_slices": w.preempted_slices,
                 })
             })
             .collect();
@@ -98,6 +100,10 @@ impl ServerReport {
                 "not_read": self.drops_before_dispatcher(),
             },
             "plan_updates": d.plan_updates,
+            "preemption": {
+                "preemptions": d.preemptions, "resumed": d.resumed,
+                "flags_set": d.preempt_flags_set, "cost": stage_json(&d.preempt_cost),
+            },
             "dispatcher": {
                 "polls": d.polls, "busy_polls": d.busy_polls, "busy_ns": d.busy_ns,
                 "utilisation": self.dispatcher_utilisation(),

@@ -18,7 +18,10 @@
 //! Invariants: recording allocates nothing (histograms are sized at construction and saturate
 //! at [`MAX_RECORDED_NS`]); each [`StageHistogram`] also keeps the exact sum of what it
 //! recorded, so for requests that went all the way the stage sums add up exactly to the
-//! `rx_to_tx` sum (the timestamps telescope). Tests: below, and the whole-server test
+//! `rx_to_tx` sum (the timestamps telescope). Under live time sharing (`ts`) a preempted
+//! request's `service` is the sum of its slices, `handoff` that of its last slice and
+//! `queue_wait` its first wait: its waits after a preemption are in no stage, so its stages
+//! do not telescope. Tests: below, and the whole-server test
 //! `stage_histograms_add_up` in `server/tests.rs`.
 
 use hdrhistogram::Histogram;

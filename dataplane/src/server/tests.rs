@@ -50,6 +50,34 @@ impl Application for TestHandler {
         }
         crate::wire::psp::RESPONSE_LEN
     }
+
+    fn supports_preemption(&self) -> bool {
+        true
+    }
+
+    /// Spins what is left of `spin`, stopping at the flag.
+    fn handle_preemptible(
+        &mut self,
+        _request: &RequestView,
+        _payload: &mut [u8],
+        preempt: &AtomicBool,
+        resume: Option<crate::app::Resume>,
+    ) -> crate::app::Outcome {
+        let work_ns = resume.map_or(self.spin.as_nanos() as u64, |r| r.remaining_ns);
+        let start = Instant::now();
+        loop {
+            let done_ns = start.elapsed().as_nanos() as u64;
+            if done_ns >= work_ns {
+                return crate::app::Outcome::Done(crate::wire::psp::RESPONSE_LEN);
+            }
+            if preempt.load(Ordering::Relaxed) {
+                return crate::app::Outcome::Preempted(crate::app::Resume {
+                    remaining_ns: work_ns - done_ns,
+                    progress: 0,
+                });
+            }
+        }
+    }
 }
 
 fn types() -> Vec<RequestTypeSpec> {
@@ -400,8 +428,6 @@ fn shutdown_drains_queued_and_in_flight_requests() {
 
 #[test]
 fn misconfigurations_are_errors() {
-    let ts = options(Policy::from_name("ts").expect("ts"), 1);
-    assert!(matches!(Server::new(ts), Err(ServerError::NotLive("ts"))));
     let mut cpus = options(Policy::Cfcfs, 2);
     cpus.worker_cpus = vec![0];
     assert!(matches!(
@@ -875,3 +901,4 @@ fn service_far_from_the_configured_mean_is_warned_of() {
 }
 
 mod telemetry;
+mod ts;

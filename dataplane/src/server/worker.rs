@@ -1,6 +1,13 @@
 //! The worker loop: pop a job, run the application in place, build the response in place, transmit
 //! it on the worker's own TX queue, report the completion.
 //!
+//! Under live time sharing (`ts`) the application runs through
+//! [`Application::handle_preemptible`] with this worker's preempt flag (set only by the
+//! dispatcher, cleared by it before each dispatch): a request that stops early is not answered;
+//! its job (buffer, progress, service so far) goes back on the completion ring as
+//! [`Notice::Preempted`] and the dispatcher re-queues it. Every other policy never sets the
+//! flag, so the call runs the request to the end.
+//!
 //! Invariants: the loop allocates nothing, locks nothing and logs nothing; a response that the
 //! port does not take is counted, never retried forever. Tested through whole servers in
 //! `server/tests.rs`.
@@ -9,11 +16,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use super::idle::{IdleStrategy, Idler};
+use super::preempt::PreemptFlags;
 use super::report::WorkerReport;
 use super::stages::WorkerStages;
 use super::telemetry::WorkerBusySlots;
 use super::{pin_current_thread, Clock, WORKER_TX_BACKLOG};
-use crate::app::Application;
+use crate::app::{Application, Outcome, Resume};
 use crate::port::{PacketBuf, TxQueue};
 use crate::ring;
 use crate::wire::{build_reply_in_place, RequestView, PAYLOAD_OFFSET};
@@ -32,15 +40,39 @@ pub(crate) struct Job<B> {
     /// When it was classified and handed to the scheduler.
     pub(crate) enqueued_ns: u64,
     pub(crate) dispatched_ns: u64,
+    /// Where a preempted request stands (meaningful once `slices > 0`).
+    pub(crate) resume: Resume,
+    /// Service of its earlier slices, ns (0 unless preempted).
+    pub(crate) served_ns: u64,
+    /// Slices it ran before this one (0 unless preempted).
+    pub(crate) slices: u32,
 }
 
-/// A worker's completion notice (the worker is implied by the ring it arrives on).
+/// What a worker reports on its completion ring (the worker is implied by the ring).
+pub(crate) enum Notice<B> {
+    /// The request was answered.
+    Done(Done),
+    /// The request stopped at the preempt flag: its job, to re-queue, and when the worker
+    /// became free.
+    Preempted { job: Job<B>, freed_ns: u64 },
+}
+
+/// A worker's completion notice.
 #[derive(Copy, Clone, Debug)]
 pub(crate) struct Done {
     /// When the request arrived at the dispatcher.
     pub(crate) arrival_ns: u64,
-    /// Its service time (the application's run), ns: the `service` stage, for telemetry.
+    /// Its service time (the application's run, all slices), ns: the `service` stage, for
+    /// telemetry.
     pub(crate) service_ns: u64,
+}
+
+/// What one slice of a job did.
+enum Slice {
+    /// Answered (`Some`: when the application returned) or unanswerable (`None`).
+    Answered(Option<u64>),
+    /// Stopped at the preempt flag.
+    Preempted(Resume),
 }
 
 /// Everything a worker thread owns.
@@ -50,7 +82,9 @@ pub(crate) struct WorkerContext<T: TxQueue, A> {
     pub(crate) idle: IdleStrategy,
     pub(crate) clock: Clock,
     pub(crate) jobs: ring::Receiver<Job<T::Buf>>,
-    pub(crate) done: ring::Sender<Done>,
+    pub(crate) done: ring::Sender<Notice<T::Buf>>,
+    /// Every worker's preempt flag (this worker reads slot `index`).
+    pub(crate) preempt: Arc<PreemptFlags>,
     pub(crate) tx: T,
     pub(crate) app: A,
     pub(crate) stop: Arc<AtomicBool>,
@@ -85,51 +119,23 @@ impl<T: TxQueue, A: Application> WorkerContext<T, A> {
             if let Some(job) = self.jobs.pop() {
                 idler.busy();
                 let started_ns = self.clock.now_ns();
+                self.preempt.started(self.index, started_ns);
                 if let Some(busy) = busy {
                     busy.start(started_ns);
                 }
-                report.queueing_ns += job.dispatched_ns.saturating_sub(job.arrival_ns);
-                let mut stamps = Stamps {
-                    type_slot: job.type_slot,
-                    run_ns: job.request.run_ns,
-                    arrival_ns: job.arrival_ns,
-                    dispatched_ns: job.dispatched_ns,
-                    started_ns,
-                    served_ns: 0,
-                    finished_ns: 0,
-                };
-                let mut buf = job.buf;
-                let served_ns = match self.respond(&job.request, &mut buf) {
-                    Some(served_ns) => {
-                        if outbound.len() >= WORKER_TX_BACKLOG {
-                            outbound.remove(0);
-                            report.tx_dropped += 1;
-                        }
-                        outbound.push(buf);
-                        served_ns
-                    }
-                    None => {
-                        report.build_failures += 1;
-                        self.clock.now_ns()
-                    }
-                };
-                report.tx_packets += self.tx.tx_burst(&mut outbound) as u64;
+                let notice = self.serve(job, started_ns, &mut outbound, &mut report);
                 let finished_ns = self.clock.now_ns();
                 report.busy_ns += finished_ns.saturating_sub(started_ns);
                 if let Some(busy) = busy {
                     busy.finish(finished_ns.saturating_sub(started_ns));
                 }
-                report.requests += 1;
-                stamps.served_ns = served_ns;
-                stamps.finished_ns = finished_ns;
-                stamps.record(&mut report.stages);
-                let mut done = Done {
-                    arrival_ns: job.arrival_ns,
-                    service_ns: served_ns.saturating_sub(started_ns),
-                };
+                let mut notice = notice;
+                if let Notice::Preempted { freed_ns, .. } = &mut notice {
+                    *freed_ns = finished_ns;
+                }
                 // The ring has room: this worker never has more than one job outstanding.
-                while let Err(back) = self.done.push(done) {
-                    done = back;
+                while let Err(back) = self.done.push(notice) {
+                    notice = back;
                     if self.stop.load(Ordering::Acquire) {
                         break;
                     }
@@ -160,25 +166,93 @@ impl<T: TxQueue, A: Application> WorkerContext<T, A> {
         report
     }
 
-    /// Runs the application and turns `buf` into the response, in place. Returns when the
-    /// application returned, or `None`: nothing to send.
+    /// Runs one slice of `job`: answers it (response queued on `outbound`, sent, stages
+    /// recorded) or hands it back preempted. Returns the notice for the dispatcher.
     #[inline]
-    fn respond(&mut self, request: &RequestView, buf: &mut T::Buf) -> Option<u64> {
+    fn serve(
+        &mut self,
+        mut job: Job<T::Buf>,
+        started_ns: u64,
+        outbound: &mut Vec<T::Buf>,
+        report: &mut WorkerReport,
+    ) -> Notice<T::Buf> {
+        let resume = (job.slices > 0).then_some(job.resume);
+        let served_ns = match self.respond(&job.request, &mut job.buf, resume) {
+            Slice::Preempted(resume) => {
+                let now_ns = self.clock.now_ns();
+                job.served_ns += now_ns.saturating_sub(started_ns);
+                job.slices += 1;
+                job.resume = resume;
+                report.preempted_slices += 1;
+                return Notice::Preempted { job, freed_ns: 0 };
+            }
+            Slice::Answered(Some(served_ns)) => {
+                if outbound.len() >= WORKER_TX_BACKLOG {
+                    outbound.remove(0);
+                    report.tx_dropped += 1;
+                }
+                outbound.push(job.buf);
+                served_ns
+            }
+            Slice::Answered(None) => {
+                report.build_failures += 1;
+                self.clock.now_ns()
+            }
+        };
+        report.tx_packets += self.tx.tx_burst(outbound) as u64;
+        let finished_ns = self.clock.now_ns();
+        report.requests += 1;
+        // A preempted request's queueing counts from arrival to its first slice.
+        if job.slices == 0 {
+            report.queueing_ns += job.dispatched_ns.saturating_sub(job.arrival_ns);
+        }
+        let service_ns = job.served_ns + served_ns.saturating_sub(started_ns);
+        Stamps {
+            type_slot: job.type_slot,
+            run_ns: job.request.run_ns,
+            arrival_ns: job.arrival_ns,
+            dispatched_ns: job.dispatched_ns,
+            started_ns,
+            service_ns,
+            served_ns,
+            finished_ns,
+        }
+        .record(&mut report.stages);
+        Notice::Done(Done {
+            arrival_ns: job.arrival_ns,
+            service_ns,
+        })
+    }
+
+    /// Runs the application (one slice) and turns `buf` into the response, in place.
+    #[inline]
+    fn respond(
+        &mut self,
+        request: &RequestView,
+        buf: &mut T::Buf,
+        resume: Option<Resume>,
+    ) -> Slice {
         // Expose the whole buffer so the application may write a response longer than the
         // request.
         let capacity = buf.capacity();
         if buf.set_len(capacity).is_err() || capacity < PAYLOAD_OFFSET {
-            return None;
+            return Slice::Answered(None);
         }
         let frame = buf.data_mut();
         let payload_room = frame.len() - PAYLOAD_OFFSET;
-        let reply_len = self
-            .app
-            .handle(request, &mut frame[PAYLOAD_OFFSET..])
-            .min(payload_room);
+        let preempt = self.preempt.flag(self.index);
+        let reply_len = match self.app.handle_preemptible(
+            request,
+            &mut frame[PAYLOAD_OFFSET..],
+            preempt,
+            resume,
+        ) {
+            Outcome::Done(len) => len.min(payload_room),
+            Outcome::Preempted(resume) => return Slice::Preempted(resume),
+        };
         let served_ns = self.clock.now_ns();
         let frame_len = build_reply_in_place(frame, reply_len);
-        (frame_len != 0 && buf.set_len(frame_len).is_ok()).then_some(served_ns)
+        Slice::Answered((frame_len != 0 && buf.set_len(frame_len).is_ok()).then_some(served_ns))
     }
 }
 
@@ -188,7 +262,10 @@ struct Stamps {
     run_ns: u32,
     arrival_ns: u64,
     dispatched_ns: u64,
+    /// Started → served of the last slice (`started_ns` is the last slice's start), plus
+    /// every earlier slice's service.
     started_ns: u64,
+    service_ns: u64,
     served_ns: u64,
     finished_ns: u64,
 }
@@ -209,7 +286,7 @@ impl Stamps {
             stages.rx_to_tx.get_mut(slot),
             stages.requested_run_ns.get_mut(slot),
         ) {
-            service.record(self.served_ns.saturating_sub(self.started_ns));
+            service.record(self.service_ns);
             total.record(self.finished_ns.saturating_sub(self.arrival_ns));
             *requested = requested.saturating_add(u64::from(self.run_ns));
         }

@@ -2,8 +2,9 @@
 //! per type slot; the head with the largest `wait / (slo_factor × mean)` runs for one quantum
 //! ([`crate::Dispatch::quantum_ns`]); the driver preempts it with
 //! [`crate::Scheduler::on_preempted`], which re-queues it at its type's tail with its original
-//! arrival time. UNKNOWN runs only when no typed queue holds anything. **Simulator only**: the
-//! live server cannot preempt a worker.
+//! arrival time. UNKNOWN runs only when no typed queue holds anything. The simulator preempts
+//! at the quantum; the live server preempts cooperatively (a per-worker flag its applications
+//! check, set once the quantum is over and another request waits).
 //!
 //! The rings have `workers` extra slots so that a preempted request can always go back:
 //! admission still refuses at `queue_capacity`, so queued(t) + running(t) ≤ capacity + workers
@@ -16,7 +17,7 @@ use crate::queue::WorkerSet;
 use crate::state::SchedulerState;
 use crate::{ConfigError, Nanos};
 
-/// Shinjuku-style time sharing tunables (simulator only: the live server cannot preempt).
+/// Shinjuku-style time sharing tunables.
 ///
 /// The scheduler only sets the quantum on each [`crate::Dispatch`] and re-queues preempted
 /// requests; the driver enforces the quantum and charges `preemption_cost_ns` (the simulator
@@ -65,7 +66,7 @@ impl BuiltinPolicy for TimeSharing {
             ),
             ("slo_factor", "per-type SLO = slo_factor × mean_ns (10)"),
         ],
-        live: false,
+        live: true,
         default: || Policy::TimeSharing(TimeSharingParams::default()),
     };
 

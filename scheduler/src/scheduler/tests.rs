@@ -483,7 +483,10 @@ fn ts_preempts_round_robin_within_a_type_and_serves_the_most_late_type() {
         disp2_types(),
         Policy::TimeSharing(TimeSharingParams::default()),
     );
-    assert!(!s.policy().is_live());
+    assert!(
+        s.policy().is_live(),
+        "the live server preempts cooperatively"
+    );
     arrive(&mut s, 0, LONG, 1);
     arrive(&mut s, 0, LONG, 2);
     let d = s.next_dispatch(0).unwrap();

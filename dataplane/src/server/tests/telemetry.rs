@@ -359,3 +359,57 @@ fn a_bad_control_socket_is_an_error_naming_the_key() {
         "{err}"
     );
 }
+
+/// Under live time sharing the windows still add up: a preempted request's slices count as
+/// busy time of the workers that ran them, and it arrives and completes once.
+#[test]
+fn telemetry_windows_add_up_under_ts_with_preemptions() {
+    let dir = Scratch::new("ts");
+    let file = dir.0.join("server").join("telemetry.jsonl");
+    let opts = telemetry_options(
+        Policy::from_name("ts").expect("ts"),
+        Some(file.clone()),
+        None,
+    );
+    let mut run = start(opts, Duration::from_micros(50));
+    let mut answered = 0;
+    for batch in 0..3u32 {
+        let requests: Vec<(u32, u32)> = (0..40).map(|i| (batch * 40 + i, 1 + i % 2)).collect();
+        run.client.send(&requests);
+        answered += run.client.collect(40).len();
+        std::thread::sleep(Duration::from_millis(60));
+    }
+    let (_, report) = run.stop();
+    assert_eq!(answered, 120, "{report}");
+    let text = std::fs::read_to_string(&file).expect("telemetry file");
+    let lines: Vec<TelemetryLine> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a telemetry line"))
+        .collect();
+    for (slot, totals) in report.dispatcher.per_type.iter().enumerate() {
+        let sum = |f: fn(&crate::server::telemetry::TypeLine) -> u64| -> u64 {
+            lines.iter().map(|l| f(&l.types[slot])).sum()
+        };
+        assert_eq!(sum(|t| t.arrivals), totals.arrivals, "{}", totals.name);
+        assert_eq!(sum(|t| t.completions), totals.completed, "{}", totals.name);
+        assert_eq!(
+            sum(|t| t.service_count),
+            totals.completed,
+            "{}",
+            totals.name
+        );
+    }
+    for worker in &report.workers {
+        let busy_ns: f64 = lines
+            .iter()
+            .map(|l| l.workers[worker.worker].busy_share * (l.end_ns - l.start_ns) as f64)
+            .sum();
+        let off = (busy_ns / worker.busy_ns.max(1) as f64 - 1.0).abs();
+        assert!(
+            off < 1e-6,
+            "worker {}: {busy_ns} vs {}",
+            worker.worker,
+            worker.busy_ns
+        );
+    }
+}
