@@ -1,6 +1,6 @@
 //! `psp live` end to end: the real psp-app and psp-client over memif with one worker (what a
 //! 2-core machine can run), and every refusal: a core list too short, a missing workload, an
-//! unknown or simulator-only policy, a server that fails to start, a client that fails while the
+//! unknown policy, a server that fails to start, a client that fails while the
 //! server runs — each a one-line error naming the value, a non-zero exit, and no process left
 //! behind.
 
