@@ -137,7 +137,9 @@ fn psp_client_rejects_bad_input_before_sending() {
             "rate.yml",
             "schedules: [{rate: -5, cmd_mean_ns: [1000], cmd_ratios: [1], duration: 1}]\n",
             &[],
-            "-5",
+            // Not bare "-5": the message also names the config path, whose temporary directory
+            // ends in the test's pid (`-5826/rate.yml` matched twice).
+            "rate = -5",
         ),
         (
             "missing.yml",

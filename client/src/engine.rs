@@ -39,22 +39,31 @@
 //! vectors and the histograms are allocated before the first send (a histogram only grows for a
 //! latency beyond 1 s). Progress is published with relaxed atomic stores.
 //!
+//! ## Sans-IO
+//! The send/receive logic — schedule, concurrency limit, in-flight table, drain and late-listen
+//! deadlines, accounting — is [`ClientMachine`] ([`machine`]), which is given the time and does
+//! no I/O. [`Engine::run`] is the thin I/O loop around it: it reads the clock, polls the RX
+//! queues into [`ClientMachine::on_response`], sends what [`ClientMachine::poll_transmit`]
+//! builds, and idles until [`ClientMachine::poll_timeout`].
+//!
 //! Tested by `tests/engine.rs` (in-memory port pair against an echo thread, kernel UDP on
-//! 127.0.0.1, faulty responders, stale responses across runs, traces, several phases) and the
-//! unit tests below.
+//! 127.0.0.1, faulty responders, stale responses across runs, traces, several phases), the
+//! virtual-time tests of [`machine`] and the unit tests below.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use hdrhistogram::Histogram;
 use psp_net::port::{PacketBuf, Port, RxQueue, TxQueue};
-use psp_net::wire::{self, DropCounters, Endpoint, ParseOptions, RequestRepr, PAYLOAD_OFFSET};
-use psp_workload::stats::new_histogram;
+use psp_net::wire::{self, DropCounters, Endpoint, ParseOptions};
 use psp_workload::{PhaseGenerator, RunStats, Sampled, Workload};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
 use crate::inflight::{GivenUp, InFlightTable, MatchOutcome, RequestInfo, NO_TRACE};
+
+pub mod machine;
+pub use machine::{ClientMachine, RunState};
 
 /// Packets fetched per RX queue per poll (DPDK's customary burst).
 pub const RX_BURST: usize = 32;
@@ -915,7 +924,6 @@ fn validate(
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)] // private: the fields of `Engine` plus `run`'s arguments
 fn run_on_queues<P: Port>(
     tx: &mut P::Tx,
     rxs: &mut [P::Rx],
@@ -925,348 +933,145 @@ fn run_on_queues<P: Port>(
     config: &EngineConfig,
     progress: Option<&Progress>,
 ) -> Result<RunResult, EngineError> {
-    validate(workload, rates_rps, config)?;
-    // Plan: per-phase generators and exact request counts.
-    let mut arrivals = Vec::with_capacity(workload.phases.len());
-    let mut phases = Vec::with_capacity(workload.phases.len());
-    let mut start_ns = 0u64;
-    for (index, (&rate_rps, phase)) in rates_rps.iter().zip(&workload.phases).enumerate() {
-        let a = Arrivals::new(workload, index, rate_rps, start_ns, config.seed).ok_or(
-            EngineError::BadRate {
-                phase: index,
-                rate_rps,
-            },
-        )?;
-        let planned = count_arrivals(a.clone());
-        let duration_ns = (phase.duration_s * NS_PER_S) as u64;
-        phases.push(PhaseResult {
-            rate_rps,
-            duration_ns,
-            planned,
-            sent: 0,
-            received: 0,
-            start_ns,
-            last_send_ns: start_ns,
-            end_ns: start_ns,
-        });
-        arrivals.push(a);
-        start_ns = start_ns.saturating_add(duration_ns);
-    }
-    let planned: u64 = phases.iter().map(|p| p.planned).sum();
-    let warmup_requests = (planned as f64 * config.warmup_fraction).ceil() as u64;
-    let max_rate = rates_rps.iter().copied().fold(0.0, f64::max);
-
-    let mut sink = ResponseSink::new(
-        workload,
-        InFlightTable::for_rate(max_rate, config.response_timeout_ns)
-            .with_first_generation(*next_generation),
-        config.local,
-        config.parse_options,
-    );
-    sink.counters.planned = planned;
-    sink.phases = phases;
-    sink.traces = Vec::with_capacity(
-        config
-            .trace_limit
-            .min(usize::try_from(planned).unwrap_or(usize::MAX)),
-    );
-    let mut batch_trace = [NO_TRACE; TX_BURST];
-    let mut send_lag_ns = new_histogram();
-    let mut rx_bufs: Vec<P::Buf> = Vec::with_capacity(RX_BURST);
-    let mut tx_bufs: Vec<P::Buf> = Vec::with_capacity(TX_BURST);
-    let mut batch_intended = [0u64; TX_BURST];
-    let mut batch_type_slot = [0u32; TX_BURST];
-    let mut batch_warmup = [false; TX_BURST];
-    let mut seq: u64 = 0;
-    let mut measured_from_ns = u64::MAX;
-    let targets = &config.targets;
-    let max_in_flight = config.max_concurrency.unwrap_or(usize::MAX);
+    let mut machine = ClientMachine::new(workload, rates_rps, config, *next_generation)?;
     if let Some(p) = progress {
-        p.planned.store(planned, Ordering::Relaxed);
+        p.planned.store(machine.planned(), Ordering::Relaxed);
     }
-
     let started_at = SystemTime::now();
-    let clock = Clock(Instant::now());
     let _timer_slack = (config.idle != IdlePolicy::Spin).then(TimerSlack::tighten);
-    let mut idler = Idler::new(config.idle);
-    let mut poll_next = true;
-    let poll = |sink: &mut ResponseSink, rx_bufs: &mut Vec<P::Buf>, rxs: &mut [P::Rx]| {
-        poll_rx(sink, rx_bufs, rxs, &clock)
+    let mut io = IoLoop::<P> {
+        tx,
+        rxs,
+        rx_bufs: Vec::with_capacity(RX_BURST),
+        tx_bufs: Vec::with_capacity(TX_BURST),
+        clock: Clock(Instant::now()),
+        idler: Idler::new(config.idle),
+        progress,
     };
-    let stop_requested = || progress.is_some_and(|p| p.stop.load(Ordering::Relaxed));
-    let mut stopped_early = false;
-
-    'phases: for (phase_index, mut phase_arrivals) in arrivals.into_iter().enumerate() {
-        if let Some(p) = progress {
-            p.phase.store(phase_index as u64, Ordering::Relaxed);
-        }
-        let phase_tag = phase_index as u16;
-        let type_offset = sink.type_offsets[phase_index];
-        let mut pending = phase_arrivals.next_request();
-        while let Some((intended_ns, _)) = pending {
-            if stop_requested() {
-                stopped_early = true;
-                break 'phases;
-            }
-            let received = if poll_next {
-                poll(&mut sink, &mut rx_bufs, rxs)
-            } else {
-                0
-            };
-            poll_next = true;
-            let now = clock.now_ns();
-            if now < intended_ns {
-                poll_next =
-                    idler.idle(&clock, intended_ns, sink.table.outstanding(), received, rxs);
-                continue;
-            }
-            // Build a burst of every due request.
-            let mut batch = 0;
-            while let Some((intended_ns, sample)) = pending {
-                if intended_ns > now || batch == TX_BURST {
-                    break;
-                }
-                pending = phase_arrivals.next_request();
-                seq += 1;
-                if sink.table.outstanding() >= max_in_flight {
-                    sink.counters.skipped += 1;
-                    continue;
-                }
-                let Some(mut buf) = tx.alloc() else {
-                    sink.counters.tx_failed += 1;
-                    continue;
-                };
-                let warmup = seq <= warmup_requests;
-                let trace = if warmup {
-                    NO_TRACE
-                } else if sink.traces.len() < sink.traces.capacity() {
-                    sink.traces.len() as u32
-                } else {
-                    if config.trace_limit > 0 {
-                        sink.counters.untraced += 1;
-                    }
-                    NO_TRACE
-                };
-                // The generator only yields types of this phase: the slot exists.
-                let type_slot = type_offset + sample.ty;
-                let (id, expired) = sink.table.insert(RequestInfo {
-                    intended_send_ns: intended_ns,
-                    type_slot: type_slot as u32,
-                    warmup,
-                    trace,
-                });
-                if let Some(e) = expired {
-                    sink.on_expired(e.0);
-                }
-                let TypeSlot {
-                    wire_id, mean_ns, ..
-                } = sink.types[type_slot];
-                let request = RequestRepr {
-                    req_id: id,
-                    req_type: wire_id,
-                    req_size: REQ_SIZE_WORD,
-                    run_ns: u32::try_from(sample.service_ns).unwrap_or(u32::MAX),
-                };
-                let target = &targets[(seq % targets.len() as u64) as usize];
-                let capacity = buf.capacity();
-                let built = buf
-                    .set_len(capacity)
-                    .ok()
-                    .and_then(|()| {
-                        wire::build_request(buf.data_mut(), &request, &config.local, target).ok()
-                    })
-                    .and_then(|len| buf.set_len(len).ok());
-                if built.is_none() {
-                    sink.table.cancel(id);
-                    sink.counters.tx_failed += 1;
-                    continue;
-                }
-                if !warmup && measured_from_ns == u64::MAX {
-                    measured_from_ns = intended_ns;
-                }
-                if trace != NO_TRACE {
-                    // Within the capacity reserved before the run: no reallocation.
-                    sink.traces.push(TraceRecord {
-                        req_id: id,
-                        req_type: wire_id,
-                        phase: phase_tag,
-                        intended_ns,
-                        sent_ns: 0,
-                        completed_ns: 0,
-                        mean_ns,
-                    });
-                }
-                batch_intended[tx_bufs.len()] = intended_ns;
-                batch_type_slot[tx_bufs.len()] = type_slot as u32;
-                batch_warmup[tx_bufs.len()] = warmup;
-                batch_trace[tx_bufs.len()] = trace;
-                tx_bufs.push(buf);
-                batch += 1;
-            }
-            if tx_bufs.is_empty() {
-                continue;
-            }
-            let in_batch = tx_bufs.len();
-            let mut attempts = 0;
-            while !tx_bufs.is_empty() && attempts < TX_RETRY_LIMIT {
-                tx.tx_burst(&mut tx_bufs);
-                attempts += 1;
-            }
-            let taken = in_batch - tx_bufs.len();
-            for buf in tx_bufs.drain(..) {
-                // The device refused it: take the request back.
-                if let Some(id) = payload_req_id(buf.data()) {
-                    sink.table.cancel(id);
-                }
-                sink.counters.tx_failed += 1;
-            }
-            let sent_at = clock.now_ns();
-            for k in 0..taken {
-                let lag = sent_at.saturating_sub(batch_intended[k]);
-                if send_lag_ns.record(lag).is_err() {
-                    send_lag_ns.saturating_record(lag);
-                }
-                if lag > BEHIND_SCHEDULE_LAG_NS {
-                    sink.counters.behind_schedule += 1;
-                }
-                sink.on_sent(batch_type_slot[k], batch_warmup[k]);
-                if let Some(t) = sink.traces.get_mut(batch_trace[k] as usize) {
-                    t.sent_ns = sent_at;
-                }
-            }
-            let phase_result = &mut sink.phases[phase_index];
-            phase_result.sent += taken as u64;
-            phase_result.last_send_ns = sent_at;
-            phase_result.end_ns = phase_result.end_ns.max(sent_at);
-            if let Some(p) = progress {
-                p.sent.store(sink.counters.sent, Ordering::Relaxed);
-                p.received.store(sink.counters.received, Ordering::Relaxed);
-            }
-        }
-    }
-
-    if !stopped_early {
-        let deadline = clock.now_ns().saturating_add(config.drain_timeout_ns);
-        let drained = |s: &ResponseSink| s.table.outstanding() == 0;
-        wait_for_responses(
-            &mut sink,
-            &mut rx_bufs,
-            rxs,
-            &clock,
-            config.idle,
-            deadline,
-            drained,
-            progress,
-        );
-    }
-    let ended_ns = clock.now_ns();
-    *next_generation = sink.table.next_first_generation();
-    let mut leftovers = Vec::new();
-    sink.table.expire_all(|info| leftovers.push(info));
-    for info in leftovers {
-        sink.on_expired(info);
-    }
-    if !stopped_early && sink.counters.unanswered > 0 {
-        // Given up on: listen a little longer, so that a slow answer counts late, not lost.
-        let deadline = clock.now_ns().saturating_add(config.late_listen_ns);
-        let all_late = |s: &ResponseSink| s.counters.unanswered == 0;
-        wait_for_responses(
-            &mut sink,
-            &mut rx_bufs,
-            rxs,
-            &clock,
-            config.idle,
-            deadline,
-            all_late,
-            progress,
-        );
-    }
+    io.drive(&mut machine);
+    *next_generation = machine.next_generation();
+    io.publish(&machine);
     if let Some(p) = progress {
-        p.sent.store(sink.counters.sent, Ordering::Relaxed);
-        p.received.store(sink.counters.received, Ordering::Relaxed);
         p.done.store(true, Ordering::Relaxed);
     }
-    let mut counters = sink.counters;
-    counters.malformed = sink.drops.total_drops() + sink.drops.get(wire::DropReason::Arp);
-    counters.malformed_by_reason = sink
-        .drops
-        .nonzero()
-        .map(|(r, n)| (r.as_str().to_string(), n))
-        .collect();
-    Ok(RunResult {
-        stats: sink.stats,
-        phase_stats: sink.phase_stats,
-        send_lag_ns,
-        counters,
-        phases: sink.phases,
-        classes: sink.classes,
-        started_at,
-        measured_from_ns: if measured_from_ns == u64::MAX {
-            0
-        } else {
-            measured_from_ns
-        },
-        ended_ns,
-        traces: sink.traces,
-        stopped_early,
-    })
+    Ok(machine.into_result(started_at))
 }
 
-/// Receives from every RX queue and hands the frames to `sink`; returns how many came in.
-#[inline]
-fn poll_rx<R: RxQueue>(
-    sink: &mut ResponseSink,
-    rx_bufs: &mut Vec<R::Buf>,
-    rxs: &mut [R],
-    clock: &Clock,
-) -> usize {
-    let mut total = 0;
-    for rx in rxs.iter_mut() {
-        let n = rx.rx_burst(rx_bufs, RX_BURST);
-        if n == 0 {
-            continue;
-        }
-        total += n;
-        let now = clock.now_ns();
-        for buf in rx_bufs.drain(..) {
-            sink.on_frame(buf.data(), now);
+/// The thin I/O loop around a [`ClientMachine`]: reads the clock, moves frames between the
+/// machine and the port's queues, idles as the [`IdlePolicy`] says, publishes [`Progress`].
+struct IoLoop<'a, P: Port> {
+    tx: &'a mut P::Tx,
+    rxs: &'a mut [P::Rx],
+    rx_bufs: Vec<P::Buf>,
+    tx_bufs: Vec<P::Buf>,
+    clock: Clock,
+    idler: Idler,
+    progress: Option<&'a Progress>,
+}
+
+impl<P: Port> IoLoop<'_, P> {
+    /// Runs `machine` until it is finished (or [`Progress::stop`] ends it).
+    fn drive(&mut self, machine: &mut ClientMachine) {
+        let mut poll_next = true;
+        loop {
+            if self
+                .progress
+                .is_some_and(|p| p.stop.load(Ordering::Relaxed))
+            {
+                machine.stop(self.clock.now_ns());
+            }
+            if machine.is_finished() {
+                return;
+            }
+            if machine.is_sending() {
+                poll_next = self.send_turn(machine, poll_next);
+            } else {
+                self.drain_turn(machine);
+            }
         }
     }
-    total
-}
 
-/// Polls for responses until `done(sink)` or `deadline_ns` (the drain, the late listen), idling
-/// between empty polls as `policy` says, at most [`IDLE_NAP_MAX_NS`] per nap.
-#[allow(clippy::too_many_arguments)] // private: the loop's state, passed down
-fn wait_for_responses<R: RxQueue>(
-    sink: &mut ResponseSink,
-    rx_bufs: &mut Vec<R::Buf>,
-    rxs: &mut [R],
-    clock: &Clock,
-    policy: IdlePolicy,
-    deadline_ns: u64,
-    done: impl Fn(&ResponseSink) -> bool,
-    progress: Option<&Progress>,
-) {
-    loop {
-        let now = clock.now_ns();
-        if done(sink)
-            || now >= deadline_ns
-            || progress.is_some_and(|p| p.stop.load(Ordering::Relaxed))
-        {
+    /// One turn while sending: poll (unless the last wait saw nothing arrive), then send every
+    /// due request or idle until the next one. Returns whether the next turn should poll.
+    #[inline]
+    fn send_turn(&mut self, machine: &mut ClientMachine, poll_next: bool) -> bool {
+        let received = if poll_next { self.poll_rx(machine) } else { 0 };
+        let now = self.clock.now_ns();
+        if let Some(next_send_ns) = machine.poll_timeout().filter(|&t| now < t) {
+            return self.idler.idle(
+                &self.clock,
+                next_send_ns,
+                machine.outstanding(),
+                received,
+                self.rxs,
+            );
+        }
+        if let Some(p) = self.progress {
+            p.phase.store(machine.phase() as u64, Ordering::Relaxed);
+        }
+        let tx = &mut *self.tx;
+        if machine.poll_transmit(now, || tx.alloc(), &mut self.tx_bufs) == 0 {
+            return true;
+        }
+        let mut attempts = 0;
+        while !self.tx_bufs.is_empty() && attempts < TX_RETRY_LIMIT {
+            tx.tx_burst(&mut self.tx_bufs);
+            attempts += 1;
+        }
+        machine.on_transmitted(self.clock.now_ns(), &mut self.tx_bufs);
+        self.publish(machine);
+        true
+    }
+
+    /// One turn of the drain or the late listen: end it if due, else poll, and idle after an
+    /// empty poll as the policy says, at most [`IDLE_NAP_MAX_NS`] per nap.
+    fn drain_turn(&mut self, machine: &mut ClientMachine) {
+        let now = self.clock.now_ns();
+        machine.handle_timeout(now);
+        let Some(deadline_ns) = machine.poll_timeout() else {
+            return;
+        };
+        if let Some(p) = self.progress {
+            p.received
+                .store(machine.counters().received, Ordering::Relaxed);
+        }
+        if self.poll_rx(machine) > 0 {
             return;
         }
-        if let Some(p) = progress {
-            p.received.store(sink.counters.received, Ordering::Relaxed);
-        }
-        if poll_rx(sink, rx_bufs, rxs, clock) > 0 {
-            continue;
-        }
-        let left_ns = deadline_ns - now;
-        match policy {
+        let left_ns = deadline_ns.saturating_sub(now);
+        match self.idler.policy {
             IdlePolicy::Spin => {}
-            IdlePolicy::Yield if wait_ready(rxs, left_ns.min(DRAIN_WAIT_MAX_NS)).is_some() => {}
+            IdlePolicy::Yield if wait_ready(self.rxs, left_ns.min(DRAIN_WAIT_MAX_NS)).is_some() => {
+            }
             _ => sleep_ns(left_ns.min(IDLE_NAP_MAX_NS)),
+        }
+    }
+
+    /// Receives from every RX queue and hands the frames to `machine` (one clock read per
+    /// burst); returns how many came in.
+    #[inline]
+    fn poll_rx(&mut self, machine: &mut ClientMachine) -> usize {
+        let mut total = 0;
+        for rx in self.rxs.iter_mut() {
+            let n = rx.rx_burst(&mut self.rx_bufs, RX_BURST);
+            if n == 0 {
+                continue;
+            }
+            total += n;
+            let now = self.clock.now_ns();
+            for buf in self.rx_bufs.drain(..) {
+                machine.on_response(now, buf.data());
+            }
+        }
+        total
+    }
+
+    /// Publishes the sent and received counts.
+    fn publish(&self, machine: &ClientMachine) {
+        if let Some(p) = self.progress {
+            p.sent.store(machine.counters().sent, Ordering::Relaxed);
+            p.received
+                .store(machine.counters().received, Ordering::Relaxed);
         }
     }
 }
@@ -1394,15 +1199,10 @@ fn sleep_ns(ns: u64) {
     std::thread::sleep(Duration::from_nanos(ns));
 }
 
-/// The request id in a request frame built by this engine.
-fn payload_req_id(frame: &[u8]) -> Option<u32> {
-    let bytes = frame.get(PAYLOAD_OFFSET..PAYLOAD_OFFSET + 4)?;
-    Some(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use psp_net::wire::RequestRepr;
 
     fn workload() -> Workload {
         Workload::from_yaml_str(

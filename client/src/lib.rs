@@ -7,8 +7,10 @@
 //!
 //! - [`config`]: the Perséphone client YAML (docs/design.md §6.2) validated and turned into a
 //!   [`psp_workload::Workload`], so the client draws requests exactly like the simulator.
-//! - [`engine`]: the send/receive loop ([`engine::Engine`]), per-phase arrivals, the response
-//!   path ([`engine::ResponseSink`]: parse, match, record) and run results.
+//! - [`engine`]: the send/receive logic as a sans-IO state machine given the time
+//!   ([`engine::ClientMachine`], tested on virtual time), the thin I/O loop around it
+//!   ([`engine::Engine`]), per-phase arrivals, the response path ([`engine::ResponseSink`]:
+//!   parse, match, record) and run results.
 //! - [`inflight`]: the preallocated table of outstanding requests; a `req_id` encodes slot index
 //!   and generation, so stale, duplicate and unknown responses are told apart.
 //! - [`report`]: stdout table and final line, `summary.json`, the original's `traces_hist` and

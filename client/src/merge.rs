@@ -148,50 +148,7 @@ pub fn merge_dirs(dirs: &[PathBuf], out: &Path) -> Result<Summary, MergeError> {
             seed = summary.seed;
             load = summary.load;
         }
-        let latency_path = dir.join(LATENCY_LOG_FILE);
-        let mut latency = read_interval_log(&latency_path)?;
-        let mut slowdown = read_interval_log(&dir.join(SLOWDOWN_LOG_FILE))?;
-        for t in &summary.types {
-            let (Some(lat), Some(slow)) = (latency.remove(&t.name), slowdown.remove(&t.name))
-            else {
-                return Err(MergeError::Inconsistent {
-                    path: latency_path.display().to_string(),
-                    why: format!(
-                        "type {} of summary.json has no latency or slowdown histogram",
-                        t.name
-                    ),
-                });
-            };
-            let merged = match types.iter_mut().find(|m| m.name == t.name) {
-                Some(m) => m,
-                None => {
-                    types.push(TypeReport {
-                        name: t.name.clone(),
-                        wire_id: t.wire_id,
-                        mean_ns: t.mean_ns,
-                        all: Outcomes::default(),
-                        measured: Outcomes::default(),
-                        latency_ns: new_histogram(),
-                        slowdown_scaled: new_histogram(),
-                    });
-                    types.last_mut().ok_or(MergeError::Empty)?
-                }
-            };
-            merged.all.add(&t.outcomes());
-            merged.measured.add(&t.measured);
-            let add_err = |e: hdrhistogram::AdditionError| MergeError::Inconsistent {
-                path: latency_path.display().to_string(),
-                why: format!("{e:?}"),
-            };
-            merged.latency_ns.add(&lat).map_err(add_err)?;
-            merged.slowdown_scaled.add(&slow).map_err(add_err)?;
-        }
-        if let Some(extra) = latency.keys().next() {
-            return Err(MergeError::Inconsistent {
-                path: latency_path.display().to_string(),
-                why: format!("histogram {extra:?} is not a type of summary.json"),
-            });
-        }
+        merge_types(&mut types, &summary, dir)?;
         let lag_path = dir.join(SEND_LAG_LOG_FILE);
         if lag_path.is_file() {
             if let Some(lag) = read_interval_log(&lag_path)?.get(SEND_LAG_TAG) {
@@ -203,24 +160,7 @@ pub fn merge_dirs(dirs: &[PathBuf], out: &Path) -> Result<Summary, MergeError> {
         }
         add_counters(&mut counters, &summary.counters);
         stopped_early |= summary.stopped_early;
-        for (i, p) in summary.phases.iter().enumerate() {
-            match phases.get_mut(i) {
-                Some(m) => {
-                    m.rate_rps += p.rate_rps;
-                    m.offered_rps += p.offered_rps;
-                    m.achieved_rps += p.achieved_rps;
-                    m.sent += p.sent;
-                    m.received += p.received;
-                }
-                None => phases.push(PhaseSummary {
-                    // Per-phase percentiles are not merged (the merged logs hold one interval
-                    // per type); the phase totals are.
-                    latency_ns: None,
-                    slowdown: None,
-                    ..p.clone()
-                }),
-            }
-        }
+        merge_phases(&mut phases, &summary.phases);
         start = start.min(summary.start_epoch_s);
         end = end.max(summary.start_epoch_s + summary.measured_s);
     }
@@ -240,6 +180,82 @@ pub fn merge_dirs(dirs: &[PathBuf], out: &Path) -> Result<Summary, MergeError> {
         stopped_early,
     };
     Ok(write_run_files(out, &report)?)
+}
+
+/// Adds the per-type outcomes and histograms of the run in `dir` (whose summary is `summary`)
+/// to `types`, matching types by name.
+fn merge_types(
+    types: &mut Vec<TypeReport>,
+    summary: &Summary,
+    dir: &Path,
+) -> Result<(), MergeError> {
+    let latency_path = dir.join(LATENCY_LOG_FILE);
+    let mut latency = read_interval_log(&latency_path)?;
+    let mut slowdown = read_interval_log(&dir.join(SLOWDOWN_LOG_FILE))?;
+    for t in &summary.types {
+        let (Some(lat), Some(slow)) = (latency.remove(&t.name), slowdown.remove(&t.name)) else {
+            return Err(MergeError::Inconsistent {
+                path: latency_path.display().to_string(),
+                why: format!(
+                    "type {} of summary.json has no latency or slowdown histogram",
+                    t.name
+                ),
+            });
+        };
+        let merged = match types.iter_mut().find(|m| m.name == t.name) {
+            Some(m) => m,
+            None => {
+                types.push(TypeReport {
+                    name: t.name.clone(),
+                    wire_id: t.wire_id,
+                    mean_ns: t.mean_ns,
+                    all: Outcomes::default(),
+                    measured: Outcomes::default(),
+                    latency_ns: new_histogram(),
+                    slowdown_scaled: new_histogram(),
+                });
+                types.last_mut().ok_or(MergeError::Empty)?
+            }
+        };
+        merged.all.add(&t.outcomes());
+        merged.measured.add(&t.measured);
+        let add_err = |e: hdrhistogram::AdditionError| MergeError::Inconsistent {
+            path: latency_path.display().to_string(),
+            why: format!("{e:?}"),
+        };
+        merged.latency_ns.add(&lat).map_err(add_err)?;
+        merged.slowdown_scaled.add(&slow).map_err(add_err)?;
+    }
+    if let Some(extra) = latency.keys().next() {
+        return Err(MergeError::Inconsistent {
+            path: latency_path.display().to_string(),
+            why: format!("histogram {extra:?} is not a type of summary.json"),
+        });
+    }
+    Ok(())
+}
+
+/// Adds one run's phases to `phases`, matched by index (rates summed: the clients ran side by
+/// side).
+fn merge_phases(phases: &mut Vec<PhaseSummary>, run: &[PhaseSummary]) {
+    for (i, p) in run.iter().enumerate() {
+        match phases.get_mut(i) {
+            Some(m) => {
+                m.rate_rps += p.rate_rps;
+                m.offered_rps += p.offered_rps;
+                m.achieved_rps += p.achieved_rps;
+                m.sent += p.sent;
+                m.received += p.received;
+            }
+            None => phases.push(PhaseSummary {
+                // Per-phase percentiles are not merged (the merged logs hold one interval
+                // per type); the phase totals are.
+                latency_ns: None,
+                slowdown: None,
+                ..p.clone()
+            }),
+        }
+    }
 }
 
 #[cfg(test)]
