@@ -73,6 +73,8 @@ pub(crate) struct Dispatcher<R: RxQueue, T: TxQueue<Buf = R::Buf>, C> {
     report: DispatcherReport,
     drops: DropCounters,
     in_flight: u64,
+    /// Set when shutdown is first seen: the drain ends by then at the latest.
+    drain_deadline_ns: Option<u64>,
 }
 
 /// A worker's current slice under `ts`.
@@ -153,6 +155,7 @@ where
             drops: DropCounters::default(),
             scheduler,
             in_flight: 0,
+            drain_deadline_ns: None,
         }
     }
 
@@ -168,11 +171,14 @@ where
     /// done, or the drain timeout passed: what is still queued then is abandoned). Requests in
     /// flight at the deadline are left to their workers; [`Dispatcher::finish`], called once
     /// the workers have stopped, counts their completions.
+    ///
+    /// The I/O loop: it reads the clock and the shutdown flag, calls the two halves of a step
+    /// ([`Dispatcher::step_receive`], [`Dispatcher::step_dispatch`]) and idles; tests call the
+    /// halves directly with the times they choose.
     pub(crate) fn run(&mut self, shutdown: &AtomicBool) {
         self.rx.on_thread_start();
         self.arp_tx.on_thread_start();
         let cpu_started = cpu_time::ThreadTime::now();
-        let mut drain_deadline_ns: Option<u64> = None;
         // Utilisation: the time of every loop iteration that found work.
         let (mut last_start_ns, mut last_worked) = (self.clock.now_ns(), false);
         loop {
@@ -181,52 +187,70 @@ where
                 self.report.busy_ns += now_ns.saturating_sub(last_start_ns);
             }
             last_start_ns = now_ns;
-            let mut worked = false;
-            match drain_deadline_ns {
-                None => {
-                    if shutdown.load(Ordering::Acquire) {
-                        self.discard_rx_left_at_stop();
-                        drain_deadline_ns = Some(now_ns.saturating_add(self.drain_timeout_ns));
-                    } else {
-                        worked |= self.receive(now_ns);
-                    }
-                }
-                Some(deadline_ns) => {
-                    if self.scheduler.queued() == 0 && self.in_flight == 0 {
-                        break;
-                    }
-                    if now_ns >= deadline_ns {
-                        // Queued requests are never answered; in-flight ones will be.
-                        self.report.abandoned_at_shutdown = self.scheduler.queued() as u64;
-                        break;
-                    }
-                }
-            }
-            worked |= self.flush_arp();
-            let now_ns = self.clock.now_ns();
-            worked |= self.poll_completions(now_ns);
-            worked |= self.dispatch(now_ns);
-            if self.preemptive {
-                self.check_quanta(now_ns);
-            }
-            self.poll_plan_updates();
-            self.report.polls += 1;
-            self.report.busy_polls += u64::from(worked);
-            if let Some(telemetry) = &mut self.telemetry {
-                if telemetry.due(now_ns) {
-                    telemetry.close(now_ns, &self.report, &self.drops, &self.scheduler);
-                }
-            }
+            let Some(received) = self.step_receive(now_ns, shutdown.load(Ordering::Acquire)) else {
+                break;
+            };
+            let worked = self.step_dispatch(self.clock.now_ns(), received);
             last_worked = worked;
             if worked {
                 self.idle.busy();
-            } else if self.in_flight > 0 || self.scheduler.queued() > 0 {
+            } else if self.has_pending() {
                 self.idle.idle_no_sleep();
             } else {
                 self.idle.idle();
             }
         }
         self.report.cpu_ns = u64::try_from(cpu_started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    }
+
+    /// First half of a loop iteration, at `now_ns`: one RX burst (or, once `shutdown` is seen,
+    /// the drain's bookkeeping) and the pending ARP replies. Returns whether anything was done,
+    /// or `None` when the drain is over (nothing queued or in flight, or its deadline passed:
+    /// what is still queued is counted abandoned).
+    pub(crate) fn step_receive(&mut self, now_ns: u64, shutdown: bool) -> Option<bool> {
+        let mut worked = false;
+        match self.drain_deadline_ns {
+            None if shutdown => {
+                self.discard_rx_left_at_stop();
+                self.drain_deadline_ns = Some(now_ns.saturating_add(self.drain_timeout_ns));
+            }
+            None => worked |= self.receive(now_ns),
+            Some(_) if !self.has_pending() => return None,
+            Some(deadline_ns) if now_ns >= deadline_ns => {
+                // Queued requests are never answered; in-flight ones will be.
+                self.report.abandoned_at_shutdown = self.scheduler.queued() as u64;
+                return None;
+            }
+            Some(_) => {}
+        }
+        worked |= self.flush_arp();
+        Some(worked)
+    }
+
+    /// Second half of a loop iteration, at `now_ns`: completions, dispatch, quanta (`ts`), plan
+    /// updates, the poll counters (`received`: the first half did something) and the telemetry
+    /// window. Returns whether the iteration did anything.
+    pub(crate) fn step_dispatch(&mut self, now_ns: u64, received: bool) -> bool {
+        let mut worked = received;
+        worked |= self.poll_completions(now_ns);
+        worked |= self.dispatch(now_ns);
+        if self.preemptive {
+            self.check_quanta(now_ns);
+        }
+        self.poll_plan_updates();
+        self.report.polls += 1;
+        self.report.busy_polls += u64::from(worked);
+        if let Some(telemetry) = &mut self.telemetry {
+            if telemetry.due(now_ns) {
+                telemetry.close(now_ns, &self.report, &self.drops, &self.scheduler);
+            }
+        }
+        worked
+    }
+
+    /// Requests queued or in flight: the loop must not sleep, the drain not end.
+    fn has_pending(&self) -> bool {
+        self.in_flight > 0 || self.scheduler.queued() > 0
     }
 
     /// After the workers have stopped: counts the completions of requests that were in flight

@@ -44,7 +44,9 @@
 //! ## Tests
 //! `tests` below run whole servers over the in-memory port pair with a test thread as client:
 //! addressing of every response, per-type counts, malformed traffic, queue-full drops, every
-//! live policy, and drain on shutdown.
+//! live policy, and drain on shutdown. `tests/step.rs` drives the dispatcher alone, one step
+//! at a time on chosen times (the dispatcher's `step_receive` and `step_dispatch`, the body of
+//! its loop), with the test as client and workers: deterministic, no threads.
 
 mod affinity;
 mod dispatcher;

@@ -900,5 +900,6 @@ fn service_far_from_the_configured_mean_is_warned_of() {
     assert!(report.to_string().contains("WARNING: type SHORT"));
 }
 
+mod step;
 mod telemetry;
 mod ts;

@@ -1,0 +1,132 @@
+//! The dispatcher driven one step at a time on times the test chooses, with the test playing the
+//! client (over the in-memory port) and the workers (the job and completion rings): no worker
+//! threads, so every decision is deterministic.
+
+use std::sync::Arc;
+
+use super::*;
+use crate::port::pool::PoolBuf;
+use crate::server::dispatcher::Dispatcher;
+use crate::server::preempt::PreemptFlags;
+use crate::server::worker::{Done, Job, Notice};
+
+type Steps = Dispatcher<MemRxQueue, MemTxQueue, WireTypeClassifier>;
+/// The workers' ends of the rings: jobs to pop, notices to push.
+type WorkerEnds = (
+    Vec<ring::Receiver<Job<PoolBuf>>>,
+    Vec<ring::Sender<Notice<PoolBuf>>>,
+);
+
+/// A dispatcher on side B of a fresh pair, its client on side A, and the workers' ends of the
+/// rings.
+fn stepped(policy: Policy, workers: usize) -> (Steps, Client, WorkerEnds) {
+    let queues = workers as u16 + 1;
+    let (mut a, mut b): (MemPort, MemPort) = pair(&MemPortConfig::with_queues(queues));
+    let client = Client::new(&mut a, queues, MacAddr(b.mac()));
+    let options = options(policy, workers);
+    let scheduler = Scheduler::new(options.scheduler.clone()).expect("scheduler");
+    let (mut job_tx, mut job_rx, mut done_tx, mut done_rx) = (vec![], vec![], vec![], vec![]);
+    for _ in 0..workers {
+        let (jobs_in, jobs_out) = ring::channel(JOB_RING_SLOTS);
+        let (done_in, done_out) = ring::channel(JOB_RING_SLOTS);
+        job_tx.push(jobs_in);
+        job_rx.push(jobs_out);
+        done_tx.push(done_in);
+        done_rx.push(done_out);
+    }
+    let local = Endpoint::new(MacAddr(b.mac()), SERVER_IP, SERVER_PORT);
+    let dispatcher = Dispatcher::new(
+        &options,
+        scheduler,
+        local,
+        Clock::start(),
+        b.take_rx(0).expect("rx 0"),
+        b.take_tx(0).expect("tx 0"),
+        WireTypeClassifier,
+        job_tx,
+        done_rx,
+        Arc::new(PreemptFlags::new(workers)),
+    );
+    (dispatcher, client, (job_rx, done_tx))
+}
+
+fn done(job: &Job<PoolBuf>) -> Notice<PoolBuf> {
+    Notice::Done(Done {
+        arrival_ns: job.arrival_ns,
+        service_ns: 500,
+    })
+}
+
+/// c-FCFS over two workers: arrivals go to the lowest idle worker, the third waits for the
+/// first completion, and the drain ends once nothing is queued or in flight.
+#[test]
+fn steps_dispatch_and_drain_deterministically() {
+    let (mut d, mut client, (mut jobs, mut completions)) = stepped(Policy::Cfcfs, 2);
+    client.send(&[(0, 1), (1, 1), (2, 2)]);
+    assert_eq!(d.step_receive(1_000, false), Some(true));
+    assert!(d.step_dispatch(1_000, true));
+    let first = jobs[0].pop().expect("request 0 on worker 0");
+    let second = jobs[1].pop().expect("request 1 on worker 1");
+    assert_eq!((first.request.req_id, second.request.req_id), (0, 1));
+    assert!(
+        jobs[0].pop().is_none() && jobs[1].pop().is_none(),
+        "request 2 waits"
+    );
+    // Nothing new: an idle step, with work pending (the loop must not sleep).
+    assert_eq!(d.step_receive(2_000, false), Some(false));
+    assert!(!d.step_dispatch(2_000, false));
+    // Worker 1 finishes: request 2 goes to it at once.
+    assert!(completions[1].push(done(&second)).is_ok());
+    assert_eq!(d.step_receive(3_000, false), Some(false));
+    assert!(d.step_dispatch(3_000, false));
+    let third = jobs[1].pop().expect("request 2 on worker 1");
+    assert_eq!(third.request.req_id, 2);
+    // Shutdown: the drain starts, then ends when the last two complete.
+    assert_eq!(d.step_receive(4_000, true), Some(false));
+    assert!(!d.step_dispatch(4_000, false));
+    assert!(completions[0].push(done(&first)).is_ok());
+    assert!(completions[1].push(done(&third)).is_ok());
+    assert_eq!(d.step_receive(5_000, true), Some(false));
+    assert!(d.step_dispatch(5_000, false));
+    assert_eq!(
+        d.step_receive(6_000, true),
+        None,
+        "nothing left: the drain is over"
+    );
+    let (report, _, _) = d.finish();
+    assert_eq!(
+        (report.rx_packets, report.dispatched, report.completed),
+        (3, 3, 3)
+    );
+    assert_eq!(report.abandoned_at_shutdown, 0);
+    assert_eq!(
+        report.per_type[0].completed + report.per_type[1].completed,
+        3
+    );
+    // The queue wait of request 2 is stamped against the dispatch time given to the step.
+    assert_eq!(report.stages.queue_wait[1].count(), 1);
+}
+
+/// A drain whose requests never complete ends at its deadline, counting what is still queued
+/// as abandoned (and nothing twice).
+#[test]
+fn the_drain_ends_at_its_deadline_on_virtual_time() {
+    let (mut d, mut client, (mut jobs, _completions)) = stepped(Policy::Cfcfs, 1);
+    client.send(&[(0, 1), (1, 1), (2, 1)]);
+    assert_eq!(d.step_receive(0, false), Some(true));
+    assert!(d.step_dispatch(0, true));
+    assert!(jobs[0].pop().is_some(), "request 0 runs");
+    assert_eq!(d.step_receive(10, true), Some(false), "the drain starts");
+    d.step_dispatch(10, false);
+    let deadline_ns = 10 + DEFAULT_DRAIN_TIMEOUT.as_nanos() as u64;
+    assert_eq!(d.step_receive(deadline_ns - 1, true), Some(false));
+    d.step_dispatch(deadline_ns - 1, false);
+    assert_eq!(
+        d.step_receive(deadline_ns, true),
+        None,
+        "the deadline ends it"
+    );
+    let (report, _, _) = d.finish();
+    assert_eq!(report.abandoned_at_shutdown, 2, "two never left the queue");
+    assert_eq!(report.in_flight_lost, 1, "the running one never completed");
+}
