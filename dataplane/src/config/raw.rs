@@ -219,73 +219,9 @@ struct Rx {
 impl ServerFile {
     pub(super) fn validate(self) -> Result<ServerConfig, ConfigError> {
         let mut warnings = Vec::new();
-
-        // cpus and workers.
-        if self.cpus.is_empty() {
-            return Err(ConfigError::invalid(
-                "cpus",
-                "[]",
-                "needs the dispatcher's CPU and one per worker",
-            ));
-        }
-        let number = usize::try_from(self.workers.number).map_err(|_| {
-            ConfigError::invalid("workers.number", self.workers.number, "must be ≥ 1")
-        })?;
-        check_workers(number, &self.cpus)?;
-        let worker_kind = match super::normalize(&self.workers.kind).as_str() {
-            "MB" => WorkerKind::Mb,
-            "TPCC" => WorkerKind::Tpcc,
-            "ROCKSDB" => WorkerKind::Rocksdb,
-            "ECHO" => WorkerKind::Echo,
-            _ => {
-                return Err(ConfigError::invalid(
-                    "workers.type",
-                    format!("{:?}", self.workers.kind),
-                    "unknown worker type (expected MB, TPCC, ROCKSDB or ECHO)",
-                ))
-            }
-        };
-        if self.cpus.len() > number + 1 {
-            warnings.push(format!(
-                "cpus: {} entries for 1 dispatcher + {number} workers; the last {} are unused",
-                self.cpus.len(),
-                self.cpus.len() - number - 1
-            ));
-        }
-
-        // net_workers: exactly one.
-        let [net] = <[NetWorker; 1]>::try_from(self.net_workers).map_err(|list| {
-            ConfigError::invalid(
-                "net_workers",
-                format!("{} entries", list.len()),
-                "exactly one net worker (the dispatcher) is supported",
-            )
-        })?;
-        let ip = parse_ip("net_workers[0].ip", &net.ip)?;
-        if ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() {
-            return Err(ConfigError::invalid(
-                "net_workers[0].ip",
-                ip,
-                "must be a unicast address",
-            ));
-        }
-        let port = u16::try_from(net.port)
-            .ok()
-            .filter(|&p| p != 0)
-            .ok_or_else(|| {
-                ConfigError::invalid("net_workers[0].port", net.port, "must be in 1..=65535")
-            })?;
-        let is_echo = match net.is_echo {
-            None | Some(Flag::Bool(false)) | Some(Flag::Int(0)) => false,
-            Some(Flag::Bool(true)) | Some(Flag::Int(1)) => true,
-            Some(Flag::Int(other)) => {
-                return Err(ConfigError::invalid(
-                    "net_workers[0].is_echo",
-                    other,
-                    "must be 0, 1, true or false",
-                ))
-            }
-        };
+        let (number, worker_kind) =
+            check_cpus_and_workers(&self.cpus, &self.workers, &mut warnings)?;
+        let (net, ip, port, is_echo) = check_net_worker(self.net_workers)?;
 
         // network.
         let mac = parse_mac("network.mac", &self.network.mac)?;
@@ -296,80 +232,7 @@ impl ServerFile {
 
         // requests.
         let types = request_types(&self.requests)?;
-
-        // Policy: dp, overridden by psp.policy; n_resas turns DARC into darc-static.
-        let mut policy = parse_policy("net_workers[0].dp", &net.dp)?;
-        if let Some(name) = &self.psp.policy {
-            policy = parse_policy("psp.policy", name)?;
-        }
-        if let Some(n_resas) = self.n_resas {
-            match policy {
-                // `n_resas: K` is the original's manual DARC (docs/design.md §1.3): the shortest type
-                // alone is reserved workers [0, K) and may steal [K, N); longer types share
-                // [K, N). K = 0 is the original's base config (`base_psp_cfg.yml`) and the
-                // first point of Fig. 4a: no worker is reserved, the shortest type may use
-                // every worker and is served first, the longer types use every worker too.
-                Policy::Darc(_) | Policy::DarcStatic { .. } => {
-                    let reserved = usize::try_from(n_resas)
-                        .ok()
-                        .filter(|&n| n < number)
-                        .ok_or_else(|| {
-                            ConfigError::invalid(
-                                "n_resas",
-                                n_resas,
-                                format!(
-                                    "must be between 0 and {} (leave at least 1 of the \
-                                     {number} workers to the longer types)",
-                                    number - 1
-                                ),
-                            )
-                        })?;
-                    policy = Policy::DarcStatic {
-                        reserved_short: reserved,
-                    };
-                }
-                _ => warnings.push(format!(
-                    "n_resas = {n_resas} has no effect under policy {}",
-                    policy.name()
-                )),
-            }
-        }
-        if let Some(darc) = &self.psp.darc {
-            match &mut policy {
-                Policy::Darc(params) => {
-                    apply_darc(params, darc);
-                    check_darc_params(params)?;
-                }
-                other => warnings.push(format!(
-                    "psp.darc has no effect under policy {}",
-                    other.name()
-                )),
-            }
-        }
-
-        if let Some(ts) = &self.psp.ts {
-            match &mut policy {
-                Policy::TimeSharing(params) => {
-                    if let Some(quantum_ns) = ts.quantum_ns {
-                        crate::server::check_ts_quantum("psp.ts.quantum_ns", quantum_ns).map_err(
-                            |_| {
-                                ConfigError::invalid(
-                                    "psp.ts.quantum_ns",
-                                    quantum_ns,
-                                    crate::server::TS_QUANTUM_RANGE,
-                                )
-                            },
-                        )?;
-                        params.quantum_ns = quantum_ns;
-                    }
-                }
-                other => warnings.push(format!(
-                    "psp.ts has no effect under policy {}",
-                    other.name()
-                )),
-            }
-        }
-
+        let policy = choose_policy(&net.dp, &self.psp, self.n_resas, number, &mut warnings)?;
         let mut scheduler = SchedulerConfig::new(number, types, policy);
         if let Some(capacity) = self.psp.queue_capacity {
             check_size(
@@ -380,102 +243,9 @@ impl ServerFile {
             scheduler.queue_capacity = capacity;
         }
         check_scheduler(&scheduler)?;
-
-        // Application.
-        let kind = match &self.psp.app {
-            Some(name) => name.parse::<AppKind>().map_err(|_| {
-                ConfigError::invalid(
-                    "psp.app",
-                    format!("{name:?}"),
-                    "unknown application (expected spin, kv or echo)",
-                )
-            })?,
-            None if is_echo => AppKind::Echo,
-            None => worker_kind.default_app(),
-        };
-        let mut app = AppConfig {
-            kind,
-            ..AppConfig::default()
-        };
-        if let Some(kv) = &self.psp.kv {
-            if let Some(keys) = kv.keys {
-                check_size("psp.kv.keys", keys, MAX_KV_KEYS)?;
-                app.kv_keys = keys;
-                app.kv_scan_len = keys;
-            }
-            if let Some(scan_len) = kv.scan_len {
-                check_size("psp.kv.scan_len", scan_len, MAX_KV_KEYS)?;
-                app.kv_scan_len = scan_len;
-            }
-        }
-        if let Some(spin) = &self.psp.spin {
-            if let Some(max) = spin.max_run_ns {
-                app.spin_max_run_ns = max;
-            }
-            if let Some(rounds) = spin.calibration_rounds {
-                check_size(
-                    "psp.spin.calibration_rounds",
-                    rounds as usize,
-                    MAX_CALIBRATION_ROUNDS as usize,
-                )?;
-                app.spin_calibration_rounds = rounds;
-            }
-            if let Some(mode) = &spin.mode {
-                app.spin_mode = SpinMode::from_name(mode).ok_or_else(|| {
-                    ConfigError::invalid("psp.spin.mode", mode, "expected clock or iterations")
-                })?;
-            }
-        }
-
-        if self.psp.kv.is_some() && kind != AppKind::Kv {
-            warnings.push(format!("psp.kv has no effect with app {kind}"));
-        }
-        if self.psp.spin.is_some() && kind != AppKind::Spin {
-            warnings.push(format!("psp.spin has no effect with app {kind}"));
-        }
-
-        let idle = match self.psp.idle.as_deref().map(str::trim) {
-            None => IdleMode::default(),
-            Some(name) if name.eq_ignore_ascii_case("spin") => IdleMode::Spin,
-            Some(name) if name.eq_ignore_ascii_case("yield") => IdleMode::Yield,
-            Some(other) => {
-                return Err(ConfigError::invalid(
-                    "psp.idle",
-                    format!("{other:?}"),
-                    "expected spin or yield",
-                ))
-            }
-        };
-
-        let mut parse = ParseOptions::default();
-        if let Some(rx) = &self.psp.rx {
-            parse.verify_ip_checksum = rx.verify_ip_checksum.unwrap_or(parse.verify_ip_checksum);
-            parse.verify_udp_checksum = rx.verify_udp_checksum.unwrap_or(parse.verify_udp_checksum);
-            parse.check_dst_mac = rx.check_dst_mac.unwrap_or(parse.check_dst_mac);
-            parse.check_dst_ip = rx.check_dst_ip.unwrap_or(parse.check_dst_ip);
-        }
-        for (key, value, max) in [
-            ("psp.rx_burst", self.psp.rx_burst, MAX_RX_BURST),
-            (
-                "psp.pending_slots",
-                self.psp.pending_slots,
-                MAX_PENDING_SLOTS,
-            ),
-        ] {
-            if let Some(value) = value {
-                check_size(key, value, max)?;
-            }
-        }
-        if let Some(ms) = self.psp.drain_timeout_ms {
-            if ms > MAX_DRAIN_TIMEOUT_MS {
-                return Err(ConfigError::invalid(
-                    "psp.drain_timeout_ms",
-                    ms,
-                    format!("must be at most {MAX_DRAIN_TIMEOUT_MS} (ten minutes)"),
-                ));
-            }
-        }
-
+        let app = app_config(&self.psp, is_echo, worker_kind, &mut warnings)?;
+        let idle = idle_mode(&self.psp)?;
+        let parse = rx_checks_and_sizes(&self.psp)?;
         let telemetry_interval = self
             .psp
             .telemetry
@@ -512,6 +282,284 @@ impl ServerFile {
             warnings,
         })
     }
+}
+
+/// `cpus` and `workers`: the worker count, its kind, a warning for unused CPUs.
+fn check_cpus_and_workers(
+    cpus: &[usize],
+    workers: &Workers,
+    warnings: &mut Vec<String>,
+) -> Result<(usize, WorkerKind), ConfigError> {
+    // cpus and workers.
+    if cpus.is_empty() {
+        return Err(ConfigError::invalid(
+            "cpus",
+            "[]",
+            "needs the dispatcher's CPU and one per worker",
+        ));
+    }
+    let number = usize::try_from(workers.number)
+        .map_err(|_| ConfigError::invalid("workers.number", workers.number, "must be ≥ 1"))?;
+    check_workers(number, cpus)?;
+    let worker_kind = match super::normalize(&workers.kind).as_str() {
+        "MB" => WorkerKind::Mb,
+        "TPCC" => WorkerKind::Tpcc,
+        "ROCKSDB" => WorkerKind::Rocksdb,
+        "ECHO" => WorkerKind::Echo,
+        _ => {
+            return Err(ConfigError::invalid(
+                "workers.type",
+                format!("{:?}", workers.kind),
+                "unknown worker type (expected MB, TPCC, ROCKSDB or ECHO)",
+            ))
+        }
+    };
+    if cpus.len() > number + 1 {
+        warnings.push(format!(
+            "cpus: {} entries for 1 dispatcher + {number} workers; the last {} are unused",
+            cpus.len(),
+            cpus.len() - number - 1
+        ));
+    }
+
+    Ok((number, worker_kind))
+}
+
+/// `net_workers`: exactly one, with a unicast IP, a port and the `is_echo` flag.
+fn check_net_worker(
+    net_workers: Vec<NetWorker>,
+) -> Result<(NetWorker, std::net::Ipv4Addr, u16, bool), ConfigError> {
+    // net_workers: exactly one.
+    let [net] = <[NetWorker; 1]>::try_from(net_workers).map_err(|list| {
+        ConfigError::invalid(
+            "net_workers",
+            format!("{} entries", list.len()),
+            "exactly one net worker (the dispatcher) is supported",
+        )
+    })?;
+    let ip = parse_ip("net_workers[0].ip", &net.ip)?;
+    if ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() {
+        return Err(ConfigError::invalid(
+            "net_workers[0].ip",
+            ip,
+            "must be a unicast address",
+        ));
+    }
+    let port = u16::try_from(net.port)
+        .ok()
+        .filter(|&p| p != 0)
+        .ok_or_else(|| {
+            ConfigError::invalid("net_workers[0].port", net.port, "must be in 1..=65535")
+        })?;
+    let is_echo = match net.is_echo {
+        None | Some(Flag::Bool(false)) | Some(Flag::Int(0)) => false,
+        Some(Flag::Bool(true)) | Some(Flag::Int(1)) => true,
+        Some(Flag::Int(other)) => {
+            return Err(ConfigError::invalid(
+                "net_workers[0].is_echo",
+                other,
+                "must be 0, 1, true or false",
+            ))
+        }
+    };
+
+    Ok((net, ip, port, is_echo))
+}
+
+/// The policy: `dp`, overridden by `psp.policy`; `n_resas` turns DARC into darc-static;
+/// `psp.darc` and `psp.ts` set their parameters.
+fn choose_policy(
+    dp: &str,
+    psp: &Psp,
+    n_resas: Option<i64>,
+    number: usize,
+    warnings: &mut Vec<String>,
+) -> Result<Policy, ConfigError> {
+    let mut policy = parse_policy("net_workers[0].dp", dp)?;
+    if let Some(name) = &psp.policy {
+        policy = parse_policy("psp.policy", name)?;
+    }
+    if let Some(n_resas) = n_resas {
+        match policy {
+            // `n_resas: K` is the original's manual DARC (docs/design.md §1.3): the shortest type
+            // alone is reserved workers [0, K) and may steal [K, N); longer types share
+            // [K, N). K = 0 is the original's base config (`base_psp_cfg.yml`) and the
+            // first point of Fig. 4a: no worker is reserved, the shortest type may use
+            // every worker and is served first, the longer types use every worker too.
+            Policy::Darc(_) | Policy::DarcStatic { .. } => {
+                let reserved = usize::try_from(n_resas)
+                    .ok()
+                    .filter(|&n| n < number)
+                    .ok_or_else(|| {
+                        ConfigError::invalid(
+                            "n_resas",
+                            n_resas,
+                            format!(
+                                "must be between 0 and {} (leave at least 1 of the \
+                                 {number} workers to the longer types)",
+                                number - 1
+                            ),
+                        )
+                    })?;
+                policy = Policy::DarcStatic {
+                    reserved_short: reserved,
+                };
+            }
+            _ => warnings.push(format!(
+                "n_resas = {n_resas} has no effect under policy {}",
+                policy.name()
+            )),
+        }
+    }
+    if let Some(darc) = &psp.darc {
+        match &mut policy {
+            Policy::Darc(params) => {
+                apply_darc(params, darc);
+                check_darc_params(params)?;
+            }
+            other => warnings.push(format!(
+                "psp.darc has no effect under policy {}",
+                other.name()
+            )),
+        }
+    }
+
+    if let Some(ts) = &psp.ts {
+        match &mut policy {
+            Policy::TimeSharing(params) => {
+                if let Some(quantum_ns) = ts.quantum_ns {
+                    crate::server::check_ts_quantum("psp.ts.quantum_ns", quantum_ns).map_err(
+                        |_| {
+                            ConfigError::invalid(
+                                "psp.ts.quantum_ns",
+                                quantum_ns,
+                                crate::server::TS_QUANTUM_RANGE,
+                            )
+                        },
+                    )?;
+                    params.quantum_ns = quantum_ns;
+                }
+            }
+            other => warnings.push(format!(
+                "psp.ts has no effect under policy {}",
+                other.name()
+            )),
+        }
+    }
+
+    Ok(policy)
+}
+
+/// `psp.app`, `psp.kv`, `psp.spin` (the application follows `workers.type` or `is_echo` when
+/// not named).
+fn app_config(
+    psp: &Psp,
+    is_echo: bool,
+    worker_kind: WorkerKind,
+    warnings: &mut Vec<String>,
+) -> Result<AppConfig, ConfigError> {
+    // Application.
+    let kind = match &psp.app {
+        Some(name) => name.parse::<AppKind>().map_err(|_| {
+            ConfigError::invalid(
+                "psp.app",
+                format!("{name:?}"),
+                "unknown application (expected spin, kv or echo)",
+            )
+        })?,
+        None if is_echo => AppKind::Echo,
+        None => worker_kind.default_app(),
+    };
+    let mut app = AppConfig {
+        kind,
+        ..AppConfig::default()
+    };
+    if let Some(kv) = &psp.kv {
+        if let Some(keys) = kv.keys {
+            check_size("psp.kv.keys", keys, MAX_KV_KEYS)?;
+            app.kv_keys = keys;
+            app.kv_scan_len = keys;
+        }
+        if let Some(scan_len) = kv.scan_len {
+            check_size("psp.kv.scan_len", scan_len, MAX_KV_KEYS)?;
+            app.kv_scan_len = scan_len;
+        }
+    }
+    if let Some(spin) = &psp.spin {
+        if let Some(max) = spin.max_run_ns {
+            app.spin_max_run_ns = max;
+        }
+        if let Some(rounds) = spin.calibration_rounds {
+            check_size(
+                "psp.spin.calibration_rounds",
+                rounds as usize,
+                MAX_CALIBRATION_ROUNDS as usize,
+            )?;
+            app.spin_calibration_rounds = rounds;
+        }
+        if let Some(mode) = &spin.mode {
+            app.spin_mode = SpinMode::from_name(mode).ok_or_else(|| {
+                ConfigError::invalid("psp.spin.mode", mode, "expected clock or iterations")
+            })?;
+        }
+    }
+
+    if psp.kv.is_some() && kind != AppKind::Kv {
+        warnings.push(format!("psp.kv has no effect with app {kind}"));
+    }
+    if psp.spin.is_some() && kind != AppKind::Spin {
+        warnings.push(format!("psp.spin has no effect with app {kind}"));
+    }
+
+    Ok(app)
+}
+
+/// `psp.idle`.
+fn idle_mode(psp: &Psp) -> Result<IdleMode, ConfigError> {
+    let idle = match psp.idle.as_deref().map(str::trim) {
+        None => IdleMode::default(),
+        Some(name) if name.eq_ignore_ascii_case("spin") => IdleMode::Spin,
+        Some(name) if name.eq_ignore_ascii_case("yield") => IdleMode::Yield,
+        Some(other) => {
+            return Err(ConfigError::invalid(
+                "psp.idle",
+                format!("{other:?}"),
+                "expected spin or yield",
+            ))
+        }
+    };
+    Ok(idle)
+}
+
+/// `psp.rx` checks, and the bounds of `psp.rx_burst`, `psp.pending_slots`,
+/// `psp.drain_timeout_ms`.
+fn rx_checks_and_sizes(psp: &Psp) -> Result<ParseOptions, ConfigError> {
+    let mut parse = ParseOptions::default();
+    if let Some(rx) = &psp.rx {
+        parse.verify_ip_checksum = rx.verify_ip_checksum.unwrap_or(parse.verify_ip_checksum);
+        parse.verify_udp_checksum = rx.verify_udp_checksum.unwrap_or(parse.verify_udp_checksum);
+        parse.check_dst_mac = rx.check_dst_mac.unwrap_or(parse.check_dst_mac);
+        parse.check_dst_ip = rx.check_dst_ip.unwrap_or(parse.check_dst_ip);
+    }
+    for (key, value, max) in [
+        ("psp.rx_burst", psp.rx_burst, MAX_RX_BURST),
+        ("psp.pending_slots", psp.pending_slots, MAX_PENDING_SLOTS),
+    ] {
+        if let Some(value) = value {
+            check_size(key, value, max)?;
+        }
+    }
+    if let Some(ms) = psp.drain_timeout_ms {
+        if ms > MAX_DRAIN_TIMEOUT_MS {
+            return Err(ConfigError::invalid(
+                "psp.drain_timeout_ms",
+                ms,
+                format!("must be at most {MAX_DRAIN_TIMEOUT_MS} (ten minutes)"),
+            ));
+        }
+    }
+
+    Ok(parse)
 }
 
 /// EAL options of DPDK ≤ 20.11 that DPDK 22.11 rejects, and their replacements: the original's
