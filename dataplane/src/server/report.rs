@@ -449,6 +449,39 @@ impl fmt::Display for ServerReport {
         for (reason, count) in d.parse_drops.nonzero() {
             writeln!(f, "  parse drop {reason:<20} {count:>12}")?;
         }
+        self.fmt_types(f)?;
+        self.fmt_workers(f)?;
+        writeln!(
+            f,
+            "port: rx {} tx {} rx missed {} rx errors {} tx errors {}",
+            self.port.rx_packets,
+            self.port.tx_packets,
+            self.port.rx_missed,
+            self.port.rx_errors,
+            self.port.tx_errors
+        )?;
+        if let Some(path) = &self.windows_log_path {
+            let n = self.windows.as_ref().map_or(0, |w| w.windows().len());
+            writeln!(f, "windows log: {} ({n} windows)", path.display())?;
+        }
+        if let Some(error) = &self.windows_log_error {
+            writeln!(f, "windows log NOT written: {error}")?;
+        }
+        if let Some(t) = &self.telemetry {
+            fmt_telemetry(f, t)?;
+        }
+        self.fmt_timing(f)?;
+        for warning in self.warnings() {
+            writeln!(f, "WARNING: {warning}")?;
+        }
+        Ok(())
+    }
+}
+
+impl ServerReport {
+    /// The per-type table (UNKNOWN only when something unknown arrived).
+    fn fmt_types(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let d = &self.dispatcher;
         writeln!(
             f,
             "{:<14} {:>8} {:>12} {:>10} {:>12} {:>12} {:>10} {:>10} {:>14}",
@@ -481,6 +514,11 @@ impl fmt::Display for ServerReport {
                 t.mean_sojourn_ns() / 1e3
             )?;
         }
+        Ok(())
+    }
+
+    /// The per-worker table.
+    fn fmt_workers(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
             "{:<8} {:>5} {:>12} {:>8} {:>12} {:>10} {:>10}",
@@ -507,29 +545,6 @@ impl fmt::Display for ServerReport {
                 "{:<8} {:>5} {:>12} {:>7.1}% {:>12} {:>10} {:>7.2} µs",
                 w.worker, cpu, w.requests, busy_pct, w.tx_packets, w.tx_dropped, mean_busy_us
             )?;
-        }
-        writeln!(
-            f,
-            "port: rx {} tx {} rx missed {} rx errors {} tx errors {}",
-            self.port.rx_packets,
-            self.port.tx_packets,
-            self.port.rx_missed,
-            self.port.rx_errors,
-            self.port.tx_errors
-        )?;
-        if let Some(path) = &self.windows_log_path {
-            let n = self.windows.as_ref().map_or(0, |w| w.windows().len());
-            writeln!(f, "windows log: {} ({n} windows)", path.display())?;
-        }
-        if let Some(error) = &self.windows_log_error {
-            writeln!(f, "windows log NOT written: {error}")?;
-        }
-        if let Some(t) = &self.telemetry {
-            fmt_telemetry(f, t)?;
-        }
-        self.fmt_timing(f)?;
-        for warning in self.warnings() {
-            writeln!(f, "WARNING: {warning}")?;
         }
         Ok(())
     }
