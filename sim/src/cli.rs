@@ -178,8 +178,13 @@ pub struct SimArgs {
     /// ts: preemption quantum (ns).
     #[arg(long, default_value_t = TimeSharingParams::default().quantum_ns)]
     pub ts_quantum_ns: u64,
-    /// ts: cost of one preemption (ns), charged to the preempted worker.
-    #[arg(long, default_value_t = TimeSharingParams::default().preemption_cost_ns)]
+    /// ts: cost of one preemption (ns), charged to the preempted worker (psp-app's report
+    /// measures it: flag set → worker free; ≈ 300 ns on a 2-core VM).
+    #[arg(
+        long,
+        visible_alias = "preempt-cost-ns",
+        default_value_t = TimeSharingParams::default().preemption_cost_ns
+    )]
     pub preemption_cost_ns: u64,
     /// Also write timeline.csv and timeline.svg: slowdown percentiles of the requests that
     /// arrived in each window of this many ms (warm-up included), like the paper's Fig. 8.
