@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::common::{Proc, ScratchDir};
+use crate::common::{spawn_udp_server, Proc, ScratchDir};
 
 /// The server's request types (names the client's workload uses too, so wire ids agree).
 pub const SERVER_TYPES: [&str; 2] = ["SHORT", "LONG"];
@@ -50,27 +50,7 @@ pub fn write_workload(dir: &ScratchDir, keys: &str) -> PathBuf {
 pub fn start_udp_server(dir: &ScratchDir, timeout: Duration) -> (Proc, String, String) {
     let cfg = dir.file("server.yml");
     std::fs::write(&cfg, server_config(&["--no-huge".to_string()], &dir.path)).unwrap();
-    let server_args: Vec<String> = vec![
-        "--cfg".into(),
-        cfg.display().to_string(),
-        "--udp".into(),
-        "127.0.0.1:0".into(),
-    ];
-    let mut server = Proc::spawn(
-        "server",
-        env!("CARGO_BIN_EXE_psp-app").as_ref(),
-        &server_args,
-        dir,
-    );
-    server.wait_for_output("serving", timeout);
-    let addr = server
-        .stderr_text()
-        .lines()
-        .find_map(|line| {
-            line.strip_prefix("psp-app: UDP ")
-                .map(|a| a.trim().to_string())
-        })
-        .expect("server prints its UDP address");
+    let (server, addr) = spawn_udp_server("server", &cfg, &[], dir, timeout);
     let (ip, port) = addr.rsplit_once(':').expect("ip:port");
     let (ip, port) = (ip.to_string(), port.to_string());
     (server, ip, port)
