@@ -16,6 +16,8 @@
 //! bench (`cargo bench -p psp-dataplane --bench spin`) measures the spin deadline against
 //! `Instant` with and without a spinning neighbour thread.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 /// A monotonic clock in nanoseconds since it was started. Cheap to clone and to read.
 #[derive(Clone, Debug)]
 pub struct Clock {
@@ -38,17 +40,17 @@ impl Clock {
             .delta_as_nanos(self.start_raw, self.source.raw())
     }
 
-    /// Busy-waits until `duration_ns` have passed since `from_ns` (a reading of this clock),
-    /// reading the clock in a tight loop; returns the reading that ended the wait. The wait
-    /// overshoots by at most one clock read.
+    /// Busy-waits until the clock reads `deadline_ns` or `stop` is set (checked at every
+    /// reading), reading the clock in a tight loop; returns the reading that ended the wait
+    /// (below `deadline_ns`: stopped). The wait overshoots by at most one clock read.
     #[inline]
-    pub fn spin_until_ns(&self, from_ns: u64, duration_ns: u64) -> u64 {
-        let deadline_ns = from_ns.saturating_add(duration_ns);
+    pub fn spin_until_ns(&self, deadline_ns: u64, stop: &AtomicBool) -> u64 {
         loop {
             let now_ns = self.now_ns();
-            if now_ns >= deadline_ns {
+            if now_ns >= deadline_ns || stop.load(Ordering::Relaxed) {
                 return now_ns;
             }
+            std::hint::spin_loop();
         }
     }
 }
@@ -88,10 +90,11 @@ mod tests {
     #[test]
     fn spin_until_waits_at_least_the_duration() {
         let clock = Clock::start();
+        let never = AtomicBool::new(false);
         for duration_ns in [0u64, 1_000, 50_000] {
             let t0 = Instant::now();
             let from = clock.now_ns();
-            let end = clock.spin_until_ns(from, duration_ns);
+            let end = clock.spin_until_ns(from + duration_ns, &never);
             assert!(end - from >= duration_ns);
             // Instant agrees to within its own read cost and 1 % of calibration.
             let waited = t0.elapsed().as_nanos() as u64;

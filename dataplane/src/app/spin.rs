@@ -186,16 +186,12 @@ impl SpinApp {
         self.max_run_ns
     }
 
-    /// Spins `run_ns` (capped) the way this app's mode does.
+    /// Spins `run_ns` (capped) the way this app's mode does, to the end.
     #[inline]
     pub fn spin(&self, run_ns: u32) {
-        let run_ns = u64::from(run_ns.min(self.max_run_ns));
-        match &self.work {
-            SpinWork::Clock(clock) => {
-                clock.spin_until_ns(clock.now_ns(), run_ns);
-            }
-            SpinWork::Iterations(calibration) => calibration.spin_ns(run_ns),
-        }
+        /// A preempt flag nobody sets.
+        static NEVER_PREEMPTED: AtomicBool = AtomicBool::new(false);
+        self.spin_preemptible(u64::from(run_ns.min(self.max_run_ns)), &NEVER_PREEMPTED);
     }
 
     /// Spins `work_ns` unless `preempt` is set first (read at every clock reading in `clock`
@@ -206,17 +202,11 @@ impl SpinApp {
         match &self.work {
             SpinWork::Clock(clock) => {
                 let deadline_ns = clock.now_ns().saturating_add(work_ns);
-                loop {
-                    let now_ns = clock.now_ns();
-                    if now_ns >= deadline_ns {
-                        return 0;
-                    }
-                    if preempt.load(Ordering::Relaxed) {
-                        // The wait for the flag's cache line is work time too: read again.
-                        return deadline_ns.saturating_sub(clock.now_ns()).max(1);
-                    }
-                    std::hint::spin_loop();
+                if clock.spin_until_ns(deadline_ns, preempt) >= deadline_ns {
+                    return 0;
                 }
+                // Preempted. The wait for the flag's cache line is work time too: read again.
+                deadline_ns.saturating_sub(clock.now_ns()).max(1)
             }
             SpinWork::Iterations(calibration) => {
                 let mut left_ns = work_ns;
