@@ -139,8 +139,6 @@ pub struct WorkerReport {
     pub requests: u64,
     /// Time spent processing (handler + response + TX), ns.
     pub busy_ns: u64,
-    /// Σ (dispatch − arrival) of its requests, ns.
-    pub queueing_ns: u64,
     /// Slices that ended at the preempt flag (`ts`).
     pub preempted_slices: u64,
     /// Responses the device took.

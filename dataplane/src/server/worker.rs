@@ -202,10 +202,6 @@ impl<T: TxQueue, A: Application> WorkerContext<T, A> {
         report.tx_packets += self.tx.tx_burst(outbound) as u64;
         let finished_ns = self.clock.now_ns();
         report.requests += 1;
-        // A preempted request's queueing counts from arrival to its first slice.
-        if job.slices == 0 {
-            report.queueing_ns += job.dispatched_ns.saturating_sub(job.arrival_ns);
-        }
         let service_ns = job.served_ns + served_ns.saturating_sub(started_ns);
         Stamps {
             type_slot: job.type_slot,
