@@ -26,7 +26,8 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use psp_client::sweep::parse_load_range;
-use psp_scheduler::{DarcParams, Policy};
+use psp_scheduler::{DarcParams, Policy, Registry};
+use psp_sim::cli::parse_policy_names;
 use psp_sim::engine::{RunConfig, RunResult, DEFAULT_WARMUP_FRACTION};
 use psp_sim::sweep::{sweep, SweepSpec};
 use psp_workload::Workload;
@@ -126,24 +127,21 @@ fn finite_positive(flag: &str, value: f64) -> Result<f64> {
 }
 
 fn parse_policies(text: &str, darc_samples: u64) -> Result<Vec<Policy>> {
-    let mut policies = Vec::new();
-    for name in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let policy = Policy::from_name(name).with_context(|| format!("--policies {name}"))?;
-        if !policy.is_live() {
-            bail!("--policies {name}: simulator-only");
-        }
-        policies.push(match policy {
-            Policy::Darc(params) => Policy::Darc(DarcParams {
-                samples_needed: darc_samples,
-                ..params
-            }),
-            other => other,
-        });
-    }
-    if policies.is_empty() {
-        bail!("--policies {text:?}: no policy given");
-    }
-    Ok(policies)
+    parse_policy_names(&Registry::builtin(), text)?
+        .into_iter()
+        .map(|policy| {
+            if !policy.is_live() {
+                bail!("--policies {}: simulator-only", policy.name());
+            }
+            Ok(match policy {
+                Policy::Darc(params) => Policy::Darc(DarcParams {
+                    samples_needed: darc_samples,
+                    ..params
+                }),
+                other => other,
+            })
+        })
+        .collect()
 }
 
 fn binary(dir: &Path, name: &str) -> Result<PathBuf> {
