@@ -126,7 +126,7 @@ fn psp_client_rejects_bad_input_before_sending() {
     let port = server.local_addr().unwrap().port().to_string();
     let good = "schedules: [{rate: 100, cmd_mean_ns: [1000], cmd_ratios: [1], duration: 1}]\n";
     // (config file, its text, further flags, what the error must name)
-    let cases: [(&str, &str, &[&str], &str); 9] = [
+    let cases: [(&str, &str, &[&str], &str); 10] = [
         (
             "ratios.yml",
             "schedules: [{rate: 100, cmd_mean_ns: [1000, 2000], cmd_ratios: [0.5, 0.4], duration: 1}]\n",
@@ -158,6 +158,7 @@ fn psp_client_rejects_bad_input_before_sending() {
         ("flag-duration.yml", good, &["-d", "-1"], "-d/--duration -1"),
         ("flag-m.yml", good, &["-m", "0"], "-m/--max-concurrency 0"),
         ("flag-workers.yml", good, &["--workers", "-2"], "--workers -2"),
+        ("flag-threads.yml", good, &["--threads", "0"], "--threads 0"),
     ];
     for (name, yaml, flags, needle) in cases {
         let cfg = dir.file(name);
@@ -269,4 +270,51 @@ fn two_clients_side_by_side_merge_exactly() {
     let written = client_summary(&dir.file("merged"));
     assert_eq!(written.counters, merged.counters);
     assert_eq!(written.latency_ns.p999, merged.latency_ns.p999);
+}
+
+#[test]
+fn client_threads_over_udp_merge_and_match_the_server() {
+    let dir = ScratchDir::new("client-threads-udp");
+    let (mut server, ip, port) = start_udp_server(&dir, PROCESS_TIMEOUT);
+    let workload = write_workload(&dir, "duration: 1, rate: 600");
+    let out = dir.file("client");
+    let mut client = spawn_client(
+        "client",
+        &[
+            "--workload",
+            &workload.display().to_string(),
+            "-I",
+            &ip,
+            "-P",
+            &port,
+            "--transport",
+            "udp",
+            "--bind",
+            "127.0.0.1:0",
+            "--threads",
+            "3",
+            "--outdir",
+            &out.display().to_string(),
+            "--drain-timeout",
+            "10",
+        ],
+        &dir,
+    );
+    assert_exits_ok(&mut client, PROCESS_TIMEOUT);
+    server.signal("INT");
+    assert_exits_ok(&mut server, PROCESS_TIMEOUT);
+    assert!(
+        client
+            .stderr_text()
+            .contains("3 threads, UDP from 127.0.0.1:"),
+        "{}",
+        client.stderr_text()
+    );
+    assert!(
+        client.stdout_text().contains("sent but not answered 0"),
+        "{}",
+        client.stdout_text()
+    );
+    // The three threads' requests, merged, are exactly what the server saw and answered.
+    check_counts_match(&client_summary(&out), &server.stdout_text());
 }

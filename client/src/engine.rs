@@ -63,7 +63,9 @@ use rand::SeedableRng;
 use crate::inflight::{GivenUp, InFlightTable, MatchOutcome, RequestInfo, NO_TRACE};
 
 pub mod machine;
+pub mod threads;
 pub use machine::{ClientMachine, RunState};
+pub use threads::ThreadedEngine;
 
 /// Packets fetched per RX queue per poll (DPDK's customary burst).
 pub const RX_BURST: usize = 32;
@@ -184,6 +186,9 @@ pub enum EngineError {
     /// A feature the engine does not have (e.g. IX or RAW packets).
     #[error("not supported: {0}")]
     Unsupported(String),
+    /// A client thread could not start, plan or finish ([`threads`]).
+    #[error("client threads: {0}")]
+    Thread(String),
     /// The warm-up fraction is outside [0, 1).
     #[error("warm-up fraction {0} is not in [0, 1)")]
     BadWarmup(f64),
@@ -855,6 +860,38 @@ impl<P: Port> Engine<P> {
     }
 }
 
+impl<P: Port> Engine<P> {
+    /// Plans a run (the dry pass included) without starting it: [`Engine::drive`] runs it.
+    /// Lets several threads plan first and then start together ([`threads`]).
+    pub fn prepare(
+        &self,
+        workload: &Workload,
+        rates_rps: &[f64],
+        config: &EngineConfig,
+    ) -> Result<ClientMachine, EngineError> {
+        ClientMachine::new(workload, rates_rps, config, self.next_generation)
+    }
+
+    /// Runs a machine from [`Engine::prepare`] with `start` as time 0; blocks for the whole run.
+    pub fn drive(
+        &mut self,
+        machine: ClientMachine,
+        start: RunStart,
+        config: &EngineConfig,
+        progress: Option<&Progress>,
+    ) -> RunResult {
+        drive_machine::<P>(
+            &mut self.tx,
+            &mut self.rxs,
+            &mut self.next_generation,
+            machine,
+            start,
+            config,
+            progress,
+        )
+    }
+}
+
 /// Runs `workload` over `port` with one rate per phase (rps): [`Engine::new`] then
 /// [`Engine::run`].
 pub fn run<P: Port>(
@@ -924,6 +961,26 @@ fn validate(
     Ok(())
 }
 
+/// When a run starts: time 0 of its clock and of every `*_ns` field of its result. Threads of
+/// one client share it, so that their results are on one timeline ([`threads`]).
+#[derive(Copy, Clone, Debug)]
+pub struct RunStart {
+    /// Time 0 of the run's clock.
+    pub instant: Instant,
+    /// The same moment on the wall clock ([`RunResult::started_at`]).
+    pub wall: SystemTime,
+}
+
+impl RunStart {
+    /// Now.
+    pub fn now() -> Self {
+        Self {
+            instant: Instant::now(),
+            wall: SystemTime::now(),
+        }
+    }
+}
+
 fn run_on_queues<P: Port>(
     tx: &mut P::Tx,
     rxs: &mut [P::Rx],
@@ -933,18 +990,38 @@ fn run_on_queues<P: Port>(
     config: &EngineConfig,
     progress: Option<&Progress>,
 ) -> Result<RunResult, EngineError> {
-    let mut machine = ClientMachine::new(workload, rates_rps, config, *next_generation)?;
+    let machine = ClientMachine::new(workload, rates_rps, config, *next_generation)?;
+    Ok(drive_machine::<P>(
+        tx,
+        rxs,
+        next_generation,
+        machine,
+        RunStart::now(),
+        config,
+        progress,
+    ))
+}
+
+/// Runs a prepared `machine` on the queues from `start` until it is finished.
+fn drive_machine<P: Port>(
+    tx: &mut P::Tx,
+    rxs: &mut [P::Rx],
+    next_generation: &mut u32,
+    mut machine: ClientMachine,
+    start: RunStart,
+    config: &EngineConfig,
+    progress: Option<&Progress>,
+) -> RunResult {
     if let Some(p) = progress {
         p.planned.store(machine.planned(), Ordering::Relaxed);
     }
-    let started_at = SystemTime::now();
     let _timer_slack = (config.idle != IdlePolicy::Spin).then(TimerSlack::tighten);
     let mut io = IoLoop::<P> {
         tx,
         rxs,
         rx_bufs: Vec::with_capacity(RX_BURST),
         tx_bufs: Vec::with_capacity(TX_BURST),
-        clock: Clock(Instant::now()),
+        clock: Clock(start.instant),
         idler: Idler::new(config.idle),
         progress,
     };
@@ -954,7 +1031,7 @@ fn run_on_queues<P: Port>(
     if let Some(p) = progress {
         p.done.store(true, Ordering::Relaxed);
     }
-    Ok(machine.into_result(started_at))
+    machine.into_result(start.wall)
 }
 
 /// The thin I/O loop around a [`ClientMachine`]: reads the clock, moves frames between the

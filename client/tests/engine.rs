@@ -526,3 +526,115 @@ fn kernel_udp_against_echo_server_on_loopback() {
     assert_eq!(c.malformed + c.unknown_id, 0, "{c:?}");
     assert!(r.stats.latency().p99.is_finite());
 }
+
+/// A [`ThreadedEngine`] whose thread `i` sends from its own kernel UDP socket on 127.0.0.1.
+fn udp_threads(threads: usize) -> engine::ThreadedEngine {
+    engine::ThreadedEngine::spawn(threads, |_| {
+        let port = UdpPort::bind(&UdpPortConfig::new(
+            SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0),
+            1,
+        ))
+        .map_err(|e| e.to_string())?;
+        let a = port.local_addr();
+        let local = Endpoint::new(MacAddr(port.mac()), *a.ip(), a.port());
+        Ok((port, local))
+    })
+    .unwrap()
+}
+
+#[test]
+fn threads_over_udp_split_the_rate_and_merge_exactly() {
+    let stop = Arc::new(AtomicBool::new(false));
+    let (server, handle) = udp_echo(Arc::clone(&stop));
+    let mut threads = udp_threads(3);
+    let locals: std::collections::HashSet<u16> = threads.locals().iter().map(|l| l.port).collect();
+    assert_eq!(locals.len(), 3, "each thread has its own source port");
+    let target = Endpoint::new(MacAddr([0; 6]), *server.ip(), server.port());
+    let mut config = EngineConfig::new(threads.locals()[0], vec![target]);
+    config.drain_timeout_ns = 500_000_000;
+    config.trace_limit = 100;
+    let w = workload(0.1);
+    let progress = engine::Progress::default();
+    let first = threads
+        .run(&w, &[6_000.0], &config, Some(&progress))
+        .unwrap();
+    // A second point on the same threads: ids continue, nothing stale matches.
+    let second = threads.run(&w, &[3_000.0], &config, None).unwrap();
+    stop.store(true, Ordering::Relaxed);
+    let answered = handle.join().unwrap();
+    for r in [&first, &second] {
+        assert_accounted(r);
+        let c = &r.counters;
+        assert_eq!(c.received, c.sent, "{c:?}");
+        assert_eq!(c.malformed + c.unknown_id + c.duplicate, 0, "{c:?}");
+        assert_eq!(r.phases[0].sent, c.sent);
+        assert!(r
+            .traces
+            .windows(2)
+            .all(|t| t[0].intended_ns <= t[1].intended_ns));
+        assert!(r.traces.len() <= 100);
+    }
+    assert_eq!(answered, first.counters.sent + second.counters.sent);
+    assert_eq!(progress.sent.load(Ordering::Relaxed), first.counters.sent);
+    assert_eq!(
+        progress.planned.load(Ordering::Relaxed),
+        first.counters.planned
+    );
+    // The per-thread rates add up to the total; the merged stream has the total's count
+    // (600 expected at 6 krps for 0.1 s: well within 5 sigma).
+    assert!((first.phases[0].rate_rps - 6_000.0).abs() < 1e-6);
+    assert!(
+        (450..=750).contains(&first.counters.planned),
+        "{:?}",
+        first.counters
+    );
+}
+
+#[test]
+fn one_thread_is_the_single_threaded_client() {
+    let stop = Arc::new(AtomicBool::new(false));
+    let (server, handle) = udp_echo(Arc::clone(&stop));
+    let mut threads = udp_threads(1);
+    let target = Endpoint::new(MacAddr([0; 6]), *server.ip(), server.port());
+    let mut config = EngineConfig::new(threads.locals()[0], vec![target]);
+    config.drain_timeout_ns = 500_000_000;
+    config.seed = 42;
+    let w = workload(0.05);
+    let threaded = threads.run(&w, &[4_000.0], &config, None).unwrap();
+    let mut port = UdpPort::bind(&UdpPortConfig::new(
+        SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0),
+        1,
+    ))
+    .unwrap();
+    let a = port.local_addr();
+    config.local = Endpoint::new(MacAddr(port.mac()), *a.ip(), a.port());
+    let single = engine::run(&mut port, &w, &[4_000.0], &config, None).unwrap();
+    stop.store(true, Ordering::Relaxed);
+    handle.join().unwrap();
+    assert_eq!(threaded.counters.planned, single.counters.planned);
+    assert_eq!(threaded.counters.warmup, single.counters.warmup);
+}
+
+#[test]
+fn a_thread_that_cannot_open_its_port_is_named() {
+    let e = engine::ThreadedEngine::spawn(2, |i| {
+        if i == 1 {
+            return Err("no such device".to_string());
+        }
+        let port = UdpPort::bind(&UdpPortConfig::new(
+            SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0),
+            1,
+        ))
+        .map_err(|e| e.to_string())?;
+        let a = port.local_addr();
+        let local = Endpoint::new(MacAddr(port.mac()), *a.ip(), a.port());
+        Ok((port, local))
+    })
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(
+        e.contains("thread 1") && e.contains("no such device"),
+        "{e}"
+    );
+}

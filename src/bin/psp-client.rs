@@ -27,7 +27,10 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context, Result};
 use clap::{Parser, ValueEnum};
 use psp_client::config::{ClientConfig, DEFAULT_REQ_OFFSET};
-use psp_client::engine::{Engine, EngineConfig, IdlePolicy, Progress, DEFAULT_DRAIN_TIMEOUT_NS};
+use psp_client::engine::{
+    Engine, EngineConfig, EngineError, IdlePolicy, Progress, RunResult, ThreadedEngine,
+    DEFAULT_DRAIN_TIMEOUT_NS,
+};
 use psp_client::report::{print_summary, write_run_files, Report, Summary};
 use psp_client::sweep::{parse_load_range, write_sweep_files, SweepPoint};
 use psp_net::port::Port;
@@ -49,6 +52,8 @@ const WATCHDOG_PERIOD: Duration = Duration::from_millis(20);
 /// Exit status when the server was lost: the link went down mid-run, or a run got no response
 /// at all (results are still written). Errors in the input or setup exit with 1.
 const EXIT_PEER_LOST: u8 = 3;
+/// Most client threads (`--threads`).
+const MAX_THREADS: u16 = 256;
 /// How long to wait for a DPDK link (a memif client waits for its server).
 const DEFAULT_LINK_TIMEOUT_S: f64 = 60.0;
 
@@ -158,6 +163,11 @@ struct Args {
     /// Idle behaviour between sends.
     #[arg(long, value_enum, default_value = "yield")]
     idle: Idle,
+    /// Client threads (UDP): each sends 1/N of the rate from its own socket (net_workers[i]
+    /// when the config lists one per thread, else an ephemeral port) and the results merge
+    /// exactly; default: one per net_workers entry, at least 1.
+    #[arg(long, allow_negative_numbers = true)]
+    threads: Option<i64>,
     /// Never show the progress bar.
     #[arg(long = "no-progress")]
     no_progress: bool,
@@ -167,6 +177,14 @@ impl Args {
     /// `--workers`, once [`check_numbers`] has refused zero and negative counts.
     fn workers(&self) -> Option<usize> {
         self.workers.and_then(|w| usize::try_from(w).ok())
+    }
+
+    /// Client threads: `--threads`, else one per `net_workers` entry, at least 1.
+    fn threads(&self, config: Option<&ClientConfig>) -> usize {
+        self.threads
+            .and_then(|t| usize::try_from(t).ok())
+            .unwrap_or_else(|| config.map_or(1, |c| c.net_workers.len()))
+            .max(1)
     }
 }
 
@@ -200,6 +218,12 @@ fn check_numbers(args: &Args) -> Result<()> {
     );
     if let Some(w) = args.workers {
         ensure!(w > 0, "--workers {w}: must be a positive number of workers");
+    }
+    if let Some(t) = args.threads {
+        ensure!(
+            (1..=i64::from(MAX_THREADS)).contains(&t),
+            "--threads {t}: must be between 1 and {MAX_THREADS}"
+        );
     }
     if let Some(q) = args.rx_queues {
         ensure!(
@@ -314,8 +338,9 @@ fn output_dir(args: &Args, config: Option<&ClientConfig>) -> PathBuf {
 struct PortWatch<'a> {
     /// The servers, for messages (`10.0.0.1:6789, …`).
     servers: String,
-    /// Frames the client's own socket or receive ring dropped so far (cumulative).
-    rx_dropped: &'a (dyn Fn() -> u64 + Sync),
+    /// Frames the client's own socket or receive ring dropped so far (cumulative); `None` where
+    /// the engine's threads count them themselves.
+    rx_dropped: Option<&'a (dyn Fn() -> u64 + Sync)>,
     /// Whether the link is up (DPDK); `None` where there is no link (kernel UDP).
     link_up: Option<&'a (dyn Fn() -> bool + Sync)>,
 }
@@ -326,10 +351,20 @@ struct RunOutcome {
     peer_lost: Option<String>,
 }
 
+/// One run of an engine (one thread's [`Engine::run`] or [`ThreadedEngine::run`]).
+type RunFn<'a> = dyn FnMut(
+        &Workload,
+        &[f64],
+        &EngineConfig,
+        Option<&Progress>,
+    ) -> std::result::Result<RunResult, EngineError>
+    + Send
+    + 'a;
+
 /// Runs every point of the plan on `engine`, printing and writing as it goes. Stops after a
 /// point whose link went down or that got no response at all (its results are written).
-fn run_points<P: Port>(
-    engine: &mut Engine<P>,
+fn run_points(
+    engine: &mut RunFn<'_>,
     args: &Args,
     plan: &Plan,
     engine_config: &EngineConfig,
@@ -344,17 +379,19 @@ fn run_points<P: Port>(
             eprintln!("psp-client: load {load:.3} -> rates {rates:?} rps");
         }
         let progress = Progress::default();
-        let dropped_before = (watch.rx_dropped)();
+        let dropped_before = watch.rx_dropped.map(|f| f());
         let mut result = std::thread::scope(|scope| {
             if show_progress {
                 scope.spawn(|| progress_bar(&progress));
             }
             scope.spawn(|| watchdog(&progress, watch));
-            let result = engine.run(&plan.workload, rates, engine_config, Some(&progress));
+            let result = engine(&plan.workload, rates, engine_config, Some(&progress));
             progress.done.store(true, Ordering::Relaxed);
             result
         })?;
-        result.counters.rx_dropped = (watch.rx_dropped)().saturating_sub(dropped_before);
+        if let (Some(f), Some(before)) = (watch.rx_dropped, dropped_before) {
+            result.counters.rx_dropped = f().saturating_sub(before);
+        }
         let c = &result.counters;
         if result.stopped_early {
             peer_lost = Some(format!(
@@ -492,6 +529,10 @@ fn run_udp(
     out_dir: Option<&Path>,
 ) -> Result<RunOutcome> {
     use psp_net::port::udp::{UdpPort, UdpPortConfig};
+    let threads = args.threads(config);
+    if threads > 1 {
+        return run_udp_threads(args, config, plan, out_dir, threads);
+    }
     let bind = args
         .bind
         .or_else(|| config.and_then(|c| c.net_workers.first().copied()))
@@ -508,10 +549,79 @@ fn run_udp(
     let port = &port;
     let watch = PortWatch {
         servers: servers(&engine_config.targets),
-        rx_dropped: &|| port.stats().rx_missed,
+        rx_dropped: Some(&|| port.stats().rx_missed),
         link_up: None,
     };
-    run_points(&mut engine, args, plan, &engine_config, out_dir, &watch)
+    run_points(
+        &mut |w, r, c, p| engine.run(w, r, c, p),
+        args,
+        plan,
+        &engine_config,
+        out_dir,
+        &watch,
+    )
+}
+
+/// The source address of each of `threads` UDP client threads: `net_workers[i]` where the
+/// config lists one per thread, else `--bind`'s (or net_workers[0]'s) IP with a free port.
+fn thread_binds(args: &Args, config: Option<&ClientConfig>, threads: usize) -> Vec<SocketAddrV4> {
+    let listed = config.map_or(&[][..], |c| &c.net_workers[..]);
+    let ip = args
+        .bind
+        .or_else(|| listed.first().copied())
+        .map_or(Ipv4Addr::UNSPECIFIED, |a| *a.ip());
+    (0..threads)
+        .map(|i| match listed.get(i) {
+            Some(&a) if listed.len() >= threads && args.bind.is_none() => a,
+            _ => SocketAddrV4::new(ip, 0),
+        })
+        .collect()
+}
+
+/// [`run_udp`] with several client threads, each on its own socket ([`ThreadedEngine`]).
+fn run_udp_threads(
+    args: &Args,
+    config: Option<&ClientConfig>,
+    plan: &Plan,
+    out_dir: Option<&Path>,
+    threads: usize,
+) -> Result<RunOutcome> {
+    use psp_net::port::udp::{UdpPort, UdpPortConfig};
+    let binds = thread_binds(args, config, threads);
+    let mut engine = ThreadedEngine::spawn(threads, move |i| {
+        let bind = binds[i];
+        let port = UdpPort::bind(&UdpPortConfig::new(bind, 1))
+            .map_err(|e| format!("binding the UDP socket to {bind}: {e}"))?;
+        let a = port.local_addr();
+        let local = Endpoint::new(MacAddr(port.mac()), *a.ip(), a.port());
+        Ok((port, local))
+    })
+    .context("starting the client threads")?;
+    let targets = targets(args, MacAddr([0; 6]))?;
+    let engine_config = engine_config(args, engine.locals()[0], targets)?;
+    let from: Vec<String> = engine
+        .locals()
+        .iter()
+        .map(|l| SocketAddrV4::new(l.ip, l.port).to_string())
+        .collect();
+    eprintln!(
+        "psp-client: {threads} threads, UDP from {} to {:?}",
+        from.join(", "),
+        args.ip
+    );
+    let watch = PortWatch {
+        servers: servers(&engine_config.targets),
+        rx_dropped: None,
+        link_up: None,
+    };
+    run_points(
+        &mut |w, r, c, p| engine.run(w, r, c, p),
+        args,
+        plan,
+        &engine_config,
+        out_dir,
+        &watch,
+    )
 }
 
 /// `ip:port, …` of the servers, for messages.
@@ -540,6 +650,18 @@ fn run_dpdk(
     use psp::dpdk::{Device, DeviceConfig, PortConfig};
 
     let config = config.context("--transport dpdk needs --config-path with network.eal_init")?;
+    // A memif server has one RX queue (its dispatcher's) and refuses a second client TX ring,
+    // so client threads would have to share one TX queue: not done (docs/design.md §5.2).
+    if let Some(t) = args.threads.filter(|&t| t > 1) {
+        bail!(
+            "--threads {t}: over DPDK the client runs one thread (a memif server takes one \
+             client TX ring); use --transport udp, or one psp-client per server port and `psp \
+             merge`"
+        );
+    }
+    if config.net_workers.len() > 1 {
+        eprintln!("psp-client: one client thread over DPDK: net_workers[0] is the source address");
+    }
     ensure!(
         !config.eal_init.is_empty(),
         "--transport dpdk: network.eal_init is empty in the config"
@@ -602,10 +724,17 @@ fn run_dpdk(
         let port = &port;
         let watch = PortWatch {
             servers: servers(&engine_config.targets),
-            rx_dropped: &|| port.stats().rx_missed,
+            rx_dropped: Some(&|| port.stats().rx_missed),
             link_up: Some(&|| port.link_up()),
         };
-        run_points(&mut engine, args, plan, &engine_config, out_dir, &watch)?
+        run_points(
+            &mut |w, r, c, p| engine.run(w, r, c, p),
+            args,
+            plan,
+            &engine_config,
+            out_dir,
+            &watch,
+        )?
     };
     drop(port);
     drop(eal);
@@ -630,11 +759,6 @@ fn run() -> Result<ExitCode> {
         })
         .transpose()?;
     let plan = load_plan(&args, config.as_ref())?;
-    if config.as_ref().is_some_and(|c| c.net_workers.len() > 1) {
-        eprintln!(
-            "psp-client: one client thread: only net_workers[0] is used as the source address"
-        );
-    }
     let transport = args.transport.unwrap_or(
         if cfg!(feature = "dpdk") && config.as_ref().is_some_and(|c| !c.eal_init.is_empty()) {
             Transport::Dpdk
@@ -687,6 +811,8 @@ mod tests {
             (&["-m", "-7"], "-m/--max-concurrency -7"),
             (&["-S", "-2"], "-S/--sample -2"),
             (&["--workers", "0"], "--workers 0"),
+            (&["--threads", "0"], "--threads 0"),
+            (&["--threads", "999"], "--threads 999"),
             (&["--rx-queues", "70000"], "--rx-queues 70000"),
             (&["--warmup", "-0.1"], "--warmup -0.1"),
             (&["--drain-timeout", "inf"], "--drain-timeout inf"),
