@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The live-fidelity check on a many-core x86-64 machine without DPDK (issue "live fidelity"):
 # the spin app's accuracy per mode with a spinning neighbour, then `psp live` on DISP2 with 12
-# workers for darc and cfcfs, compared with the simulator.
+# workers for darc and cfcfs, compared with the simulator; then the client's send rate with 4
+# threads (issue "psp-client: many cores").
 #
 #   bash scripts/many-core-check.sh pack        # here: build release binaries + the spin bench,
 #                                               # pack them with their DPDK libraries into .dev/pack
@@ -19,10 +20,13 @@ pack)
   cargo build --release --locked --bin psp --bin psp-app --bin psp-client
   spin=$(cargo bench --locked -p psp-dataplane --bench spin --no-run 2>&1 |
     grep -o 'target/release/deps/spin-[0-9a-f]*' | head -1)
+  send=$(cargo bench --locked -p psp-client --bench send_rate --no-run 2>&1 |
+    grep -o 'target/release/deps/send_rate-[0-9a-f]*' | head -1)
   rm -rf .dev/pack
   bash ../shared/tools/pack-portable.sh .dev/pack target/release/psp-app target/release/psp-client \
-    target/release/psp "$spin"
+    target/release/psp "$spin" "$send"
   mv ".dev/pack/bin/$(basename "$spin")" .dev/pack/bin/spin-bench
+  mv ".dev/pack/bin/$(basename "$send")" .dev/pack/bin/send-rate-bench
   cp configs/workloads/DISP2.yml .dev/
   ;;
 run)
@@ -43,6 +47,9 @@ run)
     sed -n '/^psp-app summary/,$p' "$out/live12/$p/server.log" >"$out/server-$p.txt" 2>/dev/null || true
   done
   cat "$out/server-darc.txt" 2>/dev/null || true
+  timeout 120 "$P" send-rate-bench 0.5 --threads 4 >"$out/send4.txt" 2>&1 ||
+    echo "send_rate bench failed: $?" >>"$out/send4.txt"
+  cat "$out/send4.txt"
   tar czf "$out.tgz" -C "$(dirname "$out")" "$(basename "$out")"
   ;;
 *) echo "usage: many-core-check.sh pack | run [OUT]" >&2; exit 2 ;;
