@@ -158,35 +158,9 @@ fn parse_udp(
         return Err(DropReason::WrongDstMac);
     }
 
-    let ip_bytes = eth.payload();
-    if ip_bytes.len() < ipv4::HEADER_LEN {
-        return Err(DropReason::TruncatedIp);
-    }
-    let ip = ipv4::Packet::new_unchecked(ip_bytes);
-    if ip.version() != 4 {
-        return Err(DropReason::BadIpVersion);
-    }
-    let header_len = ip.header_len();
-    if header_len < ipv4::HEADER_LEN {
-        return Err(DropReason::BadHeaderLength);
-    }
-    if header_len > ipv4::HEADER_LEN {
-        return Err(DropReason::IpOptions);
-    }
-    let total_len = usize::from(ip.total_len());
-    if total_len < ipv4::HEADER_LEN {
-        return Err(DropReason::BadIpLength);
-    }
-    if total_len > ip_bytes.len() {
-        return Err(DropReason::TruncatedIp);
-    }
+    let ip = ipv4::Packet::new_unchecked(eth.payload());
+    ip.check_plain(options.verify_ip_checksum)?;
     // From here on ip.check_len() holds: every accessor is in bounds.
-    if options.verify_ip_checksum && !ip.verify_checksum() {
-        return Err(DropReason::BadIpChecksum);
-    }
-    if ip.is_fragment() {
-        return Err(DropReason::Fragmented);
-    }
     if ip.protocol() != ipv4::PROTOCOL_UDP {
         return Err(DropReason::NotUdp);
     }

@@ -3,8 +3,11 @@
 //! [`Packet::check_len`] checks that the buffer holds the fixed 20 B header, that the header
 //! length (IHL) is at least 5 words and fits, and that the total length covers the header and
 //! fits in the buffer (a longer buffer is Ethernet padding; [`Packet::payload`] excludes it).
-//! [`Repr::parse`] additionally refuses options, fragments and a bad version; whether the
-//! header checksum is verified is the caller's choice ([`Packet::verify_checksum`]).
+//! [`Packet::check_plain`] is the one definition of the packets psp accepts: a 20 B header (no
+//! options), version 4, a total length that covers the header and fits, not a fragment, and
+//! (when asked) a good header checksum; its [`Refusal`] says which check failed, in the order
+//! tested. [`Repr::parse`] and the frame parser (`wire::frame`, which names each refusal as a
+//! drop reason) both use it.
 
 use std::net::Ipv4Addr;
 
@@ -38,6 +41,35 @@ mod field {
     pub const CHECKSUM: Range<usize> = 10..12;
     pub const SRC_ADDR: Range<usize> = 12..16;
     pub const DST_ADDR: Range<usize> = 16..20;
+}
+
+/// Why a buffer is not a plain IPv4 packet ([`Packet::check_plain`]), in the order checked.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// Shorter than the 20 B header, or than the total length.
+    Truncated,
+    /// Version field ≠ 4.
+    BadVersion,
+    /// IHL < 5 words.
+    BadHeaderLength,
+    /// IHL > 5 words: options, which psp does not accept.
+    Options,
+    /// Total length shorter than the header.
+    BadTotalLength,
+    /// Wrong header checksum (checked only when asked).
+    Checksum,
+    /// A fragment (more-fragments flag or a non-zero offset).
+    Fragment,
+}
+
+impl From<Refusal> for Error {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::Truncated => Error::Truncated,
+            Refusal::Checksum => Error::Checksum,
+            _ => Error::Malformed,
+        }
+    }
 }
 
 /// A zero-copy view of an IPv4 packet.
@@ -83,6 +115,39 @@ impl<T: AsRef<[u8]>> Packet<T> {
         }
         if total_len > len {
             return Err(Error::Truncated);
+        }
+        Ok(())
+    }
+
+    /// Checks that this is a packet psp accepts, in this order: buffer ≥ 20 B, version 4,
+    /// IHL = 5 (less: bad header length; more: options), total length ≥ 20 and ≤ buffer,
+    /// checksum (when `verify_checksum`), not a fragment. Once it succeeded,
+    /// [`Packet::check_len`] holds too: no accessor panics.
+    pub fn check_plain(&self, verify_checksum: bool) -> core::result::Result<(), Refusal> {
+        let len = self.buffer.as_ref().len();
+        if len < HEADER_LEN {
+            return Err(Refusal::Truncated);
+        }
+        if self.version() != 4 {
+            return Err(Refusal::BadVersion);
+        }
+        match self.header_len() {
+            n if n < HEADER_LEN => return Err(Refusal::BadHeaderLength),
+            n if n > HEADER_LEN => return Err(Refusal::Options),
+            _ => {}
+        }
+        let total_len = usize::from(self.total_len());
+        if total_len < HEADER_LEN {
+            return Err(Refusal::BadTotalLength);
+        }
+        if total_len > len {
+            return Err(Refusal::Truncated);
+        }
+        if verify_checksum && !self.verify_checksum() {
+            return Err(Refusal::Checksum);
+        }
+        if self.is_fragment() {
+            return Err(Refusal::Fragment);
         }
         Ok(())
     }
@@ -265,13 +330,7 @@ impl Repr {
     /// Reads a checked packet: refuses version ≠ 4, options, fragments (all `Malformed`) and,
     /// when `verify_checksum`, a bad checksum (`Checksum`).
     pub fn parse<T: AsRef<[u8]>>(packet: &Packet<T>, verify_checksum: bool) -> Result<Repr> {
-        packet.check_len()?;
-        if packet.version() != 4 || packet.header_len() != HEADER_LEN || packet.is_fragment() {
-            return Err(Error::Malformed);
-        }
-        if verify_checksum && !packet.verify_checksum() {
-            return Err(Error::Checksum);
-        }
+        packet.check_plain(verify_checksum)?;
         Ok(Repr {
             src_addr: packet.src_addr(),
             dst_addr: packet.dst_addr(),

@@ -217,6 +217,21 @@ impl fmt::Display for DropCounters {
     }
 }
 
+impl From<super::ipv4::Refusal> for DropReason {
+    fn from(refusal: super::ipv4::Refusal) -> Self {
+        use super::ipv4::Refusal;
+        match refusal {
+            Refusal::Truncated => DropReason::TruncatedIp,
+            Refusal::BadVersion => DropReason::BadIpVersion,
+            Refusal::BadHeaderLength => DropReason::BadHeaderLength,
+            Refusal::Options => DropReason::IpOptions,
+            Refusal::BadTotalLength => DropReason::BadIpLength,
+            Refusal::Checksum => DropReason::BadIpChecksum,
+            Refusal::Fragment => DropReason::Fragmented,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

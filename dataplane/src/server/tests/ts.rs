@@ -59,6 +59,11 @@ const LONG_NS: u32 = 100_000;
 const DESCHEDULED_SLICE_NS: u64 = 20_000;
 /// Bursts tried until one preempts (see `ts_preempts_long_requests_and_answers_each_once`).
 const BURST_ATTEMPTS: u32 = 5;
+/// How far the median preempted request's slices may add up off its service time: ±2 % on an
+/// idle 2-vCPU VM, up to +2.1 % measured while other builds loaded it (each slice pays the
+/// hook's clock reads and some vCPU steal; a preemption that lost or redid work would be off
+/// by tens of %).
+const MEDIAN_SLICE_TOLERANCE: f64 = 0.04;
 
 fn ts_options(workers: usize, quantum_ns: u64) -> ServerOptions {
     options(
@@ -71,6 +76,43 @@ fn ts_options(workers: usize, quantum_ns: u64) -> ServerOptions {
 }
 
 /// What two back-to-back reads of the clock measure, ns (the median of 1001 pairs).
+/// Each preempted, never descheduled 100 µs request's relative error of its slices' sum
+/// (less `read_pair_ns` per slice) against its service time, after checking that every
+/// request's slices add up to at least its service time (−2 %) and a clean preempted one's to
+/// within ±10 % (when `check`).
+fn slice_offsets(
+    log: &HashMap<u32, Vec<u64>>,
+    requests: &[(u32, u32, u32)],
+    read_pair_ns: u64,
+    check: bool,
+) -> Vec<f64> {
+    let mut offs = Vec::new();
+    for &(id, _, run_ns) in requests {
+        let Some(slices) = log.get(&id) else {
+            continue;
+        };
+        let total_ns: u64 = slices
+            .iter()
+            .map(|ns| ns.saturating_sub(read_pair_ns))
+            .sum();
+        let want = f64::from(run_ns);
+        let off = (total_ns as f64 - want) / want;
+        assert!(
+            !check || off >= -0.02,
+            "request {id}: slices {slices:?} sum {total_ns} ns < {run_ns} ns"
+        );
+        let descheduled = slices.iter().any(|&ns| ns > DESCHEDULED_SLICE_NS);
+        if slices.len() > 1 && run_ns == LONG_NS && !descheduled {
+            assert!(
+                !check || off.abs() <= 0.10,
+                "request {id}: slices {slices:?} sum {total_ns} ns, asked {run_ns} ns"
+            );
+            offs.push(off);
+        }
+    }
+    offs
+}
+
 fn clock_read_pair_ns() -> u64 {
     let clock = Clock::start();
     let mut pairs: Vec<u64> = (0..1001)
@@ -139,7 +181,10 @@ fn ts_preempts_long_requests_and_answers_each_once() {
         // Nothing more comes: no request is answered twice.
         got.extend(run.client.collect_until(1, QUIET_PERIOD));
         let (_, report) = run.stop();
-        if report.dispatcher.per_type[1].preempted > 0 || attempts == BURST_ATTEMPTS {
+        let clean = slice_offsets(&log.lock().expect("slice log"), &requests, 0, false);
+        if (report.dispatcher.per_type[1].preempted > 0 && !clean.is_empty())
+            || attempts == BURST_ATTEMPTS
+        {
             break (got, report);
         }
     };
@@ -183,29 +228,12 @@ fn ts_preempts_long_requests_and_answers_each_once() {
     // not checked. A preempted 1 µs request (descheduled past its quantum) did all its work.
     // The hook times each slice with two clock reads; what a pair costs is taken off.
     let read_pair_ns = clock_read_pair_ns();
-    let log = log.lock().expect("slice log");
-    let mut offs = Vec::new();
-    for &(id, _, run_ns) in &requests {
-        let slices = &log[&id];
-        let total_ns: u64 = slices
-            .iter()
-            .map(|ns| ns.saturating_sub(read_pair_ns))
-            .sum();
-        let want = f64::from(run_ns);
-        let off = (total_ns as f64 - want) / want;
-        assert!(
-            off >= -0.02,
-            "request {id}: slices {slices:?} sum {total_ns} ns < {run_ns} ns"
-        );
-        let descheduled = slices.iter().any(|&ns| ns > DESCHEDULED_SLICE_NS);
-        if slices.len() > 1 && run_ns == LONG_NS && !descheduled {
-            assert!(
-                off.abs() <= 0.10,
-                "request {id}: slices {slices:?} sum {total_ns} ns, asked {run_ns} ns"
-            );
-            offs.push(off);
-        }
-    }
+    let mut offs = slice_offsets(
+        &log.lock().expect("slice log"),
+        &requests,
+        read_pair_ns,
+        true,
+    );
     assert!(
         !offs.is_empty(),
         "no preempted 100 µs request to check: {report}"
@@ -218,7 +246,10 @@ fn ts_preempts_long_requests_and_answers_each_once() {
         median * 100.0,
         offs[offs.len() - 1] * 100.0
     );
-    assert!(median.abs() <= 0.02, "median {median:+.4}: {offs:?}");
+    assert!(
+        median.abs() <= MEDIAN_SLICE_TOLERANCE,
+        "median {median:+.4}: {offs:?}"
+    );
     let text = report.to_string();
     assert!(text.contains("preemption: "), "{text}");
     let json = report.to_json();
