@@ -120,8 +120,11 @@ fn responder(
                     let mut unknown = tx.alloc().unwrap();
                     unknown.set_len(len).unwrap();
                     unknown.data_mut().copy_from_slice(buf.data());
-                    // Flip the generation bits: an id the client never issued.
-                    unknown.data_mut()[wire::PAYLOAD_OFFSET + 3] ^= 0x80;
+                    // Flip the top generation bit: an id the client never issued.
+                    let mut message = wire::psp::Message::new_unchecked(
+                        &mut unknown.data_mut()[wire::PAYLOAD_OFFSET..],
+                    );
+                    message.set_req_id(message.req_id() ^ 0x8000_0000);
                     out.push(unknown);
                 }
                 if faults.duplicate_every.is_some_and(|n| i.is_multiple_of(n)) {

@@ -603,12 +603,11 @@ mod tests {
         frame
     }
 
+    /// The `req_id` of a response frame, read through the wire layer.
     fn req_id(frame: &[u8]) -> u32 {
-        u32::from_le_bytes(
-            frame[PAYLOAD_OFFSET..PAYLOAD_OFFSET + 4]
-                .try_into()
-                .unwrap(),
-        )
+        wire::parse_response(frame, &local())
+            .expect("a response to us")
+            .req_id
     }
 
     /// Sends at `now_ns` everything due, all taken by the device; returns the frames.
@@ -729,7 +728,7 @@ mod tests {
         let unknown = |request: &[u8]| {
             let mut frame = response(request);
             let id = req_id(&frame) | 0xF000_0000;
-            frame[PAYLOAD_OFFSET..PAYLOAD_OFFSET + 4].copy_from_slice(&id.to_le_bytes());
+            wire::psp::Message::new_unchecked(&mut frame[PAYLOAD_OFFSET..]).set_req_id(id);
             frame
         };
         let last_send_ns = run_virtual(&mut m, |i, request| match (i == last, i % 4) {
