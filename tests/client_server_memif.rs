@@ -31,19 +31,37 @@ fn start_server_and_client(
     name: &str,
     schedule: &str,
 ) -> (Proc, Proc, std::path::PathBuf) {
+    start_server_and_client_with(dir, name, schedule, &[])
+}
+
+/// Starts `psp-app` as the memif server of `dir` (its config written once; `name` tells
+/// servers of one test apart) and waits until it listens.
+fn start_server(dir: &ScratchDir, name: &str, tag: &str) -> Proc {
     let socket = dir.file("memif.sock");
-    let tag = format!("{name}-{}", std::process::id());
-    let cfg = dir.file("server.yml");
-    let server_eal = memif_eal_args(&format!("psp-cs-server-{tag}"), "server", &socket);
+    let cfg = dir.file(&format!("server-{name}.yml"));
+    let server_eal = memif_eal_args(&format!("psp-cs-{name}-{tag}"), "server", &socket);
     std::fs::write(&cfg, server_config(&server_eal, &dir.path)).unwrap();
     let server_args: Vec<String> = vec!["--cfg".into(), cfg.display().to_string()];
     let mut server = Proc::spawn(
-        "server",
+        name,
         env!("CARGO_BIN_EXE_psp-app").as_ref(),
         &server_args,
         dir,
     );
     server.wait_for_output("waiting for the link", PROCESS_TIMEOUT);
+    server
+}
+
+/// [`start_server_and_client`] with extra client flags.
+fn start_server_and_client_with(
+    dir: &ScratchDir,
+    name: &str,
+    schedule: &str,
+    extra: &[&str],
+) -> (Proc, Proc, std::path::PathBuf) {
+    let socket = dir.file("memif.sock");
+    let tag = format!("{name}-{}", std::process::id());
+    let server = start_server(dir, "server", &tag);
 
     let client_eal = memif_eal_args(&format!("psp-cs-client-{tag}"), "client", &socket);
     let eal: Vec<String> = client_eal.iter().map(|a| format!("'{a}'")).collect();
@@ -82,7 +100,10 @@ fn start_server_and_client(
             "--link-timeout",
             "60",
             "--no-progress",
-        ],
+        ]
+        .into_iter()
+        .chain(extra.iter().copied())
+        .collect::<Vec<_>>(),
         dir,
     );
     (server, client, out)
@@ -128,4 +149,39 @@ fn server_killed_mid_run_stops_the_client_with_partial_results() {
     assert!(c.received > 0, "answered before the kill: {c:?}");
     assert_eq!(summary.accounting_errors(), Vec::<String>::new());
     assert!(client.stdout_text().contains("stopped early"));
+}
+
+#[test]
+fn reconnect_runs_the_interrupted_point_again_once_the_server_is_back() {
+    let dir = ScratchDir::new("client-server-memif-reconnect");
+    let (mut server, mut client, out) =
+        start_server_and_client_with(&dir, "relink", "duration: 3, rate: 300", &["--reconnect"]);
+    client.wait_for_output("link up", PROCESS_TIMEOUT);
+    std::thread::sleep(Duration::from_millis(1000));
+    server.signal("KILL");
+    server.wait(PROCESS_TIMEOUT);
+    client.wait_for_output("waiting up to", PROCESS_TIMEOUT);
+    let tag = format!("relink2-{}", std::process::id());
+    let mut second = start_server(&dir, "server2", &tag);
+    assert_exits_ok(&mut client, PROCESS_TIMEOUT);
+    second.signal("INT");
+    assert_exits_ok(&mut second, PROCESS_TIMEOUT);
+    let stderr = client.stderr_text();
+    assert!(
+        stderr.contains("running the interrupted point again"),
+        "{stderr}"
+    );
+    // The interrupted run's partial results are kept; the rerun is complete and matches the
+    // second server exactly.
+    let partial = client_summary(&out.join("interrupted-1"));
+    assert!(partial.stopped_early, "{:?}", partial.counters);
+    assert_eq!(partial.accounting_errors(), Vec::<String>::new());
+    let summary = client_summary(&out);
+    assert!(!summary.stopped_early);
+    assert_eq!(
+        summary.counters.received, summary.counters.sent,
+        "{:?}",
+        summary.counters
+    );
+    check_counts_match(&summary, &second.stdout_text());
 }

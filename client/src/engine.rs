@@ -840,6 +840,11 @@ impl<P: Port> Engine<P> {
         self.rxs.len()
     }
 
+    /// The queues, between runs (e.g. to restart the device they belong to).
+    pub fn queues_mut(&mut self) -> (&mut P::Tx, &mut [P::Rx]) {
+        (&mut self.tx, &mut self.rxs)
+    }
+
     /// Runs `workload` with one rate per phase (rps); blocks for the whole run.
     pub fn run(
         &mut self,

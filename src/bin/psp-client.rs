@@ -54,6 +54,12 @@ const WATCHDOG_PERIOD: Duration = Duration::from_millis(20);
 const EXIT_PEER_LOST: u8 = 3;
 /// Most client threads (`--threads`).
 const MAX_THREADS: u16 = 256;
+/// How often `--reconnect` looks at a link that went down.
+#[cfg(feature = "dpdk")]
+const RELINK_POLL: Duration = Duration::from_millis(10);
+/// How long `--reconnect` waits for the link after each restart of the port before the next.
+#[cfg(feature = "dpdk")]
+const RELINK_ROUND: Duration = Duration::from_millis(500);
 /// How long to wait for a DPDK link (a memif client waits for its server).
 const DEFAULT_LINK_TIMEOUT_S: f64 = 60.0;
 
@@ -171,6 +177,11 @@ struct Args {
     /// Never show the progress bar.
     #[arg(long = "no-progress")]
     no_progress: bool,
+    /// DPDK: when the link goes down mid-run, wait up to --link-timeout for it to come back and
+    /// run the interrupted point again (its partial results go to `interrupted-K/`), instead of
+    /// stopping with exit code 3.
+    #[arg(long)]
+    reconnect: bool,
 }
 
 impl Args {
@@ -358,13 +369,17 @@ type RunFn<'a> = dyn FnMut(
         &EngineConfig,
         Option<&Progress>,
     ) -> std::result::Result<RunResult, EngineError>
-    + Send
     + 'a;
 
+/// `--reconnect`: brings a link that went down back up; whether it came back in time.
+type Relink<'a> = dyn FnMut() -> bool + 'a;
+
 /// Runs every point of the plan on `engine`, printing and writing as it goes. Stops after a
-/// point whose link went down or that got no response at all (its results are written).
+/// point whose link went down or that got no response at all (its results are written); with
+/// `--reconnect`, a point whose link went down is run again once the link is back.
 fn run_points(
     engine: &mut RunFn<'_>,
+    mut relink: Option<&mut Relink<'_>>,
     args: &Args,
     plan: &Plan,
     engine_config: &EngineConfig,
@@ -372,76 +387,130 @@ fn run_points(
     watch: &PortWatch<'_>,
 ) -> Result<RunOutcome> {
     let mut points = Vec::new();
-    let mut peer_lost = None;
-    let show_progress = !args.no_progress && std::io::stderr().is_terminal();
-    for (load, rates) in &plan.points {
+    let mut interrupted = 0;
+    let mut next = plan.points.iter().peekable();
+    while let Some((load, rates)) = next.peek() {
         if let Some(load) = load {
             eprintln!("psp-client: load {load:.3} -> rates {rates:?} rps");
         }
-        let progress = Progress::default();
-        let dropped_before = watch.rx_dropped.map(|f| f());
-        let mut result = std::thread::scope(|scope| {
-            if show_progress {
-                scope.spawn(|| progress_bar(&progress));
-            }
-            scope.spawn(|| watchdog(&progress, watch));
-            let result = engine(&plan.workload, rates, engine_config, Some(&progress));
-            progress.done.store(true, Ordering::Relaxed);
-            result
-        })?;
-        if let (Some(f), Some(before)) = (watch.rx_dropped, dropped_before) {
-            result.counters.rx_dropped = f().saturating_sub(before);
+        let result = run_point(engine, args, plan, rates, engine_config, watch)?;
+        let peer_lost = peer_lost(&result, watch);
+        let relinked = result.stopped_early
+            && relink.as_mut().is_some_and(|relink| {
+                eprintln!(
+                    "psp-client: the link went down: waiting up to {} s for it (--reconnect)",
+                    args.link_timeout_s
+                );
+                relink()
+            });
+        let mut dir = out_dir.map(|d| match load {
+            Some(l) => d.join(format!("load_{l:.3}")),
+            None => d.to_path_buf(),
+        });
+        if relinked {
+            interrupted += 1;
+            dir = dir.map(|d| d.join(format!("interrupted-{interrupted}")));
         }
-        let c = &result.counters;
-        if result.stopped_early {
-            peer_lost = Some(format!(
-                "the link to {} went down mid-run: {} of {} planned requests sent; partial \
-                 results written",
-                watch.servers, c.sent, c.planned
-            ));
-        } else if c.sent > 0 && c.received + c.late == 0 {
-            peer_lost = Some(format!(
-                "no response from {} during the whole run ({} requests sent): is the server \
-                 running and listening there?",
-                watch.servers, c.sent
-            ));
+        let summary = report_point(args, plan, *load, &result, dir.as_deref())?;
+        if relinked {
+            eprintln!("psp-client: link up again: running the interrupted point again");
+            continue;
         }
-        let report = Report::from_run(&args.label, &plan.workload, args.seed, *load, &result);
-        let summary: Summary = match out_dir {
-            Some(dir) => {
-                let dir = match load {
-                    Some(l) => dir.join(format!("load_{l:.3}")),
-                    None => dir.to_path_buf(),
-                };
-                let summary = write_run_files(&dir, &report)
-                    .with_context(|| format!("writing outputs to {}", dir.display()))?;
-                if let Ok(sample) = usize::try_from(args.sample) {
-                    let rows = psp_client::report::write_traces(&dir, &result.traces, sample)
-                        .with_context(|| format!("writing traces to {}", dir.display()))?;
-                    if result.counters.untraced > 0 {
-                        eprintln!(
-                            "psp-client: traces hold the first {MAX_TRACE_RECORDS} measured \
-                             requests; {} more were not traced",
-                            result.counters.untraced
-                        );
-                    }
-                    eprintln!("psp-client: {rows} trace rows");
-                }
-                eprintln!("psp-client: outputs in {}", dir.display());
-                summary
-            }
-            None => report.summary(),
-        };
-        print_summary(&mut std::io::stdout().lock(), &summary).context("writing to stdout")?;
         points.push(SweepPoint {
             load: load.unwrap_or(f64::NAN),
             summary,
         });
+        next.next();
         if peer_lost.is_some() {
-            break;
+            return Ok(RunOutcome { points, peer_lost });
         }
     }
-    Ok(RunOutcome { points, peer_lost })
+    Ok(RunOutcome {
+        points,
+        peer_lost: None,
+    })
+}
+
+/// One point's run, with the watchdog (and the progress bar on a terminal) beside it.
+fn run_point(
+    engine: &mut RunFn<'_>,
+    args: &Args,
+    plan: &Plan,
+    rates: &[f64],
+    engine_config: &EngineConfig,
+    watch: &PortWatch<'_>,
+) -> Result<RunResult> {
+    let show_progress = !args.no_progress && std::io::stderr().is_terminal();
+    let progress = Progress::default();
+    let dropped_before = watch.rx_dropped.map(|f| f());
+    let mut result = std::thread::scope(|scope| {
+        if show_progress {
+            scope.spawn(|| progress_bar(&progress));
+        }
+        scope.spawn(|| watchdog(&progress, watch));
+        let result = engine(&plan.workload, rates, engine_config, Some(&progress));
+        progress.done.store(true, Ordering::Relaxed);
+        result
+    })?;
+    if let (Some(f), Some(before)) = (watch.rx_dropped, dropped_before) {
+        result.counters.rx_dropped = f().saturating_sub(before);
+    }
+    Ok(result)
+}
+
+/// Why the server counts as lost after `result`, if it does: the link went down, or nothing
+/// was answered at all.
+fn peer_lost(result: &RunResult, watch: &PortWatch<'_>) -> Option<String> {
+    let c = &result.counters;
+    if result.stopped_early {
+        Some(format!(
+            "the link to {} went down mid-run: {} of {} planned requests sent; partial results \
+             written",
+            watch.servers, c.sent, c.planned
+        ))
+    } else if c.sent > 0 && c.received + c.late == 0 {
+        Some(format!(
+            "no response from {} during the whole run ({} requests sent): is the server running \
+             and listening there?",
+            watch.servers, c.sent
+        ))
+    } else {
+        None
+    }
+}
+
+/// Prints a point's summary, and writes its files to `dir` when given.
+fn report_point(
+    args: &Args,
+    plan: &Plan,
+    load: Option<f64>,
+    result: &RunResult,
+    dir: Option<&Path>,
+) -> Result<Summary> {
+    let report = Report::from_run(&args.label, &plan.workload, args.seed, load, result);
+    let summary: Summary = match dir {
+        Some(dir) => {
+            let summary = write_run_files(dir, &report)
+                .with_context(|| format!("writing outputs to {}", dir.display()))?;
+            if let Ok(sample) = usize::try_from(args.sample) {
+                let rows = psp_client::report::write_traces(dir, &result.traces, sample)
+                    .with_context(|| format!("writing traces to {}", dir.display()))?;
+                if result.counters.untraced > 0 {
+                    eprintln!(
+                        "psp-client: traces hold the first {MAX_TRACE_RECORDS} measured \
+                         requests; {} more were not traced",
+                        result.counters.untraced
+                    );
+                }
+                eprintln!("psp-client: {rows} trace rows");
+            }
+            eprintln!("psp-client: outputs in {}", dir.display());
+            summary
+        }
+        None => report.summary(),
+    };
+    print_summary(&mut std::io::stdout().lock(), &summary).context("writing to stdout")?;
+    Ok(summary)
 }
 
 /// Watches a run from beside the engine until it is done: warns once when nothing was answered
@@ -554,6 +623,7 @@ fn run_udp(
     };
     run_points(
         &mut |w, r, c, p| engine.run(w, r, c, p),
+        None,
         args,
         plan,
         &engine_config,
@@ -616,6 +686,7 @@ fn run_udp_threads(
     };
     run_points(
         &mut |w, r, c, p| engine.run(w, r, c, p),
+        None,
         args,
         plan,
         &engine_config,
@@ -645,6 +716,7 @@ fn run_dpdk(
     plan: &Plan,
     out_dir: Option<&Path>,
 ) -> Result<RunOutcome> {
+    use std::cell::RefCell;
     use std::sync::atomic::AtomicBool;
 
     use psp::dpdk::{Device, DeviceConfig, PortConfig};
@@ -720,15 +792,18 @@ fn run_dpdk(
     let targets = targets(args, MacAddr(server_mac))?;
     let engine_config = engine_config(args, local, targets)?;
     let outcome = {
-        let mut engine = Engine::new(&mut port).context("taking the DPDK port's queues")?;
+        let engine = RefCell::new(Engine::new(&mut port).context("taking the DPDK port's queues")?);
         let port = &port;
+        let link_timeout = Duration::from_secs_f64(args.link_timeout_s);
+        let mut relink = || relink_dpdk(port, &mut engine.borrow_mut(), link_timeout);
         let watch = PortWatch {
             servers: servers(&engine_config.targets),
             rx_dropped: Some(&|| port.stats().rx_missed),
             link_up: Some(&|| port.link_up()),
         };
         run_points(
-            &mut |w, r, c, p| engine.run(w, r, c, p),
+            &mut |w, r, c, p| engine.borrow_mut().run(w, r, c, p),
+            args.reconnect.then_some(&mut relink as &mut Relink<'_>),
             args,
             plan,
             &engine_config,
@@ -739,6 +814,44 @@ fn run_dpdk(
     drop(port);
     drop(eal);
     Ok(outcome)
+}
+
+/// `--reconnect` over DPDK: restarts the port (a memif client connects when its port starts)
+/// until the link is up, at most `timeout`; whether it came up.
+#[cfg(feature = "dpdk")]
+fn relink_dpdk(
+    port: &psp::dpdk::EthPort,
+    engine: &mut Engine<psp::dpdk::EthPort>,
+    timeout: Duration,
+) -> bool {
+    let started = Instant::now();
+    let mut said = false;
+    loop {
+        let (tx, rxs) = engine.queues_mut();
+        match port.restart(rxs, std::slice::from_mut(tx)) {
+            Ok(()) => {}
+            Err(e @ psp::dpdk::DpdkError::QueuesInUse { .. }) => {
+                eprintln!("psp-client: restarting the DPDK port: {e}");
+                return false;
+            }
+            // A memif client's start fails while its server is away: try again next round.
+            Err(e) if !said => {
+                eprintln!("psp-client: the server is not back yet ({e}); retrying");
+                said = true;
+            }
+            Err(_) => {}
+        }
+        let round = Instant::now();
+        while round.elapsed() < RELINK_ROUND {
+            if port.link_up() {
+                return true;
+            }
+            std::thread::sleep(RELINK_POLL);
+        }
+        if started.elapsed() >= timeout {
+            return false;
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -766,6 +879,9 @@ fn run() -> Result<ExitCode> {
             Transport::Udp
         },
     );
+    if args.reconnect && transport == Transport::Udp {
+        eprintln!("psp-client: --reconnect applies to DPDK links; kernel UDP has no link to lose");
+    }
     let write_files = args.collect_logs != 0 || args.outdir.is_some() || args.load_range.is_some();
     let out_dir = write_files.then(|| output_dir(&args, config.as_ref()));
     let RunOutcome { points, peer_lost } = match transport {

@@ -277,6 +277,55 @@ impl EthPort {
         Ok(())
     }
 
+    /// Stops and starts the port again. A memif client connects to its server when the port
+    /// starts, and DPDK does not retry on its own: this is how it reconnects to a server that
+    /// went away and came back (`psp-client --reconnect`). Queue set-up and counters stay.
+    ///
+    /// No queue may be polled while the port is stopped: the caller hands in, exclusively,
+    /// every queue this port gave out (checked: same port, each once, none missing).
+    pub fn restart(&self, rxs: &mut [DpdkRxQueue], txs: &mut [DpdkTxQueue]) -> Result<()> {
+        let port_id = self.port_id();
+        let all_handed_in = |taken: &[bool], ids: &mut dyn Iterator<Item = (u16, u16)>| {
+            let mut seen = vec![false; taken.len()];
+            for (port, queue) in ids {
+                let q = usize::from(queue);
+                if port != port_id || q >= seen.len() || seen[q] {
+                    return false;
+                }
+                seen[q] = true;
+            }
+            seen == taken
+        };
+        if !all_handed_in(
+            &self.rx_taken,
+            &mut rxs.iter().map(|q| (q.port_id, q.queue_id)),
+        ) || !all_handed_in(
+            &self.tx_taken,
+            &mut txs.iter().map(|q| (q.port_id, q.queue_id)),
+        ) {
+            return Err(DpdkError::QueuesInUse {
+                port_id,
+                detail: format!(
+                    "{} RX and {} TX queue(s) handed in, {} and {} taken",
+                    rxs.len(),
+                    txs.len(),
+                    self.rx_taken.iter().filter(|&&t| t).count(),
+                    self.tx_taken.iter().filter(|&&t| t).count()
+                ),
+            });
+        }
+        // SAFETY: every queue handle of this port is exclusively borrowed by this call (checked
+        // above), so no thread polls the port while it is stopped; stop then start is DPDK's
+        // documented way to restart a configured port.
+        check(unsafe { sys::rte_eth_dev_stop(port_id) }, || {
+            format!("rte_eth_dev_stop(port {port_id})")
+        })?;
+        // SAFETY: as above; the port is configured and stopped.
+        check(unsafe { sys::rte_eth_dev_start(port_id) }, || {
+            format!("rte_eth_dev_start(port {port_id})")
+        })
+    }
+
     /// Resets the device counters.
     pub fn reset_stats(&self) {
         // SAFETY: valid port.

@@ -94,6 +94,14 @@ pub enum DpdkError {
     /// A name given to DPDK is unusable.
     #[error("invalid DPDK object name {0:?}")]
     BadName(String),
+    /// [`EthPort::restart`] was not handed every queue the port gave out, once each.
+    #[error("port {port_id}: restart needs every queue it handed out: {detail}")]
+    QueuesInUse {
+        /// The port.
+        port_id: u16,
+        /// What did not match.
+        detail: String,
+    },
 }
 
 impl DpdkError {
