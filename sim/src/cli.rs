@@ -187,7 +187,8 @@ pub struct SimArgs {
     )]
     pub preemption_cost_ns: u64,
     /// Also write timeline.csv and timeline.svg: slowdown percentiles of the requests that
-    /// arrived in each window of this many ms (warm-up included), like the paper's Fig. 8.
+    /// arrived in each window of this many ms (warm-up included), like the paper's Fig. 8; and,
+    /// for DARC, plans.csv and plan.svg: every reservation plan applied and when.
     #[arg(long)]
     pub timeline_ms: Option<f64>,
 }
@@ -410,6 +411,15 @@ fn run_sim(args: &SimArgs) -> Result<()> {
             .write_svg(args.out.join(TIMELINE_SVG))
             .context("writing the timeline plot")?;
         outln!("wrote {}", args.out.join(TIMELINE_CSV).display());
+        if results.iter().any(|r| !r.plan_log.is_empty()) {
+            plans_table(&results)
+                .write_csv_file(args.out.join(PLANS_CSV))
+                .context("writing the plans CSV")?;
+            plan_plot(&workload, &results)
+                .write_svg(args.out.join(PLAN_SVG))
+                .context("writing the plan plot")?;
+            outln!("wrote {}", args.out.join(PLANS_CSV).display());
+        }
     }
 
     out!("{}", summary_table(&results, args.run.slo).to_text());
@@ -510,6 +520,75 @@ pub fn timeline_table(results: &[RunResult]) -> psp_workload::report::Table {
         }
     }
     table
+}
+
+/// File name of the DARC plan log (`--timeline-ms`).
+pub const PLANS_CSV: &str = "plans.csv";
+/// File name of the plot of the DARC plan over time (`--timeline-ms`).
+pub const PLAN_SVG: &str = "plan.svg";
+
+/// One row per plan change of every run: when, which profiling window, workers reserved to each
+/// type's group and the type's profiled ratio.
+pub fn plans_table(results: &[RunResult]) -> psp_workload::report::Table {
+    let names: Vec<String> = results
+        .first()
+        .map(|r| r.stats.types().iter().map(|t| t.name.clone()).collect())
+        .unwrap_or_default();
+    let mut header: Vec<String> = ["policy", "load", "at_ms", "darc_window", "changed"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    header.extend(names.iter().map(|n| format!("{n}_workers")));
+    header.extend(names.iter().map(|n| format!("{n}_ratio")));
+    let mut table = psp_workload::report::Table::new(header);
+    for r in results {
+        for change in &r.plan_log {
+            let mut row = vec![
+                r.policy.to_string(),
+                format!("{:.3}", r.load),
+                format!("{:.3}", change.at_ns as f64 / 1e6),
+                change.window_id.to_string(),
+                change.changed.to_string(),
+            ];
+            row.extend(change.reserved_per_type.iter().map(u16::to_string));
+            row.extend(change.ratios.iter().map(|x| format!("{x:.4}")));
+            table.push(row);
+        }
+    }
+    table
+}
+
+/// Workers reserved to each type's group over time (a step line per run × type), from the plan
+/// log: where DARC re-planned and what it chose.
+pub fn plan_plot(workload: &Workload, results: &[RunResult]) -> LinePlot {
+    let mut plot = LinePlot::new(
+        &format!("{}: DARC reservations over time", workload.name),
+        "virtual time (ms)",
+        "workers reserved to the type's group",
+        false,
+    );
+    for r in results.iter().filter(|r| !r.plan_log.is_empty()) {
+        let end_ms = r.end_ns as f64 / 1e6;
+        for (t, stats) in r.stats.types().iter().enumerate() {
+            let mut points = Vec::new();
+            for (i, change) in r.plan_log.iter().enumerate() {
+                let y = f64::from(change.reserved_per_type.get(t).copied().unwrap_or(0));
+                let x = change.at_ns as f64 / 1e6;
+                if let Some(&(_, previous)) = points.last() {
+                    points.push((x, previous));
+                }
+                points.push((x, y));
+                if i + 1 == r.plan_log.len() {
+                    points.push((end_ms.max(x), y));
+                }
+            }
+            plot.series.push(Series {
+                name: format!("{} @ {:.2}: {}", r.policy, r.load, stats.name),
+                points,
+            });
+        }
+    }
+    plot
 }
 
 /// p99.9 slowdown per window over time, one line per policy × load.

@@ -159,6 +159,52 @@ pub struct RunResult {
     pub end_ns: Nanos,
     /// Per arrival-time window statistics, if [`RunConfig::timeline_window_ns`] was set.
     pub timeline: Vec<TimelineWindow>,
+    /// DARC: every reservation plan applied, in order (the first [`MAX_PLAN_LOG`]).
+    pub plan_log: Vec<PlanChange>,
+}
+
+/// Most plan changes a run keeps in [`RunResult::plan_log`] (later ones are only counted).
+pub const MAX_PLAN_LOG: usize = 10_000;
+
+/// One reservation plan applied during a run (DARC).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlanChange {
+    /// When it was applied (ns of virtual time).
+    pub at_ns: Nanos,
+    /// DARC's profiling window that produced it (from 0).
+    pub window_id: u64,
+    /// Workers reserved to each registered type's group (the spillway included), by type.
+    pub reserved_per_type: Vec<u16>,
+    /// Profiled arrival ratio of each registered type in that window.
+    pub ratios: Vec<f64>,
+    /// Whether the reservation differs from the previous plan's (DARC re-plans whenever a
+    /// type's demand moved by more than its hysteresis, which may leave every group's workers
+    /// as they were).
+    pub changed: bool,
+}
+
+impl PlanChange {
+    fn from_update(
+        update: &psp_scheduler::PlanUpdate,
+        types: usize,
+        previous: Option<&PlanChange>,
+    ) -> Self {
+        let mut reserved_per_type = vec![0u16; types];
+        for group in &update.plan.groups {
+            for member in &group.members {
+                if let Some(slot) = member.index().and_then(|t| reserved_per_type.get_mut(t)) {
+                    *slot = u16::try_from(group.reserved.len()).unwrap_or(u16::MAX);
+                }
+            }
+        }
+        Self {
+            at_ns: update.end_ns,
+            window_id: update.window_id,
+            changed: previous.is_none_or(|p| p.reserved_per_type != reserved_per_type),
+            reserved_per_type,
+            ratios: update.ratios.clone(),
+        }
+    }
 }
 
 /// Most windows a timeline keeps; later arrivals fall in the last window.
@@ -418,6 +464,7 @@ struct Sim<'a> {
     /// When the (single-server) dispatcher is next free.
     dispatcher_free_ns: Nanos,
     counts: RunCounts,
+    plan_log: Vec<PlanChange>,
     /// Arrival times of the first measured and of the last request.
     window_start_ns: Option<Nanos>,
     window_end_ns: Nanos,
@@ -455,6 +502,7 @@ impl<'a> Sim<'a> {
             timeline,
             dispatcher_free_ns: 0,
             counts: RunCounts::default(),
+            plan_log: Vec::new(),
             window_start_ns: None,
             window_end_ns: 0,
             last_event_ns: 0,
@@ -564,7 +612,11 @@ impl<'a> Sim<'a> {
         }
         self.worker_event[usize::from(w)] = WorkerEvent::Idle;
         while let Some(update) = self.sched.poll_plan_update() {
-            drop(update);
+            if self.plan_log.len() < MAX_PLAN_LOG {
+                let types = self.sched.types().len();
+                let change = PlanChange::from_update(&update, types, self.plan_log.last());
+                self.plan_log.push(change);
+            }
             self.counts.plan_updates += 1;
         }
         Ok(Some(now))
@@ -676,6 +728,7 @@ impl<'a> Sim<'a> {
             plan_updates: counts.plan_updates,
             end_ns: self.last_event_ns.max(self.window_end_ns),
             timeline: self.timeline.map_or_else(Vec::new, |t| t.windows),
+            plan_log: self.plan_log,
         })
     }
 }

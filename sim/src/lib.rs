@@ -45,5 +45,5 @@ pub mod cli;
 pub mod engine;
 pub mod sweep;
 
-pub use engine::{run, RunConfig, RunResult, SimError};
+pub use engine::{run, PlanChange, RunConfig, RunResult, SimError};
 pub use sweep::{capacity, passes_slo, sweep, SweepSpec};

@@ -191,3 +191,44 @@ fn multi_phase_sweep_has_per_phase_rows() {
         .any(|l| l.starts_with("cfcfs,0.500,3,") && l.contains(",ALL,")));
     let _ = std::fs::remove_dir_all(&out);
 }
+
+#[test]
+fn timeline_writes_the_darc_plan_log_and_its_plot() {
+    let out = temp_dir("plans");
+    let cli = Cli::try_parse_from([
+        "psp",
+        "sim",
+        "--workload",
+        &workload_path("MIX-shift"),
+        "--policies",
+        "darc,cfcfs",
+        "--load",
+        "0.8",
+        "--requests",
+        "60000",
+        "--darc-samples",
+        "2000",
+        "--timeline-ms",
+        "20",
+        "--out",
+        out.to_str().unwrap(),
+    ])
+    .unwrap();
+    run(cli.command).unwrap();
+    let timeline = std::fs::read_to_string(out.join("timeline.csv")).unwrap();
+    assert!(timeline.lines().count() > 10, "{timeline}");
+    let plans = std::fs::read_to_string(out.join("plans.csv")).unwrap();
+    let lines: Vec<&str> = plans.lines().collect();
+    assert_eq!(
+        lines[0],
+        "policy,load,at_ms,darc_window,changed,SHORT_workers,LONG_workers,SHORT_ratio,LONG_ratio"
+    );
+    // DARC's bootstrap plan, then the 90/10 phase's [7, 7]; c-FCFS has no plan.
+    assert!(lines.len() >= 3, "{plans}");
+    assert!(lines[1].starts_with("darc,0.800,") && lines[1].contains(",0,true,1,13,"));
+    assert!(lines.iter().any(|l| l.contains(",true,7,7,")), "{plans}");
+    assert!(lines.iter().skip(1).all(|l| l.starts_with("darc,")));
+    let svg = std::fs::read_to_string(out.join("plan.svg")).unwrap();
+    assert!(svg.contains("<svg") && svg.contains("darc @ 0.80: SHORT"));
+    let _ = std::fs::remove_dir_all(&out);
+}

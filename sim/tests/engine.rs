@@ -223,3 +223,78 @@ fn phases_play_in_order() {
     // Slowdown is normalised per phase: SHORT's median slowdown stays near 1 at half load.
     assert!(types[0].slowdown().p50 < 2.0, "{:?}", types[0].slowdown());
 }
+
+/// Runs `name` (a three-phase mix shift) with DARC at load 0.8 on 14 workers, phases
+/// shortened to `PHASE_S`, DARC windows of `SAMPLES` completions; checks that within 3 windows
+/// of each shift DARC re-plans from the new mix, and that it changes the reservation nowhere
+/// else; returns the plan log.
+fn check_replanning(name: &str, seed: u64) -> Vec<psp_sim::PlanChange> {
+    const SAMPLES: u64 = 10_000;
+    const PHASE_S: f64 = 0.25;
+    let mut w = workload(name);
+    for phase in &mut w.phases {
+        phase.duration_s = PHASE_S;
+    }
+    let (workers, load) = (14, 0.8);
+    let rates = w.rates_for_load(load, workers);
+    // As many requests as the phases plan: each phase keeps its duration.
+    let planned: f64 = rates.iter().map(|r| r * PHASE_S).sum();
+    let r = run(&w, &darc(SAMPLES), load, &config(planned as u64, seed)).unwrap();
+    let log = r.plan_log;
+    assert_eq!(log.len() as u64, r.plan_updates);
+    let phase_ns = |phase: usize| (phase as f64 * PHASE_S * 1e9) as u64;
+    let in_phase = |phase: usize| {
+        log.iter()
+            .filter(|c| (phase_ns(phase)..phase_ns(phase + 1)).contains(&c.at_ns))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        in_phase(0).len(),
+        1,
+        "{name}: the bootstrap plan only: {log:?}"
+    );
+    for (phase, short_ratio) in [(1, 0.9), (2, 0.1)] {
+        let deadline_ns = phase_ns(phase) + (3.0 * SAMPLES as f64 / rates[phase] * 1e9) as u64;
+        let early = |c: &&&psp_sim::PlanChange| c.at_ns <= deadline_ns;
+        let changes = in_phase(phase);
+        assert!(
+            changes
+                .iter()
+                .filter(early)
+                .any(|c| (c.ratios[0] - short_ratio).abs() < 0.03),
+            "{name} seed {seed}: no plan from the new mix within 3 windows of shift {phase}: {log:?}"
+        );
+        assert!(
+            changes.iter().filter(|c| c.changed).all(|c| early(&c)),
+            "{name} seed {seed}: a reservation change late in steady phase {phase}: {log:?}"
+        );
+    }
+    log
+}
+
+/// Issue "operate a running server", online re-planning, on DISP2's types with a mix that
+/// shifts 50/50 → 90/10 → 10/90 at constant load: DARC re-plans from each new mix within 3 of
+/// its profiling windows; SHORT's demand stays under 1.5 workers, so the reservation [1, 13]
+/// never changes. With 10 µs / 100 µs types it follows the mix, [1, 13] → [7, 7] → [1, 13]
+/// (through an intermediate plan when a window straddles the shift), changing only within 3
+/// windows of each shift.
+#[test]
+fn darc_replans_within_three_windows_of_each_shift_and_not_in_steady_phases() {
+    for seed in 1..=4 {
+        let log = check_replanning("DISP2-shift", seed);
+        assert!(log.iter().skip(1).all(|c| !c.changed), "{log:?}");
+        let log = check_replanning("MIX-shift", seed);
+        // The plan in force at the end of each phase (a window straddling a shift may give an
+        // intermediate plan first).
+        let reservations: Vec<_> = [0.25e9, 0.5e9, 0.75e9]
+            .iter()
+            .filter_map(|&end| log.iter().rev().find(|c| (c.at_ns as f64) < end))
+            .map(|c| c.reserved_per_type.clone())
+            .collect();
+        assert_eq!(
+            reservations,
+            [vec![1, 13], vec![7, 7], vec![1, 13]],
+            "{log:?}"
+        );
+    }
+}
