@@ -61,6 +61,10 @@ pub struct SchedulerCounters {
     pub plan_updates: u64,
     /// DARC: plan records dropped because nobody polled them (buffer full).
     pub plan_updates_dropped: u64,
+    /// Policy switches applied ([`Scheduler::switch_policy`]).
+    pub policy_switches: u64,
+    /// Queued requests a switch could not place in the new policy's queues (handed back).
+    pub switch_rejected: u64,
 }
 
 /// The request a busy worker holds.
@@ -364,5 +368,6 @@ impl Scheduler {
     }
 }
 
+mod switch;
 #[cfg(test)]
 mod tests;

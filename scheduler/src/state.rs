@@ -210,6 +210,25 @@ impl SchedulerState {
         }
     }
 
+    /// Takes every queued request out, oldest first across queues (arrival time; ties keep
+    /// queue order), and the plan records not yet polled: what a policy switch carries over.
+    pub(crate) fn take_all(&mut self) -> (Vec<QueuedRequest>, VecDeque<PlanUpdate>) {
+        let mut items = Vec::with_capacity(self.queued_total);
+        for q in 0..self.queues.len() {
+            while let Some(item) = self.pop(q) {
+                items.push(item);
+            }
+        }
+        items.sort_by_key(|item| item.arrival_ns);
+        (items, std::mem::take(&mut self.updates))
+    }
+
+    /// Puts back plan records taken by [`SchedulerState::take_all`], before any new one.
+    pub(crate) fn restore_updates(&mut self, mut updates: VecDeque<PlanUpdate>) {
+        updates.append(&mut self.updates);
+        self.updates = updates;
+    }
+
     /// Records an applied plan (its `queue_lens` are filled in here, from the current queues).
     pub(crate) fn record_plan_update(&mut self, mut update: PlanUpdate) {
         update.queue_lens = self.queued_by_type[..self.n_types].to_vec();
