@@ -318,3 +318,90 @@ fn client_threads_over_udp_merge_and_match_the_server() {
     // The three threads' requests, merged, are exactly what the server saw and answered.
     check_counts_match(&client_summary(&out), &server.stdout_text());
 }
+
+/// Issue "operate a running server": policy switches over the control socket while psp-client
+/// offers load (c-FCFS → DARC → SJF → DARC pinned → c-FCFS): every request is answered once and
+/// the two sides' counts agree.
+#[test]
+fn policy_switches_under_load_lose_nothing() {
+    let dir = ScratchDir::new("switch-udp");
+    let socket = dir.file("ctl.sock");
+    let cfg = dir.file("server.yml");
+    let config = client_server_common::server_config(&["--no-huge".to_string()], &dir.path)
+        .replace(
+            "psp: {idle: yield, app: spin}",
+            &format!(
+                "psp: {{idle: yield, app: spin, control: {{socket: {}}}}}",
+                socket.display()
+            ),
+        );
+    assert!(config.contains("control:"), "{config}");
+    std::fs::write(&cfg, config).unwrap();
+    let (mut server, addr) = common::spawn_udp_server("server", &cfg, &[], &dir, PROCESS_TIMEOUT);
+    let (ip, port) = addr.rsplit_once(':').expect("ip:port");
+    let workload = write_workload(&dir, "duration: 3, rate: 2000");
+    let out = dir.file("client");
+    let mut client = spawn_client(
+        "client",
+        &[
+            "--workload",
+            &workload.display().to_string(),
+            "-I",
+            ip,
+            "-P",
+            port,
+            "--transport",
+            "udp",
+            "--bind",
+            "127.0.0.1:0",
+            "--outdir",
+            &out.display().to_string(),
+            "--drain-timeout",
+            "10",
+        ],
+        &dir,
+    );
+    let switches = [
+        "{\"cmd\":\"policy\",\"policy\":\"darc\",\"darc\":{\"samples_needed\":300}}",
+        "{\"cmd\":\"policy\",\"policy\":\"sjf\"}",
+        "{\"cmd\":\"pin\",\"allocation\":[1,1]}",
+        "{\"cmd\":\"policy\",\"policy\":\"cfcfs\"}",
+    ];
+    std::thread::sleep(Duration::from_millis(500));
+    for (i, command) in switches.iter().enumerate() {
+        let args: Vec<String> = vec![
+            "top".into(),
+            "--socket".into(),
+            socket.display().to_string(),
+            "--send".into(),
+            command.to_string(),
+        ];
+        let mut send = Proc::spawn(
+            &format!("switch{i}"),
+            env!("CARGO_BIN_EXE_psp").as_ref(),
+            &args,
+            &dir,
+        );
+        let status = send.wait(PROCESS_TIMEOUT);
+        let reply = send.stdout_text();
+        assert!(
+            status.success(),
+            "{command}: {status}\n{reply}\n{}",
+            send.stderr_text()
+        );
+        assert!(
+            reply.contains("\"ok\":true") && reply.contains("\"dropped\":0"),
+            "{reply}"
+        );
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    assert_exits_ok(&mut client, PROCESS_TIMEOUT);
+    server.signal("INT");
+    assert_exits_ok(&mut server, PROCESS_TIMEOUT);
+    let stdout = server.stdout_text();
+    assert!(
+        stdout.contains("control: 4 policy switch(es): started as cfcfs, stopped as cfcfs"),
+        "{stdout}"
+    );
+    check_counts_match(&client_summary(&out), &stdout);
+}

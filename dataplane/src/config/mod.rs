@@ -57,6 +57,7 @@ use crate::wire::{Endpoint, MacAddr, ParseOptions};
 
 mod limits;
 mod raw;
+pub(crate) use raw::policy_command;
 
 pub use limits::{
     available_memory_bytes, MemoryEstimate, MAX_CALIBRATION_ROUNDS, MAX_DRAIN_TIMEOUT_MS,

@@ -707,3 +707,64 @@ fn request_types(requests: &[Request]) -> Result<Vec<RequestTypeSpec>, ConfigErr
     }
     Ok(types)
 }
+
+/// A policy switch asked over the control socket (`psp.control.socket`): the names and keys of
+/// the server YAML's `psp.policy` and `psp.darc`, plus `allocation` to pin DARC's plan.
+///
+/// - `{"cmd": "policy", "policy": NAME, "darc": {...}, "allocation": [...]}`;
+/// - `{"cmd": "pin", "allocation": [k1, k2, ...], "darc": {...}}`: DARC with that many workers
+///   per group (shortest group first), planned once from the configured means.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct PolicyCommand {
+    cmd: String,
+    #[serde(default)]
+    policy: Option<String>,
+    #[serde(default)]
+    darc: Option<Darc>,
+    #[serde(default)]
+    allocation: Option<Vec<usize>>,
+}
+
+/// The policy a `policy` or `pin` control command asks for, or an error naming the field.
+pub(crate) fn policy_command(command: &serde_json::Value) -> Result<Policy, String> {
+    let c = PolicyCommand::deserialize(command).map_err(|e| format!("command: {e}"))?;
+    let name = match (c.cmd.as_str(), c.policy.as_deref()) {
+        ("pin", None) => "darc",
+        (_, Some(name)) => name,
+        (_, None) => return Err("policy: missing (the policy to switch to, e.g. \"darc\")".into()),
+    };
+    let error = |e: ConfigError| match e {
+        ConfigError::Invalid { key, value, why } => format!("{key}: {value}: {why}"),
+        other => other.to_string(),
+    };
+    let mut policy = parse_policy("policy", name).map_err(error)?;
+    if c.cmd == "pin" && c.allocation.is_none() {
+        return Err("allocation: missing (workers per DARC group, shortest group first)".into());
+    }
+    match &mut policy {
+        Policy::Darc(params) => {
+            if let Some(darc) = &c.darc {
+                apply_darc(params, darc);
+                check_darc_params(params)
+                    .map_err(|e| error(e).replacen("psp.darc.", "darc.", 1))?;
+            }
+            if let Some(allocation) = c.allocation {
+                params.fixed_allocation = Some(allocation);
+            }
+        }
+        other if c.darc.is_some() || c.allocation.is_some() => {
+            return Err(format!(
+                "{}: only with policy darc, not {}",
+                if c.darc.is_some() {
+                    "darc"
+                } else {
+                    "allocation"
+                },
+                other.name()
+            ))
+        }
+        _ => {}
+    }
+    Ok(policy)
+}

@@ -24,6 +24,7 @@ use super::report::{DispatcherReport, TypeReport};
 use super::slab::PendingSlab;
 use super::stages::DispatcherStages;
 use super::telemetry::window::{RecorderCounts, WindowRecorder};
+use super::telemetry::writer::Hub;
 use super::windows::WindowsLog;
 use super::worker::{Job, Notice};
 use super::{Clock, ServerOptions};
@@ -39,6 +40,8 @@ use crate::wire::{
 /// ([`crate::config::MAX_RX_BURST`] descriptors), so a peer that keeps sending cannot hold the
 /// stop up.
 pub(crate) const MAX_RX_LEFT_AT_STOP: u64 = 1 << 18;
+
+mod control;
 
 /// The dispatcher thread's state.
 pub(crate) struct Dispatcher<R: RxQueue, T: TxQueue<Buf = R::Buf>, C> {
@@ -70,6 +73,8 @@ pub(crate) struct Dispatcher<R: RxQueue, T: TxQueue<Buf = R::Buf>, C> {
     windows: Option<WindowsLog>,
     /// The live telemetry window, when telemetry runs.
     telemetry: Option<WindowRecorder>,
+    /// Where control-socket commands for the dispatcher wait ([`control`]).
+    control: Option<Arc<Hub>>,
     report: DispatcherReport,
     drops: DropCounters,
     in_flight: u64,
@@ -147,6 +152,7 @@ where
             drain_timeout_ns: u64::try_from(options.drain_timeout.as_nanos()).unwrap_or(u64::MAX),
             windows,
             telemetry: None,
+            control: None,
             report: DispatcherReport {
                 stages: DispatcherStages::new(per_type.len()),
                 per_type,
@@ -231,6 +237,13 @@ where
     /// updates, the poll counters (`received`: the first half did something) and the telemetry
     /// window. Returns whether the iteration did anything.
     pub(crate) fn step_dispatch(&mut self, now_ns: u64, received: bool) -> bool {
+        if self
+            .control
+            .as_ref()
+            .is_some_and(|hub| hub.mailbox.pending())
+        {
+            self.apply_control(now_ns);
+        }
         let mut worked = received;
         worked |= self.poll_completions(now_ns);
         worked |= self.dispatch(now_ns);

@@ -563,6 +563,7 @@ impl Server {
         );
         if let Some(telemetry) = &telemetry {
             dispatcher.with_telemetry(telemetry.recorder(clock.now_ns()));
+            dispatcher.with_control(telemetry.hub());
         }
         dispatcher.run(&shutdown);
         stop_workers.store(true, Ordering::Release);

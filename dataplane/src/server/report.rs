@@ -66,6 +66,10 @@ impl TypeReport {
 pub struct DispatcherReport {
     /// Packets received on RX queue 0.
     pub rx_packets: u64,
+    /// Policy switches applied over the control socket.
+    pub policy_switches: u64,
+    /// The policy after the last switch (empty when none happened).
+    pub policy_at_stop: &'static str,
     /// Frames refused by the parser, by reason.
     pub parse_drops: DropCounters,
     /// ARP requests for our address answered (replies built).
@@ -402,6 +406,13 @@ impl fmt::Display for ServerReport {
             d.arp_tx_drops,
             d.plan_updates
         )?;
+        if d.policy_switches > 0 {
+            writeln!(
+                f,
+                "control: {} policy switch(es): started as {}, stopped as {}",
+                d.policy_switches, self.policy, d.policy_at_stop
+            )?;
+        }
         let accounted = self.accounted_rx();
         writeln!(
             f,

@@ -100,6 +100,8 @@ impl ServerReport {
                 "not_read": self.drops_before_dispatcher(),
             },
             "plan_updates": d.plan_updates,
+            "policy_switches": d.policy_switches,
+            "policy_at_stop": d.policy_at_stop,
             "preemption": {
                 "preemptions": d.preemptions, "resumed": d.resumed,
                 "flags_set": d.preempt_flags_set, "cost": stage_json(&d.preempt_cost),

@@ -29,6 +29,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use super::mailbox::{Answer, DispatcherCommand, CONTROL_REPLY_TIMEOUT};
 use super::writer::{Hub, Outbound};
 use crate::server::ServerError;
 
@@ -243,10 +244,14 @@ fn read_commands(
             Ok(_) if line.last() == Some(&b'\n') || line.len() <= MAX_COMMAND_BYTES => {
                 // A whole line, or the last one without its newline at EOF.
                 let text = String::from_utf8_lossy(&line);
-                let (reply, action) = control_command_reply(
+                let (mut reply, mut action) = control_command_reply(
                     text.trim_end_matches(['\n', '\r']),
                     hub.latest().as_deref(),
                 );
+                if let ControlAction::Dispatch(command) = action {
+                    (reply, action) =
+                        dispatch_reply(&reply, hub.mailbox.post(command, CONTROL_REPLY_TIMEOUT));
+                }
                 hub.counters.commands.fetch_add(1, Ordering::Relaxed);
                 if action == ControlAction::Refused {
                     hub.counters.command_errors.fetch_add(1, Ordering::Relaxed);
@@ -279,7 +284,7 @@ fn read_commands(
 }
 
 /// What became of a command, besides its reply.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub(crate) enum ControlAction {
     /// Refused: the reply is an error.
     Refused,
@@ -287,6 +292,22 @@ pub(crate) enum ControlAction {
     Answered,
     /// Answered; the server must drain and stop.
     Stop,
+    /// For the dispatcher to apply ([`Mailbox`]); the reply is its answer.
+    Dispatch(DispatcherCommand),
+}
+
+/// The reply to command `cmd` that the dispatcher answered with `answer`.
+fn dispatch_reply(cmd: &str, answer: Answer) -> (String, ControlAction) {
+    match answer {
+        Ok(fields) => (
+            format!(
+                "{{\"ok\":true,\"cmd\":{},{fields}}}",
+                Value::String(cmd.into())
+            ),
+            ControlAction::Answered,
+        ),
+        Err(e) => (error_reply(e), ControlAction::Refused),
+    }
 }
 
 /// `{"ok":false,"error":...}`, `ok` first so that a reader sees the verdict at once.
@@ -296,7 +317,7 @@ fn error_reply(error: String) -> String {
 
 /// The reply to one command line, given the latest telemetry line, and what it asks for.
 pub(crate) fn control_command_reply(line: &str, latest: Option<&str>) -> (String, ControlAction) {
-    const EXPECTED: &str = "expected \"snapshot\" or \"stop\"";
+    const EXPECTED: &str = "expected \"snapshot\", \"stop\", \"policy\" or \"pin\"";
     let fail = |error: String| (error_reply(error), ControlAction::Refused);
     let value: Value = match serde_json::from_str(line) {
         Ok(value) => value,
@@ -316,6 +337,15 @@ pub(crate) fn control_command_reply(line: &str, latest: Option<&str>) -> (String
         Some(other) => return fail(format!("cmd: expected a string ({EXPECTED}), got {other}")),
         None => return fail(format!("cmd: missing ({EXPECTED})")),
     };
+    if matches!(cmd, "policy" | "pin") {
+        return match crate::config::policy_command(&value) {
+            Ok(policy) => (
+                cmd.to_string(),
+                ControlAction::Dispatch(DispatcherCommand::SwitchPolicy(policy)),
+            ),
+            Err(e) => fail(e),
+        };
+    }
     if !matches!(cmd, "snapshot" | "stop") {
         return fail(format!("cmd: unknown command {cmd:?} ({EXPECTED})"));
     }
@@ -359,6 +389,82 @@ mod tests {
         assert!(error_of("{\"cmd\": 5}").starts_with("cmd: expected a string"));
         assert!(error_of("{\"cmd\": \"reboot\"}").contains("unknown command \"reboot\""));
         assert!(error_of("{\"cmd\": \"stop\", \"now\": true}").starts_with("now: unknown field"));
+    }
+
+    #[test]
+    fn policy_and_pin_commands_become_switches_or_name_the_field() {
+        use psp_scheduler::{DarcParams, Policy};
+        let switch = |line: &str| match control_command_reply(line, None) {
+            (cmd, ControlAction::Dispatch(DispatcherCommand::SwitchPolicy(p))) => (cmd, p),
+            other => panic!("{line}: {other:?}"),
+        };
+        assert_eq!(
+            switch("{\"cmd\":\"policy\",\"policy\":\"CFCFS\"}"),
+            ("policy".to_string(), Policy::Cfcfs)
+        );
+        let (_, darc) = switch(
+            "{\"cmd\":\"policy\",\"policy\":\"darc\",\"darc\":{\"delta\":0.3,\"samples_needed\":500}}",
+        );
+        assert_eq!(
+            darc,
+            Policy::Darc(DarcParams {
+                delta: 0.3,
+                samples_needed: 500,
+                ..DarcParams::default()
+            })
+        );
+        let (cmd, pinned) = switch("{\"cmd\":\"pin\",\"allocation\":[1,13]}");
+        assert_eq!(cmd, "pin");
+        assert!(matches!(pinned, Policy::Darc(p) if p.fixed_allocation == Some(vec![1, 13])));
+        for (line, needle) in [
+            ("{\"cmd\":\"policy\"}", "policy: missing"),
+            (
+                "{\"cmd\":\"policy\",\"policy\":\"fifo\"}",
+                "policy: \"fifo\": unknown policy",
+            ),
+            ("{\"cmd\":\"policy\",\"policy\":7}", "command: invalid type"),
+            (
+                "{\"cmd\":\"policy\",\"policy\":\"sjf\",\"darc\":{}}",
+                "darc: only with policy darc",
+            ),
+            (
+                "{\"cmd\":\"policy\",\"policy\":\"darc\",\"darc\":{\"delta\":-1}}",
+                "darc.delta",
+            ),
+            (
+                "{\"cmd\":\"policy\",\"policy\":\"darc\",\"darc\":{\"dleta\":1}}",
+                "unknown field `dleta`",
+            ),
+            ("{\"cmd\":\"pin\"}", "allocation: missing"),
+            (
+                "{\"cmd\":\"pin\",\"policy\":\"cfcfs\",\"allocation\":[1]}",
+                "allocation: only with policy darc",
+            ),
+            (
+                "{\"cmd\":\"policy\",\"policy\":\"darc\",\"now\":1}",
+                "unknown field `now`",
+            ),
+        ] {
+            let e = error_of(line);
+            assert!(e.contains(needle), "{line}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_dispatcher_answer_becomes_the_reply() {
+        let (reply, action) = dispatch_reply("policy", Ok("\"policy\":\"darc\"".into()));
+        assert_eq!(action, ControlAction::Answered);
+        let value: Value = serde_json::from_str(&reply).expect("JSON");
+        assert_eq!(
+            (value["ok"].clone(), value["policy"].clone()),
+            (json!(true), json!("darc"))
+        );
+        let (reply, action) = dispatch_reply("pin", Err("policy: darc: nope".into()));
+        assert_eq!(action, ControlAction::Refused);
+        assert!(
+            reply.starts_with("{\"ok\":false") && reply.contains("nope"),
+            "{reply}"
+        );
     }
 
     #[test]

@@ -32,6 +32,7 @@
 //! dispatcher's share alone) and `benches/dispatcher_loop.rs` (a whole server, off and on).
 
 pub(crate) mod control;
+pub(crate) mod mailbox;
 pub(crate) mod window;
 pub(crate) mod writer;
 
@@ -48,6 +49,7 @@ use serde::{Deserialize, Serialize};
 use super::ServerError;
 
 pub use control::{MAX_COMMAND_BYTES, MAX_CONTROL_CLIENTS};
+pub use mailbox::CONTROL_REPLY_TIMEOUT;
 
 /// Default window length: 100 ms (issue #14).
 pub const DEFAULT_TELEMETRY_INTERVAL: Duration = Duration::from_millis(100);
@@ -430,6 +432,11 @@ impl TelemetryRun {
             Arc::clone(&self.pool),
             self.writer.thread(),
         )
+    }
+
+    /// The hub the control threads post dispatcher commands to.
+    pub(crate) fn hub(&self) -> Arc<writer::Hub> {
+        Arc::clone(&self.hub)
     }
 
     /// Writes the last lines, disconnects the clients, removes the socket; `counts` are the

@@ -216,6 +216,11 @@ impl WindowRecorder {
         self.plan = Some(Arc::new(PlanView::new(plan, &self.type_names)));
     }
 
+    /// The policy has no plan any more (a switch away from DARC).
+    pub(crate) fn clear_plan(&mut self) {
+        self.plan = None;
+    }
+
     /// Closes the window at `now_ns` and opens the next one.
     pub(crate) fn close(
         &mut self,

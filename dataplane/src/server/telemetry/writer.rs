@@ -51,6 +51,8 @@ pub(crate) struct Hub {
     latest: Mutex<Option<Arc<str>>>,
     subscribers: Mutex<Vec<SyncSender<Outbound>>>,
     pub(crate) counters: HubCounters,
+    /// Commands for the dispatcher, posted by control threads.
+    pub(crate) mailbox: super::mailbox::Mailbox,
 }
 
 impl Hub {

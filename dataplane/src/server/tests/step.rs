@@ -130,3 +130,74 @@ fn the_drain_ends_at_its_deadline_on_virtual_time() {
     assert_eq!(report.abandoned_at_shutdown, 2, "two never left the queue");
     assert_eq!(report.in_flight_lost, 1, "the running one never completed");
 }
+
+/// A policy switch posted on the control mailbox (c-FCFS → DARC with a pinned plan) is applied
+/// at the next dispatch step: the running request stays on its worker, the queued ones move to
+/// DARC's queues and each is dispatched once, by the new policy's rules.
+#[test]
+fn a_policy_switch_is_applied_between_steps_and_loses_nothing() {
+    use crate::server::telemetry::mailbox::DispatcherCommand;
+    use crate::server::telemetry::writer::Hub;
+    use psp_scheduler::DarcParams;
+
+    let (mut d, mut client, (mut jobs, mut completions)) = stepped(Policy::Cfcfs, 2);
+    let hub = Arc::new(Hub::default());
+    d.with_control(Arc::clone(&hub));
+    // Requests 0 and 1 run; 2 (LONG) and 3, 4 (SHORT) wait.
+    client.send(&[(0, 1), (1, 1), (2, 2), (3, 1), (4, 1)]);
+    assert_eq!(d.step_receive(1_000, false), Some(true));
+    assert!(d.step_dispatch(1_000, true));
+    let running = [jobs[0].pop().expect("0"), jobs[1].pop().expect("1")];
+    // DARC, planned once: SHORT reserved worker 0, LONG worker 1.
+    let darc = Policy::Darc(DarcParams {
+        dynamic: false,
+        fixed_allocation: Some(vec![1, 1]),
+        ..DarcParams::default()
+    });
+    let poster = Arc::clone(&hub);
+    let answer = std::thread::spawn(move || {
+        poster.mailbox.post(
+            DispatcherCommand::SwitchPolicy(darc),
+            std::time::Duration::from_secs(30),
+        )
+    });
+    while !hub.mailbox.pending() {
+        std::thread::yield_now();
+    }
+    assert_eq!(d.step_receive(2_000, false), Some(false));
+    d.step_dispatch(2_000, false);
+    let answer = answer.join().expect("poster").expect("switch applied");
+    assert!(
+        answer.contains("\"from\":\"cfcfs\",\"policy\":\"darc\",\"queued\":3,\"dropped\":0"),
+        "{answer}"
+    );
+    // Both workers finish: LONG 2 goes to worker 1 (SHORT may steal it when idle).
+    let mut seen = vec![running[0].request.req_id, running[1].request.req_id];
+    for (w, job) in running.iter().enumerate() {
+        assert!(completions[w].push(done(job)).is_ok());
+    }
+    for step in 0..6u64 {
+        let now = 3_000 + step * 1_000;
+        assert!(d.step_receive(now, false).is_some());
+        d.step_dispatch(now, false);
+        for (w, ring) in jobs.iter_mut().enumerate() {
+            if let Some(job) = ring.pop() {
+                assert!(
+                    job.request.req_type == 1 || w == 1,
+                    "DARC's reservation: LONG never on SHORT's worker 0"
+                );
+                seen.push(job.request.req_id);
+                assert!(completions[w].push(done(&job)).is_ok());
+            }
+        }
+    }
+    seen.sort_unstable();
+    assert_eq!(seen, [0, 1, 2, 3, 4], "each request dispatched once");
+    assert_eq!(d.step_receive(20_000, true), Some(false));
+    d.step_dispatch(20_000, false);
+    assert_eq!(d.step_receive(21_000, true), None);
+    let (report, _, _) = d.finish();
+    assert_eq!((report.dispatched, report.completed), (5, 5));
+    assert_eq!((report.policy_switches, report.policy_at_stop), (1, "darc"));
+    assert_eq!(report.queue_full_drops, 0);
+}
