@@ -37,10 +37,30 @@ fn start_server_and_client(
 /// Starts `psp-app` as the memif server of `dir` (its config written once; `name` tells
 /// servers of one test apart) and waits until it listens.
 fn start_server(dir: &ScratchDir, name: &str, tag: &str) -> Proc {
+    start_server_with_control(dir, name, tag, None)
+}
+
+/// [`start_server`] with a control socket at `control`, when given.
+fn start_server_with_control(
+    dir: &ScratchDir,
+    name: &str,
+    tag: &str,
+    control: Option<&std::path::Path>,
+) -> Proc {
     let socket = dir.file("memif.sock");
     let cfg = dir.file(&format!("server-{name}.yml"));
     let server_eal = memif_eal_args(&format!("psp-cs-{name}-{tag}"), "server", &socket);
-    std::fs::write(&cfg, server_config(&server_eal, &dir.path)).unwrap();
+    let mut config = server_config(&server_eal, &dir.path);
+    if let Some(control) = control {
+        config = config.replace(
+            "psp: {idle: yield, app: spin}",
+            &format!(
+                "psp: {{idle: yield, app: spin, control: {{socket: {}}}}}",
+                control.display()
+            ),
+        );
+    }
+    std::fs::write(&cfg, config).unwrap();
     let server_args: Vec<String> = vec!["--cfg".into(), cfg.display().to_string()];
     let mut server = Proc::spawn(
         name,
@@ -61,7 +81,8 @@ fn start_server_and_client_with(
 ) -> (Proc, Proc, std::path::PathBuf) {
     let socket = dir.file("memif.sock");
     let tag = format!("{name}-{}", std::process::id());
-    let server = start_server(dir, "server", &tag);
+    let control = (name == "switch").then(|| dir.file("ctl.sock"));
+    let server = start_server_with_control(dir, "server", &tag, control.as_deref());
 
     let client_eal = memif_eal_args(&format!("psp-cs-client-{tag}"), "client", &socket);
     let eal: Vec<String> = client_eal.iter().map(|a| format!("'{a}'")).collect();
@@ -184,4 +205,46 @@ fn reconnect_runs_the_interrupted_point_again_once_the_server_is_back() {
         summary.counters
     );
     check_counts_match(&summary, &second.stdout_text());
+}
+
+/// Issue "operate a running server": policy switches over the control socket while the memif
+/// client offers load; no request is lost or answered twice, and both sides' counts agree.
+#[test]
+fn policy_switches_under_load_over_memif_lose_nothing() {
+    let dir = ScratchDir::new("client-server-memif-switch");
+    let (mut server, mut client, out) =
+        start_server_and_client_with(&dir, "switch", "duration: 3, rate: 2000", &[]);
+    client.wait_for_output("link up", PROCESS_TIMEOUT);
+    std::thread::sleep(Duration::from_millis(300));
+    for (i, command) in [
+        "{\"cmd\":\"policy\",\"policy\":\"darc\",\"darc\":{\"samples_needed\":300}}",
+        "{\"cmd\":\"policy\",\"policy\":\"dfcfs\"}",
+        "{\"cmd\":\"policy\",\"policy\":\"cfcfs\"}",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let args: Vec<String> = vec![
+            "top".into(),
+            "--socket".into(),
+            dir.file("ctl.sock").display().to_string(),
+            "--send".into(),
+            command.to_string(),
+        ];
+        let mut send = Proc::spawn(
+            &format!("switch{i}"),
+            env!("CARGO_BIN_EXE_psp").as_ref(),
+            &args,
+            &dir,
+        );
+        let status = send.wait(PROCESS_TIMEOUT);
+        assert!(status.success(), "{command}: {}", send.stdout_text());
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert_exits_ok(&mut client, PROCESS_TIMEOUT);
+    server.signal("INT");
+    assert_exits_ok(&mut server, PROCESS_TIMEOUT);
+    let stdout = server.stdout_text();
+    assert!(stdout.contains("control: 3 policy switch(es)"), "{stdout}");
+    check_counts_match(&client_summary(&out), &stdout);
 }
