@@ -411,5 +411,5 @@ pub use policy::{
     BuildContext, CustomPolicy, Policy, PolicyCore, PolicyEntry, QueueLayout, Registry,
 };
 pub use queue::WorkerSet;
-pub use scheduler::{Scheduler, SchedulerCounters};
+pub use scheduler::{Scheduler, SchedulerCounters, ShadowVerdict};
 pub use state::{QueuedRequest, SchedulerState, PLAN_UPDATE_CAPACITY};

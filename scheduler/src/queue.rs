@@ -76,6 +76,21 @@ impl<T: Copy + Default> RingQueue<T> {
         Some(value)
     }
 
+    /// Removes and returns the `offset`-th oldest value, keeping the others in order (O(len);
+    /// off the per-request path: a shadow scheduler following the live decision).
+    pub(crate) fn remove(&mut self, offset: usize) -> Option<T> {
+        if offset >= self.len {
+            return None;
+        }
+        let value = self.slots[self.slot(offset)];
+        for i in offset..self.len - 1 {
+            let (to, from) = (self.slot(i), self.slot(i + 1));
+            self.slots[to] = self.slots[from];
+        }
+        self.len -= 1;
+        Some(value)
+    }
+
     /// The oldest value.
     #[inline]
     pub(crate) fn front(&self) -> Option<&T> {
@@ -211,5 +226,20 @@ mod tests {
         assert!(s.contains(127));
         assert!(!s.contains(200));
         assert_eq!(s.and(WorkerSet::range(100, 128)).lowest(), Some(127));
+    }
+
+    #[test]
+    fn remove_keeps_the_rest_in_order_across_the_wrap() {
+        let mut q = RingQueue::<u32>::with_capacity(4);
+        for v in 0..3 {
+            q.push_back(v).unwrap();
+        }
+        q.pop_front();
+        q.push_back(3).unwrap();
+        q.push_back(4).unwrap(); // wrapped: 1 2 3 4
+        assert_eq!(q.remove(1), Some(2));
+        assert_eq!(q.remove(5), None);
+        let rest: Vec<u32> = std::iter::from_fn(|| q.pop_front()).collect();
+        assert_eq!(rest, [1, 3, 4]);
     }
 }

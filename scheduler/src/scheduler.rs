@@ -368,6 +368,9 @@ impl Scheduler {
     }
 }
 
+mod shadow;
 mod switch;
 #[cfg(test)]
 mod tests;
+
+pub use shadow::ShadowVerdict;

@@ -198,6 +198,34 @@ impl SchedulerState {
         Some(item)
     }
 
+    /// Where request `token` waits: its queue and its place in it (O(queued)).
+    pub(crate) fn find(&self, token: Token) -> Option<(usize, usize)> {
+        let mut mask = self.nonempty;
+        while mask != 0 {
+            let q = mask.trailing_zeros() as usize;
+            mask &= mask - 1;
+            let queue = &self.queues[q];
+            if let Some(i) =
+                (0..queue.len()).find(|&i| queue.get(i).is_some_and(|r| r.token == token))
+            {
+                return Some((q, i));
+            }
+        }
+        None
+    }
+
+    /// Takes the `offset`-th oldest request of queue `q` out.
+    pub(crate) fn remove(&mut self, q: usize, offset: usize) -> Option<QueuedRequest> {
+        let item = self.queues[q].remove(offset)?;
+        if self.queues[q].is_empty() {
+            self.nonempty &= !(1u128 << q);
+        }
+        let slot = self.slot_of(item.ty);
+        self.queued_by_type[slot] -= 1;
+        self.queued_total -= 1;
+        Some(item)
+    }
+
     /// Moves every request of queue `from`, in order, to its type slot's queue (DARC's
     /// bootstrap switch). A request that finds no room is counted as rejected (unreachable when
     /// every ring has the same capacity).
