@@ -320,8 +320,8 @@ fn client_threads_over_udp_merge_and_match_the_server() {
 }
 
 /// Issue "operate a running server": policy switches over the control socket while psp-client
-/// offers load (c-FCFS → DARC → SJF → DARC pinned → c-FCFS): every request is answered once and
-/// the two sides' counts agree.
+/// offers load (c-FCFS → DARC → SJF → DARC pinned → c-FCFS, then a toggle with the shadow SJF):
+/// every request is answered once and the two sides' counts agree.
 #[test]
 fn policy_switches_under_load_lose_nothing() {
     let dir = ScratchDir::new("switch-udp");
@@ -331,7 +331,7 @@ fn policy_switches_under_load_lose_nothing() {
         .replace(
             "psp: {idle: yield, app: spin}",
             &format!(
-                "psp: {{idle: yield, app: spin, control: {{socket: {}}}}}",
+                "psp: {{idle: yield, app: spin, shadow: sjf, control: {{socket: {}}}}}",
                 socket.display()
             ),
         );
@@ -366,6 +366,7 @@ fn policy_switches_under_load_lose_nothing() {
         "{\"cmd\":\"policy\",\"policy\":\"sjf\"}",
         "{\"cmd\":\"pin\",\"allocation\":[1,1]}",
         "{\"cmd\":\"policy\",\"policy\":\"cfcfs\"}",
+        "{\"cmd\":\"toggle\"}",
     ];
     std::thread::sleep(Duration::from_millis(500));
     for (i, command) in switches.iter().enumerate() {
@@ -389,8 +390,9 @@ fn policy_switches_under_load_lose_nothing() {
             "{command}: {status}\n{reply}\n{}",
             send.stderr_text()
         );
+        assert!(reply.contains("\"ok\":true"), "{reply}");
         assert!(
-            reply.contains("\"ok\":true") && reply.contains("\"dropped\":0"),
+            reply.contains("\"dropped\":0") || command.contains("toggle"),
             "{reply}"
         );
         std::thread::sleep(Duration::from_millis(400));
@@ -400,8 +402,11 @@ fn policy_switches_under_load_lose_nothing() {
     assert_exits_ok(&mut server, PROCESS_TIMEOUT);
     let stdout = server.stdout_text();
     assert!(
-        stdout.contains("control: 4 policy switch(es): started as cfcfs, stopped as cfcfs"),
+        stdout.contains("control: 5 policy switch(es): started as cfcfs, stopped as sjf"),
         "{stdout}"
     );
+    // After the toggle c-FCFS is the shadow, in sync with every live decision.
+    assert!(stdout.contains("shadow cfcfs: "), "{stdout}");
+    assert!(stdout.contains(", out of sync 0 |"), "{stdout}");
     check_counts_match(&client_summary(&out), &stdout);
 }

@@ -8,12 +8,19 @@
 //! Printed: ns per request, µs per window close, and the total per request at the default
 //! 100 ms window for a dispatcher serving 1 Mrps, against the 150 ns per request budget of
 //! the dispatcher (`dispatcher_loop`'s target).
+//!
+//! Then the shadow policy's cost (`psp.shadow`): per request, the shadow's arrival, its
+//! comparison with the live decision (`shadow_dispatch`) and its completion, beside a live
+//! c-FCFS on 14 workers, for each shadow policy; printed against the same budget.
 //! Run: `cargo bench -p psp-dataplane --bench telemetry`.
 
 use std::hint::black_box;
 use std::time::Instant;
 
 use psp_dataplane::server::telemetry::bench::RecorderBench;
+use psp_scheduler::{
+    DarcParams, Policy, RequestTypeSpec, Scheduler, SchedulerConfig, Token, TypeIndex, WorkerId,
+};
 
 /// Requests timed per round.
 const REQUESTS: u64 = 10_000_000;
@@ -100,4 +107,74 @@ fn main() {
         RATE_RPS / 1e6,
         100.0 * total_ns / BUDGET_NS
     );
+    shadow_costs();
+}
+
+/// Requests per shadow round.
+const SHADOW_REQUESTS: u64 = 2_000_000;
+
+fn scheduler(policy: Policy) -> Scheduler {
+    let types = vec![
+        RequestTypeSpec::new("SHORT", 1)
+            .with_mean_ns(1_000)
+            .with_ratio(0.5),
+        RequestTypeSpec::new("LONG", 2)
+            .with_mean_ns(100_000)
+            .with_ratio(0.5),
+    ];
+    Scheduler::new(SchedulerConfig::new(14, types, policy)).expect("valid")
+}
+
+/// ns per request of a live c-FCFS on 14 workers (one arrival, its dispatch and one
+/// completion per request, a few requests queued), with `shadow` beside it if given.
+fn time_live(shadow: Option<Policy>, x: &mut u64) -> f64 {
+    let mut live = scheduler(Policy::Cfcfs);
+    let mut shadow = shadow.map(scheduler);
+    let started = Instant::now();
+    for i in 0..SHADOW_REQUESTS {
+        let ty = TypeIndex((next(x) & 1) as u16);
+        let token = Token(i);
+        if live.on_arrival(i, ty, token).is_ok() {
+            if let Some(s) = &mut shadow {
+                let _ = s.on_arrival(i, ty, token);
+            }
+        }
+        while let Some(d) = live.next_dispatch(i) {
+            if let Some(s) = &mut shadow {
+                black_box(s.shadow_dispatch(i, d.worker, d.token));
+            }
+        }
+        // Keep about three requests queued: a worker finishes when more wait.
+        if live.queued() > 3 {
+            let w = WorkerId((next(x) % 14) as u16);
+            if live.on_completion(i, w).is_ok() {
+                if let Some(s) = &mut shadow {
+                    let _ = s.on_completion(i, w);
+                }
+            }
+        }
+    }
+    black_box(live.counters().dispatched);
+    started.elapsed().as_nanos() as f64 / SHADOW_REQUESTS as f64
+}
+
+fn shadow_costs() {
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    let oracle = Policy::Darc(DarcParams {
+        dynamic: false,
+        ..DarcParams::default()
+    });
+    for shadow in [Policy::Cfcfs, Policy::Sjf, Policy::Dfcfs, oracle] {
+        let name = shadow.name();
+        let (mut with_ns, mut without_ns) = (f64::MAX, f64::MAX);
+        for _ in 0..ROUNDS {
+            with_ns = with_ns.min(time_live(Some(shadow.clone()), &mut x));
+            without_ns = without_ns.min(time_live(None, &mut x));
+        }
+        let cost_ns = (with_ns - without_ns).max(0.0);
+        println!(
+            "shadow {name} beside a live cfcfs (14 workers): {cost_ns:.1} ns per request ({with_ns:.1} with − {without_ns:.1} without, minima of {ROUNDS} rounds) = {:.1} % of the {BUDGET_NS:.0} ns dispatcher budget",
+            100.0 * cost_ns / BUDGET_NS
+        );
+    }
 }

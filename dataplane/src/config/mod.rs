@@ -200,6 +200,8 @@ pub struct ServerConfig {
     pub telemetry_interval: Option<Duration>,
     /// `psp.control.socket`, if given (its directory existed at validation).
     pub control_socket: Option<PathBuf>,
+    /// `psp.shadow`: a policy run in shadow beside the live one, if given.
+    pub shadow: Option<Policy>,
     /// Keys that were accepted but have no effect here (printed at start-up).
     pub warnings: Vec<String>,
 }

@@ -133,6 +133,8 @@ struct Psp {
     #[serde(default)]
     policy: Option<String>,
     #[serde(default)]
+    shadow: Option<String>,
+    #[serde(default)]
     rx: Option<Rx>,
     #[serde(default)]
     rx_burst: Option<usize>,
@@ -259,6 +261,12 @@ impl ServerFile {
             .as_ref()
             .map(|c| check_control_socket(&c.socket))
             .transpose()?;
+        let shadow = self
+            .psp
+            .shadow
+            .as_deref()
+            .map(|name| shadow_policy(name, &scheduler.policy))
+            .transpose()?;
 
         Ok(ServerConfig {
             dispatcher_cpu: self.cpus[0],
@@ -279,9 +287,28 @@ impl ServerFile {
             drain_timeout: self.psp.drain_timeout_ms.map(Duration::from_millis),
             telemetry_interval,
             control_socket,
+            shadow,
             warnings,
         })
     }
+}
+
+/// `psp.shadow`: a policy of the registry that can run live, not `ts` (its slices are not
+/// mirrored), beside a live policy that is not `ts` either.
+fn shadow_policy(name: &str, live: &Policy) -> Result<Policy, ConfigError> {
+    let shadow = parse_policy("psp.shadow", name)?;
+    if matches!(shadow, Policy::TimeSharing(_)) || matches!(live, Policy::TimeSharing(_)) {
+        return Err(ConfigError::invalid(
+            "psp.shadow",
+            format!("{name:?}"),
+            format!(
+                "ts cannot run as a shadow or beside one (live policy {}): its preemptible \
+                 slices are not mirrored",
+                live.name()
+            ),
+        ));
+    }
+    Ok(shadow)
 }
 
 /// `cpus` and `workers`: the worker count, its kind, a warning for unused CPUs.

@@ -736,3 +736,21 @@ fn telemetry_runs_when_it_has_a_sink() {
     );
     assert_eq!(telemetry.control_socket, None);
 }
+
+#[test]
+fn shadow_policy_parses_and_ts_is_refused_on_either_side() {
+    let c = ServerConfig::from_yaml_str(&format!("{BASE}psp: {{shadow: SJF}}\n")).unwrap();
+    assert_eq!(c.shadow, Some(Policy::Sjf));
+    assert_eq!(ServerConfig::from_yaml_str(BASE).unwrap().shadow, None);
+    assert_rejects(&format!("{BASE}psp: {{shadow: ts}}\n"), "psp.shadow", "ts");
+    assert_rejects(
+        &format!("{BASE}psp: {{policy: ts, shadow: cfcfs}}\n"),
+        "psp.shadow",
+        "cfcfs",
+    );
+    assert_rejects(
+        &format!("{BASE}psp: {{shadow: lifo}}\n"),
+        "psp.shadow",
+        "lifo",
+    );
+}

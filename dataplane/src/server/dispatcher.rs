@@ -42,6 +42,9 @@ use crate::wire::{
 pub(crate) const MAX_RX_LEFT_AT_STOP: u64 = 1 << 18;
 
 mod control;
+pub(crate) mod shadow;
+
+use shadow::Shadow;
 
 /// The dispatcher thread's state.
 pub(crate) struct Dispatcher<R: RxQueue, T: TxQueue<Buf = R::Buf>, C> {
@@ -75,6 +78,8 @@ pub(crate) struct Dispatcher<R: RxQueue, T: TxQueue<Buf = R::Buf>, C> {
     telemetry: Option<WindowRecorder>,
     /// Where control-socket commands for the dispatcher wait ([`control`]).
     control: Option<Arc<Hub>>,
+    /// The shadow policy, when one runs ([`shadow`]).
+    shadow: Option<Shadow>,
     report: DispatcherReport,
     drops: DropCounters,
     in_flight: u64,
@@ -153,6 +158,7 @@ where
             windows,
             telemetry: None,
             control: None,
+            shadow: None,
             report: DispatcherReport {
                 stages: DispatcherStages::new(per_type.len()),
                 per_type,
@@ -255,6 +261,7 @@ where
         self.report.busy_polls += u64::from(worked);
         if let Some(telemetry) = &mut self.telemetry {
             if telemetry.due(now_ns) {
+                self.report.shadow = self.shadow.as_ref().map(|s| s.report);
                 telemetry.close(now_ns, &self.report, &self.drops, &self.scheduler);
             }
         }
@@ -280,6 +287,7 @@ where
         self.report.abandoned_at_shutdown +=
             self.scheduler.queued().saturating_sub(queued_before) as u64;
         self.discard_rx_left_at_stop();
+        self.report.shadow = self.shadow.as_ref().map(|s| s.report);
         // The last window, so that the windows add up to the report.
         let telemetry = self.telemetry.as_mut().map(|telemetry| {
             telemetry.close(now_ns, &self.report, &self.drops, &self.scheduler);
@@ -356,6 +364,9 @@ where
                     };
                     match self.scheduler.on_arrival(now_ns, ty, token) {
                         Ok(()) => {
+                            if let Some(shadow) = &mut self.shadow {
+                                shadow.on_arrival(&self.clock, now_ns, ty, token);
+                            }
                             let depth = self.scheduler.queue_len(ty) as u64;
                             let stats = &mut self.report.per_type[slot];
                             stats.queue_depth_hwm = stats.queue_depth_hwm.max(depth);
@@ -431,6 +442,9 @@ where
         // `w` < workers ≤ MAX_WORKERS (128).
         match self.scheduler.on_completion(now_ns, WorkerId(w as u16)) {
             Ok(completed) => {
+                if let Some(shadow) = &mut self.shadow {
+                    shadow.on_completion(&self.clock, now_ns, WorkerId(w as u16));
+                }
                 self.in_flight -= 1;
                 if self.preemptive {
                     self.slices[w].token = None;
@@ -573,6 +587,9 @@ where
                 continue;
             };
             let w = decision.worker.index();
+            if let Some(shadow) = &mut self.shadow {
+                shadow.on_dispatch(&self.clock, now_ns, decision.worker, decision.token);
+            }
             self.in_flight += 1;
             if let Some(quantum_ns) = decision.quantum_ns {
                 self.start_slice(w, decision.token, quantum_ns);
@@ -599,8 +616,11 @@ where
         any
     }
 
-    /// Drains DARC plan updates into the windows log.
+    /// Drains DARC plan updates into the windows log (the shadow's are only counted).
     fn poll_plan_updates(&mut self) {
+        if let Some(shadow) = &mut self.shadow {
+            shadow.drain_plan_updates();
+        }
         while let Some(update) = self.scheduler.poll_plan_update() {
             self.report.plan_updates += 1;
             if let Some(log) = &mut self.windows {

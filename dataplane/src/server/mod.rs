@@ -80,6 +80,7 @@ use crate::wire::{Endpoint, MacAddr, ParseOptions};
 
 pub use crate::clock::Clock;
 pub use affinity::{allowed_cpus, pin_current_thread};
+pub use dispatcher::shadow::{ShadowReport, SHADOW_TIMING_EVERY};
 pub use idle::{IdleStrategy, IDLE_SLEEP, YIELD_POLLS_BEFORE_SLEEP};
 pub use layout::{layout_warnings, startup_warnings};
 pub use report::{
@@ -88,7 +89,8 @@ pub use report::{
 pub use report_json::stage_json;
 pub use slab::PendingSlab;
 pub use telemetry::{
-    TelemetryLine, TelemetryOptions, TelemetryReport, DEFAULT_TELEMETRY_INTERVAL, TELEMETRY_FILE,
+    ShadowLine, TelemetryLine, TelemetryOptions, TelemetryReport, DEFAULT_TELEMETRY_INTERVAL,
+    TELEMETRY_FILE,
 };
 pub use windows::{WindowRecord, WindowTypeRow, WindowsLog, MAX_WINDOWS, WINDOWS_HEADER};
 
@@ -172,6 +174,8 @@ pub struct ServerOptions {
     pub windows_log: Option<PathBuf>,
     /// Telemetry windows and the control socket, if they run.
     pub telemetry: Option<TelemetryOptions>,
+    /// A shadow policy run beside the live one (`psp.shadow`), if any.
+    pub shadow: Option<Policy>,
 }
 
 impl ServerOptions {
@@ -191,6 +195,7 @@ impl ServerOptions {
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             windows_log: None,
             telemetry: None,
+            shadow: None,
         }
     }
 
@@ -212,6 +217,7 @@ impl ServerOptions {
         if let Some(drain_timeout) = config.drain_timeout {
             options.drain_timeout = drain_timeout;
         }
+        options.shadow.clone_from(&config.shadow);
         options.windows_log = config
             .log_dir
             .as_ref()
@@ -357,6 +363,8 @@ fn check_app<A: Application>(policy: &Policy, app: &A) -> Result<(), ServerError
 pub struct Server {
     options: ServerOptions,
     scheduler: Scheduler,
+    /// The shadow policy's scheduler (`psp.shadow`).
+    shadow: Option<Scheduler>,
     /// Layout warnings, computed when the server is built: before a device library (DPDK's
     /// EAL) narrows the calling thread's CPU set.
     startup_warnings: Vec<String>,
@@ -402,12 +410,34 @@ impl Server {
             }
         }
         let scheduler = Scheduler::new(options.scheduler.clone())?;
+        let shadow = options
+            .shadow
+            .as_ref()
+            .map(|policy| Self::shadow_scheduler(&options.scheduler, policy))
+            .transpose()?;
         let startup_warnings = startup_warnings(&options);
         Ok(Self {
             options,
             scheduler,
+            shadow,
             startup_warnings,
         })
+    }
+
+    /// The shadow's scheduler: the live one's workers and types under `policy`. Preemptive
+    /// policies are not mirrored, live or shadow.
+    fn shadow_scheduler(live: &SchedulerConfig, policy: &Policy) -> Result<Scheduler, ServerError> {
+        if matches!(policy, Policy::TimeSharing(_)) || matches!(live.policy, Policy::TimeSharing(_))
+        {
+            return Err(ServerError::Invalid {
+                field: "shadow",
+                value: format!("{} beside {}", policy.name(), live.policy.name()),
+                why: "ts cannot run as a shadow or beside one (its slices are not mirrored)",
+            });
+        }
+        let mut config = live.clone();
+        config.policy = policy.clone();
+        Ok(Scheduler::new(config)?)
     }
 
     /// The options.
@@ -457,6 +487,7 @@ impl Server {
         let Server {
             options,
             scheduler,
+            shadow,
             startup_warnings,
         } = self;
         let workers = scheduler.workers();
@@ -564,6 +595,9 @@ impl Server {
         if let Some(telemetry) = &telemetry {
             dispatcher.with_telemetry(telemetry.recorder(clock.now_ns()));
             dispatcher.with_control(telemetry.hub());
+        }
+        if let Some(shadow) = shadow {
+            dispatcher.with_shadow(shadow);
         }
         dispatcher.run(&shutdown);
         stop_workers.store(true, Ordering::Release);

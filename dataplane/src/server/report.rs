@@ -70,6 +70,8 @@ pub struct DispatcherReport {
     pub policy_switches: u64,
     /// The policy after the last switch (empty when none happened).
     pub policy_at_stop: &'static str,
+    /// The shadow policy's counts (`psp.shadow`), if one ran.
+    pub shadow: Option<super::ShadowReport>,
     /// Frames refused by the parser, by reason.
     pub parse_drops: DropCounters,
     /// ARP requests for our address answered (replies built).
@@ -411,6 +413,22 @@ impl fmt::Display for ServerReport {
                 f,
                 "control: {} policy switch(es): started as {}, stopped as {}",
                 d.policy_switches, self.policy, d.policy_at_stop
+            )?;
+        }
+        if let Some(sh) = &d.shadow {
+            let share = |n: u64| 100.0 * n as f64 / sh.decisions.max(1) as f64;
+            writeln!(
+                f,
+                "shadow {}: {} decisions, agreed {:.1} %, same request elsewhere {:.1} %, disagreed {:.1} %, out of sync {} | {} calls, {:.0} ns per call ({} timed)",
+                sh.policy,
+                sh.decisions,
+                share(sh.agreed),
+                share(sh.same_request),
+                share(sh.disagreed),
+                sh.out_of_sync,
+                sh.calls,
+                sh.ns_per_call(),
+                sh.timed_calls
             )?;
         }
         let accounted = self.accounted_rx();

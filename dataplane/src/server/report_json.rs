@@ -102,6 +102,7 @@ impl ServerReport {
             "plan_updates": d.plan_updates,
             "policy_switches": d.policy_switches,
             "policy_at_stop": d.policy_at_stop,
+            "shadow": d.shadow,
             "preemption": {
                 "preemptions": d.preemptions, "resumed": d.resumed,
                 "flags_set": d.preempt_flags_set, "cost": stage_json(&d.preempt_cost),

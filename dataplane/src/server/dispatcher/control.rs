@@ -28,6 +28,11 @@ where
     T: TxQueue<Buf = R::Buf>,
     C: Classifier,
 {
+    /// Runs `scheduler` as the shadow policy from now on.
+    pub(crate) fn with_shadow(&mut self, scheduler: Scheduler) {
+        self.shadow = Some(super::shadow::Shadow::new(scheduler));
+    }
+
     /// Takes commands from `hub`'s mailbox from now on.
     pub(crate) fn with_control(&mut self, hub: Arc<Hub>) {
         self.control = Some(hub);
@@ -43,6 +48,7 @@ where
         };
         let answer = match command {
             DispatcherCommand::SwitchPolicy(policy) => self.switch_policy(policy, now_ns),
+            DispatcherCommand::Toggle => self.toggle(),
         };
         // The poster may have given up waiting; the switch stands either way.
         let _ = reply.send(answer);
@@ -73,6 +79,50 @@ where
         }
         self.report.policy_switches += 1;
         self.report.policy_at_stop = self.scheduler.policy().name();
+        self.after_switch();
+        Ok(switch_fields(
+            from,
+            &self.scheduler,
+            queued,
+            handed_back.len(),
+        ))
+    }
+
+    /// Swaps the live and the shadow scheduler. The shadow followed every live decision, so it
+    /// holds exactly the live requests (queued and running); one that could not follow some
+    /// decision is refused.
+    fn toggle(&mut self) -> Answer {
+        let Some(shadow) = &mut self.shadow else {
+            return Err("toggle: no shadow policy runs (set psp.shadow in the config)".into());
+        };
+        if shadow.report.out_of_sync > 0 || shadow.report.arrivals_refused > 0 {
+            return Err(format!(
+                "toggle: the shadow {} lost track of {} decision(s) and {} arrival(s); switch with \
+                 {{\"cmd\": \"policy\"}} instead",
+                shadow.report.policy, shadow.report.out_of_sync, shadow.report.arrivals_refused
+            ));
+        }
+        std::mem::swap(&mut self.scheduler, &mut shadow.scheduler);
+        let live = self.scheduler.policy().name();
+        let from = shadow.scheduler.policy().name();
+        shadow.report = super::shadow::ShadowReport {
+            policy: from,
+            ..Default::default()
+        };
+        self.report.policy_switches += 1;
+        self.report.policy_at_stop = live;
+        self.after_switch();
+        Ok(format!(
+            "\"from\":{},\"policy\":{},\"shadow\":{}",
+            Value::String(from.into()),
+            Value::String(live.into()),
+            Value::String(from.into())
+        ))
+    }
+
+    /// What every change of the live policy needs: a windows log for DARC, the plan in the
+    /// telemetry.
+    fn after_switch(&mut self) {
         let darc = matches!(
             self.scheduler.policy(),
             Policy::Darc(_) | Policy::DarcStatic { .. }
@@ -87,12 +137,6 @@ where
                 None => telemetry.clear_plan(),
             }
         }
-        Ok(switch_fields(
-            from,
-            &self.scheduler,
-            queued,
-            handed_back.len(),
-        ))
     }
 }
 

@@ -317,7 +317,7 @@ fn error_reply(error: String) -> String {
 
 /// The reply to one command line, given the latest telemetry line, and what it asks for.
 pub(crate) fn control_command_reply(line: &str, latest: Option<&str>) -> (String, ControlAction) {
-    const EXPECTED: &str = "expected \"snapshot\", \"stop\", \"policy\" or \"pin\"";
+    const EXPECTED: &str = "expected \"snapshot\", \"stop\", \"policy\", \"pin\" or \"toggle\"";
     let fail = |error: String| (error_reply(error), ControlAction::Refused);
     let value: Value = match serde_json::from_str(line) {
         Ok(value) => value,
@@ -345,6 +345,15 @@ pub(crate) fn control_command_reply(line: &str, latest: Option<&str>) -> (String
             ),
             Err(e) => fail(e),
         };
+    }
+    if cmd == "toggle" {
+        if let Some(extra) = object.keys().find(|k| k.as_str() != "cmd") {
+            return fail(format!("{extra}: unknown field for cmd \"toggle\""));
+        }
+        return (
+            cmd.to_string(),
+            ControlAction::Dispatch(DispatcherCommand::Toggle),
+        );
     }
     if !matches!(cmd, "snapshot" | "stop") {
         return fail(format!("cmd: unknown command {cmd:?} ({EXPECTED})"));

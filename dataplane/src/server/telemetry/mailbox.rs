@@ -25,6 +25,8 @@ pub const CONTROL_REPLY_TIMEOUT: Duration = Duration::from_secs(2);
 pub(crate) enum DispatcherCommand {
     /// Switch the scheduler to this policy (DARC parameters and a pinned plan travel in it).
     SwitchPolicy(Policy),
+    /// Swap the live and the shadow policy.
+    Toggle,
 }
 
 /// The dispatcher's answer: a JSON object's fields after `"ok":true` (e.g. `"policy":"darc"`),

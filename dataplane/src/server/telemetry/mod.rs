@@ -209,6 +209,30 @@ pub struct TelemetryLine {
     pub plan: Option<PlanView>,
     /// Windows dropped so far because the writer was behind.
     pub windows_dropped: u64,
+    /// The shadow policy in the window (`psp.shadow`; absent when none runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<ShadowLine>,
+}
+
+/// The shadow policy's window: how often it agreed with the live decisions, and its cost.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ShadowLine {
+    /// The shadow's policy.
+    pub policy: String,
+    /// Live decisions it was compared on.
+    pub decisions: u64,
+    /// Same request on the same worker.
+    pub agreed: u64,
+    /// Same request, another worker.
+    pub same_request: u64,
+    /// Another request.
+    pub disagreed: u64,
+    /// Decisions it could not follow.
+    pub out_of_sync: u64,
+    /// `agreed / decisions` (0 when none).
+    pub agreed_share: f64,
+    /// Mean cost of one call into the shadow (ns, one call in 64 timed; 0 when none timed).
+    pub ns_per_call: f64,
 }
 
 impl TelemetryLine {

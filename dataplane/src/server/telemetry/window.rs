@@ -16,6 +16,7 @@ use psp_scheduler::{ReservationPlan, Scheduler, TypeIndex};
 use super::{PlanView, WorkerBusySlots, TELEMETRY_POOL_WINDOWS};
 use crate::server::report::DispatcherReport;
 use crate::server::stages::MAX_RECORDED_NS;
+use crate::server::ShadowReport;
 use crate::wire::DropCounters;
 
 /// Significant digits of the per-window service histograms: 1 %, as the stage histograms.
@@ -53,6 +54,10 @@ pub(crate) struct WindowSnapshot {
     pub(crate) busy_ns: u64,
     pub(crate) plan: Option<Arc<PlanView>>,
     pub(crate) windows_dropped: u64,
+    /// The live policy at the close (a switch changes it).
+    pub(crate) policy: &'static str,
+    /// The shadow policy's counts in the window, if one runs.
+    pub(crate) shadow: Option<ShadowReport>,
 }
 
 impl WindowSnapshot {
@@ -78,6 +83,8 @@ impl WindowSnapshot {
             busy_ns: 0,
             plan: None,
             windows_dropped: 0,
+            policy: "",
+            shadow: None,
         }
     }
 
@@ -124,6 +131,7 @@ struct Baseline {
     busy_polls: u64,
     busy_ns: u64,
     worker_busy_ns: Vec<u64>,
+    shadow: ShadowReport,
 }
 
 /// Closed and dropped windows, for the server report.
@@ -179,6 +187,7 @@ impl WindowRecorder {
                 busy_polls: 0,
                 busy_ns: 0,
                 worker_busy_ns: vec![0; workers.len()],
+                shadow: ShadowReport::default(),
             },
             workers,
             plan: None,
@@ -246,6 +255,7 @@ impl WindowRecorder {
         match snapshot {
             Some(mut snapshot) => {
                 self.fill(&mut snapshot, now_ns, report, parse_drops);
+                snapshot.policy = scheduler.policy().name();
                 self.counts.windows += 1;
                 // Every snapshot fits in `full`; a failure would only lose this window.
                 if self.pool.full.push(snapshot).is_err() {
@@ -310,6 +320,7 @@ impl WindowRecorder {
         s.busy_ns = report.busy_ns.saturating_sub(b.busy_ns);
         s.plan.clone_from(&self.plan);
         s.windows_dropped = self.counts.windows_dropped;
+        s.shadow = report.shadow.map(|now| now.since(&b.shadow));
     }
 
     /// Takes the cumulative counters as the next window's baseline (workers: in `close`).
@@ -325,6 +336,7 @@ impl WindowRecorder {
         b.polls = report.polls;
         b.busy_polls = report.busy_polls;
         b.busy_ns = report.busy_ns;
+        b.shadow = report.shadow.unwrap_or_default();
     }
 
     /// Windows closed and dropped so far.

@@ -19,8 +19,8 @@ use std::time::Duration;
 
 use super::window::{SnapshotPool, WindowSnapshot};
 use super::{
-    DispatcherLine, TelemetryLine, TypeDrops, TypeLine, WorkerLine, MAX_TELEMETRY_FILE_BYTES,
-    WINDOW_KIND,
+    DispatcherLine, ShadowLine, TelemetryLine, TypeDrops, TypeLine, WorkerLine,
+    MAX_TELEMETRY_FILE_BYTES, WINDOW_KIND,
 };
 
 /// Longest the writer sleeps without being unparked (it then checks for stop).
@@ -284,7 +284,11 @@ pub(crate) fn render(s: &WindowSnapshot, setup: &WriterSetup) -> String {
         window: s.window,
         start_ns: s.start_ns,
         end_ns: s.end_ns,
-        policy: setup.policy.to_string(),
+        policy: if s.policy.is_empty() {
+            setup.policy.to_string()
+        } else {
+            s.policy.to_string()
+        },
         types,
         parse_drops,
         workers: s
@@ -308,6 +312,24 @@ pub(crate) fn render(s: &WindowSnapshot, setup: &WriterSetup) -> String {
         },
         plan: s.plan.as_deref().cloned(),
         windows_dropped: s.windows_dropped,
+        shadow: s.shadow.map(|r| ShadowLine {
+            policy: r.policy.to_string(),
+            decisions: r.decisions,
+            agreed: r.agreed,
+            same_request: r.same_request,
+            disagreed: r.disagreed,
+            out_of_sync: r.out_of_sync,
+            agreed_share: if r.decisions == 0 {
+                0.0
+            } else {
+                r.agreed_share()
+            },
+            ns_per_call: if r.timed_calls == 0 {
+                0.0
+            } else {
+                r.ns_per_call()
+            },
+        }),
     };
     serde_json::to_string(&line).unwrap_or_else(|e| {
         // Unreachable: every field serializes. Keep the stream line-shaped anyway.

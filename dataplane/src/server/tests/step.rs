@@ -201,3 +201,69 @@ fn a_policy_switch_is_applied_between_steps_and_loses_nothing() {
     assert_eq!((report.policy_switches, report.policy_at_stop), (1, "darc"));
     assert_eq!(report.queue_full_drops, 0);
 }
+
+/// A shadow SJF beside a live c-FCFS: it is asked at each live decision and disagrees when a
+/// SHORT request waits behind a LONG one; `toggle` then makes SJF live, which serves the SHORT
+/// requests first; every request is dispatched once.
+#[test]
+fn a_shadow_policy_is_compared_then_toggled_live() {
+    use crate::server::telemetry::mailbox::DispatcherCommand;
+    use crate::server::telemetry::writer::Hub;
+
+    let (mut d, mut client, (mut jobs, mut completions)) = stepped(Policy::Cfcfs, 2);
+    let types = options(Policy::Sjf, 2).scheduler;
+    d.with_shadow(Scheduler::new(types).expect("shadow"));
+    let hub = Arc::new(Hub::default());
+    d.with_control(Arc::clone(&hub));
+    // LONG 0 and 1 take both workers; LONG 2 then SHORT 3 wait.
+    client.send(&[(0, 2), (1, 2), (2, 2), (3, 1)]);
+    assert_eq!(d.step_receive(1_000, false), Some(true));
+    d.step_dispatch(1_000, true);
+    let first = jobs[0].pop().expect("0");
+    let _second = jobs[1].pop().expect("1");
+    // Worker 0 finishes: c-FCFS starts LONG 2, SJF would have started SHORT 3.
+    assert!(completions[0].push(done(&first)).is_ok());
+    assert_eq!(d.step_receive(2_000, false), Some(false));
+    d.step_dispatch(2_000, false);
+    let third = jobs[0].pop().expect("LONG 2 on worker 0");
+    assert_eq!(third.request.req_id, 2);
+    // Toggle: SJF is live from now on, c-FCFS the shadow.
+    let poster = Arc::clone(&hub);
+    let answer = std::thread::spawn(move || {
+        poster.mailbox.post(
+            DispatcherCommand::Toggle,
+            std::time::Duration::from_secs(30),
+        )
+    });
+    while !hub.mailbox.pending() {
+        std::thread::yield_now();
+    }
+    assert_eq!(d.step_receive(3_000, false), Some(false));
+    d.step_dispatch(3_000, false);
+    let answer = answer.join().expect("poster").expect("toggled");
+    assert!(
+        answer.contains("\"from\":\"cfcfs\",\"policy\":\"sjf\""),
+        "{answer}"
+    );
+    // New arrivals: LONG 4 then SHORT 5; worker 0 frees: SJF starts SHORT 3 first.
+    client.send(&[(4, 2), (5, 1)]);
+    assert!(completions[0].push(done(&third)).is_ok());
+    assert_eq!(d.step_receive(4_000, false), Some(true));
+    d.step_dispatch(4_000, true);
+    let next = jobs[0].pop().expect("a SHORT on worker 0");
+    assert_eq!(next.request.req_id, 3, "SJF: the waiting SHORT first");
+    assert_eq!(d.step_receive(30_000, true), Some(false));
+    d.step_dispatch(30_000, false);
+    let deadline = 30_000 + DEFAULT_DRAIN_TIMEOUT.as_nanos() as u64;
+    assert_eq!(d.step_receive(deadline, true), None);
+    let (report, _, _) = d.finish();
+    assert_eq!((report.policy_switches, report.policy_at_stop), (1, "sjf"));
+    let shadow = report.shadow.expect("a shadow ran");
+    // After the toggle the shadow (now c-FCFS) starts over: it saw SJF's decision on SHORT 3,
+    // where c-FCFS would also have picked the oldest waiting request (3, before 4 and 5).
+    assert_eq!(shadow.policy, "cfcfs");
+    assert_eq!(
+        (shadow.decisions, shadow.agreed, shadow.out_of_sync),
+        (1, 1, 0)
+    );
+}
