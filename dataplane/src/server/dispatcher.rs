@@ -44,7 +44,7 @@ pub(crate) const MAX_RX_LEFT_AT_STOP: u64 = 1 << 18;
 mod control;
 pub(crate) mod shadow;
 
-use shadow::Shadow;
+use shadow::ShadowFeed;
 
 /// The dispatcher thread's state.
 pub(crate) struct Dispatcher<R: RxQueue, T: TxQueue<Buf = R::Buf>, C> {
@@ -79,7 +79,7 @@ pub(crate) struct Dispatcher<R: RxQueue, T: TxQueue<Buf = R::Buf>, C> {
     /// Where control-socket commands for the dispatcher wait ([`control`]).
     control: Option<Arc<Hub>>,
     /// The shadow policy, when one runs ([`shadow`]).
-    shadow: Option<Shadow>,
+    shadow: Option<ShadowFeed>,
     report: DispatcherReport,
     drops: DropCounters,
     in_flight: u64,
@@ -257,11 +257,14 @@ where
             self.check_quanta(now_ns);
         }
         self.poll_plan_updates();
+        if let Some(shadow) = &mut self.shadow {
+            shadow.flush();
+        }
         self.report.polls += 1;
         self.report.busy_polls += u64::from(worked);
         if let Some(telemetry) = &mut self.telemetry {
             if telemetry.due(now_ns) {
-                self.report.shadow = self.shadow.as_ref().map(|s| s.report);
+                self.report.shadow = self.shadow.as_ref().map(ShadowFeed::report);
                 telemetry.close(now_ns, &self.report, &self.drops, &self.scheduler);
             }
         }
@@ -287,7 +290,7 @@ where
         self.report.abandoned_at_shutdown +=
             self.scheduler.queued().saturating_sub(queued_before) as u64;
         self.discard_rx_left_at_stop();
-        self.report.shadow = self.shadow.as_ref().map(|s| s.report);
+        self.report.shadow = self.shadow.as_mut().map(ShadowFeed::finish);
         // The last window, so that the windows add up to the report.
         let telemetry = self.telemetry.as_mut().map(|telemetry| {
             telemetry.close(now_ns, &self.report, &self.drops, &self.scheduler);
@@ -365,7 +368,7 @@ where
                     match self.scheduler.on_arrival(now_ns, ty, token) {
                         Ok(()) => {
                             if let Some(shadow) = &mut self.shadow {
-                                shadow.on_arrival(&self.clock, now_ns, ty, token);
+                                shadow.on_arrival(now_ns, ty, token);
                             }
                             let depth = self.scheduler.queue_len(ty) as u64;
                             let stats = &mut self.report.per_type[slot];
@@ -443,7 +446,7 @@ where
         match self.scheduler.on_completion(now_ns, WorkerId(w as u16)) {
             Ok(completed) => {
                 if let Some(shadow) = &mut self.shadow {
-                    shadow.on_completion(&self.clock, now_ns, WorkerId(w as u16));
+                    shadow.on_completion(now_ns, WorkerId(w as u16));
                 }
                 self.in_flight -= 1;
                 if self.preemptive {
@@ -588,7 +591,7 @@ where
             };
             let w = decision.worker.index();
             if let Some(shadow) = &mut self.shadow {
-                shadow.on_dispatch(&self.clock, now_ns, decision.worker, decision.token);
+                shadow.on_dispatch(now_ns, decision.worker, decision.token);
             }
             self.in_flight += 1;
             if let Some(quantum_ns) = decision.quantum_ns {
@@ -616,11 +619,8 @@ where
         any
     }
 
-    /// Drains DARC plan updates into the windows log (the shadow's are only counted).
+    /// Drains DARC plan updates into the windows log.
     fn poll_plan_updates(&mut self) {
-        if let Some(shadow) = &mut self.shadow {
-            shadow.drain_plan_updates();
-        }
         while let Some(update) = self.scheduler.poll_plan_update() {
             self.report.plan_updates += 1;
             if let Some(log) = &mut self.windows {

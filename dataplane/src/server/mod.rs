@@ -80,7 +80,8 @@ use crate::wire::{Endpoint, MacAddr, ParseOptions};
 
 pub use crate::clock::Clock;
 pub use affinity::{allowed_cpus, pin_current_thread};
-pub use dispatcher::shadow::{ShadowReport, SHADOW_TIMING_EVERY};
+pub use dispatcher::shadow::bench as shadow_bench;
+pub use dispatcher::shadow::{ShadowReport, SHADOW_BATCH_EVENTS, SHADOW_POOL_BATCHES};
 pub use idle::{IdleStrategy, IDLE_SLEEP, YIELD_POLLS_BEFORE_SLEEP};
 pub use layout::{layout_warnings, startup_warnings};
 pub use report::{
@@ -530,6 +531,21 @@ impl Server {
                 Arc::clone(&shutdown),
             )?),
             None => None,
+        };
+        let shadow = match shadow
+            .map(dispatcher::shadow::ShadowFeed::spawn)
+            .transpose()
+        {
+            Ok(shadow) => shadow,
+            Err(source) => {
+                if let Some(telemetry) = telemetry {
+                    telemetry.finish(None);
+                }
+                return Err(ServerError::Thread {
+                    name: "shadow",
+                    source,
+                });
+            }
         };
         let clock = Clock::start();
         let scheduler_types = scheduler.types().len();

@@ -419,16 +419,16 @@ impl fmt::Display for ServerReport {
             let share = |n: u64| 100.0 * n as f64 / sh.decisions.max(1) as f64;
             writeln!(
                 f,
-                "shadow {}: {} decisions, agreed {:.1} %, same request elsewhere {:.1} %, disagreed {:.1} %, out of sync {} | {} calls, {:.0} ns per call ({} timed)",
+                "shadow {}: {} decisions, agreed {:.1} %, same request elsewhere {:.1} %, disagreed {:.1} %, out of sync {} | {} events (dropped {}), its thread's CPU {:.0} ns per decision",
                 sh.policy,
                 sh.decisions,
                 share(sh.agreed),
                 share(sh.same_request),
                 share(sh.disagreed),
                 sh.out_of_sync,
-                sh.calls,
-                sh.ns_per_call(),
-                sh.timed_calls
+                sh.events,
+                sh.events_dropped,
+                sh.cpu_ns_per_decision()
             )?;
         }
         let accounted = self.accounted_rx();

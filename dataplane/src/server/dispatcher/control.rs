@@ -28,9 +28,9 @@ where
     T: TxQueue<Buf = R::Buf>,
     C: Classifier,
 {
-    /// Runs `scheduler` as the shadow policy from now on.
-    pub(crate) fn with_shadow(&mut self, scheduler: Scheduler) {
-        self.shadow = Some(super::shadow::Shadow::new(scheduler));
+    /// Feeds the shadow policy's thread from now on.
+    pub(crate) fn with_shadow(&mut self, shadow: super::shadow::ShadowFeed) {
+        self.shadow = Some(shadow);
     }
 
     /// Takes commands from `hub`'s mailbox from now on.
@@ -95,20 +95,10 @@ where
         let Some(shadow) = &mut self.shadow else {
             return Err("toggle: no shadow policy runs (set psp.shadow in the config)".into());
         };
-        if shadow.report.out_of_sync > 0 || shadow.report.arrivals_refused > 0 {
-            return Err(format!(
-                "toggle: the shadow {} lost track of {} decision(s) and {} arrival(s); switch with \
-                 {{\"cmd\": \"policy\"}} instead",
-                shadow.report.policy, shadow.report.out_of_sync, shadow.report.arrivals_refused
-            ));
-        }
-        std::mem::swap(&mut self.scheduler, &mut shadow.scheduler);
-        let live = self.scheduler.policy().name();
-        let from = shadow.scheduler.policy().name();
-        shadow.report = super::shadow::ShadowReport {
-            policy: from,
-            ..Default::default()
-        };
+        let next = shadow.take_back()?;
+        let previous = std::mem::replace(&mut self.scheduler, next);
+        let (from, live) = (previous.policy().name(), self.scheduler.policy().name());
+        shadow.shadow(previous);
         self.report.policy_switches += 1;
         self.report.policy_at_stop = live;
         self.after_switch();

@@ -231,8 +231,10 @@ pub struct ShadowLine {
     pub out_of_sync: u64,
     /// `agreed / decisions` (0 when none).
     pub agreed_share: f64,
-    /// Mean cost of one call into the shadow (ns, one call in 64 timed; 0 when none timed).
-    pub ns_per_call: f64,
+    /// Events the dispatcher dropped because the shadow thread was behind.
+    pub events_dropped: u64,
+    /// The shadow thread's CPU time per decision in the window (ns).
+    pub cpu_ns_per_decision: f64,
 }
 
 impl TelemetryLine {

@@ -324,10 +324,11 @@ pub(crate) fn render(s: &WindowSnapshot, setup: &WriterSetup) -> String {
             } else {
                 r.agreed_share()
             },
-            ns_per_call: if r.timed_calls == 0 {
+            events_dropped: r.events_dropped,
+            cpu_ns_per_decision: if r.decisions == 0 {
                 0.0
             } else {
-                r.ns_per_call()
+                r.cpu_ns_per_decision()
             },
         }),
     };

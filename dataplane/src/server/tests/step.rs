@@ -212,7 +212,10 @@ fn a_shadow_policy_is_compared_then_toggled_live() {
 
     let (mut d, mut client, (mut jobs, mut completions)) = stepped(Policy::Cfcfs, 2);
     let types = options(Policy::Sjf, 2).scheduler;
-    d.with_shadow(Scheduler::new(types).expect("shadow"));
+    let shadow = Scheduler::new(types).expect("shadow");
+    d.with_shadow(
+        crate::server::dispatcher::shadow::ShadowFeed::spawn(shadow).expect("shadow thread"),
+    );
     let hub = Arc::new(Hub::default());
     d.with_control(Arc::clone(&hub));
     // LONG 0 and 1 take both workers; LONG 2 then SHORT 3 wait.
