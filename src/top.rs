@@ -274,6 +274,20 @@ pub fn render(line: &TelemetryLine, socket: &Path) -> String {
             );
         }
     }
+    if let Some(shadow) = &line.shadow {
+        let _ = writeln!(
+            out,
+            "shadow {:<7} agreed {:.1} % of {} decisions (same request elsewhere {}, other {}), out of sync {}, dropped {}, {:.0} ns CPU per decision",
+            shadow.policy,
+            100.0 * shadow.agreed_share,
+            shadow.decisions,
+            shadow.same_request,
+            shadow.disagreed,
+            shadow.out_of_sync,
+            shadow.events_dropped,
+            shadow.cpu_ns_per_decision
+        );
+    }
     if !line.parse_drops.is_empty() {
         let drops: Vec<String> = line
             .parse_drops
@@ -329,6 +343,17 @@ mod tests {
             "{shown}"
         );
         assert!(shown.contains("truncated_payload 2"), "{shown}");
+        assert!(!shown.contains("shadow"), "no shadow ran: {shown}");
+        let with_shadow = text.replace(
+            "\"windows_dropped\"",
+            "\"shadow\":{\"policy\":\"sjf\",\"decisions\":200,\"agreed\":150,\"same_request\":10,\"disagreed\":40,\"out_of_sync\":0,\"agreed_share\":0.75,\"events_dropped\":0,\"cpu_ns_per_decision\":41.5},\"windows_dropped\"",
+        );
+        let line = window_line(&with_shadow).unwrap().expect("a window");
+        let shown = render(&line, Path::new("/tmp/ctl.sock"));
+        assert!(
+            shown.contains("shadow sjf     agreed 75.0 % of 200 decisions (same request elsewhere 10, other 40), out of sync 0, dropped 0, 42 ns CPU per decision"),
+            "{shown}"
+        );
         // A command reply is not a window.
         assert!(window_line("{\"ok\":true,\"cmd\":\"stop\"}")
             .unwrap()
