@@ -641,3 +641,34 @@ fn a_thread_that_cannot_open_its_port_is_named() {
         "{e}"
     );
 }
+
+/// Merging two runs is exact: counts add, and every histogram is the bucket-wise sum.
+#[test]
+fn merged_results_are_the_exact_sum_of_the_threads() {
+    let (a, _) = mem_run(Faults::default(), 4_000.0, 0.05);
+    let (b, _) = mem_run(
+        Faults {
+            drop_every: Some(9),
+            ..Faults::default()
+        },
+        6_000.0,
+        0.05,
+    );
+    let mut sum = a.stats.latency_histogram();
+    sum.add(b.stats.latency_histogram()).unwrap();
+    let mut lag = a.send_lag_ns.clone();
+    lag.add(&b.send_lag_ns).unwrap();
+    let (sent, unanswered) = (
+        a.counters.sent + b.counters.sent,
+        a.counters.unanswered + b.counters.unanswered,
+    );
+    let merged = engine::threads::merge_results(vec![a, b], 0).unwrap();
+    assert_eq!(merged.stats.latency_histogram(), sum);
+    assert_eq!(merged.send_lag_ns, lag);
+    assert_eq!(
+        (merged.counters.sent, merged.counters.unanswered),
+        (sent, unanswered)
+    );
+    assert!(unanswered > 0, "the second run lost some");
+    assert_accounted(&merged);
+}
