@@ -735,18 +735,32 @@ impl ResponseSink {
     /// Handles one received frame at `now_ns`: parse, match, record. Never panics.
     #[inline]
     pub fn on_frame(&mut self, frame: &[u8], now_ns: u64) {
-        let response = match wire::parse_response_with(frame, &self.local, &self.parse_options) {
-            Ok(r) => r,
+        if let Some((req_id, req_type)) = self.parse(frame) {
+            self.on_response(req_id, req_type, now_ns);
+        }
+    }
+
+    /// The `(req_id, req_type)` of a response to us; anything else is counted and `None`.
+    #[inline]
+    fn parse(&mut self, frame: &[u8]) -> Option<(u32, u32)> {
+        match wire::parse_response_with(frame, &self.local, &self.parse_options) {
+            Ok(r) => Some((r.req_id, r.req_type)),
             Err(reason) => {
                 self.drops.record(reason);
-                return;
+                None
             }
-        };
+        }
+    }
+
+    /// Matches and records a parsed response received at `now_ns` (on this thread or, with
+    /// several client threads, on another one that forwarded it).
+    #[inline]
+    pub fn on_response(&mut self, req_id: u32, req_type: u32, now_ns: u64) {
         let types = &self.types;
-        let outcome = self.table.complete_if(response.req_id, |info| {
+        let outcome = self.table.complete_if(req_id, |info| {
             types
                 .get(info.type_slot as usize)
-                .is_some_and(|t| t.wire_id == response.req_type)
+                .is_some_and(|t| t.wire_id == req_type)
         });
         match outcome {
             MatchOutcome::Matched(info) => {

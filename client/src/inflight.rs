@@ -28,6 +28,18 @@ pub const MIN_INDEX_BITS: u32 = 16;
 /// Most index bits (16 Mi slots, 256 MiB at 16 B per slot), leaving 8 bits of generation.
 pub const MAX_INDEX_BITS: u32 = 24;
 
+/// Most tag bits ([`InFlightTable::with_tag`]): 256 client threads.
+pub const MAX_TAG_BITS: u32 = 8;
+
+/// The tag in the top `tag_bits` bits of `id` (0 when `tag_bits` is 0).
+#[inline]
+pub fn tag_of(id: u32, tag_bits: u32) -> u32 {
+    match tag_bits.min(MAX_TAG_BITS) {
+        0 => 0,
+        bits => id >> (32 - bits),
+    }
+}
+
 /// What the table knows about one request.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct RequestInfo {
@@ -117,6 +129,9 @@ pub struct InFlightTable {
     slots: Box<[Slot]>,
     index_bits: u32,
     generation_mask: u32,
+    /// Top bits of every id: the client thread that owns the table ([`InFlightTable::with_tag`]).
+    tag_bits: u32,
+    tag: u32,
     cursor: usize,
     outstanding: usize,
     /// Generation every slot starts at.
@@ -154,6 +169,8 @@ impl InFlightTable {
             slots: vec![empty; 1usize << index_bits].into_boxed_slice(),
             index_bits,
             generation_mask: u32::MAX >> index_bits,
+            tag_bits: 0,
+            tag: 0,
             cursor: 0,
             outstanding: 0,
             first_generation: 0,
@@ -171,6 +188,23 @@ impl InFlightTable {
         }
         self.first_generation = generation;
         self
+    }
+
+    /// Puts `tag` in the top `tag_bits` bits of every id (at most [`MAX_TAG_BITS`]), so that
+    /// any client thread can tell from a response's id which thread sent the request
+    /// ([`tag_of`]); the generation keeps the bits that are left (at least 8: the table
+    /// shrinks if it must). Call before any insert and before [`Self::with_first_generation`].
+    pub fn with_tag(self, tag: u32, tag_bits: u32) -> Self {
+        let tag_bits = tag_bits.min(MAX_TAG_BITS);
+        let mut table = if self.index_bits + tag_bits > MAX_INDEX_BITS {
+            Self::with_exact_index_bits(MAX_INDEX_BITS - tag_bits)
+        } else {
+            self
+        };
+        table.tag_bits = tag_bits;
+        table.tag = tag & (u32::MAX >> (32 - tag_bits.max(1)));
+        table.generation_mask = u32::MAX >> (table.index_bits + tag_bits);
+        table
     }
 
     /// A first generation for the next table on the same link: past every generation this
@@ -232,7 +266,17 @@ impl InFlightTable {
         slot.info = info;
         slot.state = SlotState::Outstanding;
         self.outstanding += 1;
-        ((slot.generation << self.index_bits) | index as u32, expired)
+        let id = (slot.generation << self.index_bits) | index as u32;
+        (self.tagged(id), expired)
+    }
+
+    /// `id` with this table's tag in its top bits.
+    #[inline]
+    fn tagged(&self, id: u32) -> u32 {
+        match self.tag_bits {
+            0 => id,
+            bits => id | (self.tag << (32 - bits)),
+        }
     }
 
     /// Takes back a request that was inserted but could not be transmitted. Returns whether `id`
@@ -309,6 +353,10 @@ impl InFlightTable {
 
     #[inline]
     fn split(&self, id: u32) -> (usize, u32) {
+        if self.tag_bits > 0 && tag_of(id, self.tag_bits) != self.tag {
+            // Another thread's id: no generation of ours matches it.
+            return (0, u32::MAX);
+        }
         let index = (id as usize) & (self.slots.len() - 1);
         let generation = id.checked_shr(self.index_bits).unwrap_or(0) & self.generation_mask;
         (index, generation)
@@ -516,5 +564,33 @@ mod tests {
                 prop_assert!(table.outstanding() <= table.capacity());
             }
         }
+    }
+
+    #[test]
+    fn tagged_ids_carry_their_thread_and_match_only_in_their_table() {
+        let info = RequestInfo {
+            intended_send_ns: 5,
+            type_slot: 0,
+            warmup: false,
+            trace: NO_TRACE,
+        };
+        let mut table = InFlightTable::with_index_bits(20).with_tag(3, 2);
+        let mut other = InFlightTable::with_index_bits(20).with_tag(1, 2);
+        let (id, _) = table.insert(info);
+        let (other_id, _) = other.insert(info);
+        assert_eq!((tag_of(id, 2), tag_of(other_id, 2)), (3, 1));
+        assert_eq!(table.complete(other_id), MatchOutcome::UnknownId);
+        assert_eq!(table.complete(id), MatchOutcome::Matched(info));
+        assert_eq!(table.complete(id), MatchOutcome::Duplicate);
+        // The generation wraps within the bits left, the tag stays.
+        let mut small = InFlightTable::with_exact_index_bits(1).with_tag(2, 8);
+        for _ in 0..1_000 {
+            let (id, _) = small.insert(info);
+            assert_eq!(tag_of(id, 8), 2);
+            assert_eq!(small.complete(id), MatchOutcome::Matched(info));
+        }
+        // A table too big for the tag shrinks to leave 8 generation bits.
+        let big = InFlightTable::with_index_bits(MAX_INDEX_BITS).with_tag(0, 4);
+        assert_eq!(big.capacity(), 1 << (MAX_INDEX_BITS - 4));
     }
 }
