@@ -5,11 +5,15 @@
 //!   in the number and depth the policy's [`QueueLayout`] asks for (what a queue index means is
 //!   the policy's business, see each module of [`crate::policy`]), the counters and the plan
 //!   records.
-//! - `idle`: bit `w` set iff worker `w` holds no request; `running[w]` is `Some` iff it does not.
+//! - `idle`: bit `w` set iff worker `w` holds no request; `room`: bit `w` set iff it holds fewer
+//!   than `worker_queue_depth`. `running[w]` holds worker `w`'s requests, oldest (the one it
+//!   runs) in slot 0.
 //! - `engine`: the built policy (static dispatch over the built-ins, see [`crate::policy`]).
 //!
 //! ## Invariants
-//! - `idle` bit `w` ⇔ `running[w].is_none()`; a worker is given a request only while idle.
+//! - `idle` bit `w` ⇔ `running[w]` is empty; `room` bit `w` ⇔ `running[w]` holds fewer than
+//!   `worker_queue_depth`; slot 1 is filled only while slot 0 is. A worker is given a request
+//!   only while it has room: first the idle ones, then (depth 2) those with a free second slot.
 //! - Admission: an arrival is refused when its queue holds `queue_capacity` entries (a
 //!   policy's [`QueueLayout::extra_slots`] are only for requests that come back, such as `ts`
 //!   preemptions).
@@ -35,7 +39,7 @@ use crate::state::{QueuedRequest, SchedulerState};
 use crate::{
     Completed, CompletionError, ConfigError, Dispatch, Nanos, PlanUpdate, Policy, RejectReason,
     Rejected, RequestTypeSpec, ReservationPlan, SchedulerConfig, Token, TypeIndex, WorkerId,
-    MAX_QUEUE_CAPACITY, MAX_TYPES, MAX_WORKERS,
+    MAX_QUEUE_CAPACITY, MAX_TYPES, MAX_WORKERS, MAX_WORKER_QUEUE_DEPTH,
 };
 
 /// Counters kept by the scheduler (cheap to read at any time).
@@ -61,16 +65,23 @@ pub struct SchedulerCounters {
     pub plan_updates: u64,
     /// DARC: plan records dropped because nobody polled them (buffer full).
     pub plan_updates_dropped: u64,
+    /// Dispatches to a worker that already held a request (`worker_queue_depth: 2`).
+    pub dispatched_behind: u64,
 }
 
-/// The request a busy worker holds.
+/// A request a worker holds.
 #[derive(Copy, Clone, Debug)]
 struct Running {
     token: Token,
     ty: TypeIndex,
     arrival_ns: Nanos,
+    /// When the worker could start it: its dispatch, or for a request dispatched behind
+    /// another, that one's completion (so DARC profiles service, not the wait behind it).
     dispatched_ns: Nanos,
 }
+
+/// The requests one worker holds, oldest (the one it runs) first.
+type Held = [Option<Running>; MAX_WORKER_QUEUE_DEPTH];
 
 /// The sans-IO scheduler. See the crate docs for the driving loop.
 #[derive(Debug)]
@@ -78,8 +89,9 @@ pub struct Scheduler {
     config: SchedulerConfig,
     wire_ids: Box<[u32]>,
     state: SchedulerState,
-    running: Box<[Option<Running>]>,
+    running: Box<[Held]>,
     idle: WorkerSet,
+    room: WorkerSet,
     engine: Engine,
     /// The policy's quantum (`Some` under `ts`), read once.
     quantum_ns: Option<Nanos>,
@@ -103,6 +115,7 @@ fn validate_common(config: &SchedulerConfig) -> Result<(), ConfigError> {
             why: "must be between 1 and MAX_QUEUE_CAPACITY (1048576)",
         });
     }
+    validate_worker_queue_depth(config)?;
     for (i, t) in config.types.iter().enumerate() {
         if config.types[..i]
             .iter()
@@ -119,6 +132,27 @@ fn validate_common(config: &SchedulerConfig) -> Result<(), ConfigError> {
                 });
             }
         }
+    }
+    Ok(())
+}
+
+/// `worker_queue_depth`: 1 or 2, and 1 under `ts`, which preempts the request a worker runs
+/// (a request committed to a second slot would wait out the quantum it exists to cut).
+fn validate_worker_queue_depth(config: &SchedulerConfig) -> Result<(), ConfigError> {
+    let depth = config.worker_queue_depth;
+    if !(1..=MAX_WORKER_QUEUE_DEPTH).contains(&depth) {
+        return Err(ConfigError::Invalid {
+            field: "worker_queue_depth",
+            value: depth.to_string(),
+            why: "must be 1 or 2",
+        });
+    }
+    if depth > 1 && matches!(config.policy, Policy::TimeSharing(_)) {
+        return Err(ConfigError::Invalid {
+            field: "worker_queue_depth",
+            value: depth.to_string(),
+            why: "ts preempts the request a worker runs: it needs depth 1",
+        });
     }
     Ok(())
 }
@@ -155,8 +189,9 @@ impl Scheduler {
         Ok(Self {
             wire_ids: config.types.iter().map(|t| t.wire_id).collect(),
             state,
-            running: vec![None; workers].into_boxed_slice(),
+            running: vec![[None; MAX_WORKER_QUEUE_DEPTH]; workers].into_boxed_slice(),
             idle: WorkerSet::range(0, workers),
+            room: WorkerSet::range(0, workers),
             quantum_ns: engine.quantum_ns(),
             engine,
             config,
@@ -226,50 +261,75 @@ impl Scheduler {
         Ok(())
     }
 
-    /// Pops the head of queue `q` onto idle worker `w`.
+    /// Pops the head of queue `q` onto worker `w`, which has room.
     #[inline]
     fn start(&mut self, q: usize, w: usize, now_ns: Nanos) -> Option<Dispatch> {
         let stolen = self.engine.is_steal(q, w);
         let item = self.state.pop(q)?;
-        self.idle.remove(w);
-        self.running[w] = Some(Running {
+        let held = &mut self.running[w];
+        let behind = held[0].is_some();
+        held[usize::from(behind)] = Some(Running {
             token: item.token,
             ty: item.ty,
             arrival_ns: item.arrival_ns,
             dispatched_ns: now_ns,
         });
+        self.idle.remove(w);
+        if usize::from(behind) + 1 >= self.config.worker_queue_depth {
+            self.room.remove(w);
+        }
         self.state.counters.dispatched += 1;
+        self.state.counters.dispatched_behind += u64::from(behind);
         Some(Dispatch {
             worker: WorkerId(w as u16),
             token: item.token,
             ty: item.ty,
             quantum_ns: self.quantum_ns,
             stolen,
+            behind,
         })
     }
 
     /// The next decision, if any worker can take a request now. Call until `None`.
     /// Under `darc` this is also where profiling is evaluated (bootstrap switch, update trigger).
+    ///
+    /// The policy is asked about the idle workers first; with `worker_queue_depth: 2`, when it
+    /// places nothing there, it is asked again about the busy workers with a free second slot,
+    /// by the same rule (a worker reserved for one type gets another type behind its current
+    /// request only if the policy would give it that type when idle). A steal (`ws`) is what an
+    /// idle worker does: a second slot never takes one.
     #[inline]
     pub fn next_dispatch(&mut self, now_ns: Nanos) -> Option<Dispatch> {
         self.engine.before_dispatch(now_ns, &mut self.state);
-        if self.idle.is_empty() || self.state.nonempty_mask() == 0 {
+        if self.room.is_empty() || self.state.nonempty_mask() == 0 {
             return None;
         }
-        // Built-in policies answer with a queue they own and an idle worker; a custom one is
-        // checked by `policy::Guarded`.
-        let (q, w) = self.engine.choose(now_ns, &self.state, self.idle)?;
+        // Built-in policies answer with a queue they own and a worker of the set they were
+        // given; a custom one is checked by `policy::Guarded`.
+        if !self.idle.is_empty() {
+            if let Some((q, w)) = self.engine.choose(now_ns, &self.state, self.idle) {
+                return self.start(q, w, now_ns);
+            }
+        }
+        let second = WorkerSet(self.room.0 & !self.idle.0);
+        if second.is_empty() {
+            return None;
+        }
+        let (q, w) = self.engine.choose(now_ns, &self.state, second)?;
+        if self.engine.is_steal(q, w) {
+            return None;
+        }
         self.start(q, w, now_ns)
     }
 
-    /// `worker` finished its request.
+    /// `worker` finished its oldest request (the one it runs).
     #[inline]
     pub fn on_completion(
         &mut self,
         now_ns: Nanos,
         worker: WorkerId,
     ) -> Result<Completed, CompletionError> {
-        let r = self.take_running(worker)?;
+        let r = self.take_running(now_ns, worker)?;
         self.state.counters.completed += 1;
         let service_ns = now_ns.saturating_sub(r.dispatched_ns);
         let slot = r.ty.index().filter(|&t| t < self.state.n_types());
@@ -281,17 +341,30 @@ impl Scheduler {
         })
     }
 
-    fn take_running(&mut self, worker: WorkerId) -> Result<Running, CompletionError> {
+    /// Takes `worker`'s oldest request; the one behind it, if any, becomes the one it runs,
+    /// started at `now_ns` at the earliest.
+    fn take_running(
+        &mut self,
+        now_ns: Nanos,
+        worker: WorkerId,
+    ) -> Result<Running, CompletionError> {
         let w = worker.index();
-        let Some(slot) = self.running.get_mut(w) else {
+        let Some(held) = self.running.get_mut(w) else {
             self.state.counters.invalid_notifications += 1;
             return Err(CompletionError::NoSuchWorker(worker));
         };
-        let Some(r) = slot.take() else {
+        let Some(r) = held[0].take() else {
             self.state.counters.invalid_notifications += 1;
             return Err(CompletionError::WorkerIdle(worker));
         };
-        self.idle.insert(w);
+        match held[1].take() {
+            Some(mut next) => {
+                next.dispatched_ns = next.dispatched_ns.max(now_ns);
+                held[0] = Some(next);
+            }
+            None => self.idle.insert(w),
+        }
+        self.room.insert(w);
         Ok(r)
     }
 
@@ -300,16 +373,12 @@ impl Scheduler {
     /// The preemption cost ([`crate::TimeSharingParams::preemption_cost_ns`]) is the driver's to
     /// charge (the simulator keeps the worker busy that long before calling this). Any policy
     /// without a quantum answers [`CompletionError::NotPreemptive`] and changes nothing.
-    pub fn on_preempted(
-        &mut self,
-        _now_ns: Nanos,
-        worker: WorkerId,
-    ) -> Result<(), CompletionError> {
+    pub fn on_preempted(&mut self, now_ns: Nanos, worker: WorkerId) -> Result<(), CompletionError> {
         if self.quantum_ns.is_none() {
             self.state.counters.invalid_notifications += 1;
             return Err(CompletionError::NotPreemptive(worker));
         }
-        let r = self.take_running(worker)?;
+        let r = self.take_running(now_ns, worker)?;
         let slot = self.state.slot_of(r.ty);
         let item = QueuedRequest {
             token: r.token,
@@ -318,9 +387,11 @@ impl Scheduler {
         };
         if slot >= self.state.queue_count() || self.state.push(slot, item).is_err() {
             // Unreachable for `ts` (its rings have `workers` extra slots): keep the request on
-            // its worker rather than lose it.
-            self.idle.remove(worker.index());
-            self.running[worker.index()] = Some(r);
+            // its worker rather than lose it (`ts` runs at depth 1: slot 0 was its only one).
+            let w = worker.index();
+            self.idle.remove(w);
+            self.room.remove(w);
+            self.running[w][0] = Some(r);
             self.state.counters.invalid_notifications += 1;
             return Err(CompletionError::NotPreemptive(worker));
         }
@@ -348,9 +419,22 @@ impl Scheduler {
         self.state.queued()
     }
 
-    /// Whether `worker` is idle (`false` for a worker that does not exist).
+    /// Whether `worker` holds no request (`false` for a worker that does not exist).
     pub fn is_idle(&self, worker: WorkerId) -> bool {
         worker.index() < self.config.workers && self.idle.contains(worker.index())
+    }
+
+    /// Requests `worker` holds: 0 when idle, at most `worker_queue_depth` (0 for a worker that
+    /// does not exist).
+    pub fn held(&self, worker: WorkerId) -> usize {
+        self.running
+            .get(worker.index())
+            .map_or(0, |held| held.iter().flatten().count())
+    }
+
+    /// Requests a worker may hold at once (`worker_queue_depth`).
+    pub fn worker_queue_depth(&self) -> usize {
+        self.config.worker_queue_depth
     }
 
     /// Counters.
@@ -364,5 +448,7 @@ impl Scheduler {
     }
 }
 
+#[cfg(test)]
+mod jbsq_tests;
 #[cfg(test)]
 mod tests;
