@@ -365,6 +365,29 @@ impl SchedulerConfig {
             worker_queue_depth: 1,
         }
     }
+
+    /// `worker_queue_depth`: 1 or 2, and 1 under `ts`, which preempts the request a worker
+    /// runs (a request committed to a second slot would wait out the quantum that time sharing
+    /// exists to cut). [`Scheduler::new`] checks it; the server configuration reports it under
+    /// its own key.
+    pub fn check_worker_queue_depth(&self) -> Result<(), ConfigError> {
+        let depth = self.worker_queue_depth;
+        if !(1..=MAX_WORKER_QUEUE_DEPTH).contains(&depth) {
+            return Err(ConfigError::Invalid {
+                field: "worker_queue_depth",
+                value: depth.to_string(),
+                why: "must be 1 or 2",
+            });
+        }
+        if depth > 1 && matches!(self.policy, Policy::TimeSharing(_)) {
+            return Err(ConfigError::Invalid {
+                field: "worker_queue_depth",
+                value: depth.to_string(),
+                why: "ts preempts the request a worker runs: it needs depth 1",
+            });
+        }
+        Ok(())
+    }
 }
 
 /// A group of types with similar service times and the workers it owns (DARC).

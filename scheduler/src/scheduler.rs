@@ -5,15 +5,16 @@
 //!   in the number and depth the policy's [`QueueLayout`] asks for (what a queue index means is
 //!   the policy's business, see each module of [`crate::policy`]), the counters and the plan
 //!   records.
-//! - `idle`: bit `w` set iff worker `w` holds no request; `room`: bit `w` set iff it holds fewer
-//!   than `worker_queue_depth`. `running[w]` holds worker `w`'s requests, oldest (the one it
-//!   runs) in slot 0.
+//! - `idle`: bit `w` set iff worker `w` holds no request; `running[w]` is the request it runs.
+//!   With `worker_queue_depth: 2`, `behind[w]` is the one waiting behind it (`behind` is empty
+//!   at depth 1) and `full` has bit `w` set iff `behind[w]` is taken.
 //! - `engine`: the built policy (static dispatch over the built-ins, see [`crate::policy`]).
 //!
 //! ## Invariants
-//! - `idle` bit `w` ⇔ `running[w]` is empty; `room` bit `w` ⇔ `running[w]` holds fewer than
-//!   `worker_queue_depth`; slot 1 is filled only while slot 0 is. A worker is given a request
-//!   only while it has room: first the idle ones, then (depth 2) those with a free second slot.
+//! - `idle` bit `w` ⇔ `running[w].is_none()`; `full` bit `w` ⇔ `behind[w].is_some()`, and
+//!   `behind[w]` is taken only while `running[w]` is. A worker is given a request only while it
+//!   has room: first the idle ones, then (depth 2) those with a free second slot. Depth 1 never
+//!   touches `behind` or `full`: its per-request path is the one-slot scheduler's.
 //! - Admission: an arrival is refused when its queue holds `queue_capacity` entries (a
 //!   policy's [`QueueLayout::extra_slots`] are only for requests that come back, such as `ts`
 //!   preemptions).
@@ -39,7 +40,7 @@ use crate::state::{QueuedRequest, SchedulerState};
 use crate::{
     Completed, CompletionError, ConfigError, Dispatch, Nanos, PlanUpdate, Policy, RejectReason,
     Rejected, RequestTypeSpec, ReservationPlan, SchedulerConfig, Token, TypeIndex, WorkerId,
-    MAX_QUEUE_CAPACITY, MAX_TYPES, MAX_WORKERS, MAX_WORKER_QUEUE_DEPTH,
+    MAX_QUEUE_CAPACITY, MAX_TYPES, MAX_WORKERS,
 };
 
 /// Counters kept by the scheduler (cheap to read at any time).
@@ -80,18 +81,17 @@ struct Running {
     dispatched_ns: Nanos,
 }
 
-/// The requests one worker holds, oldest (the one it runs) first.
-type Held = [Option<Running>; MAX_WORKER_QUEUE_DEPTH];
-
 /// The sans-IO scheduler. See the crate docs for the driving loop.
 #[derive(Debug)]
 pub struct Scheduler {
     config: SchedulerConfig,
     wire_ids: Box<[u32]>,
     state: SchedulerState,
-    running: Box<[Held]>,
+    running: Box<[Option<Running>]>,
     idle: WorkerSet,
-    room: WorkerSet,
+    /// Depth 2: the request waiting behind each worker's (empty at depth 1).
+    behind: Box<[Option<Running>]>,
+    full: WorkerSet,
     engine: Engine,
     /// The policy's quantum (`Some` under `ts`), read once.
     quantum_ns: Option<Nanos>,
@@ -115,7 +115,7 @@ fn validate_common(config: &SchedulerConfig) -> Result<(), ConfigError> {
             why: "must be between 1 and MAX_QUEUE_CAPACITY (1048576)",
         });
     }
-    validate_worker_queue_depth(config)?;
+    config.check_worker_queue_depth()?;
     for (i, t) in config.types.iter().enumerate() {
         if config.types[..i]
             .iter()
@@ -132,27 +132,6 @@ fn validate_common(config: &SchedulerConfig) -> Result<(), ConfigError> {
                 });
             }
         }
-    }
-    Ok(())
-}
-
-/// `worker_queue_depth`: 1 or 2, and 1 under `ts`, which preempts the request a worker runs
-/// (a request committed to a second slot would wait out the quantum it exists to cut).
-fn validate_worker_queue_depth(config: &SchedulerConfig) -> Result<(), ConfigError> {
-    let depth = config.worker_queue_depth;
-    if !(1..=MAX_WORKER_QUEUE_DEPTH).contains(&depth) {
-        return Err(ConfigError::Invalid {
-            field: "worker_queue_depth",
-            value: depth.to_string(),
-            why: "must be 1 or 2",
-        });
-    }
-    if depth > 1 && matches!(config.policy, Policy::TimeSharing(_)) {
-        return Err(ConfigError::Invalid {
-            field: "worker_queue_depth",
-            value: depth.to_string(),
-            why: "ts preempts the request a worker runs: it needs depth 1",
-        });
     }
     Ok(())
 }
@@ -189,9 +168,18 @@ impl Scheduler {
         Ok(Self {
             wire_ids: config.types.iter().map(|t| t.wire_id).collect(),
             state,
-            running: vec![[None; MAX_WORKER_QUEUE_DEPTH]; workers].into_boxed_slice(),
+            running: vec![None; workers].into_boxed_slice(),
             idle: WorkerSet::range(0, workers),
-            room: WorkerSet::range(0, workers),
+            behind: vec![
+                None;
+                if config.worker_queue_depth > 1 {
+                    workers
+                } else {
+                    0
+                }
+            ]
+            .into_boxed_slice(),
+            full: WorkerSet::EMPTY,
             quantum_ns: engine.quantum_ns(),
             engine,
             config,
@@ -266,20 +254,23 @@ impl Scheduler {
     fn start(&mut self, q: usize, w: usize, now_ns: Nanos) -> Option<Dispatch> {
         let stolen = self.engine.is_steal(q, w);
         let item = self.state.pop(q)?;
-        let held = &mut self.running[w];
-        let behind = held[0].is_some();
-        held[usize::from(behind)] = Some(Running {
+        let running = Running {
             token: item.token,
             ty: item.ty,
             arrival_ns: item.arrival_ns,
             dispatched_ns: now_ns,
-        });
-        self.idle.remove(w);
-        if usize::from(behind) + 1 >= self.config.worker_queue_depth {
-            self.room.remove(w);
+        };
+        let behind = self.running[w].is_some();
+        if behind {
+            // Only `dispatch_behind` (depth 2) names a busy worker.
+            self.behind[w] = Some(running);
+            self.full.insert(w);
+            self.state.counters.dispatched_behind += 1;
+        } else {
+            self.running[w] = Some(running);
+            self.idle.remove(w);
         }
         self.state.counters.dispatched += 1;
-        self.state.counters.dispatched_behind += u64::from(behind);
         Some(Dispatch {
             worker: WorkerId(w as u16),
             token: item.token,
@@ -301,7 +292,7 @@ impl Scheduler {
     #[inline]
     pub fn next_dispatch(&mut self, now_ns: Nanos) -> Option<Dispatch> {
         self.engine.before_dispatch(now_ns, &mut self.state);
-        if self.room.is_empty() || self.state.nonempty_mask() == 0 {
+        if self.state.nonempty_mask() == 0 {
             return None;
         }
         // Built-in policies answer with a queue they own and a worker of the set they were
@@ -311,7 +302,18 @@ impl Scheduler {
                 return self.start(q, w, now_ns);
             }
         }
-        let second = WorkerSet(self.room.0 & !self.idle.0);
+        if self.behind.is_empty() {
+            return None;
+        }
+        self.dispatch_behind(now_ns)
+    }
+
+    /// Depth 2: the policy's decision among the busy workers with a free second slot (out of
+    /// line: depth 1 never comes here).
+    #[inline(never)]
+    fn dispatch_behind(&mut self, now_ns: Nanos) -> Option<Dispatch> {
+        let busy = WorkerSet::range(0, self.config.workers).0 & !self.idle.0;
+        let second = WorkerSet(busy & !self.full.0);
         if second.is_empty() {
             return None;
         }
@@ -343,28 +345,29 @@ impl Scheduler {
 
     /// Takes `worker`'s oldest request; the one behind it, if any, becomes the one it runs,
     /// started at `now_ns` at the earliest.
+    #[inline]
     fn take_running(
         &mut self,
         now_ns: Nanos,
         worker: WorkerId,
     ) -> Result<Running, CompletionError> {
         let w = worker.index();
-        let Some(held) = self.running.get_mut(w) else {
+        let Some(slot) = self.running.get_mut(w) else {
             self.state.counters.invalid_notifications += 1;
             return Err(CompletionError::NoSuchWorker(worker));
         };
-        let Some(r) = held[0].take() else {
+        let Some(r) = slot.take() else {
             self.state.counters.invalid_notifications += 1;
             return Err(CompletionError::WorkerIdle(worker));
         };
-        match held[1].take() {
+        match self.behind.get_mut(w).and_then(Option::take) {
             Some(mut next) => {
                 next.dispatched_ns = next.dispatched_ns.max(now_ns);
-                held[0] = Some(next);
+                *slot = Some(next);
+                self.full.remove(w);
             }
             None => self.idle.insert(w),
         }
-        self.room.insert(w);
         Ok(r)
     }
 
@@ -388,10 +391,8 @@ impl Scheduler {
         if slot >= self.state.queue_count() || self.state.push(slot, item).is_err() {
             // Unreachable for `ts` (its rings have `workers` extra slots): keep the request on
             // its worker rather than lose it (`ts` runs at depth 1: slot 0 was its only one).
-            let w = worker.index();
-            self.idle.remove(w);
-            self.room.remove(w);
-            self.running[w][0] = Some(r);
+            self.idle.remove(worker.index());
+            self.running[worker.index()] = Some(r);
             self.state.counters.invalid_notifications += 1;
             return Err(CompletionError::NotPreemptive(worker));
         }
@@ -427,9 +428,10 @@ impl Scheduler {
     /// Requests `worker` holds: 0 when idle, at most `worker_queue_depth` (0 for a worker that
     /// does not exist).
     pub fn held(&self, worker: WorkerId) -> usize {
-        self.running
-            .get(worker.index())
-            .map_or(0, |held| held.iter().flatten().count())
+        let w = worker.index();
+        let taken =
+            |slots: &[Option<Running>]| usize::from(slots.get(w).is_some_and(Option::is_some));
+        taken(&self.running) + taken(&self.behind)
     }
 
     /// Requests a worker may hold at once (`worker_queue_depth`).

@@ -55,7 +55,8 @@ pub(crate) struct Dispatcher<R: RxQueue, T: TxQueue<Buf = R::Buf>, C> {
     classifier: C,
     jobs: Vec<ring::Sender<Job<R::Buf>>>,
     /// A job the worker's ring refused, retried first (never happens while the scheduler keeps
-    /// one job per worker; kept so a violation cannot lose a request).
+    /// at most `worker_queue_depth` ≤ 2 jobs per worker in rings of 4; kept so a violation
+    /// cannot lose a request).
     stalled: Vec<Option<Job<R::Buf>>>,
     done: Vec<ring::Receiver<Notice<R::Buf>>>,
     /// Every worker's preempt flag (`ts`).

@@ -433,6 +433,13 @@ impl fmt::Display for ServerReport {
                 cost.quantile_ns(0.99) as f64 / 1e3
             )?;
         }
+        if d.scheduler.dispatched_behind > 0 {
+            writeln!(
+                f,
+                "worker queues (depth 2): {} of {} dispatches waited in a busy worker's ring",
+                d.scheduler.dispatched_behind, d.scheduler.dispatched
+            )?;
+        }
         if d.in_flight_lost > 0 {
             writeln!(f, "in flight lost (worker panics): {}", d.in_flight_lost)?;
         }

@@ -111,6 +111,7 @@ impl ServerReport {
                 "cpu_ns": d.cpu_ns,
                 "cpu_ns_per_request": self.dispatcher_cpu_ns_per_request(),
                 "dispatched": d.dispatched, "completed": d.completed,
+                "dispatched_behind": d.scheduler.dispatched_behind,
             },
             "stages": stages,
             "service": service,

@@ -133,7 +133,8 @@ impl<T: TxQueue, A: Application> WorkerContext<T, A> {
                 if let Notice::Preempted { freed_ns, .. } = &mut notice {
                     *freed_ns = finished_ns;
                 }
-                // The ring has room: this worker never has more than one job outstanding.
+                // The ring has room: this worker never has more than `worker_queue_depth` (≤ 2)
+                // jobs outstanding.
                 while let Err(back) = self.done.push(notice) {
                     notice = back;
                     if self.stop.load(Ordering::Acquire) {
