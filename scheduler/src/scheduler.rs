@@ -157,6 +157,14 @@ impl Scheduler {
         let mut engine = Engine::build(&BuildContext::new(&config))?;
         let layout = engine.layout();
         validate_layout(&config.policy, layout)?;
+        if config.worker_queue_depth > 1 && engine.quantum_ns().is_some() {
+            // A custom preemptive policy: the same rule as `ts`'s.
+            return Err(ConfigError::Invalid {
+                field: "worker_queue_depth",
+                value: config.worker_queue_depth.to_string(),
+                why: "a preemptive policy preempts the request a worker runs: it needs depth 1",
+            });
+        }
         let (workers, n_types) = (config.workers, config.types.len());
         let mut state = SchedulerState::new(
             n_types,

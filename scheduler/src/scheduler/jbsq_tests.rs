@@ -213,3 +213,46 @@ fn depth_out_of_range_and_ts_at_depth_2_are_refused_naming_the_field() {
         "{err}"
     );
 }
+
+/// A custom policy that sets a quantum is preemptive like `ts`: depth 2 is refused for it too.
+#[test]
+fn a_custom_preemptive_policy_needs_depth_1() {
+    #[derive(Debug)]
+    struct Sliced;
+    impl crate::PolicyCore for Sliced {
+        fn layout(&self) -> crate::QueueLayout {
+            crate::QueueLayout {
+                queues: 1,
+                extra_slots: 0,
+            }
+        }
+        fn arrival_queue(&mut self, _slot: usize, _state: &SchedulerState) -> usize {
+            0
+        }
+        fn choose(
+            &self,
+            _now_ns: Nanos,
+            _state: &SchedulerState,
+            idle: WorkerSet,
+        ) -> Option<(usize, usize)> {
+            Some((0, idle.lowest()?))
+        }
+        fn quantum_ns(&self) -> Option<Nanos> {
+            Some(1_000)
+        }
+    }
+    let sliced = Policy::Custom(crate::CustomPolicy::new("sliced", false, |_| {
+        Ok(Box::new(Sliced))
+    }));
+    assert!(build_depth(2, sliced.clone(), 1).next_dispatch(0).is_none());
+    let err = Scheduler::new(SchedulerConfig {
+        worker_queue_depth: 2,
+        ..SchedulerConfig::new(2, disp2_types(), sliced)
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.starts_with("worker_queue_depth = 2: a preemptive policy"),
+        "{err}"
+    );
+}
