@@ -221,6 +221,11 @@ fn main() {
         println!("  stage {name:<14} mean {:>10.0} ns", h.mean_ns());
     }
     println!(
+        "workers: {:.0} ns of worker CPU per request (idle polls included), {:.2} responses per TX burst",
+        report.worker_cpu_ns_per_request().unwrap_or(f64::NAN),
+        report.responses_per_tx_burst().unwrap_or(f64::NAN)
+    );
+    println!(
         "dispatcher loop: {:.0} ns of dispatcher CPU per request",
         run.cpu_ns_per_request()
     );

@@ -117,6 +117,12 @@ pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 /// per-worker outbound ring of 128 (context.hh).
 pub const WORKER_TX_BACKLOG: usize = 128;
 
+/// Responses a worker transmits in one TX burst at most. It transmits after every job whose
+/// successor is not already in its ring; with `worker_queue_depth: 2` a response whose
+/// successor is waiting is held until that one is answered too, so at 2 a response waits for
+/// at most one job (issue #11's bound).
+pub const WORKER_TX_BATCH: usize = 2;
+
 /// Shortest live time-sharing quantum: 1 µs, the preempt-check interval of the applications
 /// ([`crate::app::PREEMPT_CHECK_NS`]); a shorter one would preempt before a check could see it.
 pub const MIN_TS_QUANTUM_NS: u64 = 1_000;

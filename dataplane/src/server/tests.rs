@@ -280,6 +280,11 @@ fn every_request_answered_with_correct_addressing_and_counts() {
     assert_eq!(report.requests_served(), 300);
     assert_eq!(report.responses_sent(), 300);
     assert_eq!(report.total_drops(), 0);
+    for w in &report.workers {
+        // Depth 1: a worker's ring is empty after each job, so each response leaves at once.
+        assert_eq!(w.tx_bursts, w.tx_packets, "worker {}", w.worker);
+        assert!(w.cpu_ns > 0);
+    }
     assert!(report.to_string().contains("SHORT"));
 }
 
@@ -411,6 +416,17 @@ fn depth_2_serves_every_live_policy_and_accounts_for_every_request() {
             "{name}: sent = answered + counted drops\n{report}"
         );
         assert_eq!(got.len() as u64, report.responses_sent(), "{name}");
+        for w in &report.workers {
+            // TX batching: at most WORKER_TX_BATCH responses per burst (a response waits for
+            // at most one more job).
+            assert!(
+                w.tx_bursts * WORKER_TX_BATCH as u64 >= w.tx_packets,
+                "{name}: worker {} sent {} in {} bursts",
+                w.worker,
+                w.tx_packets,
+                w.tx_bursts
+            );
+        }
         let scheduler = &report.dispatcher.scheduler;
         assert_eq!(scheduler.completed, report.dispatcher.completed, "{name}");
         if name == "cfcfs" {
