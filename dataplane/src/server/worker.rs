@@ -43,7 +43,7 @@ pub(crate) struct Job<B> {
     pub(crate) type_slot: u16,
     /// When its RX burst returned.
     pub(crate) arrival_ns: u64,
-    /// When it was classified and handed to the scheduler.
+    /// When its RX burst had been classified and handed to the scheduler.
     pub(crate) enqueued_ns: u64,
     pub(crate) dispatched_ns: u64,
     /// Where a preempted request stands (meaningful once `slices > 0`).
