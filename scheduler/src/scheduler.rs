@@ -293,10 +293,12 @@ impl Scheduler {
     /// Under `darc` this is also where profiling is evaluated (bootstrap switch, update trigger).
     ///
     /// The policy is asked about the idle workers first; with `worker_queue_depth: 2`, when it
-    /// places nothing there, it is asked again about the busy workers with a free second slot,
-    /// by the same rule (a worker reserved for one type gets another type behind its current
-    /// request only if the policy would give it that type when idle). A steal (`ws`) is what an
-    /// idle worker does: a second slot never takes one.
+    /// places nothing there, it is asked again about the busy workers with a free second slot
+    /// ([`crate::PolicyCore::choose_behind`]), by the same rule (a worker reserved for one type
+    /// gets another type behind its current request only if the policy would give it that type
+    /// when idle). Stealing is what an idle worker does: a second slot never takes a steal
+    /// (`ws`) nor, under DARC, a type the worker is only stealable for (a short request would
+    /// wait behind a long one, the blocking DARC exists to avoid).
     #[inline]
     pub fn next_dispatch(&mut self, now_ns: Nanos) -> Option<Dispatch> {
         self.engine.before_dispatch(now_ns, &mut self.state);
@@ -325,10 +327,7 @@ impl Scheduler {
         if second.is_empty() {
             return None;
         }
-        let (q, w) = self.engine.choose(now_ns, &self.state, second)?;
-        if self.engine.is_steal(q, w) {
-            return None;
-        }
+        let (q, w) = self.engine.choose_behind(now_ns, &self.state, second)?;
         self.start(q, w, now_ns)
     }
 

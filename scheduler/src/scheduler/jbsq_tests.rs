@@ -158,6 +158,7 @@ fn darc_reservations_hold_for_both_slots() {
     let mut s = depth2(4, oracle);
     let plan = s.plan().expect("oracle plan").clone();
     assert_eq!(plan.groups[0].reserved, vec![WorkerId(0)]);
+    assert_eq!(plan.groups[0].stealable.len(), 3, "SHORT may steal 1..3");
     assert_eq!(plan.spillway, Some(WorkerId(3)));
     for token in 0..10 {
         arrive(&mut s, 0, LONG, token);
@@ -188,6 +189,46 @@ fn darc_reservations_hold_for_both_slots() {
         d.iter().all(|&(w, t, _)| t != 200 || w == 3),
         "UNKNOWN off the spillway: {d:?}"
     );
+}
+
+/// A worker SHORT may steal when idle is not one it waits on when busy: a SHORT never goes
+/// behind a LONG (it would wait out the LONG, the blocking DARC exists to avoid).
+#[test]
+fn darc_second_slots_never_steal() {
+    for policy in [
+        Policy::Darc(DarcParams {
+            dynamic: false,
+            ..DarcParams::default()
+        }),
+        Policy::DarcStatic { reserved_short: 1 },
+    ] {
+        let name = policy.name();
+        let mut s = depth2(4, policy);
+        for token in 0..3 {
+            arrive(&mut s, 0, LONG, token);
+        }
+        assert_eq!(
+            drain(&mut s, 0),
+            vec![(1, 0, false), (2, 1, false), (3, 2, false)],
+            "{name}"
+        );
+        for token in 10..13 {
+            arrive(&mut s, 1, SHORT, token);
+        }
+        // SHORT: its idle worker, then its second slot; the third waits although workers 1..3
+        // (stealable when idle) have free second slots.
+        assert_eq!(
+            drain(&mut s, 1),
+            vec![(0, 10, false), (0, 11, true)],
+            "{name}"
+        );
+        assert_eq!(s.queue_len(SHORT), 1, "{name}");
+        // A LONG does go behind a LONG; a freed LONG worker is stolen by the waiting SHORT.
+        arrive(&mut s, 2, LONG, 3);
+        assert_eq!(drain(&mut s, 2), vec![(1, 3, true)], "{name}");
+        s.on_completion(3, WorkerId(2)).unwrap();
+        assert_eq!(drain(&mut s, 3), vec![(2, 12, false)], "{name}");
+    }
 }
 
 #[test]

@@ -913,6 +913,24 @@ mod properties {
                 matches!(s.policy(), Policy::TimeSharing(_))
             );
             if matches!(s.policy(), Policy::Darc(_) | Policy::DarcStatic { .. }) {
+                if let Some(plan) = s.plan().filter(|_| d.behind && !s.in_bootstrap()) {
+                    // Only behind a request of the worker's own group (reserved, or the
+                    // spillway for UNKNOWN), never on a worker the type may only steal.
+                    let own = if d.ty.is_unknown() {
+                        plan.spillway == Some(d.worker)
+                    } else {
+                        plan.groups
+                            .iter()
+                            .any(|g| g.members.contains(&d.ty) && g.reserved.contains(&d.worker))
+                    };
+                    prop_assert!(
+                        own,
+                        "type {:?} behind on {} breaks {:?}",
+                        d.ty,
+                        d.worker,
+                        plan
+                    );
+                }
                 if let Some(plan) = s.plan() {
                     if d.ty.is_unknown() {
                         prop_assert_eq!(Some(d.worker), plan.spillway);
