@@ -86,8 +86,9 @@
 //!   completion always names its oldest request.
 //! - With `worker_queue_depth: 2` (JBSQ(2)) a request goes to a busy worker's second slot only
 //!   when the policy, asked about idle workers first, placed nothing, and then by the same
-//!   policy's rule applied to the workers with a free slot: every reservation, order and
-//!   priority holds for both slots; a second slot never takes a stolen (`ws`) request.
+//!   policy's rule applied to the workers with a free slot ([`PolicyCore::choose_behind`]):
+//!   every reservation, order and priority holds for both slots; a second slot never takes a
+//!   stolen (`ws`) request, nor under DARC a type the worker is only stealable for.
 //! - Every accepted token is dispatched exactly once (per quantum for `ts`), unless it is still
 //!   queued; nothing is lost or duplicated. A rejected token is handed back in [`Rejected`].
 //! - A wire type that was not registered is [`TypeIndex::UNKNOWN`]; it never indexes out of bounds

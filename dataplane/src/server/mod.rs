@@ -13,7 +13,8 @@
 //! - **Worker** `i` owns TX queue `i + 1`. It pops a job, runs the application on the request in
 //!   place ([`Application::handle`]), turns the frame into the response in place (addresses
 //!   swapped), transmits it on its
-//!   own queue and sends a completion back on its own ring. At most `worker_queue_depth` jobs
+//!   own queue (holding it for at most one more job when the next one already waits: TX batching,
+//!   [`WORKER_TX_BATCH`]) and sends a completion back on its own ring. At most `worker_queue_depth` jobs
 //!   (1, or 2 for JBSQ(2): the next job waits in the ring while the worker runs the current
 //!   one) per worker are ever outstanding (the scheduler's rule), so rings of
 //!   [`JOB_RING_SLOTS`] never fill.
