@@ -16,6 +16,10 @@
 //! Then telemetry's cost (issue #14, target ≤ 5 % of dispatcher CPU per request): runs without
 //! and with telemetry windows (written to a file in the temp dir), alternated, medians compared
 //! (`--telemetry-rounds R`, default 5, 0 skips it; `--telemetry-ms N` window, default 100).
+//!
+//! `--worker-queue-depth D` (1 or 2, default 1) runs the server with `psp.worker_queue_depth: D`;
+//! `--depth-rounds R` (default 0) then compares depth 1 and depth 2, alternated, medians of `R`
+//! runs each (JBSQ(2): the next job waits in the worker's ring while it runs the current one).
 
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -62,8 +66,9 @@ impl Run {
     }
 }
 
-/// One closed-loop run of [`REQUESTS`] against a fresh server with `workers` echo workers.
-fn run_once(workers: usize, telemetry: Option<TelemetryOptions>) -> Run {
+/// One closed-loop run of [`REQUESTS`] against a fresh server with `workers` echo workers,
+/// each holding up to `depth` jobs.
+fn run_once(workers: usize, depth: usize, telemetry: Option<TelemetryOptions>) -> Run {
     let queues = workers as u16 + 1;
     let (mut a, b): (MemPort, MemPort) = pair(&MemPortConfig::with_queues(queues));
     let server_ep = Endpoint::new(MacAddr(b.mac()), SERVER_IP, PORT);
@@ -81,6 +86,7 @@ fn run_once(workers: usize, telemetry: Option<TelemetryOptions>) -> Run {
     );
     options.idle = IdleStrategy::Yield;
     options.telemetry = telemetry;
+    options.scheduler.worker_queue_depth = depth;
     let stop = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&stop);
     let server = std::thread::spawn(move || {
@@ -144,19 +150,19 @@ fn median(mut values: Vec<f64>) -> f64 {
 
 /// Telemetry's cost: `rounds` runs without and with it, alternated (load on a shared machine
 /// drifts; alternating spreads it over both), medians compared.
-fn compare_telemetry(workers: usize, rounds: usize, interval_ms: u64) {
+fn compare_telemetry(workers: usize, depth: usize, rounds: usize, interval_ms: u64) {
     let file =
         std::env::temp_dir().join(format!("psp-bench-telemetry-{}.jsonl", std::process::id()));
     let (mut off, mut on) = (Vec::new(), Vec::new());
     let mut windows = 0;
     for _ in 0..rounds {
-        off.push(run_once(workers, None).cpu_ns_per_request());
+        off.push(run_once(workers, depth, None).cpu_ns_per_request());
         let telemetry = TelemetryOptions {
             interval: Duration::from_millis(interval_ms),
             file: Some(file.clone()),
             control_socket: None,
         };
-        let run = run_once(workers, Some(telemetry));
+        let run = run_once(workers, depth, Some(telemetry));
         windows += run.report.telemetry.as_ref().map_or(0, |t| t.windows);
         on.push(run.cpu_ns_per_request());
     }
@@ -174,14 +180,35 @@ fn compare_telemetry(workers: usize, rounds: usize, interval_ms: u64) {
     );
 }
 
+/// JBSQ(2)'s effect: `rounds` runs at depth 1 and at depth 2, alternated, medians compared
+/// (dispatcher CPU per request, and the wall-clock rate).
+fn compare_depth(workers: usize, rounds: usize) {
+    let (mut cpu, mut krps) = ([Vec::new(), Vec::new()], [Vec::new(), Vec::new()]);
+    for _ in 0..rounds {
+        for (i, depth) in [1, 2].into_iter().enumerate() {
+            let run = run_once(workers, depth, None);
+            cpu[i].push(run.cpu_ns_per_request());
+            krps[i].push(run.received as f64 / run.wall.as_secs_f64() / 1e3);
+        }
+    }
+    let [cpu1, cpu2] = cpu.map(median);
+    let [krps1, krps2] = krps.map(median);
+    println!(
+        "worker queue depth ({workers} worker(s), medians of {rounds}): depth 1 {cpu1:.0} ns, depth 2 {cpu2:.0} ns of dispatcher CPU per request ({:+.1} %); {krps1:.0} → {krps2:.0} krps wall",
+        100.0 * (cpu2 / cpu1 - 1.0)
+    );
+}
+
 fn main() {
     let workers = arg_value("--workers").unwrap_or(1).max(1);
+    let depth = arg_value("--worker-queue-depth").unwrap_or(1).clamp(1, 2);
     let rounds = arg_value("--telemetry-rounds").unwrap_or(5);
+    let depth_rounds = arg_value("--depth-rounds").unwrap_or(0);
     let interval_ms = arg_value("--telemetry-ms").unwrap_or(100).max(1) as u64;
-    let run = run_once(workers, None);
+    let run = run_once(workers, depth, None);
     let (report, received, wall) = (&run.report, run.received, run.wall);
     println!(
-        "dispatcher_loop: {workers} echo worker(s), {received}/{REQUESTS} requests answered in {:.2} s ({:.0} krps wall), window {WINDOW}",
+        "dispatcher_loop: {workers} echo worker(s), worker queue depth {depth}, {received}/{REQUESTS} requests answered in {:.2} s ({:.0} krps wall), window {WINDOW}",
         wall.as_secs_f64(),
         received as f64 / wall.as_secs_f64() / 1e3
     );
@@ -194,10 +221,18 @@ fn main() {
         println!("  stage {name:<14} mean {:>10.0} ns", h.mean_ns());
     }
     println!(
+        "workers: {:.0} ns of worker CPU per request (idle polls included), {:.2} responses per TX burst",
+        report.worker_cpu_ns_per_request().unwrap_or(f64::NAN),
+        report.responses_per_tx_burst().unwrap_or(f64::NAN)
+    );
+    println!(
         "dispatcher loop: {:.0} ns of dispatcher CPU per request",
         run.cpu_ns_per_request()
     );
     if rounds > 0 {
-        compare_telemetry(workers, rounds, interval_ms);
+        compare_telemetry(workers, depth, rounds, interval_ms);
+    }
+    if depth_rounds > 0 {
+        compare_depth(workers, depth_rounds);
     }
 }

@@ -3,11 +3,11 @@
 //! Perséphone links the dispatcher to each worker with two Shenango-style "LRPC" rings, one per
 //! direction (docs/design.md §3.2). This module is a Rust port of that design, generic over the item
 //! type so a ring can carry an owned packet buffer:
-//! - a power-of-two table of slots, each an item plus an atomic **stamp** that says which lap
-//!   of the table last filled it (1 for even laps, 2 for odd laps, 0 = never written). The
-//!   consumer polls the slot at its head and takes it when the stamp matches the head's lap
-//!   parity: there is no shared tail to poll, so an empty poll reads one slot, in a cache line
-//!   the producer wrote;
+//! - a power-of-two table of slots, each starting on its own cache line, an item plus an atomic
+//!   **stamp** that says which lap of the table last filled it (1 for even laps, 2 for odd laps,
+//!   0 = never written). The consumer polls the slot at its head and takes it when the stamp
+//!   matches the head's lap parity: there is no shared tail to poll, so an empty poll reads one
+//!   slot, in a cache line the producer wrote;
 //! - the consumer publishes its head in a separate, cache-padded word (`head_write_back`); the
 //!   producer keeps a cached copy and re-reads the shared one only when its cached view says the
 //!   ring is full.
@@ -41,6 +41,13 @@ fn stamp_for(pos: usize, lap_shift: u32) -> u64 {
     ((pos >> lap_shift) & 1) as u64 + 1
 }
 
+/// Bytes of a cache line on the CPUs psp targets (x86-64, most Arm cores).
+pub const CACHE_LINE_BYTES: usize = 64;
+
+/// A slot starts on a cache line of its own (`align(64)`; [`CACHE_LINE_BYTES`]): the producer
+/// filling slot `i + 1` never writes a line the consumer is reading slot `i` from. A server job
+/// (136 bytes with its stamps) takes three lines, a completion notice three.
+#[repr(align(64))]
 struct Slot<T> {
     stamp: AtomicU64,
     value: UnsafeCell<MaybeUninit<T>>,
@@ -222,6 +229,18 @@ mod tests {
     use super::*;
     use std::sync::atomic::AtomicUsize;
     use std::time::{Duration, Instant};
+
+    #[test]
+    fn slots_never_share_a_cache_line() {
+        fn check<T>() {
+            assert_eq!(std::mem::align_of::<Slot<T>>(), CACHE_LINE_BYTES);
+            assert_eq!(std::mem::size_of::<Slot<T>>() % CACHE_LINE_BYTES, 0);
+        }
+        check::<u8>();
+        check::<(u64, u64)>();
+        check::<[u64; 17]>();
+        assert_eq!(std::mem::size_of::<Slot<(u64, u64)>>(), CACHE_LINE_BYTES);
+    }
 
     #[test]
     fn capacity_rounds_up_to_power_of_two() {

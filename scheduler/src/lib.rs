@@ -10,7 +10,7 @@
 //! ## The driving loop
 //! ```text
 //! on packet:      ty = sched.classify(wire_type); sched.on_arrival(now, ty, token)?  // Err = counted drop
-//! on completion:  sched.on_completion(now, worker)                                  // frees the worker
+//! on completion:  sched.on_completion(now, worker)                                  // frees a slot
 //! on preemption:  sched.on_preempted(now, worker)                                   // `ts` only
 //! then:           while let Some(d) = sched.next_dispatch(now) { send d.token to d.worker }
 //! sometimes:      while let Some(u) = sched.poll_plan_update() { log it }
@@ -80,8 +80,15 @@
 //! - `queue`: the fixed-capacity ring buffer and the `u128` worker bit set ([`WorkerSet`]).
 //!
 //! ## Invariants (checked by unit and property tests)
-//! - A worker holds at most one request at a time; it is busy from the [`Dispatch`] that names it
-//!   until the matching [`Scheduler::on_completion`] (or [`Scheduler::on_preempted`] for `ts`).
+//! - A worker holds at most `worker_queue_depth` requests (1 by default); each is held from the
+//!   [`Dispatch`] that names it until the matching [`Scheduler::on_completion`] (or
+//!   [`Scheduler::on_preempted`] for `ts`). A worker runs what it holds in dispatch order, so a
+//!   completion always names its oldest request.
+//! - With `worker_queue_depth: 2` (JBSQ(2)) a request goes to a busy worker's second slot only
+//!   when the policy, asked about idle workers first, placed nothing, and then by the same
+//!   policy's rule applied to the workers with a free slot ([`PolicyCore::choose_behind`]):
+//!   every reservation, order and priority holds for both slots; a second slot never takes a
+//!   stolen (`ws`) request, nor under DARC a type the worker is only stealable for.
 //! - Every accepted token is dispatched exactly once (per quantum for `ts`), unless it is still
 //!   queued; nothing is lost or duplicated. A rejected token is handed back in [`Rejected`].
 //! - A wire type that was not registered is [`TypeIndex::UNKNOWN`]; it never indexes out of bounds
@@ -121,6 +128,11 @@ pub const MAX_QUEUE_CAPACITY: usize = 1 << 20;
 /// Most request types a scheduler accepts. Far above the original's `MAX_TYPES = 8`, which the
 /// TPC-C and RocksDB type ids overflowed (docs/design.md §8.3).
 pub const MAX_TYPES: usize = 64;
+
+/// Largest [`SchedulerConfig::worker_queue_depth`]: JBSQ(2). One request waiting behind the
+/// running one hides the dispatcher→worker handoff; more would only add head-of-line blocking
+/// behind a long request, which a type-aware policy exists to avoid.
+pub const MAX_WORKER_QUEUE_DEPTH: usize = 2;
 
 /// Most workers a scheduler accepts (the idle set is a `u128` bit mask; the original's 32-bit
 /// `free_peers` capped it at 31).
@@ -223,7 +235,8 @@ impl RequestTypeSpec {
     }
 }
 
-/// A decision: run `token` (of type `ty`) on `worker`, which was idle until now.
+/// A decision: run `token` (of type `ty`) on `worker`, which had a free slot until now (was idle,
+/// unless `worker_queue_depth` is 2).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct Dispatch {
     /// The worker that now holds the request.
@@ -238,6 +251,9 @@ pub struct Dispatch {
     /// The request was taken from another worker's queue (work stealing, `ws`): a driver may
     /// charge the cost of a steal (the simulator's `steal_cost_ns`).
     pub stolen: bool,
+    /// The worker already holds a request (`worker_queue_depth: 2`): this one waits behind it,
+    /// in the worker's own queue, and starts when that one completes.
+    pub behind: bool,
 }
 
 /// What `on_completion` reports about the request that just finished.
@@ -333,6 +349,10 @@ pub struct SchedulerConfig {
     pub policy: Policy,
     /// Capacity of each queue (per type, per worker for d-FCFS, and the UNKNOWN queue).
     pub queue_capacity: usize,
+    /// Requests a worker may hold at once: 1 (default) or 2 (JBSQ(2): the next request waits
+    /// in the worker's own queue while it runs the current one, hiding the handoff gap; see
+    /// [`Scheduler::next_dispatch`]). At most [`MAX_WORKER_QUEUE_DEPTH`]; `ts` needs 1.
+    pub worker_queue_depth: usize,
 }
 
 impl SchedulerConfig {
@@ -343,7 +363,31 @@ impl SchedulerConfig {
             types,
             policy,
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
+            worker_queue_depth: 1,
         }
+    }
+
+    /// `worker_queue_depth`: 1 or 2, and 1 under `ts`, which preempts the request a worker
+    /// runs (a request committed to a second slot would wait out the quantum that time sharing
+    /// exists to cut). [`Scheduler::new`] checks it; the server configuration reports it under
+    /// its own key.
+    pub fn check_worker_queue_depth(&self) -> Result<(), ConfigError> {
+        let depth = self.worker_queue_depth;
+        if !(1..=MAX_WORKER_QUEUE_DEPTH).contains(&depth) {
+            return Err(ConfigError::Invalid {
+                field: "worker_queue_depth",
+                value: depth.to_string(),
+                why: "must be 1 or 2",
+            });
+        }
+        if depth > 1 && matches!(self.policy, Policy::TimeSharing(_)) {
+            return Err(ConfigError::Invalid {
+                field: "worker_queue_depth",
+                value: depth.to_string(),
+                why: "ts preempts the request a worker runs: it needs depth 1",
+            });
+        }
+        Ok(())
     }
 }
 

@@ -5,11 +5,16 @@
 //!   in the number and depth the policy's [`QueueLayout`] asks for (what a queue index means is
 //!   the policy's business, see each module of [`crate::policy`]), the counters and the plan
 //!   records.
-//! - `idle`: bit `w` set iff worker `w` holds no request; `running[w]` is `Some` iff it does not.
+//! - `idle`: bit `w` set iff worker `w` holds no request; `running[w]` is the request it runs.
+//!   With `worker_queue_depth: 2`, `behind[w]` is the one waiting behind it (`behind` is empty
+//!   at depth 1) and `full` has bit `w` set iff `behind[w]` is taken.
 //! - `engine`: the built policy (static dispatch over the built-ins, see [`crate::policy`]).
 //!
 //! ## Invariants
-//! - `idle` bit `w` ⇔ `running[w].is_none()`; a worker is given a request only while idle.
+//! - `idle` bit `w` ⇔ `running[w].is_none()`; `full` bit `w` ⇔ `behind[w].is_some()`, and
+//!   `behind[w]` is taken only while `running[w]` is. A worker is given a request only while it
+//!   has room: first the idle ones, then (depth 2) those with a free second slot. Depth 1 never
+//!   touches `behind` or `full`: its per-request path is the one-slot scheduler's.
 //! - Admission: an arrival is refused when its queue holds `queue_capacity` entries (a
 //!   policy's [`QueueLayout::extra_slots`] are only for requests that come back, such as `ts`
 //!   preemptions).
@@ -65,14 +70,18 @@ pub struct SchedulerCounters {
     pub policy_switches: u64,
     /// Queued requests a switch could not place in the new policy's queues (handed back).
     pub switch_rejected: u64,
+    /// Dispatches to a worker that already held a request (`worker_queue_depth: 2`).
+    pub dispatched_behind: u64,
 }
 
-/// The request a busy worker holds.
+/// A request a worker holds.
 #[derive(Copy, Clone, Debug)]
 struct Running {
     token: Token,
     ty: TypeIndex,
     arrival_ns: Nanos,
+    /// When the worker could start it: its dispatch, or for a request dispatched behind
+    /// another, that one's completion (so DARC profiles service, not the wait behind it).
     dispatched_ns: Nanos,
 }
 
@@ -84,6 +93,9 @@ pub struct Scheduler {
     state: SchedulerState,
     running: Box<[Option<Running>]>,
     idle: WorkerSet,
+    /// Depth 2: the request waiting behind each worker's (empty at depth 1).
+    behind: Box<[Option<Running>]>,
+    full: WorkerSet,
     engine: Engine,
     /// The policy's quantum (`Some` under `ts`), read once.
     quantum_ns: Option<Nanos>,
@@ -107,6 +119,7 @@ fn validate_common(config: &SchedulerConfig) -> Result<(), ConfigError> {
             why: "must be between 1 and MAX_QUEUE_CAPACITY (1048576)",
         });
     }
+    config.check_worker_queue_depth()?;
     for (i, t) in config.types.iter().enumerate() {
         if config.types[..i]
             .iter()
@@ -127,6 +140,23 @@ fn validate_common(config: &SchedulerConfig) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// Builds `config.policy`'s engine and checks its queue layout and, at depth 2, that it does
+/// not preempt (what `new` and a policy switch both need).
+fn build_engine(config: &SchedulerConfig) -> Result<(Engine, QueueLayout), ConfigError> {
+    let engine = Engine::build(&BuildContext::new(config))?;
+    let layout = engine.layout();
+    validate_layout(&config.policy, layout)?;
+    if config.worker_queue_depth > 1 && engine.quantum_ns().is_some() {
+        // A custom preemptive policy: the same rule as `ts`'s.
+        return Err(ConfigError::Invalid {
+            field: "worker_queue_depth",
+            value: config.worker_queue_depth.to_string(),
+            why: "a preemptive policy preempts the request a worker runs: it needs depth 1",
+        });
+    }
+    Ok((engine, layout))
+}
+
 /// Checks a policy's queue layout (a custom policy's could be anything).
 fn validate_layout(policy: &Policy, layout: QueueLayout) -> Result<(), ConfigError> {
     if layout.queues == 0 || layout.queues > 128 {
@@ -145,9 +175,7 @@ impl Scheduler {
     /// Builds a scheduler; validates the configuration (errors name the field or type).
     pub fn new(config: SchedulerConfig) -> Result<Self, ConfigError> {
         validate_common(&config)?;
-        let mut engine = Engine::build(&BuildContext::new(&config))?;
-        let layout = engine.layout();
-        validate_layout(&config.policy, layout)?;
+        let (mut engine, layout) = build_engine(&config)?;
         let (workers, n_types) = (config.workers, config.types.len());
         let mut state = SchedulerState::new(
             n_types,
@@ -161,6 +189,16 @@ impl Scheduler {
             state,
             running: vec![None; workers].into_boxed_slice(),
             idle: WorkerSet::range(0, workers),
+            behind: vec![
+                None;
+                if config.worker_queue_depth > 1 {
+                    workers
+                } else {
+                    0
+                }
+            ]
+            .into_boxed_slice(),
+            full: WorkerSet::EMPTY,
             quantum_ns: engine.quantum_ns(),
             engine,
             config,
@@ -230,18 +268,27 @@ impl Scheduler {
         Ok(())
     }
 
-    /// Pops the head of queue `q` onto idle worker `w`.
+    /// Pops the head of queue `q` onto worker `w`, which has room.
     #[inline]
     fn start(&mut self, q: usize, w: usize, now_ns: Nanos) -> Option<Dispatch> {
         let stolen = self.engine.is_steal(q, w);
         let item = self.state.pop(q)?;
-        self.idle.remove(w);
-        self.running[w] = Some(Running {
+        let running = Running {
             token: item.token,
             ty: item.ty,
             arrival_ns: item.arrival_ns,
             dispatched_ns: now_ns,
-        });
+        };
+        let behind = self.running[w].is_some();
+        if behind {
+            // Only `dispatch_behind` (depth 2) names a busy worker.
+            self.behind[w] = Some(running);
+            self.full.insert(w);
+            self.state.counters.dispatched_behind += 1;
+        } else {
+            self.running[w] = Some(running);
+            self.idle.remove(w);
+        }
         self.state.counters.dispatched += 1;
         Some(Dispatch {
             worker: WorkerId(w as u16),
@@ -249,31 +296,65 @@ impl Scheduler {
             ty: item.ty,
             quantum_ns: self.quantum_ns,
             stolen,
+            behind,
         })
     }
 
     /// The next decision, if any worker can take a request now. Call until `None`.
     /// Under `darc` this is also where profiling is evaluated (bootstrap switch, update trigger).
+    ///
+    /// The policy is asked about the idle workers first; with `worker_queue_depth: 2`, when it
+    /// places nothing there, it is asked again about the busy workers with a free second slot
+    /// ([`crate::PolicyCore::choose_behind`]), by the same rule (a worker reserved for one type
+    /// gets another type behind its current request only if the policy would give it that type
+    /// when idle). Stealing is what an idle worker does: a second slot never takes a steal
+    /// (`ws`) nor, under DARC, a type the worker is only stealable for (a short request would
+    /// wait behind a long one, the blocking DARC exists to avoid).
     #[inline]
     pub fn next_dispatch(&mut self, now_ns: Nanos) -> Option<Dispatch> {
         self.engine.before_dispatch(now_ns, &mut self.state);
-        if self.idle.is_empty() || self.state.nonempty_mask() == 0 {
+        if self.state.nonempty_mask() == 0 {
             return None;
         }
-        // Built-in policies answer with a queue they own and an idle worker; a custom one is
-        // checked by `policy::Guarded`.
-        let (q, w) = self.engine.choose(now_ns, &self.state, self.idle)?;
+        // Built-in policies answer with a queue they own and a worker of the set they were
+        // given; a custom one is checked by `policy::Guarded`.
+        if !self.idle.is_empty() {
+            if let Some((q, w)) = self.engine.choose(now_ns, &self.state, self.idle) {
+                return self.start(q, w, now_ns);
+            }
+        }
+        if self.behind.is_empty() {
+            return None;
+        }
+        self.dispatch_behind(now_ns)
+    }
+
+    /// Depth 2: the policy's decision among the busy workers with a free second slot (out of
+    /// line: depth 1 never comes here).
+    #[inline(never)]
+    fn dispatch_behind(&mut self, now_ns: Nanos) -> Option<Dispatch> {
+        let (q, w) = self.choose_behind(now_ns)?;
         self.start(q, w, now_ns)
     }
 
-    /// `worker` finished its request.
+    /// Depth 2: the policy's `(queue, worker)` among the busy workers with a free second slot.
+    fn choose_behind(&self, now_ns: Nanos) -> Option<(usize, usize)> {
+        let busy = WorkerSet::range(0, self.config.workers).0 & !self.idle.0;
+        let second = WorkerSet(busy & !self.full.0);
+        if second.is_empty() {
+            return None;
+        }
+        self.engine.choose_behind(now_ns, &self.state, second)
+    }
+
+    /// `worker` finished its oldest request (the one it runs).
     #[inline]
     pub fn on_completion(
         &mut self,
         now_ns: Nanos,
         worker: WorkerId,
     ) -> Result<Completed, CompletionError> {
-        let r = self.take_running(worker)?;
+        let r = self.take_running(now_ns, worker)?;
         self.state.counters.completed += 1;
         let service_ns = now_ns.saturating_sub(r.dispatched_ns);
         let slot = r.ty.index().filter(|&t| t < self.state.n_types());
@@ -285,7 +366,14 @@ impl Scheduler {
         })
     }
 
-    fn take_running(&mut self, worker: WorkerId) -> Result<Running, CompletionError> {
+    /// Takes `worker`'s oldest request; the one behind it, if any, becomes the one it runs,
+    /// started at `now_ns` at the earliest.
+    #[inline]
+    fn take_running(
+        &mut self,
+        now_ns: Nanos,
+        worker: WorkerId,
+    ) -> Result<Running, CompletionError> {
         let w = worker.index();
         let Some(slot) = self.running.get_mut(w) else {
             self.state.counters.invalid_notifications += 1;
@@ -295,7 +383,14 @@ impl Scheduler {
             self.state.counters.invalid_notifications += 1;
             return Err(CompletionError::WorkerIdle(worker));
         };
-        self.idle.insert(w);
+        match self.behind.get_mut(w).and_then(Option::take) {
+            Some(mut next) => {
+                next.dispatched_ns = next.dispatched_ns.max(now_ns);
+                *slot = Some(next);
+                self.full.remove(w);
+            }
+            None => self.idle.insert(w),
+        }
         Ok(r)
     }
 
@@ -304,16 +399,12 @@ impl Scheduler {
     /// The preemption cost ([`crate::TimeSharingParams::preemption_cost_ns`]) is the driver's to
     /// charge (the simulator keeps the worker busy that long before calling this). Any policy
     /// without a quantum answers [`CompletionError::NotPreemptive`] and changes nothing.
-    pub fn on_preempted(
-        &mut self,
-        _now_ns: Nanos,
-        worker: WorkerId,
-    ) -> Result<(), CompletionError> {
+    pub fn on_preempted(&mut self, now_ns: Nanos, worker: WorkerId) -> Result<(), CompletionError> {
         if self.quantum_ns.is_none() {
             self.state.counters.invalid_notifications += 1;
             return Err(CompletionError::NotPreemptive(worker));
         }
-        let r = self.take_running(worker)?;
+        let r = self.take_running(now_ns, worker)?;
         let slot = self.state.slot_of(r.ty);
         let item = QueuedRequest {
             token: r.token,
@@ -322,7 +413,7 @@ impl Scheduler {
         };
         if slot >= self.state.queue_count() || self.state.push(slot, item).is_err() {
             // Unreachable for `ts` (its rings have `workers` extra slots): keep the request on
-            // its worker rather than lose it.
+            // its worker rather than lose it (`ts` runs at depth 1: slot 0 was its only one).
             self.idle.remove(worker.index());
             self.running[worker.index()] = Some(r);
             self.state.counters.invalid_notifications += 1;
@@ -352,9 +443,23 @@ impl Scheduler {
         self.state.queued()
     }
 
-    /// Whether `worker` is idle (`false` for a worker that does not exist).
+    /// Whether `worker` holds no request (`false` for a worker that does not exist).
     pub fn is_idle(&self, worker: WorkerId) -> bool {
         worker.index() < self.config.workers && self.idle.contains(worker.index())
+    }
+
+    /// Requests `worker` holds: 0 when idle, at most `worker_queue_depth` (0 for a worker that
+    /// does not exist).
+    pub fn held(&self, worker: WorkerId) -> usize {
+        let w = worker.index();
+        let taken =
+            |slots: &[Option<Running>]| usize::from(slots.get(w).is_some_and(Option::is_some));
+        taken(&self.running) + taken(&self.behind)
+    }
+
+    /// Requests a worker may hold at once (`worker_queue_depth`).
+    pub fn worker_queue_depth(&self) -> usize {
+        self.config.worker_queue_depth
     }
 
     /// Counters.
@@ -368,6 +473,8 @@ impl Scheduler {
     }
 }
 
+#[cfg(test)]
+mod jbsq_tests;
 mod shadow;
 mod switch;
 #[cfg(test)]

@@ -14,7 +14,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use psp_scheduler::{DarcParams, Policy, Registry, TimeSharingParams, DEFAULT_QUEUE_CAPACITY};
+use psp_scheduler::{
+    DarcParams, Policy, Registry, TimeSharingParams, DEFAULT_QUEUE_CAPACITY, MAX_WORKER_QUEUE_DEPTH,
+};
 use psp_workload::report::{LinePlot, Series};
 use psp_workload::Workload;
 
@@ -93,6 +95,11 @@ pub struct RunArgs {
     /// Capacity of each scheduler queue (the original's RQUEUE_LEN by default).
     #[arg(long, default_value_t = DEFAULT_QUEUE_CAPACITY)]
     pub queue_capacity: usize,
+    /// Requests a worker holds at once: 1, or 2 for JBSQ(2) (the next request waits in a busy
+    /// worker's queue and starts the moment the current one completes; the server's
+    /// `psp.worker_queue_depth`). `ts` needs 1.
+    #[arg(long, default_value_t = 1)]
+    pub worker_queue_depth: usize,
     /// DARC: completions profiled before the bootstrap switch and between updates. The
     /// original's 50 000: keep `requests × warmup` above it so the c-FCFS bootstrap falls in
     /// the warm-up.
@@ -123,6 +130,12 @@ impl RunArgs {
         if self.threads == Some(0) {
             bail!("--threads 0: need at least one thread");
         }
+        if !(1..=MAX_WORKER_QUEUE_DEPTH).contains(&self.worker_queue_depth) {
+            bail!(
+                "--worker-queue-depth {}: must be 1 or 2",
+                self.worker_queue_depth
+            );
+        }
         Ok(RunConfig {
             workers: self.workers,
             requests: self.requests,
@@ -133,6 +146,7 @@ impl RunArgs {
             steal_cost_ns: self.steal_cost_ns,
             timeline_window_ns: None,
             queue_capacity: self.queue_capacity,
+            worker_queue_depth: self.worker_queue_depth,
         })
     }
 
@@ -374,6 +388,18 @@ fn run_sim(args: &SimArgs) -> Result<()> {
     let run = args.run.run_config()?;
     let darc = args.run.darc_params();
     let policies = parse_policies(args, &darc)?;
+    if run.worker_queue_depth > 1 {
+        if let Some(ts) = policies
+            .iter()
+            .find(|p| matches!(p, Policy::TimeSharing(_)))
+        {
+            bail!(
+                "--worker-queue-depth {}: {} preempts the request a worker runs and needs depth 1 (leave it out of --policies)",
+                run.worker_queue_depth,
+                ts.name()
+            );
+        }
+    }
     let loads = parse_loads(&args.load)?;
     let mut run = run;
     if let Some(ms) = args.timeline_ms {

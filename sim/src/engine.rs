@@ -5,7 +5,12 @@
 //!   uniform gaps, per-type service-time distributions), `requests` arrivals in all; phase `i`
 //!   gets a share of them proportional to `rate_i × duration_i`, so phases keep their relative
 //!   lengths in time.
-//! - `workers` workers, each running at most one request (the scheduler's invariant).
+//! - `workers` workers, each running one request at a time. With `worker_queue_depth: 2`
+//!   (JBSQ(2), the scheduler's option) a worker also holds the next request, which it starts
+//!   itself the moment the current one completes, without waiting for the dispatcher: the
+//!   completion-notification cost then no longer delays the worker's next request. (The
+//!   scheduler profiles that request from the notification's handling, `completion_cost_ns`
+//!   later than its real start.)
 //! - The dispatcher is a single server: processing an arrival costs `dispatch_cost_ns` and
 //!   processing a completion notification costs `completion_cost_ns`; these serialize (an event
 //!   is handled at `max(event time, dispatcher free) + cost`). The scheduler sees that handling
@@ -45,8 +50,8 @@ use std::collections::BinaryHeap;
 
 use hdrhistogram::Histogram;
 use psp_scheduler::{
-    ConfigError, Nanos, Policy, RequestTypeSpec, Scheduler, SchedulerConfig, Token, TypeIndex,
-    WorkerId, DEFAULT_QUEUE_CAPACITY,
+    ConfigError, Dispatch, Nanos, Policy, RequestTypeSpec, Scheduler, SchedulerConfig, Token,
+    TypeIndex, WorkerId, DEFAULT_QUEUE_CAPACITY,
 };
 use psp_workload::spec::NS_PER_S;
 use psp_workload::stats::{
@@ -109,6 +114,9 @@ pub struct RunConfig {
     pub timeline_window_ns: Option<Nanos>,
     /// Capacity of each scheduler queue.
     pub queue_capacity: usize,
+    /// Requests a worker holds at once: 1, or 2 for JBSQ(2) (the scheduler's
+    /// `worker_queue_depth`).
+    pub worker_queue_depth: usize,
 }
 
 impl Default for RunConfig {
@@ -123,6 +131,7 @@ impl Default for RunConfig {
             steal_cost_ns: 0,
             timeline_window_ns: None,
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
+            worker_queue_depth: 1,
         }
     }
 }
@@ -457,6 +466,8 @@ struct Sim<'a> {
     warmup_count: u64,
     heap: BinaryHeap<Reverse<u64>>,
     worker_event: Vec<WorkerEvent>,
+    /// Depth 2: the decision that put a request behind each worker's current one.
+    behind: Vec<Option<Dispatch>>,
     slab: Vec<InFlight>,
     free_slots: Vec<u32>,
     phase_stats: Vec<RunStats>,
@@ -476,6 +487,7 @@ impl<'a> Sim<'a> {
         let mut sched_config =
             SchedulerConfig::new(config.workers, scheduler_types(workload), policy.clone());
         sched_config.queue_capacity = config.queue_capacity;
+        sched_config.worker_queue_depth = config.worker_queue_depth;
         let sched = Scheduler::new(sched_config).map_err(|error| SimError::Scheduler {
             policy: policy.name(),
             error,
@@ -496,6 +508,7 @@ impl<'a> Sim<'a> {
             warmup_count: (config.warmup_fraction * config.requests as f64).round() as u64,
             heap: BinaryHeap::with_capacity(config.workers + 1),
             worker_event: vec![WorkerEvent::Idle; config.workers],
+            behind: vec![None; config.workers],
             slab: Vec::with_capacity(config.queue_capacity),
             free_slots: Vec::with_capacity(config.queue_capacity),
             phase_stats: vec![RunStats::new(&workload.classes); workload.phases.len()],
@@ -611,6 +624,10 @@ impl<'a> Sim<'a> {
             }
         }
         self.worker_event[usize::from(w)] = WorkerEvent::Idle;
+        if let Some(next) = self.behind[usize::from(w)].take() {
+            // The worker starts the request behind at once, without the dispatcher.
+            self.start(&next, event_ns)?;
+        }
         while let Some(update) = self.sched.poll_plan_update() {
             if self.plan_log.len() < MAX_PLAN_LOG {
                 let types = self.sched.types().len();
@@ -648,32 +665,45 @@ impl<'a> Sim<'a> {
         self.free_slots.push(slot as u32);
     }
 
-    /// Starts every request the scheduler decides to run now.
+    /// Starts every request the scheduler decides to run now (or, depth 2, parks it behind its
+    /// worker's current one).
     fn dispatch(&mut self, now: Nanos) -> Result<(), SimError> {
         while let Some(d) = self.sched.next_dispatch(now) {
             let w = d.worker.index();
-            if w >= self.config.workers || self.worker_event[w] != WorkerEvent::Idle {
-                return Err(SimError::Contract(format!(
-                    "dispatch to busy or unknown worker {}",
-                    d.worker
-                )));
-            }
-            let req = &mut self.slab[d.token.0 as usize];
-            if d.stolen {
-                req.remaining_ns += self.config.steal_cost_ns;
-            }
-            match d.quantum_ns {
-                Some(q) if req.remaining_ns > q => {
-                    req.remaining_ns -= q;
-                    self.worker_event[w] = WorkerEvent::Preempted;
-                    let at = now + q + self.preemption_cost_ns;
-                    self.heap.push(Reverse(event_key(at, d.worker)?));
-                }
+            let idle = self.worker_event.get(w) == Some(&WorkerEvent::Idle);
+            match self.behind.get_mut(w) {
+                Some(slot) if d.behind && !idle && slot.is_none() => *slot = Some(d),
+                Some(_) if !d.behind && idle => self.start(&d, now)?,
                 _ => {
-                    self.worker_event[w] = WorkerEvent::Completes;
-                    let at = now + req.remaining_ns;
-                    self.heap.push(Reverse(event_key(at, d.worker)?));
+                    return Err(SimError::Contract(format!(
+                        "dispatch to busy or unknown worker {}",
+                        d.worker
+                    )))
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// The worker of `d` starts its request at `now`: its completion (or, under `ts`, the end
+    /// of its quantum) is scheduled.
+    fn start(&mut self, d: &Dispatch, now: Nanos) -> Result<(), SimError> {
+        let (worker, w) = (d.worker, d.worker.index());
+        let req = &mut self.slab[d.token.0 as usize];
+        if d.stolen {
+            req.remaining_ns += self.config.steal_cost_ns;
+        }
+        match d.quantum_ns {
+            Some(q) if req.remaining_ns > q => {
+                req.remaining_ns -= q;
+                self.worker_event[w] = WorkerEvent::Preempted;
+                let at = now + q + self.preemption_cost_ns;
+                self.heap.push(Reverse(event_key(at, worker)?));
+            }
+            _ => {
+                self.worker_event[w] = WorkerEvent::Completes;
+                let at = now + req.remaining_ns;
+                self.heap.push(Reverse(event_key(at, worker)?));
             }
         }
         Ok(())

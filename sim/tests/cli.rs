@@ -84,6 +84,27 @@ fn bad_arguments_are_errors() {
     .unwrap();
     let e = run(cli.command).unwrap_err();
     assert!(format!("{e:#}").contains("fifo"), "{e:#}");
+    // --worker-queue-depth: 1 or 2; 2 with ts (one of the default policies) is refused.
+    for (depth, policies, message) in [
+        ("3", "cfcfs", "--worker-queue-depth 3: must be 1 or 2"),
+        ("2", "darc,ts", "--worker-queue-depth 2: ts preempts"),
+    ] {
+        let cli = Cli::try_parse_from([
+            "psp",
+            "sim",
+            "--workload",
+            &workload_path("DISP2"),
+            "--policies",
+            policies,
+            "--worker-queue-depth",
+            depth,
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .unwrap();
+        let e = format!("{:#}", run(cli.command).unwrap_err());
+        assert!(e.starts_with(message), "{e}");
+    }
 }
 
 fn reserved(plan: &psp_scheduler::ReservationPlan) -> Vec<Vec<u16>> {

@@ -190,6 +190,47 @@ fn dispatcher_costs_serialize() {
     );
 }
 
+/// JBSQ(2): a worker holding its next request starts it the moment the current one completes,
+/// while at depth 1 it waits for the dispatcher to handle the completion (here 1 µs) and
+/// dispatch: 1 µs requests at 0.7 Mrps on one worker overload it at depth 1 (2 µs per
+/// request) and not at depth 2. Every arrival still completes or is counted as dropped.
+#[test]
+fn depth_2_hides_the_completion_cost() {
+    let w = Workload::from_yaml_str(
+        "fixed",
+        "- {mean_ns: [1000], ratios: [1], rtype: [SHORT], duration: 1, service: [fixed]}",
+    )
+    .unwrap();
+    let mut cfg = RunConfig {
+        workers: 1,
+        completion_cost_ns: 1_000,
+        queue_capacity: 64,
+        ..config(20_000, 3)
+    };
+    let depth_1 = run(&w, &Policy::Cfcfs, 0.7, &cfg).unwrap();
+    cfg.worker_queue_depth = 2;
+    let depth_2 = run(&w, &Policy::Cfcfs, 0.7, &cfg).unwrap();
+    for r in [&depth_1, &depth_2] {
+        assert_eq!(r.completed + r.dropped, 20_000);
+    }
+    assert!(
+        depth_1.dropped > 1_000,
+        "depth 1 overloads: {}",
+        depth_1.dropped
+    );
+    assert_eq!(depth_2.dropped, 0);
+    assert!(
+        depth_2.stats.latency().p50 * 5.0 < depth_1.stats.latency().p50,
+        "{:?} vs {:?}",
+        depth_2.stats.latency(),
+        depth_1.stats.latency()
+    );
+    // The same option refused where the scheduler refuses it.
+    let ts = Policy::TimeSharing(TimeSharingParams::default());
+    let err = run(&w, &ts, 0.5, &cfg).unwrap_err().to_string();
+    assert!(err.contains("worker_queue_depth = 2"), "{err}");
+}
+
 #[test]
 fn time_sharing_preempts_long_requests() {
     let w = workload("DISP2");

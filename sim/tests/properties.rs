@@ -1,5 +1,6 @@
 //! Property test: for any policy, worker count, load, queue capacity and dispatcher costs,
-//! every arrival either completes or is dropped, and the run is deterministic.
+//! every arrival either completes or is dropped, and the run is deterministic, at worker queue
+//! depth 1 and 2.
 
 use proptest::prelude::*;
 use psp_scheduler::{DarcParams, Policy, TimeSharingParams};
@@ -36,6 +37,7 @@ proptest! {
         queue_capacity in 1usize..64,
         dispatch_cost_ns in 0u64..500,
         completion_cost_ns in 0u64..500,
+        depth in 1usize..=2,
         exponential in any::<bool>(),
         seed in any::<u64>(),
     ) {
@@ -48,7 +50,11 @@ proptest! {
             ),
         )
         .unwrap();
+        let p = policy(policy_index, workers);
+        // `ts` preempts the request a worker runs: depth 1 only.
+        let worker_queue_depth = if matches!(p, Policy::TimeSharing(_)) { 1 } else { depth };
         let cfg = RunConfig {
+            worker_queue_depth,
             workers,
             requests: REQUESTS,
             seed,
@@ -57,7 +63,6 @@ proptest! {
             completion_cost_ns,
             ..RunConfig::default()
         };
-        let p = policy(policy_index, workers);
         let a = run(&w, &p, load, &cfg).unwrap();
         prop_assert_eq!(a.arrivals, REQUESTS);
         prop_assert_eq!(a.completed + a.dropped, REQUESTS);

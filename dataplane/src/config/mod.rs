@@ -23,6 +23,7 @@
 //!   darc: {delta: 0.2, samples_needed: 50000, hysteresis: 0.1, rounding_cut: 0.5,
 //!          profile_overhead_ns: 0, dynamic: true}
 //!   queue_capacity: 4096
+//!   worker_queue_depth: 1       # 1 | 2: JBSQ(2), the next request waits in a busy worker's ring
 //!   policy: darc-static         # overrides dp; any live psp_scheduler::Policy name
 //!   rx: {verify_ip_checksum: true, verify_udp_checksum: false, check_dst_mac: true,
 //!        check_dst_ip: true}
@@ -363,6 +364,17 @@ fn check_workers(number: usize, cpus: &[usize]) -> Result<(), ConfigError> {
 }
 
 /// Final check: the scheduler accepts the configuration.
+/// `psp.worker_queue_depth`: the scheduler's rule (1 or 2; 1 under `ts`), reported under
+/// the key.
+fn check_worker_queue_depth(config: &SchedulerConfig) -> Result<(), ConfigError> {
+    config.check_worker_queue_depth().map_err(|e| match e {
+        psp_scheduler::ConfigError::Invalid { value, why, .. } => {
+            ConfigError::invalid("psp.worker_queue_depth", value, why)
+        }
+        other => ConfigError::invalid("psp.worker_queue_depth", "", other.to_string()),
+    })
+}
+
 fn check_scheduler(config: &SchedulerConfig) -> Result<(), ConfigError> {
     Scheduler::new(config.clone())
         .map(|_| ())

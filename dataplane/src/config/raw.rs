@@ -19,8 +19,8 @@ use super::limits::{
 };
 use super::{
     check_control_socket, check_darc_params, check_scheduler, check_telemetry_interval,
-    check_workers, parse_ip, parse_mac, parse_policy, request_type_id, ConfigError, IdleMode,
-    ServerConfig, WorkerKind, RATIO_SUM_TOLERANCE,
+    check_worker_queue_depth, check_workers, parse_ip, parse_mac, parse_policy, request_type_id,
+    ConfigError, IdleMode, ServerConfig, WorkerKind, RATIO_SUM_TOLERANCE,
 };
 use crate::app::{AppConfig, AppKind, SpinMode};
 use crate::wire::{Endpoint, ParseOptions};
@@ -130,6 +130,8 @@ struct Psp {
     ts: Option<Ts>,
     #[serde(default)]
     queue_capacity: Option<usize>,
+    #[serde(default)]
+    worker_queue_depth: Option<usize>,
     #[serde(default)]
     policy: Option<String>,
     #[serde(default)]
@@ -243,6 +245,10 @@ impl ServerFile {
                 psp_scheduler::MAX_QUEUE_CAPACITY,
             )?;
             scheduler.queue_capacity = capacity;
+        }
+        if let Some(depth) = self.psp.worker_queue_depth {
+            scheduler.worker_queue_depth = depth;
+            check_worker_queue_depth(&scheduler)?;
         }
         check_scheduler(&scheduler)?;
         let app = app_config(&self.psp, is_echo, worker_kind, &mut warnings)?;

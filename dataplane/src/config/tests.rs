@@ -72,6 +72,7 @@ fn original_schema_parses() {
     assert_eq!(config.dispatcher_cpu, 2);
     assert_eq!(config.worker_cpus, vec![4, 6, 8]);
     assert_eq!(config.workers(), 3);
+    assert_eq!(config.scheduler.worker_queue_depth, 1, "the default");
     assert_eq!(config.local.ip, Ipv4Addr::new(192, 168, 10, 10));
     assert_eq!(config.local.port, 6789);
     assert_eq!(config.local.mac, MacAddr([0x42, 0, 0, 0, 0, 1]));
@@ -135,7 +136,7 @@ fn extensions_are_applied() {
     let text = format!(
         "{BASE}n_resas: 1\npsp:\n  idle: yield\n  app: kv\n  kv: {{keys: 100, scan_len: 10}}\n  \
          spin: {{max_run_ns: 5000, calibration_rounds: 3}}\n  queue_capacity: 64\n  \
-         rx: {{verify_ip_checksum: false, check_dst_mac: false}}\n  rx_burst: 16\n  \
+         worker_queue_depth: 2\n  rx: {{verify_ip_checksum: false, check_dst_mac: false}}\n  rx_burst: 16\n  \
          pending_slots: 512\n  drain_timeout_ms: 250\n"
     );
     let config = ServerConfig::from_yaml_str(&text).unwrap();
@@ -145,6 +146,7 @@ fn extensions_are_applied() {
     assert_eq!(config.app.spin_max_run_ns, 5000);
     assert_eq!(config.app.spin_calibration_rounds, 3);
     assert_eq!(config.scheduler.queue_capacity, 64);
+    assert_eq!(config.scheduler.worker_queue_depth, 2);
     assert_eq!(
         config.scheduler.policy,
         Policy::DarcStatic { reserved_short: 1 }
@@ -405,6 +407,17 @@ fn more_impossible_values() {
         &format!("{BASE}psp: {{queue_capacity: 0}}\n"),
         "psp.queue_capacity",
         "0",
+    );
+    for depth in ["0", "3"] {
+        assert_eq!(
+            error_of(&format!("{BASE}psp: {{worker_queue_depth: {depth}}}\n")),
+            format!("server config: psp.worker_queue_depth = {depth}: must be 1 or 2")
+        );
+    }
+    assert_rejects(
+        &format!("{BASE}psp: {{worker_queue_depth: 2, policy: ts}}\n"),
+        "psp.worker_queue_depth",
+        "2",
     );
     assert_rejects(
         &format!("{BASE}psp: {{darc: {{rounding_cut: 1.5}}}}\n"),

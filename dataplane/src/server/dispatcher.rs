@@ -56,12 +56,15 @@ pub(crate) struct Dispatcher<R: RxQueue, T: TxQueue<Buf = R::Buf>, C> {
     rx: R,
     rx_burst: usize,
     rx_bufs: Vec<R::Buf>,
+    /// Tokens of the requests the current RX burst parked (stamped enqueued at its end).
+    burst_tokens: Vec<Token>,
     arp_tx: T,
     arp_out: Vec<R::Buf>,
     classifier: C,
     jobs: Vec<ring::Sender<Job<R::Buf>>>,
     /// A job the worker's ring refused, retried first (never happens while the scheduler keeps
-    /// one job per worker; kept so a violation cannot lose a request).
+    /// at most `worker_queue_depth` ≤ 2 jobs per worker in rings of 4; kept so a violation
+    /// cannot lose a request).
     stalled: Vec<Option<Job<R::Buf>>>,
     done: Vec<ring::Receiver<Notice<R::Buf>>>,
     /// Every worker's preempt flag (`ts`).
@@ -144,6 +147,7 @@ where
             rx,
             rx_burst: options.rx_burst,
             rx_bufs: Vec::with_capacity(options.rx_burst),
+            burst_tokens: Vec::with_capacity(options.rx_burst),
             arp_tx,
             arp_out: Vec::with_capacity(options.rx_burst),
             classifier,
@@ -322,7 +326,9 @@ where
         self.report.rx_left_at_stop += discarded;
     }
 
-    /// One RX burst: parse, classify, park, enqueue. Returns whether anything arrived.
+    /// One RX burst: parse, classify, park, enqueue; then one clock read stamps every request
+    /// of the burst as enqueued (the `rx_to_enqueue` stage is the burst's processing time).
+    /// Returns whether anything arrived.
     #[inline]
     fn receive(&mut self, now_ns: u64) -> bool {
         let received = self.rx.rx_burst(&mut self.rx_bufs, self.rx_burst);
@@ -351,7 +357,8 @@ where
                         // slot ≤ MAX_TYPES (a u16 count) by the scheduler's limits.
                         type_slot: slot as u16,
                         arrival_ns: now_ns,
-                        enqueued_ns: self.clock.now_ns(),
+                        // Stamped at the end of the burst.
+                        enqueued_ns: now_ns,
                         dispatched_ns: 0,
                         resume: crate::app::Resume::default(),
                         served_ns: 0,
@@ -370,6 +377,7 @@ where
                             if let Some(shadow) = &mut self.shadow {
                                 shadow.on_arrival(now_ns, ty, token);
                             }
+                            self.burst_tokens.push(token);
                             let depth = self.scheduler.queue_len(ty) as u64;
                             let stats = &mut self.report.per_type[slot];
                             stats.queue_depth_hwm = stats.queue_depth_hwm.max(depth);
@@ -402,6 +410,15 @@ where
             }
         }
         self.rx_bufs = bufs;
+        if !self.burst_tokens.is_empty() {
+            let enqueued_ns = self.clock.now_ns();
+            for &token in &self.burst_tokens {
+                if let Some(job) = self.slab.get_mut(token) {
+                    job.enqueued_ns = enqueued_ns;
+                }
+            }
+            self.burst_tokens.clear();
+        }
         true
     }
 
@@ -419,20 +436,21 @@ where
         true
     }
 
-    /// Polls every worker's completion ring once.
+    /// Polls every worker's completion ring, taking all it holds (two notices at depth 2).
     #[inline]
     fn poll_completions(&mut self, now_ns: u64) -> bool {
         let mut any = false;
         for w in 0..self.done.len() {
-            let Some(notice) = self.done[w].pop() else {
-                continue;
-            };
-            any = true;
-            match notice {
-                Notice::Done(completion) => {
-                    self.on_done(now_ns, w, completion.arrival_ns, completion.service_ns);
+            while let Some(notice) = self.done[w].pop() {
+                any = true;
+                match notice {
+                    Notice::Done(completion) => {
+                        self.on_done(now_ns, w, completion.arrival_ns, completion.service_ns);
+                    }
+                    Notice::Preempted { job, freed_ns } => {
+                        self.on_preempted(now_ns, w, job, freed_ns)
+                    }
                 }
-                Notice::Preempted { job, freed_ns } => self.on_preempted(now_ns, w, job, freed_ns),
             }
         }
         any

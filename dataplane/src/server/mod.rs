@@ -13,8 +13,11 @@
 //! - **Worker** `i` owns TX queue `i + 1`. It pops a job, runs the application on the request in
 //!   place ([`Application::handle`]), turns the frame into the response in place (addresses
 //!   swapped), transmits it on its
-//!   own queue and sends a completion back on its own ring. At most one job per worker is ever
-//!   outstanding (the scheduler's rule), so rings of [`JOB_RING_SLOTS`] never fill.
+//!   own queue (holding it for at most one more job when the next one already waits: TX batching,
+//!   [`WORKER_TX_BATCH`]) and sends a completion back on its own ring. At most `worker_queue_depth` jobs
+//!   (1, or 2 for JBSQ(2): the next job waits in the ring while the worker runs the current
+//!   one) per worker are ever outstanding (the scheduler's rule), so rings of
+//!   [`JOB_RING_SLOTS`] never fill.
 //! - Under `ts` (live time sharing by cooperative preemption) the dispatcher also times each
 //!   worker's slice and, once it has run its quantum while another request waits, sets that
 //!   worker's preempt flag (`preempt.rs`); the application stops at its next check and the
@@ -100,9 +103,12 @@ pub use windows::{WindowRecord, WindowTypeRow, WindowsLog, MAX_WINDOWS, WINDOWS_
 pub const DEFAULT_RX_BURST: usize = 32;
 
 /// Slots of each dispatcher→worker job ring and worker→dispatcher completion ring. A worker
-/// never has more than one outstanding job, so 4 leaves slack without wasting cache lines
+/// never has more than `worker_queue_depth` (≤ 2) outstanding jobs, so 4 leaves slack without
+/// wasting cache lines
 /// (the original sized its LRPC rings 4096 for batching it never did).
 pub const JOB_RING_SLOTS: usize = 4;
+
+const _: () = assert!(JOB_RING_SLOTS >= psp_scheduler::MAX_WORKER_QUEUE_DEPTH);
 
 /// Pending requests the dispatcher can park by default: the original's per-type queue depth
 /// (`RQUEUE_LEN` 4096) times 4, enough for a few full typed queues.
@@ -114,6 +120,12 @@ pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 /// Responses a worker keeps waiting for TX room before dropping the oldest: the original's
 /// per-worker outbound ring of 128 (context.hh).
 pub const WORKER_TX_BACKLOG: usize = 128;
+
+/// Responses a worker transmits in one TX burst at most. It transmits after every job whose
+/// successor is not already in its ring; with `worker_queue_depth: 2` a response whose
+/// successor is waiting is held until that one is answered too, so at 2 a response waits for
+/// at most one job (issue #11's bound).
+pub const WORKER_TX_BATCH: usize = 2;
 
 /// Shortest live time-sharing quantum: 1 µs, the preempt-check interval of the applications
 /// ([`crate::app::PREEMPT_CHECK_NS`]); a shorter one would preempt before a check could see it.

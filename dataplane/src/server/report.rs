@@ -149,6 +149,10 @@ pub struct WorkerReport {
     pub preempted_slices: u64,
     /// Responses the device took.
     pub tx_packets: u64,
+    /// TX bursts attempted (responses per burst = `tx_packets / tx_bursts`: TX batching).
+    pub tx_bursts: u64,
+    /// The thread's CPU time (idle polls included), ns.
+    pub cpu_ns: u64,
     /// Responses dropped (TX backlog full or left at shutdown).
     pub tx_dropped: u64,
     /// Requests whose response could not be built (buffer too small).
@@ -335,6 +339,19 @@ impl ServerReport {
         (d.rx_packets > 0).then(|| d.busy_ns as f64 / d.rx_packets as f64)
     }
 
+    /// The workers' CPU time per request served (idle polls included), ns.
+    pub fn worker_cpu_ns_per_request(&self) -> Option<f64> {
+        let served = self.requests_served();
+        (served > 0)
+            .then(|| self.workers.iter().map(|w| w.cpu_ns).sum::<u64>() as f64 / served as f64)
+    }
+
+    /// Responses per TX burst, over all workers.
+    pub fn responses_per_tx_burst(&self) -> Option<f64> {
+        let bursts: u64 = self.workers.iter().map(|w| w.tx_bursts).sum();
+        (bursts > 0).then(|| self.responses_sent() as f64 / bursts as f64)
+    }
+
     /// Dispatcher thread CPU time per received packet, ns (idle polls included, so an upper
     /// bound at low load; near the true cost when the dispatcher is saturated).
     pub fn dispatcher_cpu_ns_per_request(&self) -> Option<f64> {
@@ -460,6 +477,13 @@ impl fmt::Display for ServerReport {
                 cost.mean_ns() / 1e3,
                 cost.quantile_ns(0.5) as f64 / 1e3,
                 cost.quantile_ns(0.99) as f64 / 1e3
+            )?;
+        }
+        if d.scheduler.dispatched_behind > 0 {
+            writeln!(
+                f,
+                "worker queues (depth 2): {} of {} dispatches waited in a busy worker's ring",
+                d.scheduler.dispatched_behind, d.scheduler.dispatched
             )?;
         }
         if d.in_flight_lost > 0 {

@@ -65,7 +65,8 @@ impl ServerReport {
             .map(|w| {
                 json!({
                     "worker": w.worker, "cpu": w.cpu, "pin_failed": w.pin_failed,
-                    "requests": w.requests, "busy_ns": w.busy_ns, "tx_packets": w.tx_packets,
+                    "requests": w.requests, "busy_ns": w.busy_ns, "cpu_ns": w.cpu_ns,
+                    "tx_packets": w.tx_packets, "tx_bursts": w.tx_bursts,
                     "tx_dropped": w.tx_dropped, "build_failures": w.build_failures,
                     "preempted_slices": w.preempted_slices,
                 })
@@ -114,6 +115,7 @@ impl ServerReport {
                 "cpu_ns": d.cpu_ns,
                 "cpu_ns_per_request": self.dispatcher_cpu_ns_per_request(),
                 "dispatched": d.dispatched, "completed": d.completed,
+                "dispatched_behind": d.scheduler.dispatched_behind,
             },
             "stages": stages,
             "service": service,

@@ -57,6 +57,12 @@ impl<T> PendingSlab<T> {
         Some(item)
     }
 
+    /// The item parked under `token`, to update in place.
+    #[inline]
+    pub fn get_mut(&mut self, token: Token) -> Option<&mut T> {
+        self.slots.get_mut(usize::try_from(token.0).ok()?)?.as_mut()
+    }
+
     /// Takes the item parked under `token` and keeps the slot reserved for it (see the module
     /// docs): `restore` or `release` it later.
     #[inline]

@@ -1,10 +1,12 @@
 //! # Where each microsecond goes: per-stage latency histograms of the live server
 //!
 //! Every request that reaches a worker is stamped five times on the server's [`super::Clock`]:
-//! `rx` (its RX burst returned), `enqueued` (classified and handed to the scheduler),
-//! `dispatched` (pushed to the worker's ring), `started` (popped by the worker), `served` (the
-//! application returned) and `sent` (its response left on the worker's TX queue). The stages
-//! are the differences:
+//! `rx` (its RX burst returned), `enqueued` (its burst classified and handed to the scheduler:
+//! one clock read per burst), `dispatched` (pushed to the worker's ring), `started` (popped by
+//! the worker), `served` (the application returned) and `sent` (its response left on the
+//! worker's TX queue, in a burst of at most `WORKER_TX_BATCH`: one clock read per burst). With
+//! `worker_queue_depth: 2`, `handoff` includes the wait behind the worker's previous request.
+//! The stages are the differences:
 //!
 //! | stage | from → to | recorded by |
 //! |---|---|---|
@@ -156,7 +158,7 @@ impl WorkerStages {
 /// The stages the dispatcher records.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct DispatcherStages {
-    /// RX burst returned → classified and enqueued.
+    /// RX burst returned → the whole burst classified and enqueued.
     pub rx_to_enqueue: StageHistogram,
     /// Enqueued → dispatched, per type slot.
     pub queue_wait: Vec<StageHistogram>,

@@ -280,6 +280,11 @@ fn every_request_answered_with_correct_addressing_and_counts() {
     assert_eq!(report.requests_served(), 300);
     assert_eq!(report.responses_sent(), 300);
     assert_eq!(report.total_drops(), 0);
+    for w in &report.workers {
+        // Depth 1: a worker's ring is empty after each job, so each response leaves at once.
+        assert_eq!(w.tx_bursts, w.tx_packets, "worker {}", w.worker);
+        assert!(w.cpu_ns > 0);
+    }
     assert!(report.to_string().contains("SHORT"));
 }
 
@@ -377,6 +382,59 @@ fn every_live_policy_serves_all_requests() {
     assert!(live.len() >= 7, "{live:?}");
     for policy in live {
         serves_all_with(policy);
+    }
+}
+
+/// `worker_queue_depth: 2` end to end, for every live policy that takes it (all but `ts`):
+/// small queues and 20 µs requests so that second slots are used and queues overflow; every
+/// request sent is answered or counted as a drop, and the accounting balances.
+#[test]
+fn depth_2_serves_every_live_policy_and_accounts_for_every_request() {
+    let registry = psp_scheduler::Registry::builtin();
+    let policies = registry
+        .entries()
+        .iter()
+        .filter(|entry| entry.live)
+        .map(|entry| (entry.default)())
+        .filter(|policy| !matches!(policy, Policy::TimeSharing(_)));
+    for policy in policies {
+        let name = policy.name();
+        let mut opts = options(policy, 2);
+        opts.scheduler.worker_queue_depth = 2;
+        opts.scheduler.queue_capacity = 16;
+        let mut run = start(opts, Duration::from_micros(20));
+        let mut requests = mixed_requests(200);
+        requests.extend((200..205).map(|i| (i, 77)));
+        run.client.send(&requests);
+        let got = run.client.collect_until(requests.len(), QUIET_PERIOD);
+        let (_, report) = run.stop();
+        let sent = requests.len() as u64;
+        assert_eq!(report.dispatcher.rx_packets, sent, "{name}: {report}");
+        assert_eq!(
+            got.len() as u64 + report.total_drops(),
+            sent,
+            "{name}: sent = answered + counted drops\n{report}"
+        );
+        assert_eq!(got.len() as u64, report.responses_sent(), "{name}");
+        for w in &report.workers {
+            // TX batching: at most WORKER_TX_BATCH responses per burst (a response waits for
+            // at most one more job).
+            assert!(
+                w.tx_bursts * WORKER_TX_BATCH as u64 >= w.tx_packets,
+                "{name}: worker {} sent {} in {} bursts",
+                w.worker,
+                w.tx_packets,
+                w.tx_bursts
+            );
+        }
+        let scheduler = &report.dispatcher.scheduler;
+        assert_eq!(scheduler.completed, report.dispatcher.completed, "{name}");
+        if name == "cfcfs" {
+            assert!(scheduler.dispatched_behind > 0, "{name}: {report}");
+            assert!(report
+                .to_string()
+                .contains("waited in a busy worker's ring"));
+        }
     }
 }
 

@@ -1,6 +1,12 @@
 //! The worker loop: pop a job, run the application in place, build the response in place, transmit
 //! it on the worker's own TX queue, report the completion.
 //!
+//! TX batching: the worker transmits after a job unless its next job is already in its ring
+//! (`worker_queue_depth: 2`) and fewer than [`WORKER_TX_BATCH`] responses wait; so a response
+//! waits for at most one more job, and at depth 1 (the ring is empty after every job: the next
+//! one comes after this completion) every response leaves at once. One clock read after the
+//! burst stamps every response in it.
+//!
 //! Under live time sharing (`ts`) the application runs through
 //! [`Application::handle_preemptible`] with this worker's preempt flag (set only by the
 //! dispatcher, cleared by it before each dispatch): a request that stops early is not answered;
@@ -20,7 +26,7 @@ use super::preempt::PreemptFlags;
 use super::report::WorkerReport;
 use super::stages::WorkerStages;
 use super::telemetry::WorkerBusySlots;
-use super::{pin_current_thread, Clock, WORKER_TX_BACKLOG};
+use super::{pin_current_thread, Clock, WORKER_TX_BACKLOG, WORKER_TX_BATCH};
 use crate::app::{Application, Outcome, Resume};
 use crate::port::{PacketBuf, TxQueue};
 use crate::ring;
@@ -37,7 +43,7 @@ pub(crate) struct Job<B> {
     pub(crate) type_slot: u16,
     /// When its RX burst returned.
     pub(crate) arrival_ns: u64,
-    /// When it was classified and handed to the scheduler.
+    /// When its RX burst had been classified and handed to the scheduler.
     pub(crate) enqueued_ns: u64,
     pub(crate) dispatched_ns: u64,
     /// Where a preempted request stands (meaningful once `slices > 0`).
@@ -109,8 +115,13 @@ impl<T: TxQueue, A: Application> WorkerContext<T, A> {
             }
         }
         self.tx.on_thread_start();
+        let cpu_started = cpu_time::ThreadTime::now();
         let mut idler = Idler::new(self.idle);
-        let mut outbound: Vec<T::Buf> = Vec::with_capacity(WORKER_TX_BACKLOG);
+        let mut out = Outbound {
+            bufs: Vec::with_capacity(WORKER_TX_BACKLOG),
+            unsent: [None; WORKER_TX_BATCH],
+            unsent_len: 0,
+        };
         let busy_slots = self.busy.take();
         let busy = busy_slots
             .as_deref()
@@ -123,17 +134,23 @@ impl<T: TxQueue, A: Application> WorkerContext<T, A> {
                 if let Some(busy) = busy {
                     busy.start(started_ns);
                 }
-                let notice = self.serve(job, started_ns, &mut outbound, &mut report);
-                let finished_ns = self.clock.now_ns();
+                let (mut notice, served_ns) = self.serve(job, started_ns, &mut out, &mut report);
+                // Flush unless the next job is already waiting (depth 2) and the batch has room:
+                // a response then waits at most for that one job.
+                let finished_ns = if self.jobs.is_empty() || out.unsent_len >= WORKER_TX_BATCH {
+                    self.flush(&mut out, &mut report)
+                } else {
+                    served_ns
+                };
                 report.busy_ns += finished_ns.saturating_sub(started_ns);
                 if let Some(busy) = busy {
                     busy.finish(finished_ns.saturating_sub(started_ns));
                 }
-                let mut notice = notice;
                 if let Notice::Preempted { freed_ns, .. } = &mut notice {
                     *freed_ns = finished_ns;
                 }
-                // The ring has room: this worker never has more than one job outstanding.
+                // The ring has room: this worker never has more than `worker_queue_depth` (≤ 2)
+                // jobs outstanding.
                 while let Err(back) = self.done.push(notice) {
                     notice = back;
                     if self.stop.load(Ordering::Acquire) {
@@ -149,33 +166,57 @@ impl<T: TxQueue, A: Application> WorkerContext<T, A> {
                 if self.jobs.is_empty() {
                     break;
                 }
-            } else if !outbound.is_empty() {
-                report.tx_packets += self.tx.tx_burst(&mut outbound) as u64;
+            } else if !out.bufs.is_empty() || out.unsent_len > 0 {
+                self.flush(&mut out, &mut report);
                 idler.idle();
             } else {
                 idler.idle();
             }
         }
-        let mut attempts = 0;
-        while !outbound.is_empty() && attempts < FINAL_FLUSH_ATTEMPTS {
-            report.tx_packets += self.tx.tx_burst(&mut outbound) as u64;
+        self.flush(&mut out, &mut report);
+        let mut attempts = 1;
+        while !out.bufs.is_empty() && attempts < FINAL_FLUSH_ATTEMPTS {
+            report.tx_packets += self.tx.tx_burst(&mut out.bufs) as u64;
+            report.tx_bursts += 1;
             attempts += 1;
             std::thread::yield_now();
         }
-        report.tx_dropped += outbound.len() as u64;
+        report.tx_dropped += out.bufs.len() as u64;
+        report.cpu_ns = u64::try_from(cpu_started.elapsed().as_nanos()).unwrap_or(u64::MAX);
         report
     }
 
-    /// Runs one slice of `job`: answers it (response queued on `outbound`, sent, stages
-    /// recorded) or hands it back preempted. Returns the notice for the dispatcher.
+    /// Transmits what `out` holds (what the port refuses stays for the next flush) and records
+    /// the stages of the requests answered since the last flush. Returns the clock read after
+    /// the transmission.
+    #[inline]
+    fn flush(&mut self, out: &mut Outbound<T::Buf>, report: &mut WorkerReport) -> u64 {
+        if !out.bufs.is_empty() {
+            report.tx_packets += self.tx.tx_burst(&mut out.bufs) as u64;
+            report.tx_bursts += 1;
+        }
+        let finished_ns = self.clock.now_ns();
+        for stamps in out.unsent[..out.unsent_len].iter_mut() {
+            if let Some(mut stamps) = stamps.take() {
+                stamps.finished_ns = finished_ns;
+                stamps.record(&mut report.stages);
+            }
+        }
+        out.unsent_len = 0;
+        finished_ns
+    }
+
+    /// Runs one slice of `job`: answers it (response queued on `out`, its stages recorded at
+    /// the next flush) or hands it back preempted. Returns the notice for the dispatcher and
+    /// when the application returned.
     #[inline]
     fn serve(
         &mut self,
         mut job: Job<T::Buf>,
         started_ns: u64,
-        outbound: &mut Vec<T::Buf>,
+        out: &mut Outbound<T::Buf>,
         report: &mut WorkerReport,
-    ) -> Notice<T::Buf> {
+    ) -> (Notice<T::Buf>, u64) {
         let resume = (job.slices > 0).then_some(job.resume);
         let served_ns = match self.respond(&job.request, &mut job.buf, resume) {
             Slice::Preempted(resume) => {
@@ -184,14 +225,16 @@ impl<T: TxQueue, A: Application> WorkerContext<T, A> {
                 job.slices += 1;
                 job.resume = resume;
                 report.preempted_slices += 1;
-                return Notice::Preempted { job, freed_ns: 0 };
+                return (Notice::Preempted { job, freed_ns: 0 }, now_ns);
             }
             Slice::Answered(Some(served_ns)) => {
-                if outbound.len() >= WORKER_TX_BACKLOG {
-                    outbound.remove(0);
+                if out.bufs.len() >= WORKER_TX_BACKLOG {
+                    // The port has refused the backlog for a while: the oldest response goes
+                    // (swap_remove: O(1), the newest takes its place at the front).
+                    out.bufs.swap_remove(0);
                     report.tx_dropped += 1;
                 }
-                outbound.push(job.buf);
+                out.bufs.push(job.buf);
                 served_ns
             }
             Slice::Answered(None) => {
@@ -199,25 +242,28 @@ impl<T: TxQueue, A: Application> WorkerContext<T, A> {
                 self.clock.now_ns()
             }
         };
-        report.tx_packets += self.tx.tx_burst(outbound) as u64;
-        let finished_ns = self.clock.now_ns();
         report.requests += 1;
         let service_ns = job.served_ns + served_ns.saturating_sub(started_ns);
-        Stamps {
-            type_slot: job.type_slot,
-            run_ns: job.request.run_ns,
-            arrival_ns: job.arrival_ns,
-            dispatched_ns: job.dispatched_ns,
-            started_ns,
-            service_ns,
-            served_ns,
-            finished_ns,
+        // `unsent_len < WORKER_TX_BATCH`: every job that leaves a stamp is followed by a
+        // flush once the batch is full.
+        if let Some(slot) = out.unsent.get_mut(out.unsent_len) {
+            *slot = Some(Stamps {
+                type_slot: job.type_slot,
+                run_ns: job.request.run_ns,
+                arrival_ns: job.arrival_ns,
+                dispatched_ns: job.dispatched_ns,
+                started_ns,
+                service_ns,
+                served_ns,
+                finished_ns: served_ns,
+            });
+            out.unsent_len += 1;
         }
-        .record(&mut report.stages);
-        Notice::Done(Done {
+        let notice = Notice::Done(Done {
             arrival_ns: job.arrival_ns,
             service_ns,
-        })
+        });
+        (notice, served_ns)
     }
 
     /// Runs the application (one slice) and turns `buf` into the response, in place.
@@ -252,7 +298,16 @@ impl<T: TxQueue, A: Application> WorkerContext<T, A> {
     }
 }
 
+/// Responses waiting for transmission, and the stamps of the requests answered since the last
+/// flush (recorded with the flush's time).
+struct Outbound<B> {
+    bufs: Vec<B>,
+    unsent: [Option<Stamps>; WORKER_TX_BATCH],
+    unsent_len: usize,
+}
+
 /// One request's timestamps on a worker (see `stages.rs`).
+#[derive(Copy, Clone)]
 struct Stamps {
     type_slot: u16,
     run_ns: u32,

@@ -231,6 +231,25 @@ impl Reservations {
         }
         None
     }
+
+    /// Depth 2's second slots (`busy`): as [`Reservations::choose`] without stealing, so a
+    /// request only ever waits behind one of its own group's.
+    #[inline]
+    pub(crate) fn choose_reserved(
+        &self,
+        state: &SchedulerState,
+        busy: WorkerSet,
+    ) -> Option<(usize, usize)> {
+        for &t in &self.order {
+            if state.has(t) {
+                if let Some(w) = busy.and(self.reserved[t]).lowest() {
+                    return Some((t, w));
+                }
+            }
+        }
+        let unknown = state.n_types();
+        (state.has(unknown) && busy.contains(self.spillway)).then_some((unknown, self.spillway))
+    }
 }
 
 /// The built DARC policy. Boxed: DARC's state is hundreds of bytes while the other policies'
@@ -450,6 +469,19 @@ impl PolicyCore for DarcState {
         match self.phase {
             Phase::Bootstrap => Some((self.bootstrap_queue(), idle.lowest()?)),
             Phase::Reserved => self.reservations.choose(state, idle),
+        }
+    }
+
+    #[inline]
+    fn choose_behind(
+        &self,
+        _now_ns: Nanos,
+        state: &SchedulerState,
+        busy: WorkerSet,
+    ) -> Option<(usize, usize)> {
+        match self.phase {
+            Phase::Bootstrap => Some((self.bootstrap_queue(), busy.lowest()?)),
+            Phase::Reserved => self.reservations.choose_reserved(state, busy),
         }
     }
 

@@ -102,6 +102,16 @@ impl PolicyCore for DarcStaticState {
         self.reservations.choose(state, idle)
     }
 
+    #[inline]
+    fn choose_behind(
+        &self,
+        _now_ns: Nanos,
+        state: &SchedulerState,
+        busy: WorkerSet,
+    ) -> Option<(usize, usize)> {
+        self.reservations.choose_reserved(state, busy)
+    }
+
     fn plan(&self) -> Option<&ReservationPlan> {
         self.reservations.plan()
     }

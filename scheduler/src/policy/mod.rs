@@ -73,6 +73,23 @@ pub trait PolicyCore: fmt::Debug + Send {
         idle: WorkerSet,
     ) -> Option<(usize, usize)>;
 
+    /// `worker_queue_depth: 2`: the next decision among busy workers with a free second slot
+    /// (`busy`), asked only when [`PolicyCore::choose`] placed nothing on an idle worker. The
+    /// request then waits behind the worker's current one, so the default takes `choose`'s
+    /// answer over `busy` unless it is a steal (stealing is what an idle worker does); a
+    /// policy whose `choose` lends workers to other types without flagging steals (DARC's
+    /// stealable workers) overrides it to keep a second slot for the worker's own types.
+    #[inline]
+    fn choose_behind(
+        &self,
+        now_ns: Nanos,
+        state: &SchedulerState,
+        busy: WorkerSet,
+    ) -> Option<(usize, usize)> {
+        self.choose(now_ns, state, busy)
+            .filter(|&(q, w)| !self.is_steal(q, w))
+    }
+
     /// A request of type slot `slot` (`None`: UNKNOWN) finished after `service_ns` on its
     /// worker.
     #[inline]
@@ -128,6 +145,15 @@ impl<P: PolicyCore + ?Sized> PolicyCore for Box<P> {
         idle: WorkerSet,
     ) -> Option<(usize, usize)> {
         (**self).choose(now_ns, state, idle)
+    }
+    #[inline]
+    fn choose_behind(
+        &self,
+        now_ns: Nanos,
+        state: &SchedulerState,
+        busy: WorkerSet,
+    ) -> Option<(usize, usize)> {
+        (**self).choose_behind(now_ns, state, busy)
     }
     #[inline]
     fn on_completion(&mut self, slot: Option<usize>, service_ns: Nanos) {
@@ -436,6 +462,8 @@ macro_rules! policies {
                 fn layout() -> QueueLayout;
                 fn choose(now_ns: Nanos, state: &SchedulerState, idle: WorkerSet)
                     -> Option<(usize, usize)>;
+                fn choose_behind(now_ns: Nanos, state: &SchedulerState, busy: WorkerSet)
+                    -> Option<(usize, usize)>;
                 fn quantum_ns() -> Option<Nanos>;
                 fn plan() -> Option<&ReservationPlan>;
                 fn in_bootstrap() -> bool;
@@ -508,6 +536,16 @@ impl PolicyCore for Guarded {
         self.0
             .choose(now_ns, state, idle)
             .filter(|&(q, w)| q < state.queue_count() && idle.contains(w))
+    }
+    fn choose_behind(
+        &self,
+        now_ns: Nanos,
+        state: &SchedulerState,
+        busy: WorkerSet,
+    ) -> Option<(usize, usize)> {
+        self.0
+            .choose_behind(now_ns, state, busy)
+            .filter(|&(q, w)| q < state.queue_count() && busy.contains(w))
     }
     fn on_completion(&mut self, slot: Option<usize>, service_ns: Nanos) {
         self.0.on_completion(slot, service_ns)

@@ -43,11 +43,7 @@ impl Scheduler {
     ) -> ShadowVerdict {
         self.engine.before_dispatch(now_ns, &mut self.state);
         let w = worker.index();
-        let mine = if self.idle.is_empty() || self.state.nonempty_mask() == 0 {
-            None
-        } else {
-            self.engine.choose(now_ns, &self.state, self.idle)
-        };
+        let mine = self.shadow_choice(now_ns);
         let (same_request, same_worker) = mine.map_or((false, false), |(q, chosen)| {
             let same = self.state.front(q).is_some_and(|r| r.token == token);
             (same, chosen == w)
@@ -55,24 +51,62 @@ impl Scheduler {
         let Some((q, offset)) = self.state.find(token) else {
             return ShadowVerdict::OutOfSync;
         };
-        if w >= self.running.len() || !self.idle.contains(w) {
+        let Some(behind) = self.free_slot(w) else {
             return ShadowVerdict::OutOfSync;
-        }
+        };
         let Some(item) = self.state.remove(q, offset) else {
             return ShadowVerdict::OutOfSync;
         };
-        self.idle.remove(w);
-        self.running[w] = Some(Running {
+        let running = Running {
             token,
             ty: item.ty,
             arrival_ns: item.arrival_ns,
             dispatched_ns: now_ns,
-        });
+        };
+        if behind {
+            self.behind[w] = Some(running);
+            self.full.insert(w);
+            self.state.counters.dispatched_behind += 1;
+        } else {
+            self.idle.remove(w);
+            self.running[w] = Some(running);
+        }
         self.state.counters.dispatched += 1;
         match (same_request, same_worker) {
             (true, true) => ShadowVerdict::Agreed,
             (true, false) => ShadowVerdict::SameRequest,
             _ => ShadowVerdict::Disagreed,
+        }
+    }
+
+    /// What [`Scheduler::next_dispatch`] would choose now, without doing it.
+    fn shadow_choice(&self, now_ns: Nanos) -> Option<(usize, usize)> {
+        if self.state.nonempty_mask() == 0 {
+            return None;
+        }
+        if !self.idle.is_empty() {
+            if let Some(choice) = self.engine.choose(now_ns, &self.state, self.idle) {
+                return Some(choice);
+            }
+        }
+        if self.behind.is_empty() {
+            None
+        } else {
+            self.choose_behind(now_ns)
+        }
+    }
+
+    /// Where worker `w` can take a request in this scheduler's view: `Some(false)` idle,
+    /// `Some(true)` behind its running one (depth 2), `None` nowhere.
+    fn free_slot(&self, w: usize) -> Option<bool> {
+        if w >= self.running.len() {
+            None
+        } else if self.idle.contains(w) {
+            Some(false)
+        } else if w < self.behind.len() && !self.full.contains(w) {
+            Some(true)
+        } else {
+            None
         }
     }
 }
@@ -162,6 +196,34 @@ mod tests {
         assert_eq!(
             shadow.shadow_dispatch(1, d.worker, d.token),
             ShadowVerdict::OutOfSync
+        );
+    }
+
+    #[test]
+    fn at_depth_2_the_shadow_follows_decisions_into_second_slots() {
+        let at_depth_2 = |policy| {
+            let types = vec![
+                RequestTypeSpec::new("SHORT", 1).with_mean_ns(1_000),
+                RequestTypeSpec::new("LONG", 2).with_mean_ns(100_000),
+            ];
+            let mut config = SchedulerConfig::new(2, types, policy);
+            config.worker_queue_depth = 2;
+            Scheduler::new(config).expect("valid")
+        };
+        let (mut live, mut shadow) = (at_depth_2(Policy::Cfcfs), at_depth_2(Policy::Cfcfs));
+        let verdicts = play(&mut live, &mut shadow, &[0, 1, 0, 0, 1, 1, 0, 1]);
+        assert_eq!(verdicts.len(), 8);
+        assert!(
+            verdicts.iter().all(|v| *v == ShadowVerdict::Agreed),
+            "{verdicts:?}"
+        );
+        assert!(
+            shadow.counters().dispatched_behind > 0,
+            "second slots were used"
+        );
+        assert_eq!(
+            shadow.counters().dispatched_behind,
+            live.counters().dispatched_behind
         );
     }
 }

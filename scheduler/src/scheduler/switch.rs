@@ -14,8 +14,8 @@
 //! pair of policies, running requests complete under the new policy, FIFO order survives,
 //! refused configurations leave the scheduler as it was, overflow is handed back.
 
-use super::{validate_layout, Scheduler, SchedulerCounters};
-use crate::policy::{BuildContext, Engine, PolicyCore};
+use super::{build_engine, Scheduler, SchedulerCounters};
+use crate::policy::PolicyCore;
 use crate::state::SchedulerState;
 use crate::{ConfigError, Nanos, Policy, Token};
 
@@ -30,9 +30,8 @@ impl Scheduler {
     ) -> Result<Vec<Token>, ConfigError> {
         let mut config = self.config.clone();
         config.policy = policy;
-        let mut engine = Engine::build(&BuildContext::new(&config))?;
-        let layout = engine.layout();
-        validate_layout(&config.policy, layout)?;
+        config.check_worker_queue_depth()?;
+        let (mut engine, layout) = build_engine(&config)?;
         let mut state = SchedulerState::new(
             config.types.len(),
             config.workers,
@@ -209,5 +208,27 @@ mod tests {
         assert_eq!(s.policy(), &Policy::Cfcfs);
         assert_eq!(s.counters().policy_switches, 0);
         assert_eq!(s.next_dispatch(2).map(|d| d.token), Some(Token(7)));
+    }
+
+    #[test]
+    fn at_depth_2_a_switch_to_ts_is_refused_and_others_keep_every_request() {
+        let mut config = SchedulerConfig::new(2, types(), Policy::Cfcfs);
+        config.worker_queue_depth = 2;
+        let mut s = Scheduler::new(config).expect("valid");
+        for token in 0..8u64 {
+            s.on_arrival(token, TypeIndex((token % 2) as u16), Token(token))
+                .expect("room");
+        }
+        // Two running, two behind them, four queued.
+        while s.next_dispatch(10).is_some() {}
+        assert_eq!(s.queued(), 4);
+        let e = s
+            .switch_policy(Policy::TimeSharing(TimeSharingParams::default()), 20)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("worker_queue_depth"), "{e}");
+        assert_eq!(s.policy(), &Policy::Cfcfs);
+        assert!(s.switch_policy(Policy::Sjf, 20).expect("switch").is_empty());
+        assert_eq!(s.queued(), 4);
     }
 }

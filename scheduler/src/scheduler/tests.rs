@@ -790,7 +790,8 @@ mod properties {
     #[derive(Default)]
     struct Model {
         queued: HashMap<u64, TypeIndex>,
-        running: HashMap<u16, (u64, TypeIndex)>,
+        /// Per worker, what it holds, oldest first (at most `worker_queue_depth`).
+        running: HashMap<u16, std::collections::VecDeque<(u64, TypeIndex)>>,
         completed: u64,
         /// Arrival time of every accepted token.
         arrival_ns: HashMap<u64, Nanos>,
@@ -871,11 +872,28 @@ mod properties {
     fn dispatch_all(s: &mut Scheduler, m: &mut Model, now: Nanos) -> Result<(), TestCaseError> {
         while let Some(d) = s.next_dispatch(now) {
             prop_assert!((d.worker.index()) < s.workers());
+            let held = m.running.get(&d.worker.0).map_or(0, |h| h.len());
             prop_assert!(
-                !m.running.contains_key(&d.worker.0),
-                "{} holds two requests",
-                d.worker
+                held < s.worker_queue_depth(),
+                "{} holds {} requests at depth {}",
+                d.worker,
+                held + 1,
+                s.worker_queue_depth()
             );
+            prop_assert_eq!(d.behind, held > 0);
+            if d.behind {
+                // A second slot never takes a steal, and a work-conserving policy that may use
+                // any worker fills every idle one first.
+                prop_assert!(!d.stolen, "{} stole into its second slot", d.worker);
+                if matches!(s.policy(), Policy::Cfcfs | Policy::Sjf | Policy::Edf) {
+                    prop_assert!(
+                        (0..s.workers() as u16)
+                            .all(|w| m.running.get(&w).is_some_and(|h| !h.is_empty())),
+                        "second slot of {} used while a worker was idle",
+                        d.worker
+                    );
+                }
+            }
             let ty = m.queued.remove(&d.token.0);
             check_order(s, m, &d, now)?;
             prop_assert_eq!(
@@ -884,13 +902,35 @@ mod properties {
                 "token {:?} not queued or wrong type",
                 d.token
             );
-            m.running.insert(d.worker.0, (d.token.0, d.ty));
+            m.running
+                .entry(d.worker.0)
+                .or_default()
+                .push_back((d.token.0, d.ty));
             prop_assert!(!s.is_idle(d.worker));
+            prop_assert_eq!(s.held(d.worker), held + 1);
             prop_assert_eq!(
                 d.quantum_ns.is_some(),
                 matches!(s.policy(), Policy::TimeSharing(_))
             );
             if matches!(s.policy(), Policy::Darc(_) | Policy::DarcStatic { .. }) {
+                if let Some(plan) = s.plan().filter(|_| d.behind && !s.in_bootstrap()) {
+                    // Only behind a request of the worker's own group (reserved, or the
+                    // spillway for UNKNOWN), never on a worker the type may only steal.
+                    let own = if d.ty.is_unknown() {
+                        plan.spillway == Some(d.worker)
+                    } else {
+                        plan.groups
+                            .iter()
+                            .any(|g| g.members.contains(&d.ty) && g.reserved.contains(&d.worker))
+                    };
+                    prop_assert!(
+                        own,
+                        "type {:?} behind on {} breaks {:?}",
+                        d.ty,
+                        d.worker,
+                        plan
+                    );
+                }
                 if let Some(plan) = s.plan() {
                     if d.ty.is_unknown() {
                         prop_assert_eq!(Some(d.worker), plan.spillway);
@@ -915,9 +955,15 @@ mod properties {
         Ok(())
     }
 
-    fn run(policy: Policy, workers: usize, ops: Vec<Op>) -> Result<(), TestCaseError> {
+    fn run(
+        policy: Policy,
+        workers: usize,
+        depth: usize,
+        ops: Vec<Op>,
+    ) -> Result<(), TestCaseError> {
         let mut s = Scheduler::new(SchedulerConfig {
             queue_capacity: 16,
+            worker_queue_depth: depth,
             ..SchedulerConfig::new(workers, types(), policy)
         })
         .expect("valid property config");
@@ -945,7 +991,7 @@ mod properties {
                 }
                 Op::Complete { worker, dt_ns } => {
                     now += dt_ns;
-                    let expected = m.running.remove(&worker);
+                    let expected = m.running.get_mut(&worker).and_then(|h| h.pop_front());
                     match (s.on_completion(now, WorkerId(worker)), expected) {
                         (Ok(c), Some((token, ty))) => {
                             prop_assert_eq!((c.token.0, c.ty), (token, ty));
@@ -956,11 +1002,11 @@ mod properties {
                     }
                 }
                 Op::Preempt { worker } => {
-                    let held = m.running.get(&worker).copied();
+                    let held = m.running.get(&worker).and_then(|h| h.front()).copied();
                     match (s.on_preempted(now, WorkerId(worker)), held) {
                         (Ok(()), Some((token, ty))) => {
                             prop_assert!(preemptive);
-                            m.running.remove(&worker);
+                            m.running.get_mut(&worker).and_then(|h| h.pop_front());
                             m.queued.insert(token, ty);
                             m.ts_queues.entry(ty.0).or_default().push_back(token);
                         }
@@ -973,6 +1019,7 @@ mod properties {
         }
         // Arrivals stop; completions keep coming: everything queued is served exactly once.
         for _ in 0..10_000 {
+            m.running.retain(|_, h| !h.is_empty());
             if m.queued.is_empty() && m.running.is_empty() {
                 break;
             }
@@ -983,13 +1030,18 @@ mod properties {
                 "queued requests but no worker busy: stuck"
             );
             for w in busy {
-                let token = m.running.remove(&w).map(|(token, _)| token);
+                let token = m
+                    .running
+                    .get_mut(&w)
+                    .and_then(|h| h.pop_front())
+                    .map(|(token, _)| token);
                 let c = s.on_completion(now, WorkerId(w));
                 prop_assert_eq!(c.map(|c| c.token.0).ok(), token);
                 m.completed += 1;
             }
             dispatch_all(&mut s, &mut m, now)?;
         }
+        m.running.retain(|_, h| !h.is_empty());
         prop_assert!(m.queued.is_empty() && m.running.is_empty());
         prop_assert_eq!(s.queued(), 0);
         let c = s.counters();
@@ -1006,6 +1058,7 @@ mod properties {
         fn every_policy_conserves_tokens_and_drains(
             policy in policy(),
             workers in 1usize..6,
+            depth in 1usize..=2,
             ops in proptest::collection::vec(op(), 0..160),
         ) {
             let policy = match policy {
@@ -1014,17 +1067,20 @@ mod properties {
                 },
                 p => p,
             };
-            run(policy, workers, ops)?;
+            // `ts` preempts the request a worker runs: depth 1 only (checked in unit tests).
+            let depth = if matches!(policy, Policy::TimeSharing(_)) { 1 } else { depth };
+            run(policy, workers, depth, ops)?;
         }
 
         #[test]
         fn darc_keeps_its_invariants_across_many_updates(
             samples_needed in 1u64..8,
             workers in 2usize..9,
+            depth in 1usize..=2,
             ops in proptest::collection::vec(op(), 100..400),
         ) {
             let policy = Policy::Darc(DarcParams { samples_needed, ..DarcParams::default() });
-            run(policy, workers, ops)?;
+            run(policy, workers, depth, ops)?;
         }
 
         #[test]

@@ -20,10 +20,15 @@ type WorkerEnds = (
 /// A dispatcher on side B of a fresh pair, its client on side A, and the workers' ends of the
 /// rings.
 fn stepped(policy: Policy, workers: usize) -> (Steps, Client, WorkerEnds) {
+    stepped_with(options(policy, workers))
+}
+
+/// As [`stepped`], with the server options given.
+fn stepped_with(options: ServerOptions) -> (Steps, Client, WorkerEnds) {
+    let workers = options.scheduler.workers;
     let queues = workers as u16 + 1;
     let (mut a, mut b): (MemPort, MemPort) = pair(&MemPortConfig::with_queues(queues));
     let client = Client::new(&mut a, queues, MacAddr(b.mac()));
-    let options = options(policy, workers);
     let scheduler = Scheduler::new(options.scheduler.clone()).expect("scheduler");
     let (mut job_tx, mut job_rx, mut done_tx, mut done_rx) = (vec![], vec![], vec![], vec![]);
     for _ in 0..workers {
@@ -269,4 +274,62 @@ fn a_shadow_policy_is_compared_then_toggled_live() {
         (shadow.decisions, shadow.agreed, shadow.out_of_sync),
         (1, 1, 0)
     );
+}
+
+/// `worker_queue_depth: 2` on virtual time: each worker's ring holds its running job and the
+/// next one; a completion lets the dispatcher refill the freed slot in the same step, and every
+/// request is answered once (sent = dispatched = completed).
+#[test]
+fn depth_2_keeps_the_next_job_in_each_workers_ring() {
+    let mut opts = options(Policy::Cfcfs, 2);
+    opts.scheduler.worker_queue_depth = 2;
+    let (mut d, mut client, (mut jobs, mut completions)) = stepped_with(opts);
+    client.send(&[(0, 1), (1, 1), (2, 1), (3, 1), (4, 1)]);
+    assert_eq!(d.step_receive(1_000, false), Some(true));
+    assert!(d.step_dispatch(1_000, true));
+    // Idle workers first (0 → w0, 1 → w1), then the second slots (2 → w0, 3 → w1); 4 waits.
+    let ids = |ring: &mut ring::Receiver<Job<PoolBuf>>| {
+        std::iter::from_fn(|| ring.pop())
+            .map(|job| job.request.req_id)
+            .collect::<Vec<_>>()
+    };
+    let w0: Vec<Job<PoolBuf>> = std::iter::from_fn(|| jobs[0].pop()).collect();
+    let w1 = ids(&mut jobs[1]);
+    assert_eq!(
+        w0.iter().map(|j| j.request.req_id).collect::<Vec<_>>(),
+        vec![0, 2]
+    );
+    assert_eq!(w1, vec![1, 3]);
+    // Worker 0 finishes request 0: request 4 joins its ring behind request 2 at once.
+    assert!(completions[0].push(done(&w0[0])).is_ok());
+    assert_eq!(d.step_receive(2_000, false), Some(false));
+    assert!(d.step_dispatch(2_000, false));
+    assert_eq!(ids(&mut jobs[0]), vec![4]);
+    assert!(jobs[1].pop().is_none());
+    // The rest complete, in each worker's order; the drain then ends.
+    for (w, _) in [(0, 2), (1, 1), (1, 3), (0, 4)] {
+        assert!(completions[w]
+            .push(Notice::Done(Done {
+                arrival_ns: 1_000,
+                service_ns: 500,
+            }))
+            .is_ok());
+        d.step_dispatch(3_000, false);
+    }
+    assert_eq!(d.step_receive(4_000, true), Some(false));
+    assert!(!d.step_dispatch(4_000, false));
+    assert_eq!(d.step_receive(5_000, true), None, "nothing left");
+    let (report, _, _) = d.finish();
+    assert_eq!(
+        (report.rx_packets, report.dispatched, report.completed),
+        (5, 5, 5)
+    );
+    assert_eq!(
+        (
+            report.scheduler.dispatched,
+            report.scheduler.dispatched_behind
+        ),
+        (5, 3)
+    );
+    assert_eq!((report.in_flight_lost, report.spurious_completions), (0, 0));
 }
