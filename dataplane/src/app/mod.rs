@@ -127,7 +127,8 @@ impl Application for EchoApp {
 /// Runs `app` on the request in `frame` (as accepted by [`wire::parse_request`], whose
 /// `request` view it is) and turns the frame into the response in place. Returns the
 /// response frame's length (≥ 60: set the buffer's length to it), or 0 if `frame` does not
-/// hold the request's payload (drop it).
+/// hold the request's payload (drop it). The application may write a response as long as the
+/// frame's room after the headers ([`respond_in_place_with`], what the server's workers run).
 ///
 /// For fully zeroed padding, give `frame` at least [`wire::MIN_FRAME_LEN`] bytes.
 pub fn respond_in_place<A: Application + ?Sized>(
@@ -135,15 +136,32 @@ pub fn respond_in_place<A: Application + ?Sized>(
     request: &RequestView,
     frame: &mut [u8],
 ) -> usize {
-    let Some(payload) = PAYLOAD_OFFSET
+    let holds_request = PAYLOAD_OFFSET
         .checked_add(request.payload_len)
-        .and_then(|end| frame.get_mut(PAYLOAD_OFFSET..end))
-    else {
+        .is_some_and(|end| end <= frame.len());
+    if !holds_request {
         return 0;
+    }
+    let answer: Result<usize, std::convert::Infallible> =
+        respond_in_place_with(frame, |payload| Ok(app.handle(request, payload)));
+    answer.unwrap_or_else(|never| match never {})
+}
+
+/// The one response step: `handle` writes the response into the frame's payload room (from
+/// [`PAYLOAD_OFFSET`] to the frame's end) and returns its length, clipped to that room; the
+/// frame then becomes the reply in place (addresses swapped, lengths and IPv4 checksum fixed:
+/// [`wire::build_reply_in_place`]). Returns the frame length (0: drop it), or `handle`'s `Err`
+/// untouched (a preempted request: nothing is built).
+pub fn respond_in_place_with<E>(
+    frame: &mut [u8],
+    handle: impl FnOnce(&mut [u8]) -> Result<usize, E>,
+) -> Result<usize, E> {
+    let Some(payload) = frame.get_mut(PAYLOAD_OFFSET..) else {
+        return Ok(0);
     };
-    let capacity = payload.len();
-    let response_len = app.handle(request, payload).min(capacity);
-    wire::build_reply_in_place(frame, response_len)
+    let room = payload.len();
+    let response_len = handle(payload)?.min(room);
+    Ok(wire::build_reply_in_place(frame, response_len))
 }
 
 /// Which application the server runs.
@@ -491,7 +509,9 @@ pub(crate) mod tests {
         assert_eq!(WireTypeClassifier.classify(&request(0, 7, 0), &[]), 7);
     }
 
-    /// An application claiming more bytes than the payload holds is clamped.
+    /// An application claiming more bytes than the frame has room for is clamped to that room
+    /// (the room after the headers: a response may be longer than its request, as the workers
+    /// allow).
     #[test]
     fn respond_clamps_a_greedy_application() {
         struct Greedy;
@@ -504,10 +524,12 @@ pub(crate) mod tests {
             }
         }
         let mut buf = frame(1, 1, 0);
+        let room = buf.len() - PAYLOAD_OFFSET;
+        assert!(room >= psp::REQUEST_LEN);
         let len = serve(&mut Greedy, &mut buf);
         assert_eq!(
             parse_response(&buf[..len], &CLIENT).unwrap().payload_len,
-            psp::REQUEST_LEN
+            room
         );
         // A view claiming a payload the frame does not have builds nothing.
         let mut view = parse_request(&buf, &CLIENT).map_or(request(1, 1, 0), |v| v);

@@ -27,10 +27,10 @@ use super::report::WorkerReport;
 use super::stages::WorkerStages;
 use super::telemetry::WorkerBusySlots;
 use super::{pin_current_thread, Clock, WORKER_TX_BACKLOG, WORKER_TX_BATCH};
-use crate::app::{Application, Outcome, Resume};
+use crate::app::{respond_in_place_with, Application, Outcome, Resume};
 use crate::port::{PacketBuf, TxQueue};
 use crate::ring;
-use crate::wire::{build_reply_in_place, RequestView, PAYLOAD_OFFSET};
+use crate::wire::{RequestView, PAYLOAD_OFFSET};
 
 /// Attempts to transmit a worker's last responses at shutdown before dropping them.
 const FINAL_FLUSH_ATTEMPTS: u32 = 1000;
@@ -280,21 +280,24 @@ impl<T: TxQueue, A: Application> WorkerContext<T, A> {
         if buf.set_len(capacity).is_err() || capacity < PAYLOAD_OFFSET {
             return Slice::Answered(None);
         }
-        let frame = buf.data_mut();
-        let payload_room = frame.len() - PAYLOAD_OFFSET;
         let preempt = self.preempt.flag(self.index);
-        let reply_len = match self.app.handle_preemptible(
-            request,
-            &mut frame[PAYLOAD_OFFSET..],
-            preempt,
-            resume,
-        ) {
-            Outcome::Done(len) => len.min(payload_room),
-            Outcome::Preempted(resume) => return Slice::Preempted(resume),
-        };
-        let served_ns = self.clock.now_ns();
-        let frame_len = build_reply_in_place(frame, reply_len);
-        Slice::Answered((frame_len != 0 && buf.set_len(frame_len).is_ok()).then_some(served_ns))
+        let (app, clock) = (&mut self.app, &self.clock);
+        let mut served_ns = 0;
+        let built = respond_in_place_with(buf.data_mut(), |payload| {
+            match app.handle_preemptible(request, payload, preempt, resume) {
+                Outcome::Done(len) => {
+                    served_ns = clock.now_ns();
+                    Ok(len)
+                }
+                Outcome::Preempted(resume) => Err(resume),
+            }
+        });
+        match built {
+            Err(resume) => Slice::Preempted(resume),
+            Ok(frame_len) => Slice::Answered(
+                (frame_len != 0 && buf.set_len(frame_len).is_ok()).then_some(served_ns),
+            ),
+        }
     }
 }
 
