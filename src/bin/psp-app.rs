@@ -480,6 +480,7 @@ mod server {
         let workers = u16::try_from(config.workers()).context("workers.number")?;
         let mut port_config = PortConfig::server(config.device_id, workers);
         port_config.mac = Some(config.local.mac.0);
+        port_config.rx_queues = config.rx_queues;
         let device = Device::open(&DeviceConfig {
             eal_args: &config.eal_args,
             prefix_stem: "psp-app",
@@ -487,8 +488,9 @@ mod server {
             port: port_config,
         })?;
         eprintln!(
-            "psp-app: DPDK port {} started (1 RX, {} TX queues); waiting for the link",
+            "psp-app: DPDK port {} started ({} RX, {} TX queues); waiting for the link",
             config.device_id,
+            device.port.rx_queue_count(),
             device.port.tx_queue_count()
         );
         if !device

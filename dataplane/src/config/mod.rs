@@ -58,6 +58,9 @@ use crate::wire::{Endpoint, MacAddr, ParseOptions};
 
 mod limits;
 mod raw;
+
+/// Most RX queues the dispatcher polls (`psp.rx_queues`): client threads over memif.
+pub const MAX_RX_QUEUES: u16 = 64;
 pub(crate) use raw::policy_command;
 
 pub use limits::{
@@ -203,6 +206,8 @@ pub struct ServerConfig {
     pub control_socket: Option<PathBuf>,
     /// `psp.shadow`: a policy run in shadow beside the live one, if given.
     pub shadow: Option<Policy>,
+    /// `psp.rx_queues`: RX queues of the port, all polled by the dispatcher (default 1).
+    pub rx_queues: u16,
     /// Keys that were accepted but have no effect here (printed at start-up).
     pub warnings: Vec<String>,
 }

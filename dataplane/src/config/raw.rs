@@ -20,7 +20,7 @@ use super::limits::{
 use super::{
     check_control_socket, check_darc_params, check_scheduler, check_telemetry_interval,
     check_worker_queue_depth, check_workers, parse_ip, parse_mac, parse_policy, request_type_id,
-    ConfigError, IdleMode, ServerConfig, WorkerKind, RATIO_SUM_TOLERANCE,
+    ConfigError, IdleMode, ServerConfig, WorkerKind, MAX_RX_QUEUES, RATIO_SUM_TOLERANCE,
 };
 use crate::app::{AppConfig, AppKind, SpinMode};
 use crate::wire::{Endpoint, ParseOptions};
@@ -140,6 +140,8 @@ struct Psp {
     rx: Option<Rx>,
     #[serde(default)]
     rx_burst: Option<usize>,
+    #[serde(default)]
+    rx_queues: Option<i64>,
     #[serde(default)]
     pending_slots: Option<usize>,
     #[serde(default)]
@@ -289,6 +291,7 @@ impl ServerFile {
             idle,
             parse,
             rx_burst: self.psp.rx_burst,
+            rx_queues: rx_queues(self.psp.rx_queues)?,
             pending_slots: self.psp.pending_slots,
             drain_timeout: self.psp.drain_timeout_ms.map(Duration::from_millis),
             telemetry_interval,
@@ -296,6 +299,24 @@ impl ServerFile {
             shadow,
             warnings,
         })
+    }
+}
+
+/// `psp.rx_queues`: RX queues the dispatcher polls (1 by default; over memif one per client
+/// thread, since a memif server accepts as many client TX rings as it has RX queues).
+fn rx_queues(value: Option<i64>) -> Result<u16, ConfigError> {
+    match value {
+        None => Ok(1),
+        Some(n) => u16::try_from(n)
+            .ok()
+            .filter(|n| (1..=MAX_RX_QUEUES).contains(n))
+            .ok_or_else(|| {
+                ConfigError::invalid(
+                    "psp.rx_queues",
+                    n,
+                    format!("must be between 1 and {MAX_RX_QUEUES}"),
+                )
+            }),
     }
 }
 

@@ -53,7 +53,8 @@ pub(crate) struct Dispatcher<R: RxQueue, T: TxQueue<Buf = R::Buf>, C> {
     parse: ParseOptions,
     clock: Clock,
     idle: Idler,
-    rx: R,
+    /// Every RX queue of the port (one per client TX ring over memif, `psp.rx_queues`).
+    rx: Vec<R>,
     rx_burst: usize,
     rx_bufs: Vec<R::Buf>,
     /// Tokens of the requests the current RX burst parked (stamped enqueued at its end).
@@ -119,7 +120,7 @@ where
         scheduler: Scheduler,
         local: LocalAddr,
         clock: Clock,
-        rx: R,
+        rx: Vec<R>,
         arp_tx: T,
         classifier: C,
         jobs: Vec<ring::Sender<Job<R::Buf>>>,
@@ -192,7 +193,9 @@ where
     /// ([`Dispatcher::step_receive`], [`Dispatcher::step_dispatch`]) and idles; tests call the
     /// halves directly with the times they choose.
     pub(crate) fn run(&mut self, shutdown: &AtomicBool) {
-        self.rx.on_thread_start();
+        for rx in &mut self.rx {
+            rx.on_thread_start();
+        }
         self.arp_tx.on_thread_start();
         let cpu_started = cpu_time::ThreadTime::now();
         // Utilisation: the time of every loop iteration that found work.
@@ -315,23 +318,35 @@ where
     /// cannot hold the stop up).
     fn discard_rx_left_at_stop(&mut self) {
         let mut discarded = 0u64;
-        while discarded < MAX_RX_LEFT_AT_STOP {
-            let received = self.rx.rx_burst(&mut self.rx_bufs, self.rx_burst);
-            if received == 0 {
-                break;
+        for q in 0..self.rx.len() {
+            while discarded < MAX_RX_LEFT_AT_STOP {
+                let received = self.rx[q].rx_burst(&mut self.rx_bufs, self.rx_burst);
+                if received == 0 {
+                    break;
+                }
+                discarded += received as u64;
+                self.rx_bufs.clear();
             }
-            discarded += received as u64;
-            self.rx_bufs.clear();
         }
         self.report.rx_left_at_stop += discarded;
+    }
+
+    /// One RX burst from every RX queue ([`Dispatcher::receive_from`]); whether anything came.
+    #[inline]
+    fn receive(&mut self, now_ns: u64) -> bool {
+        let mut any = false;
+        for q in 0..self.rx.len() {
+            any |= self.receive_from(q, now_ns);
+        }
+        any
     }
 
     /// One RX burst: parse, classify, park, enqueue; then one clock read stamps every request
     /// of the burst as enqueued (the `rx_to_enqueue` stage is the burst's processing time).
     /// Returns whether anything arrived.
     #[inline]
-    fn receive(&mut self, now_ns: u64) -> bool {
-        let received = self.rx.rx_burst(&mut self.rx_bufs, self.rx_burst);
+    fn receive_from(&mut self, queue: usize, now_ns: u64) -> bool {
+        let received = self.rx[queue].rx_burst(&mut self.rx_bufs, self.rx_burst);
         if received == 0 {
             return false;
         }

@@ -524,7 +524,9 @@ impl Server {
             });
         }
         let taken = |direction, queue| ServerError::QueueTaken { direction, queue };
-        let rx = port.take_rx(0).ok_or_else(|| taken("rx", 0))?;
+        let rx = (0..rx_count)
+            .map(|q| port.take_rx(q).ok_or_else(|| taken("rx", q)))
+            .collect::<Result<Vec<_>, _>>()?;
         let arp_tx = port.take_tx(0).ok_or_else(|| taken("tx", 0))?;
         let mut worker_tx = Vec::with_capacity(workers);
         for w in 0..workers {

@@ -45,7 +45,7 @@ fn stepped_with(options: ServerOptions) -> (Steps, Client, WorkerEnds) {
         scheduler,
         local,
         Clock::start(),
-        b.take_rx(0).expect("rx 0"),
+        vec![b.take_rx(0).expect("rx 0")],
         b.take_tx(0).expect("tx 0"),
         WireTypeClassifier,
         job_tx,
