@@ -31,35 +31,28 @@ fn start_server_and_client(
     name: &str,
     schedule: &str,
 ) -> (Proc, Proc, std::path::PathBuf) {
-    start_server_and_client_with(dir, name, schedule, &[])
+    start_server_and_client_with(dir, name, schedule, &[], "")
 }
 
 /// Starts `psp-app` as the memif server of `dir` (its config written once; `name` tells
 /// servers of one test apart) and waits until it listens.
 fn start_server(dir: &ScratchDir, name: &str, tag: &str) -> Proc {
-    start_server_with_control(dir, name, tag, None)
+    start_server_with(dir, name, tag, "")
 }
 
-/// [`start_server`] with a control socket at `control`, when given.
-fn start_server_with_control(
-    dir: &ScratchDir,
-    name: &str,
-    tag: &str,
-    control: Option<&std::path::Path>,
-) -> Proc {
+/// [`start_server`] with more `psp:` keys (e.g. `", rx_queues: 2"`).
+fn start_server_with(dir: &ScratchDir, name: &str, tag: &str, psp_extra: &str) -> Proc {
     let socket = dir.file("memif.sock");
     let cfg = dir.file(&format!("server-{name}.yml"));
     let server_eal = memif_eal_args(&format!("psp-cs-{name}-{tag}"), "server", &socket);
-    let mut config = server_config(&server_eal, &dir.path);
-    if let Some(control) = control {
-        config = config.replace(
-            "psp: {idle: yield, app: spin}",
-            &format!(
-                "psp: {{idle: yield, app: spin, control: {{socket: {}}}}}",
-                control.display()
-            ),
-        );
-    }
+    let config = server_config(&server_eal, &dir.path).replace(
+        "psp: {idle: yield, app: spin}",
+        &format!("psp: {{idle: yield, app: spin{psp_extra}}}"),
+    );
+    assert!(
+        config.contains(psp_extra),
+        "test bug: no psp line in the config"
+    );
     std::fs::write(&cfg, config).unwrap();
     let server_args: Vec<String> = vec!["--cfg".into(), cfg.display().to_string()];
     let mut server = Proc::spawn(
@@ -72,17 +65,17 @@ fn start_server_with_control(
     server
 }
 
-/// [`start_server_and_client`] with extra client flags.
+/// [`start_server_and_client`] with extra client flags and `psp:` keys for the server.
 fn start_server_and_client_with(
     dir: &ScratchDir,
     name: &str,
     schedule: &str,
     extra: &[&str],
+    psp_extra: &str,
 ) -> (Proc, Proc, std::path::PathBuf) {
     let socket = dir.file("memif.sock");
     let tag = format!("{name}-{}", std::process::id());
-    let control = (name == "switch").then(|| dir.file("ctl.sock"));
-    let server = start_server_with_control(dir, "server", &tag, control.as_deref());
+    let server = start_server_with(dir, "server", &tag, psp_extra);
 
     let client_eal = memif_eal_args(&format!("psp-cs-client-{tag}"), "client", &socket);
     let eal: Vec<String> = client_eal.iter().map(|a| format!("'{a}'")).collect();
@@ -175,8 +168,13 @@ fn server_killed_mid_run_stops_the_client_with_partial_results() {
 #[test]
 fn reconnect_runs_the_interrupted_point_again_once_the_server_is_back() {
     let dir = ScratchDir::new("client-server-memif-reconnect");
-    let (mut server, mut client, out) =
-        start_server_and_client_with(&dir, "relink", "duration: 3, rate: 300", &["--reconnect"]);
+    let (mut server, mut client, out) = start_server_and_client_with(
+        &dir,
+        "relink",
+        "duration: 3, rate: 300",
+        &["--reconnect"],
+        "",
+    );
     client.wait_for_output("link up", PROCESS_TIMEOUT);
     std::thread::sleep(Duration::from_millis(1000));
     server.signal("KILL");
@@ -212,8 +210,9 @@ fn reconnect_runs_the_interrupted_point_again_once_the_server_is_back() {
 #[test]
 fn policy_switches_under_load_over_memif_lose_nothing() {
     let dir = ScratchDir::new("client-server-memif-switch");
+    let control = format!(", control: {{socket: {}}}", dir.file("ctl.sock").display());
     let (mut server, mut client, out) =
-        start_server_and_client_with(&dir, "switch", "duration: 3, rate: 2000", &[]);
+        start_server_and_client_with(&dir, "switch", "duration: 3, rate: 2000", &[], &control);
     client.wait_for_output("link up", PROCESS_TIMEOUT);
     std::thread::sleep(Duration::from_millis(300));
     for (i, command) in [
@@ -247,4 +246,33 @@ fn policy_switches_under_load_over_memif_lose_nothing() {
     let stdout = server.stdout_text();
     assert!(stdout.contains("control: 3 policy switch(es)"), "{stdout}");
     check_counts_match(&client_summary(&out), &stdout);
+}
+
+/// Two client threads over one memif port (`--threads 2`; the server opens `psp.rx_queues: 2`
+/// so that it takes both client TX rings): responses land on whichever client RX queue pairs
+/// with the worker that answered and are forwarded to the thread that sent the request; every
+/// request is answered once and both sides' counts agree.
+#[test]
+fn two_client_threads_over_memif_share_the_rx_queues() {
+    let dir = ScratchDir::new("client-server-memif-threads");
+    let (mut server, mut client, out) = start_server_and_client_with(
+        &dir,
+        "threads",
+        "duration: 2, rate: 1000",
+        &["--threads", "2"],
+        ", rx_queues: 2",
+    );
+    assert_exits_ok(&mut client, PROCESS_TIMEOUT);
+    server.signal("INT");
+    assert_exits_ok(&mut server, PROCESS_TIMEOUT);
+    let stderr = client.stderr_text();
+    assert!(stderr.contains("2 threads over DPDK"), "{stderr}");
+    assert!(
+        server.stderr_text().contains("(2 RX, 3 TX queues)"),
+        "{}",
+        server.stderr_text()
+    );
+    let summary = client_summary(&out);
+    assert_eq!(summary.counters.forward_dropped, 0);
+    check_counts_match(&summary, &server.stdout_text());
 }

@@ -62,8 +62,10 @@ use rand::SeedableRng;
 
 use crate::inflight::{GivenUp, InFlightTable, MatchOutcome, RequestInfo, NO_TRACE};
 
+pub mod forward;
 pub mod machine;
 pub mod threads;
+pub use forward::Forwarder;
 pub use machine::{ClientMachine, RunState};
 pub use threads::ThreadedEngine;
 
@@ -220,6 +222,31 @@ pub struct EngineConfig {
     pub trace_limit: usize,
     /// How long to listen for late answers after the drain gave up on requests.
     pub late_listen_ns: u64,
+    /// With several client threads sharing RX queues: this thread's tag in the top bits of
+    /// its request ids, so that whichever thread receives a response knows whose it is
+    /// ([`threads`]).
+    pub thread_tag: Option<ThreadTag>,
+}
+
+/// A client thread's tag in its request ids ([`crate::inflight::InFlightTable::with_tag`]).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct ThreadTag {
+    /// The thread's index.
+    pub thread: u32,
+    /// Top bits of an id that hold it.
+    pub bits: u32,
+}
+
+/// A response received by one client thread for another's request (shared RX queues): what
+/// the owner needs to match and record it.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Forwarded {
+    /// The response's `req_id` (its top bits name the owner thread).
+    pub req_id: u32,
+    /// Its `req_type`.
+    pub req_type: u32,
+    /// When it was received (ns on the run's shared clock).
+    pub now_ns: u64,
 }
 
 impl EngineConfig {
@@ -237,6 +264,7 @@ impl EngineConfig {
             idle: IdlePolicy::default(),
             trace_limit: 0,
             late_listen_ns: DEFAULT_LATE_LISTEN_NS,
+            thread_tag: None,
         }
     }
 }
@@ -310,6 +338,10 @@ pub struct Counters {
     /// Measured requests left out of the per-request traces (trace buffer full).
     #[serde(default)]
     pub untraced: u64,
+    /// Responses received for another client thread's request that its inbox could not take
+    /// (that request ends never answered).
+    #[serde(default)]
+    pub forward_dropped: u64,
 }
 
 impl Counters {
@@ -849,6 +881,20 @@ impl<P: Port> Engine<P> {
         })
     }
 
+    /// An engine on queues taken elsewhere (a client thread's share of a port); call it on the
+    /// thread that runs it. `rxs` may be empty when responses are forwarded to this thread.
+    pub fn from_queues(mut tx: P::Tx, mut rxs: Vec<P::Rx>) -> Self {
+        tx.on_thread_start();
+        for rx in &mut rxs {
+            rx.on_thread_start();
+        }
+        Self {
+            tx,
+            rxs,
+            next_generation: 0,
+        }
+    }
+
     /// RX queues polled.
     pub fn rx_queue_count(&self) -> usize {
         self.rxs.len()
@@ -892,12 +938,15 @@ impl<P: Port> Engine<P> {
     }
 
     /// Runs a machine from [`Engine::prepare`] with `start` as time 0; blocks for the whole run.
+    /// With `forward`, the RX queues are shared with other client threads: responses are
+    /// routed by their ids' tags ([`forward`]).
     pub fn drive(
         &mut self,
         machine: ClientMachine,
         start: RunStart,
         config: &EngineConfig,
         progress: Option<&Progress>,
+        forward: Option<&Forwarder>,
     ) -> RunResult {
         drive_machine::<P>(
             &mut self.tx,
@@ -907,7 +956,20 @@ impl<P: Port> Engine<P> {
             start,
             config,
             progress,
+            forward,
         )
+    }
+
+    /// After this thread's run: keeps reading its RX queues and forwarding what belongs to
+    /// the other threads until `others_done` (their runs need what arrives here).
+    pub fn forward_until(
+        &mut self,
+        forward: &Forwarder,
+        config: &EngineConfig,
+        start: RunStart,
+        others_done: &dyn Fn() -> bool,
+    ) {
+        forward::forward_until::<P>(&mut self.rxs, forward, config, start, others_done);
     }
 }
 
@@ -1018,10 +1080,12 @@ fn run_on_queues<P: Port>(
         RunStart::now(),
         config,
         progress,
+        None,
     ))
 }
 
 /// Runs a prepared `machine` on the queues from `start` until it is finished.
+#[allow(clippy::too_many_arguments)]
 fn drive_machine<P: Port>(
     tx: &mut P::Tx,
     rxs: &mut [P::Rx],
@@ -1030,6 +1094,7 @@ fn drive_machine<P: Port>(
     start: RunStart,
     config: &EngineConfig,
     progress: Option<&Progress>,
+    forward: Option<&Forwarder>,
 ) -> RunResult {
     if let Some(p) = progress {
         p.planned.store(machine.planned(), Ordering::Relaxed);
@@ -1043,6 +1108,7 @@ fn drive_machine<P: Port>(
         clock: Clock(start.instant),
         idler: Idler::new(config.idle),
         progress,
+        forward,
     };
     io.drive(&mut machine);
     *next_generation = machine.next_generation();
@@ -1063,6 +1129,8 @@ struct IoLoop<'a, P: Port> {
     clock: Clock,
     idler: Idler,
     progress: Option<&'a Progress>,
+    /// Several client threads share the RX queues: route responses by their ids' tags.
+    forward: Option<&'a Forwarder>,
 }
 
 impl<P: Port> IoLoop<'_, P> {
@@ -1155,8 +1223,29 @@ impl<P: Port> IoLoop<'_, P> {
             }
             total += n;
             let now = self.clock.now_ns();
-            for buf in self.rx_bufs.drain(..) {
-                machine.on_response(now, buf.data());
+            match self.forward {
+                None => {
+                    for buf in self.rx_bufs.drain(..) {
+                        machine.on_response(now, buf.data());
+                    }
+                }
+                Some(forward) => {
+                    for buf in self.rx_bufs.drain(..) {
+                        if let Some(response) =
+                            machine.on_response_routed(now, buf.data(), forward.tag)
+                        {
+                            if !forward.send(response) {
+                                machine.on_forward_dropped();
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(forward) = self.forward {
+            while let Some(response) = forward.receive() {
+                machine.on_forwarded(response);
+                total += 1;
             }
         }
         total

@@ -672,3 +672,99 @@ fn merged_results_are_the_exact_sum_of_the_threads() {
     assert!(unanswered > 0, "the second run lost some");
     assert_accounted(&merged);
 }
+
+/// A server that reads requests on every one of its RX queues and answers each on the next of
+/// its TX queues in turn, whatever queue the request came on: responses land on any client RX
+/// queue, as psp-app's workers' do over memif.
+fn scattering_responder(mut port: MemPort, stop: Arc<AtomicBool>) -> thread::JoinHandle<u64> {
+    let local = Endpoint::new(MacAddr(port.mac()), SERVER_IP, SERVER_PORT);
+    let mut rxs: Vec<_> = (0..port.rx_queue_count())
+        .filter_map(|q| port.take_rx(q))
+        .collect();
+    let mut txs: Vec<_> = (0..port.tx_queue_count())
+        .filter_map(|q| port.take_tx(q))
+        .collect();
+    thread::spawn(move || {
+        let started = Instant::now();
+        let mut bufs = Vec::with_capacity(32);
+        let mut answered = 0u64;
+        while !stop.load(Ordering::Relaxed) && started.elapsed() < RESPONDER_LIMIT {
+            let mut any = false;
+            for rx in &mut rxs {
+                if rx.rx_burst(&mut bufs, 32) == 0 {
+                    continue;
+                }
+                any = true;
+                for mut buf in bufs.drain(..) {
+                    if wire::parse_request(buf.data(), &local).is_err() {
+                        continue;
+                    }
+                    let len = wire::build_response_in_place(buf.data_mut());
+                    buf.set_len(len).unwrap();
+                    let n = txs.len();
+                    let tx = &mut txs[answered as usize % n];
+                    let mut one = vec![buf];
+                    while !one.is_empty() {
+                        tx.tx_burst(&mut one);
+                    }
+                    answered += 1;
+                }
+            }
+            if !any {
+                thread::yield_now();
+            }
+        }
+        answered
+    })
+}
+
+/// Two client threads sharing one port: thread `i` sends on TX queue `i` and polls the RX
+/// queues `q` with `q % 2 == i`; a response that lands on the other thread's queue is forwarded
+/// to its owner by the id's tag. Every request is answered once, over two points of a sweep.
+#[test]
+fn threads_sharing_rx_queues_forward_responses_to_their_owner() {
+    let (mut client, server) = pair(&MemPortConfig::with_queues(3));
+    let stop = Arc::new(AtomicBool::new(false));
+    let handle = scattering_responder(server, Arc::clone(&stop));
+    let local = Endpoint::new(MacAddr(client.mac()), CLIENT_IP, CLIENT_PORT);
+    let mut shares: Vec<Option<_>> = (0..2u16)
+        .map(|i| {
+            let tx = client.take_tx(i).unwrap();
+            let rxs: Vec<_> = (0..3u16)
+                .filter(|q| q % 2 == i)
+                .map(|q| client.take_rx(q).unwrap())
+                .collect();
+            Some((tx, rxs))
+        })
+        .collect();
+    shares.push(None);
+    let shares = std::sync::Mutex::new(shares);
+    let mut threads = engine::ThreadedEngine::spawn_shared::<MemPort, _>(2, move |i| {
+        let (tx, rxs) = shares.lock().unwrap()[i].take().ok_or("taken twice")?;
+        Ok((tx, rxs, local))
+    })
+    .unwrap();
+    let target = Endpoint::new(
+        MacAddr(MemPortConfig::default().mac_b),
+        SERVER_IP,
+        SERVER_PORT,
+    );
+    let mut config = EngineConfig::new(local, vec![target]);
+    config.drain_timeout_ns = 500_000_000;
+    let w = workload(0.1);
+    let first = threads.run(&w, &[8_000.0], &config, None).unwrap();
+    let second = threads.run(&w, &[4_000.0], &config, None).unwrap();
+    stop.store(true, Ordering::Relaxed);
+    let answered = handle.join().unwrap();
+    for r in [&first, &second] {
+        assert_accounted(r);
+        let c = &r.counters;
+        assert_eq!(c.received, c.sent, "{c:?}");
+        assert_eq!(
+            c.unknown_id + c.duplicate + c.forward_dropped + c.mismatched,
+            0,
+            "{c:?}"
+        );
+    }
+    assert_eq!(answered, first.counters.sent + second.counters.sent);
+}

@@ -169,9 +169,10 @@ struct Args {
     /// Idle behaviour between sends.
     #[arg(long, value_enum, default_value = "yield")]
     idle: Idle,
-    /// Client threads (UDP): each sends 1/N of the rate from its own socket (net_workers[i]
-    /// when the config lists one per thread, else an ephemeral port) and the results merge
-    /// exactly; default: one per net_workers entry, at least 1.
+    /// Client threads: each sends 1/N of the rate and the results merge exactly; over UDP each
+    /// from its own socket (net_workers[i] when the config lists one per thread, else a free
+    /// port), over DPDK each on its own TX queue, the RX queues shared (the memif server needs
+    /// psp.rx_queues ≥ N); default: one per net_workers entry, at least 1.
     #[arg(long, allow_negative_numbers = true)]
     threads: Option<i64>,
     /// Never show the progress bar.
@@ -722,18 +723,17 @@ fn run_dpdk(
     use psp::dpdk::{Device, DeviceConfig, PortConfig};
 
     let config = config.context("--transport dpdk needs --config-path with network.eal_init")?;
-    // A memif server has one RX queue (its dispatcher's) and refuses a second client TX ring,
-    // so client threads would have to share one TX queue: not done (docs/design.md §5.2).
-    if let Some(t) = args.threads.filter(|&t| t > 1) {
-        bail!(
-            "--threads {t}: over DPDK the client runs one thread (a memif server takes one \
-             client TX ring); use --transport udp, or one psp-client per server port and `psp \
-             merge`"
-        );
-    }
-    if config.net_workers.len() > 1 {
-        eprintln!("psp-client: one client thread over DPDK: net_workers[0] is the source address");
-    }
+    // Threads over DPDK: each its own TX queue, the RX queues shared (docs/design.md §5.2); a
+    // memif server takes as many client TX rings as it has RX queues (psp.rx_queues).
+    let threads = args
+        .threads
+        .and_then(|t| usize::try_from(t).ok())
+        .unwrap_or(1);
+    ensure!(
+        threads == 1 || !args.reconnect,
+        "--reconnect with --threads {threads}: not supported over DPDK (the port is restarted \
+         with every queue, and the threads hold them)"
+    );
     ensure!(
         !config.eal_init.is_empty(),
         "--transport dpdk: network.eal_init is empty in the config"
@@ -761,10 +761,11 @@ fn run_dpdk(
         );
     }
     // memif pairs queue i with the peer's queue i, and its server side refuses more client TX
-    // rings than it has RX queues (1: the dispatcher's): 1 TX queue, 1 + workers RX queues.
+    // rings than it has RX queues (psp-app: psp.rx_queues, default 1): one TX queue per
+    // thread, 1 + workers RX queues.
     let mut port_config = PortConfig::server(config.device_id, 0);
     port_config.rx_queues = rx_queues;
-    port_config.tx_queues = 1;
+    port_config.tx_queues = u16::try_from(threads).context("--threads")?;
     let device = Device::open(&DeviceConfig {
         eal_args: &config.eal_init,
         prefix_stem: "psp-client",
@@ -791,6 +792,12 @@ fn run_dpdk(
     );
     let targets = targets(args, MacAddr(server_mac))?;
     let engine_config = engine_config(args, local, targets)?;
+    if threads > 1 {
+        let outcome = run_dpdk_threads(args, plan, out_dir, &mut port, &engine_config, threads);
+        drop(port);
+        drop(eal);
+        return outcome;
+    }
     let outcome = {
         let engine = RefCell::new(Engine::new(&mut port).context("taking the DPDK port's queues")?);
         let port = &port;
@@ -814,6 +821,61 @@ fn run_dpdk(
     drop(port);
     drop(eal);
     Ok(outcome)
+}
+
+/// [`run_dpdk`] with `threads` client threads: thread `i` sends on TX queue `i` and polls the
+/// RX queues `q` with `q % threads == i`; responses that land on another thread's queue are
+/// forwarded to it by their ids' tags (`psp_client::engine::forward`).
+#[cfg(feature = "dpdk")]
+fn run_dpdk_threads(
+    args: &Args,
+    plan: &Plan,
+    out_dir: Option<&Path>,
+    port: &mut psp::dpdk::EthPort,
+    engine_config: &EngineConfig,
+    threads: usize,
+) -> Result<RunOutcome> {
+    use std::sync::Mutex;
+    type Share = (psp::dpdk::DpdkTxQueue, Vec<psp::dpdk::DpdkRxQueue>);
+    let rx_count = port.rx_queue_count();
+    let mut shares: Vec<Option<Share>> = Vec::with_capacity(threads);
+    for i in 0..threads {
+        let tx = port
+            .take_tx(u16::try_from(i)?)
+            .with_context(|| format!("taking DPDK TX queue {i}"))?;
+        let rxs = (0..rx_count)
+            .filter(|q| usize::from(*q) % threads == i)
+            .filter_map(|q| port.take_rx(q))
+            .collect();
+        shares.push(Some((tx, rxs)));
+    }
+    let shares = Mutex::new(shares);
+    let local = engine_config.local;
+    let mut engine = ThreadedEngine::spawn_shared::<psp::dpdk::EthPort, _>(threads, move |i| {
+        let share = shares.lock().map_err(|e| e.to_string())?[i].take();
+        let (tx, rxs) = share.ok_or("queues taken twice")?;
+        Ok((tx, rxs, local))
+    })
+    .context("starting the client threads")?;
+    eprintln!(
+        "psp-client: {threads} threads over DPDK, {rx_count} RX queue(s) shared (the server needs \
+         psp.rx_queues ≥ {threads})"
+    );
+    let port = &*port;
+    let watch = PortWatch {
+        servers: servers(&engine_config.targets),
+        rx_dropped: Some(&|| port.stats().rx_missed),
+        link_up: Some(&|| port.link_up()),
+    };
+    run_points(
+        &mut |w, r, c, p| engine.run(w, r, c, p),
+        None,
+        args,
+        plan,
+        engine_config,
+        out_dir,
+        &watch,
+    )
 }
 
 /// `--reconnect` over DPDK: restarts the port (a memif client connects when its port starts)

@@ -41,10 +41,11 @@ use psp_workload::stats::new_histogram;
 use psp_workload::{Sampled, Workload};
 
 use super::{
-    count_arrivals, validate, Arrivals, EngineConfig, EngineError, PhaseResult, ResponseSink,
-    RunResult, TypeSlot, BEHIND_SCHEDULE_LAG_NS, NS_PER_S, REQ_SIZE_WORD, TX_BURST,
+    count_arrivals, validate, Arrivals, EngineConfig, EngineError, Forwarded, PhaseResult,
+    ResponseSink, RunResult, ThreadTag, TypeSlot, BEHIND_SCHEDULE_LAG_NS, NS_PER_S, REQ_SIZE_WORD,
+    TX_BURST,
 };
-use crate::inflight::{InFlightTable, RequestInfo, NO_TRACE};
+use crate::inflight::{tag_of, InFlightTable, RequestInfo, NO_TRACE};
 
 /// Where a run is.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -119,7 +120,13 @@ impl ClientMachine {
         let max_rate = rates_rps.iter().copied().fold(0.0, f64::max);
         let mut sink = ResponseSink::new(
             workload,
-            InFlightTable::for_rate(max_rate, config.response_timeout_ns)
+            config
+                .thread_tag
+                .iter()
+                .fold(
+                    InFlightTable::for_rate(max_rate, config.response_timeout_ns),
+                    |table, tag| table.with_tag(tag.thread, tag.bits),
+                )
                 .with_first_generation(first_generation),
             config.local,
             config.parse_options,
@@ -384,6 +391,42 @@ impl ClientMachine {
     #[inline]
     pub fn on_response(&mut self, now_ns: u64, frame: &[u8]) {
         self.sink.on_frame(frame, now_ns);
+    }
+
+    /// One frame received at `now_ns` on RX queues shared by several client threads: a
+    /// response to a request of thread `tag.thread` is matched here, one to another thread's
+    /// is returned for forwarding; anything else is counted.
+    #[inline]
+    pub fn on_response_routed(
+        &mut self,
+        now_ns: u64,
+        frame: &[u8],
+        tag: ThreadTag,
+    ) -> Option<Forwarded> {
+        let (req_id, req_type) = self.sink.parse(frame)?;
+        if tag_of(req_id, tag.bits) == tag.thread {
+            self.sink.on_response(req_id, req_type, now_ns);
+            None
+        } else {
+            Some(Forwarded {
+                req_id,
+                req_type,
+                now_ns,
+            })
+        }
+    }
+
+    /// A response another client thread received for one of this thread's requests.
+    #[inline]
+    pub fn on_forwarded(&mut self, response: Forwarded) {
+        self.sink
+            .on_response(response.req_id, response.req_type, response.now_ns);
+    }
+
+    /// Counts a response that could not be forwarded to its thread (its inbox was full): that
+    /// request ends never answered.
+    pub fn on_forward_dropped(&mut self) {
+        self.sink.counters.forward_dropped += 1;
     }
 
     /// Ends the drain once nothing is outstanding or at its deadline (giving up on what is

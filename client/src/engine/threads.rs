@@ -2,11 +2,14 @@
 //! paper drove 14 workers from 6 machines).
 //!
 //! ## How it works
-//! - Each thread opens its own port (its own kernel UDP socket, so its own source port: the
-//!   server answers each request to the address it came from, which routes every response to the
-//!   thread that sent it — on a NIC the same holds with one flow rule per source port), takes its
-//!   queues on its own thread (DPDK registers the thread that polls) and keeps them across the
-//!   runs of a sweep.
+//! - Each thread opens its own port ([`ThreadedEngine::spawn`]: its own kernel UDP socket, so
+//!   its own source port: the server answers each request to the address it came from, which
+//!   routes every response to the thread that sent it — on a NIC the same holds with one flow
+//!   rule per source port), or takes its share of one port's queues
+//!   ([`ThreadedEngine::spawn_shared`]: DPDK over memif, where a response lands on the RX queue
+//!   of the server worker that answered; request ids then carry the thread, and responses are
+//!   forwarded to their owner, [`super::forward`]). Queues are taken on the thread that polls
+//!   them and kept across the runs of a sweep.
 //! - Each thread plays the whole workload at `rate / N` with its own seed ([`thread_seed`]): N
 //!   independent Poisson streams at `λ/N` merge into one Poisson stream at `λ`, and every
 //!   request draws its type independently, so the merged stream is the same process as one
@@ -24,10 +27,12 @@
 //!   itself: one thread is exactly the single-threaded client.
 //! - Every thread's `sent = received + late + unanswered`, so the merged result's too.
 //!
-//! Tested below (seeds, the merge of counters and histograms) and in `tests/engine.rs` (two
-//! threads over kernel UDP against an echo server: counts add up and equal one thread's sum).
+//! Tested below (seeds, the merge of counters and histograms), in `tests/engine.rs` (threads
+//! over kernel UDP against an echo server; two threads sharing an in-memory port's RX queues
+//! against a server that scatters its answers; the exact merge) and end to end over memif in
+//! the root crate's `tests/client_server_memif.rs`.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -38,8 +43,8 @@ use psp_net::wire::Endpoint;
 use psp_workload::Workload;
 
 use super::{
-    validate, ClassCounts, ClientMachine, Counters, Engine, EngineConfig, EngineError, PhaseResult,
-    Progress, RunResult, RunStart,
+    validate, ClassCounts, ClientMachine, Counters, Engine, EngineConfig, EngineError, Forwarder,
+    PhaseResult, Progress, RunResult, RunStart, ThreadTag,
 };
 
 /// How often the calling thread sums the threads' progress while they run.
@@ -116,6 +121,29 @@ struct Handle {
 pub struct ThreadedEngine {
     threads: Vec<Handle>,
     locals: Vec<Endpoint>,
+    /// Tag bits of the request ids when the threads share RX queues.
+    tag_bits: Option<u32>,
+}
+
+/// What a client thread knows of the others.
+struct Shared {
+    index: usize,
+    threads: usize,
+    /// Its links to the others, when RX queues are shared.
+    forward: Option<Forwarder>,
+    /// Runs finished, summed over threads (a thread's run is over for everyone once this
+    /// reaches `runs × threads`).
+    finished: Arc<AtomicU64>,
+}
+
+/// What a client thread sends with: its own port (kernel UDP: its own socket), or its share
+/// of one device's queues (DPDK: RX queues shared with the other threads, so responses are
+/// forwarded by id tag, [`super::forward`]).
+pub enum ThreadPort<P: Port> {
+    /// A port of its own, and the source address its requests carry.
+    Own(P, Endpoint),
+    /// A TX queue and some RX queues of a shared port, and the source address.
+    Queues(P::Tx, Vec<P::Rx>, Endpoint),
 }
 
 impl ThreadedEngine {
@@ -127,18 +155,63 @@ impl ThreadedEngine {
         P: Port,
         F: Fn(usize) -> Result<(P, Endpoint), String> + Send + Sync + 'static,
     {
+        Self::spawn_with(threads, None, move |i| {
+            open(i).map(|(port, local)| ThreadPort::Own(port, local))
+        })
+    }
+
+    /// Starts `threads` threads that share one port's RX queues: thread `i` gets its TX queue,
+    /// RX queues and source address from `open(i)` (on its own thread), its request ids carry
+    /// its index, and responses received by one thread for another are forwarded.
+    pub fn spawn_shared<P, F>(threads: usize, open: F) -> Result<Self, EngineError>
+    where
+        P: Port,
+        F: Fn(usize) -> Result<(P::Tx, Vec<P::Rx>, Endpoint), String> + Send + Sync + 'static,
+    {
+        let bits = usize::BITS - threads.max(2).saturating_sub(1).leading_zeros();
+        if bits > crate::inflight::MAX_TAG_BITS {
+            return Err(EngineError::Thread(format!(
+                "{threads} threads sharing RX queues: at most {}",
+                1u32 << crate::inflight::MAX_TAG_BITS
+            )));
+        }
+        Self::spawn_with(threads, Some(bits), move |i| {
+            open(i).map(|(tx, rxs, local)| ThreadPort::<P>::Queues(tx, rxs, local))
+        })
+    }
+
+    fn spawn_with<P, F>(threads: usize, tag_bits: Option<u32>, open: F) -> Result<Self, EngineError>
+    where
+        P: Port,
+        F: Fn(usize) -> Result<ThreadPort<P>, String> + Send + Sync + 'static,
+    {
         let open = Arc::new(open);
+        let threads = threads.max(1);
+        let mut forwarders: Vec<Option<Forwarder>> = match tag_bits {
+            Some(bits) => Forwarder::mesh(threads, bits)
+                .into_iter()
+                .map(Some)
+                .collect(),
+            None => (0..threads).map(|_| None).collect(),
+        };
+        let finished = Arc::new(AtomicU64::new(0));
         let mut handles = Vec::with_capacity(threads);
         let mut locals = Vec::with_capacity(threads);
-        for index in 0..threads.max(1) {
+        for (index, forward) in forwarders.iter_mut().enumerate() {
             let (command_tx, command_rx) = mpsc::channel();
             let (reply_tx, reply_rx) = mpsc::channel();
             let progress = Arc::new(Progress::default());
+            let shared = Shared {
+                index,
+                threads,
+                forward: forward.take(),
+                finished: Arc::clone(&finished),
+            };
             let (open, thread_progress) = (Arc::clone(&open), Arc::clone(&progress));
             let join = std::thread::Builder::new()
                 .name(format!("psp-client-{index}"))
                 .spawn(move || {
-                    client_thread(index, &*open, &command_rx, &reply_tx, &thread_progress)
+                    client_thread(shared, &*open, &command_rx, &reply_tx, &thread_progress)
                 })
                 .map_err(|e| EngineError::Thread(format!("starting thread {index}: {e}")))?;
             let handle = Handle {
@@ -160,6 +233,7 @@ impl ThreadedEngine {
         Ok(Self {
             threads: handles,
             locals,
+            tag_bits,
         })
     }
 
@@ -189,7 +263,14 @@ impl ThreadedEngine {
             workload: workload.clone(),
             rates_rps: rates_rps.iter().map(|r| r / n as f64).collect(),
             configs: (0..n)
-                .map(|i| thread_config(config, i, n, self.locals[i]))
+                .map(|i| {
+                    let mut c = thread_config(config, i, n, self.locals[i]);
+                    c.thread_tag = self.tag_bits.map(|bits| ThreadTag {
+                        thread: i as u32,
+                        bits,
+                    });
+                    c
+                })
                 .collect(),
         });
         let planned = self.plan_all(&job)?;
@@ -311,18 +392,22 @@ impl Drop for ThreadedEngine {
     }
 }
 
-/// A client thread: opens its port, then plans and runs what it is asked until the calling
-/// thread goes away.
+/// A client thread: opens its port (or takes its queues), then plans and runs what it is
+/// asked until the calling thread goes away.
 fn client_thread<P: Port>(
-    index: usize,
-    open: &dyn Fn(usize) -> Result<(P, Endpoint), String>,
+    shared: Shared,
+    open: &dyn Fn(usize) -> Result<ThreadPort<P>, String>,
     commands: &Receiver<Command>,
     replies: &Sender<Reply>,
     progress: &Progress,
 ) {
-    let opened = open(index).and_then(|(mut port, local)| {
-        let engine = Engine::new(&mut port).map_err(|e| e.to_string())?;
-        Ok((port, engine, local))
+    let index = shared.index;
+    let opened = open(index).and_then(|port| match port {
+        ThreadPort::Own(mut port, local) => {
+            let engine = Engine::new(&mut port).map_err(|e| e.to_string())?;
+            Ok((Some(port), engine, local))
+        }
+        ThreadPort::Queues(tx, rxs, local) => Ok((None, Engine::from_queues(tx, rxs), local)),
     });
     let (port, mut engine) = match opened {
         Ok((port, engine, local)) => {
@@ -334,7 +419,9 @@ fn client_thread<P: Port>(
             return;
         }
     };
+    let rx_missed = || port.as_ref().map_or(0, |p| p.stats().rx_missed);
     let mut planned: Option<(ClientMachine, Arc<Job>)> = None;
+    let mut runs = 0u64;
     while let Ok(command) = commands.recv() {
         match command {
             Command::Plan(job) => {
@@ -350,9 +437,22 @@ fn client_thread<P: Port>(
                 let Some((machine, job)) = planned.take() else {
                     continue;
                 };
-                let dropped_before = port.stats().rx_missed;
-                let mut result = engine.drive(machine, start, &job.configs[index], Some(progress));
-                result.counters.rx_dropped = port.stats().rx_missed.saturating_sub(dropped_before);
+                runs += 1;
+                let config = &job.configs[index];
+                let dropped_before = rx_missed();
+                let forward = shared.forward.as_ref();
+                let mut result = engine.drive(machine, start, config, Some(progress), forward);
+                if port.is_some() {
+                    result.counters.rx_dropped = rx_missed().saturating_sub(dropped_before);
+                }
+                shared.finished.fetch_add(1, Ordering::AcqRel);
+                if let Some(forward) = forward {
+                    // The others may still wait for responses that arrive on this thread's
+                    // queues.
+                    let all = runs * shared.threads as u64;
+                    let done = || shared.finished.load(Ordering::Acquire) >= all;
+                    engine.forward_until(forward, config, start, &done);
+                }
                 let _ = replies.send(Reply::Finished(Box::new(result)));
             }
             Command::Abort => planned = None,
@@ -425,6 +525,7 @@ impl Counters {
         self.mismatched += other.mismatched;
         self.malformed += other.malformed;
         self.untraced += other.untraced;
+        self.forward_dropped += other.forward_dropped;
         for (reason, n) in &other.malformed_by_reason {
             match self
                 .malformed_by_reason
