@@ -28,9 +28,11 @@
 //! rule (a longer group never on a shorter group's reserved worker; UNKNOWN only on the
 //! spillway).
 
+pub mod model;
 pub mod plan;
 pub(crate) mod profile;
 
+use model::{Model, ModelChoice, TypeLoad};
 use plan::{plan_reservations, plan_with_allocation, TypeProfile};
 use profile::Profile;
 
@@ -67,6 +69,46 @@ pub struct DarcParams {
     /// plan computed at construction (`dynamic` is ignored); each entry ≥ 1, one entry per
     /// group, sum ≤ workers. The simulator's allocation search uses it.
     pub fixed_allocation: Option<Vec<usize>>,
+    /// How a re-plan chooses the per-group worker counts: DARC's demand formula (the
+    /// original) or the model planner ([`model`]), which needs profiling (`dynamic`).
+    pub plan: PlanMode,
+}
+
+/// How DARC chooses its reservation (`psp.darc.plan`, `--darc-plan`).
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub enum PlanMode {
+    /// The original's formula: each group's share of CPU demand, rounded at the cut.
+    #[default]
+    Formula,
+    /// The model planner: every allocation's p99.9 slowdown predicted from the profiled
+    /// means, service variability and arrival rates; the most headroom wins ([`model`]).
+    Model,
+}
+
+impl PlanMode {
+    /// The names accepted by [`PlanMode::parse`].
+    pub const NAMES: &'static str = "formula, model";
+
+    /// Its configuration name.
+    pub fn name(self) -> &'static str {
+        match self {
+            PlanMode::Formula => "formula",
+            PlanMode::Model => "model",
+        }
+    }
+
+    /// Parses `formula` or `model` (case-insensitive); the error names `darc.plan`.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "formula" => Ok(PlanMode::Formula),
+            "model" => Ok(PlanMode::Model),
+            _ => Err(ConfigError::Invalid {
+                field: "darc.plan",
+                value: text.to_string(),
+                why: "expected formula or model",
+            }),
+        }
+    }
 }
 
 impl Default for DarcParams {
@@ -79,6 +121,7 @@ impl Default for DarcParams {
             profile_overhead_ns: 0,
             dynamic: true,
             fixed_allocation: None,
+            plan: PlanMode::Formula,
         }
     }
 }
@@ -116,7 +159,16 @@ impl DarcParams {
             self.rounding_cut,
             ROUNDING_CUT_RANGE.contains(&self.rounding_cut),
             "must be in [0, 1]",
-        )
+        )?;
+        if self.plan == PlanMode::Model && (!self.dynamic || self.fixed_allocation.is_some()) {
+            return Err(ConfigError::Invalid {
+                field: "darc.plan",
+                value: "model".into(),
+                why: "the model planner plans from profiled arrival rates: it needs \
+                      dynamic: true and no fixed_allocation",
+            });
+        }
+        Ok(())
     }
 }
 
@@ -252,6 +304,13 @@ pub struct DarcState {
     window_start_ns: Nanos,
     /// The plan from configuration (oracle or fixed allocation), applied in `on_start`.
     initial_plan: Option<ReservationPlan>,
+    /// Whether the first arrival was seen.
+    window_started: bool,
+    /// Start of the window the profile holds (the first arrival, then the last evaluation):
+    /// the model planner measures the arrival rate over it.
+    profiled_since_ns: Nanos,
+    /// The model planner's last decision (`plan: model`).
+    last_choice: Option<ModelChoice>,
 }
 
 impl BuiltinPolicy for Darc {
@@ -279,6 +338,7 @@ impl BuiltinPolicy for Darc {
                 "fixed_allocation",
                 "workers per type group, shortest first (none)",
             ),
+            ("plan", "formula (the original's) or model (formula)"),
         ],
         live: true,
         default: || Policy::Darc(DarcParams::default()),
@@ -288,6 +348,13 @@ impl BuiltinPolicy for Darc {
         let Policy::Darc(p) = cx.policy() else {
             return Err(cx.error("not a DARC configuration".into()));
         };
+        DarcState::build(cx, p)
+    }
+}
+
+impl DarcState {
+    /// DARC with `p` (its own policy or `darc-model`'s).
+    pub(crate) fn build(cx: &BuildContext<'_>, p: &DarcParams) -> Result<Darc, ConfigError> {
         p.validate()?;
         let fixed = p.fixed_allocation.is_some();
         let dynamic = p.dynamic && !fixed;
@@ -306,15 +373,16 @@ impl BuiltinPolicy for Darc {
             profile: Profile::new(n_types),
             window_start_ns: 0,
             initial_plan: None,
+            window_started: false,
+            profiled_since_ns: 0,
+            last_choice: None,
         };
         if !dynamic {
             darc.plan_from_configuration(cx)?;
         }
         Ok(Box::new(darc))
     }
-}
 
-impl DarcState {
     /// Oracle mode or a fixed allocation: the plan from configured means and ratios.
     fn plan_from_configuration(&mut self, cx: &BuildContext<'_>) -> Result<(), ConfigError> {
         let p = &self.params;
@@ -393,10 +461,16 @@ impl DarcState {
         }
         let bootstrap_switch = self.reservations.plan.is_none();
         let window = (self.window_start_ns, now_ns, self.profile.window_count);
+        let profiled = (self.profiled_since_ns, now_ns, self.profile.window_count);
+        self.profiled_since_ns = now_ns;
         state.counters.darc_evaluations += 1;
-        let plan = self
-            .profile
-            .evaluate(&self.params, self.workers, bootstrap_switch);
+        let plan = match self.params.plan {
+            PlanMode::Formula => {
+                self.profile
+                    .evaluate(&self.params, self.workers, bootstrap_switch)
+            }
+            PlanMode::Model => self.model_plan(profiled, bootstrap_switch, state),
+        };
         if bootstrap_switch {
             state.move_to_typed_queues(self.bootstrap_queue());
         }
@@ -405,6 +479,75 @@ impl DarcState {
             self.reservations.apply(state, window, means, ratios, plan);
             self.window_start_ns = now_ns;
         }
+    }
+
+    /// The model planner's re-plan (`plan: model`) over `window` (start, end, completions):
+    /// closes the profile's window, predicts every allocation of DARC's groups from the
+    /// profiled means, variability and arrival rate (completions over the window's length)
+    /// and returns the best plan unless the plan in force is within the hysteresis. Too
+    /// many candidates fall back to the formula.
+    #[cold]
+    fn model_plan(
+        &mut self,
+        window: (Nanos, Nanos, u64),
+        force: bool,
+        state: &mut SchedulerState,
+    ) -> Option<ReservationPlan> {
+        let (start_ns, end_ns, samples) = window;
+        let window_ns = end_ns.saturating_sub(start_ns).max(1) as f64;
+        self.profile
+            .close_and_compare(&self.params, self.workers);
+        let rate_per_ns = samples as f64 / window_ns;
+        let loads: Vec<TypeLoad> = (0..self.n_types)
+            .map(|t| TypeLoad {
+                ty: TypeIndex(t as u16),
+                mean_ns: self.profile.means_ns[t],
+                scv: self.profile.scv[t],
+                rate_per_ns: rate_per_ns * self.profile.ratios[t],
+            })
+            .collect();
+        let model = Model::new(&loads, self.workers, self.params.delta);
+        let current = self.current_allocation(&model);
+        state.counters.darc_model_replans += 1;
+        let Some(choice) = model.choose(current.as_deref(), self.params.hysteresis) else {
+            return force.then(|| self.profile.formula_plan(&self.params, self.workers));
+        };
+        state.counters.darc_model_candidates += choice.candidates as u64;
+        let apply = force || !choice.keep_current;
+        let plan = apply.then(|| {
+            plan_with_allocation(
+                &self.profile.type_profiles(),
+                self.workers,
+                self.params.delta,
+                choice.allocation(),
+            )
+            .ok()
+        });
+        self.last_choice = Some(choice);
+        plan.flatten()
+            .or_else(|| force.then(|| self.profile.formula_plan(&self.params, self.workers)))
+    }
+
+    /// The plan in force as per-group worker counts, if its groups are the model's.
+    fn current_allocation(&self, model: &Model) -> Option<Vec<usize>> {
+        let plan = self.reservations.plan()?;
+        if plan.groups.len() != model.groups() {
+            return None;
+        }
+        let mut counts = Vec::with_capacity(plan.groups.len());
+        for (g, group) in plan.groups.iter().enumerate() {
+            if group.members != model.group_members(g) || group.uses_spillway {
+                return None;
+            }
+            counts.push(group.reserved.len());
+        }
+        Some(counts)
+    }
+
+    /// The model planner's last decision (`plan: model`): best and current predictions,
+    /// whether the plan in force was kept, candidates evaluated.
+    pub fn last_model_choice(&self) -> Option<&ModelChoice> {
+        self.last_choice.as_ref()
     }
 }
 
@@ -435,6 +578,13 @@ impl PolicyCore for DarcState {
 
     #[inline]
     fn before_dispatch(&mut self, now_ns: Nanos, state: &mut SchedulerState) {
+        if !self.window_started {
+            // The first arrival opens the bootstrap window (a live server starts its clock
+            // before the first request comes).
+            self.window_started = true;
+            self.window_start_ns = now_ns;
+            self.profiled_since_ns = now_ns;
+        }
         if self.dynamic && self.update_due(now_ns, state) {
             self.update(now_ns, state);
         }

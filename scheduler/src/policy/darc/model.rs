@@ -1,0 +1,751 @@
+//! DARC's model planner (`plan: model`): predicts each candidate allocation's p99.9 slowdown
+//! per type with a queueing approximation and picks the allocation with the most headroom.
+//!
+//! DARC's formula ([`super::plan`]) gives each group its share of CPU demand rounded at 0.5.
+//! That share is a mean; tails depend on how much slack each group and its stealers have. The
+//! model keeps DARC's groups (δ) and its dispatch rule and only chooses the per-group worker
+//! counts, among every composition of the workers into the groups (each ≥ 1, contiguous,
+//! shortest group first: what [`super::plan::plan_with_allocation`] installs).
+//!
+//! ## The approximation (one pass per candidate, O(groups × workers))
+//! Under DARC a request of group `g` waits only when every worker of its **pool**
+//! `P_g = [start_g, workers)` (its own and every longer group's) is busy, and it is served
+//! before longer groups (types are visited by ascending mean) but after shorter groups'
+//! stolen requests. So per group:
+//! 1. **Stealing** (overflow cascade): the traffic offered to group `j`'s own workers is its
+//!    own plus what shorter groups overflowed; the share that finds them all busy moves on
+//!    to the next (longer) group's workers, with Erlang B's blocking probability as the
+//!    overflow share (the classic overflow-traffic approximation).
+//! 2. **Pool**: `P_g`'s `n` workers carry `A` = the overflow from shorter groups + every group
+//!    `≥ g` (in workers, `Σ λ·mean`); `A ≥ n` is unstable (infinite slowdown).
+//!    `P(wait) = ErlangC(n, A)`, the FCFS mean wait by the M/G/c approximation
+//!    `ErlangC · E[S] / (n − A) · (1 + c²) / 2` over the pool's service mix, and group
+//!    `g`'s mean wait by the non-preemptive priority scaling (Bondi–Buzen)
+//!    `W_g = W_fcfs · (1 − ρ) / ((1 − σ_hi) (1 − σ_hi − σ_g))`.
+//! 3. **Tail**: `P(W_g > t) = P(wait) · exp(−t · P(wait) / W_g)` (exponential conditional wait);
+//!    a type of mean `m` in group `g` has slowdown above `x` with probability
+//!    `P(W_g > (x − 1) m)` plus its own service tail `exp(−(x − 1) / cv)` (0 for fixed service).
+//!    The overall p99.9 is the `x` where the arrival-weighted mixture of the types' tails is
+//!    0.1 % (the paper's metric: p99.9 of per-request slowdown over all types).
+//!
+//! ## Choice and hysteresis
+//! Candidates are ranked by predicted overall p99.9 slowdown (equal within 2 % → by predicted
+//! mean slowdown; all unstable → by the least-loaded pool). The plan in force is re-predicted
+//! on the same profile and kept unless the best candidate is better by more than the
+//! hysteresis (`DarcParams::hysteresis`, 10 %), so profiling noise does not flip plans.
+//!
+//! ## How it is tested
+//! Unit tests below: Erlang B/C against known values, the M/M/1 tail, monotonicity in load,
+//! the paper workloads' choices (DISP2 keeps [1, 13]; TPC-C at 0.95 gives the NewOrder and
+//! long groups room; SBIM2 reserves 3 short workers), hysteresis, and the candidate count.
+//! `sim/tests/model.rs` checks the predictions against the simulator.
+
+use super::plan::{group_types, TypeProfile};
+use crate::TypeIndex;
+
+/// The tail the model predicts: p99.9 (the paper's metric).
+pub const TAIL_QUANTILE: f64 = 0.999;
+
+/// Largest slowdown the model reports as finite; beyond it a candidate counts as unstable.
+pub const MAX_PREDICTED_SLOWDOWN: f64 = 1e9;
+
+/// Two overall predictions within this ratio are equal for ranking (then the mean decides).
+pub const RANK_TOLERANCE: f64 = 0.02;
+
+/// Most candidate allocations one re-plan evaluates (C(16, 4) = 1820 for 17 workers and 5
+/// groups); more groups or workers than that fall back to DARC's formula.
+pub const MAX_CANDIDATES: usize = 20_000;
+
+/// What the model knows about one type: profiled (or configured) mean, service-time
+/// variability and arrival rate.
+#[derive(Copy, Clone, Debug, PartialEq)]
+pub struct TypeLoad {
+    /// The type.
+    pub ty: TypeIndex,
+    /// Mean service time (ns).
+    pub mean_ns: f64,
+    /// Squared coefficient of variation of its service time (0: fixed, 1: exponential).
+    pub scv: f64,
+    /// Arrivals per ns.
+    pub rate_per_ns: f64,
+}
+
+impl TypeLoad {
+    /// Its load in workers (`λ · mean`).
+    fn load(&self) -> f64 {
+        self.rate_per_ns * self.mean_ns
+    }
+
+    /// `λ · E[S²]`.
+    fn second_moment_rate(&self) -> f64 {
+        self.rate_per_ns * self.mean_ns * self.mean_ns * (1.0 + self.scv)
+    }
+}
+
+/// A stream of requests in the model: its rate, load and `λ·E[S²]` (so streams add up).
+#[derive(Copy, Clone, Debug, Default, PartialEq)]
+struct Traffic {
+    rate: f64,
+    load: f64,
+    m2_rate: f64,
+}
+
+impl Traffic {
+    fn add(self, o: Traffic) -> Traffic {
+        Traffic {
+            rate: self.rate + o.rate,
+            load: self.load + o.load,
+            m2_rate: self.m2_rate + o.m2_rate,
+        }
+    }
+
+    fn scale(self, f: f64) -> Traffic {
+        Traffic {
+            rate: self.rate * f,
+            load: self.load * f,
+            m2_rate: self.m2_rate * f,
+        }
+    }
+}
+
+/// One group's members and traffic (built once per re-plan).
+#[derive(Clone, Debug)]
+struct ModelGroup {
+    members: Vec<TypeLoad>,
+    traffic: Traffic,
+}
+
+/// Groups of a profile, ready for predictions: built once, then evaluated per allocation.
+#[derive(Clone, Debug)]
+pub struct Model {
+    groups: Vec<ModelGroup>,
+    workers: usize,
+    total_rate: f64,
+}
+
+/// One type's waiting time under one allocation.
+#[derive(Copy, Clone, Debug, PartialEq)]
+struct TypeWait {
+    ty: TypeIndex,
+    rate_per_ns: f64,
+    mean_ns: f64,
+    scv: f64,
+    /// `P(wait > 0)`.
+    p_wait: f64,
+    /// Mean wait given a wait (ns); infinite when its group cannot keep up.
+    conditional_mean_ns: f64,
+}
+
+/// A group's shared congestion under one allocation, before per-type priorities.
+#[derive(Copy, Clone, Debug, PartialEq)]
+struct GroupWait {
+    /// `P(wait > 0)`.
+    p_wait: f64,
+    /// Mean wait given a wait (ns), as if served first come first served.
+    conditional_mean_ns: f64,
+    /// Workers the group can count on: its own plus the stealable ones longer groups leave.
+    capacity: f64,
+    /// Its own workers' utilisation.
+    utilisation: f64,
+}
+
+/// The model's prediction for one allocation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Prediction {
+    /// Workers per group, shortest group first.
+    pub allocation: Vec<usize>,
+    /// Predicted p99.9 of per-request slowdown over all types (+∞ if a pool is unstable).
+    pub overall_p999: f64,
+    /// Predicted mean slowdown over all requests.
+    pub mean_slowdown: f64,
+    /// Highest pool utilisation (ranks candidates that are all unstable).
+    pub max_utilisation: f64,
+}
+
+/// Per-type predicted p99.9 slowdown (for reports).
+#[derive(Copy, Clone, Debug, PartialEq)]
+pub struct TypeTail {
+    /// The type.
+    pub ty: TypeIndex,
+    /// Predicted p99.9 slowdown of this type's requests.
+    pub p999_slowdown: f64,
+}
+
+/// What one re-plan decided.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelChoice {
+    /// The best candidate.
+    pub best: Prediction,
+    /// The plan in force, re-predicted on this profile (if its groups still match).
+    pub current: Option<Prediction>,
+    /// Whether the plan in force is kept (hysteresis).
+    pub keep_current: bool,
+    /// Candidates evaluated.
+    pub candidates: usize,
+}
+
+impl ModelChoice {
+    /// The allocation to install: the current one when kept, else the best.
+    pub fn allocation(&self) -> &[usize] {
+        match (&self.current, self.keep_current) {
+            (Some(c), true) => &c.allocation,
+            _ => &self.best.allocation,
+        }
+    }
+}
+
+/// Erlang B blocking probability of `servers` servers offered `load` (in servers), by the
+/// stable recursion `B(k) = A·B(k−1) / (k + A·B(k−1))`.
+pub fn erlang_b(servers: usize, load: f64) -> f64 {
+    if load <= 0.0 {
+        return if servers == 0 { 1.0 } else { 0.0 };
+    }
+    let mut b = 1.0;
+    for k in 1..=servers {
+        b = load * b / (k as f64 + load * b);
+    }
+    b
+}
+
+/// Erlang C: probability that an arrival waits in M/M/`servers` with `load` (< servers);
+/// 1 when `load ≥ servers`.
+pub fn erlang_c(servers: usize, load: f64) -> f64 {
+    let n = servers as f64;
+    if servers == 0 || load >= n {
+        return 1.0;
+    }
+    let b = erlang_b(servers, load);
+    (n * b / (n - load * (1.0 - b))).clamp(0.0, 1.0)
+}
+
+impl Model {
+    /// A model of `types` (δ-grouped as DARC groups them) on `workers` workers. Types with no
+    /// arrivals count in no group's traffic but keep their place in the grouping.
+    pub fn new(types: &[TypeLoad], workers: usize, delta: f64) -> Self {
+        let profiles: Vec<TypeProfile> = types
+            .iter()
+            .map(|t| TypeProfile {
+                ty: t.ty,
+                mean_ns: t.mean_ns,
+                ratio: t.rate_per_ns,
+            })
+            .collect();
+        let groups = group_types(&profiles, delta)
+            .into_iter()
+            .map(|g| {
+                let members: Vec<TypeLoad> = g
+                    .members
+                    .iter()
+                    .filter_map(|m| types.iter().find(|t| t.ty == m.ty).copied())
+                    .collect();
+                let traffic = members.iter().fold(Traffic::default(), |acc, t| {
+                    acc.add(Traffic {
+                        rate: t.rate_per_ns.max(0.0),
+                        load: t.load().max(0.0),
+                        m2_rate: t.second_moment_rate().max(0.0),
+                    })
+                });
+                ModelGroup { members, traffic }
+            })
+            .collect();
+        Self {
+            groups,
+            workers,
+            total_rate: types.iter().map(|t| t.rate_per_ns.max(0.0)).sum(),
+        }
+    }
+
+    /// Number of groups (the length of every allocation).
+    pub fn groups(&self) -> usize {
+        self.groups.len()
+    }
+
+    /// The members of group `g`, ascending by mean.
+    pub fn group_members(&self, g: usize) -> Vec<TypeIndex> {
+        self.groups
+            .get(g)
+            .map_or_else(Vec::new, |grp| grp.members.iter().map(|m| m.ty).collect())
+    }
+
+    /// Every type's waiting time under `allocation` (one entry per group, each ≥ 1, summing
+    /// to at most the workers; the caller guarantees it), into `out`; returns the highest
+    /// utilisation of a group's own workers.
+    fn waits(&self, allocation: &[usize], out: &mut Vec<TypeWait>) -> f64 {
+        out.clear();
+        let total: usize = allocation.iter().sum();
+        let spare = self.workers.saturating_sub(total);
+        // Overflow cascade: traffic that found every worker of groups < g busy.
+        let mut overflow = Traffic::default();
+        let mut start = 0usize;
+        let mut max_utilisation = 0.0f64;
+        let last = allocation.len().saturating_sub(1);
+        for (g, (group, &k)) in self.groups.iter().zip(allocation).enumerate() {
+            // Unreserved workers behave as the longest group's: count them there.
+            let own = if g == last { k + spare } else { k };
+            let stealable = self.workers - start - own.min(self.workers - start);
+            let longer = self.groups[g + 1..]
+                .iter()
+                .fold(Traffic::default(), |acc, h| acc.add(h.traffic));
+            let offered = overflow.add(group.traffic);
+            let wait = group_wait(own, offered, stealable, longer);
+            max_utilisation = max_utilisation.max(wait.utilisation);
+            push_type_waits(out, &group.members, overflow.load, offered.load, wait);
+            overflow = if g == last || offered.load <= 0.0 {
+                Traffic::default()
+            } else {
+                offered.scale(overflow_share(own, offered, stealable, longer))
+            };
+            start += k;
+        }
+        max_utilisation
+    }
+
+    /// The prediction for `allocation`, reusing `scratch`.
+    fn predict_into(&self, allocation: &[usize], scratch: &mut Vec<TypeWait>) -> Prediction {
+        let max_utilisation = self.waits(allocation, scratch);
+        let (overall_p999, mean_slowdown) = if self.total_rate > 0.0 {
+            let mean = scratch
+                .iter()
+                .filter(|t| t.rate_per_ns > 0.0)
+                .map(|t| {
+                    let mean_wait = t.p_wait * t.conditional_mean_ns;
+                    t.rate_per_ns * (1.0 + mean_wait / t.mean_ns.max(1.0))
+                })
+                .sum::<f64>()
+                / self.total_rate;
+            (quantile(scratch, None), mean)
+        } else {
+            (1.0, 1.0)
+        };
+        Prediction {
+            allocation: allocation.to_vec(),
+            overall_p999,
+            mean_slowdown,
+            max_utilisation,
+        }
+    }
+
+    /// The prediction for one allocation.
+    pub fn predict(&self, allocation: &[usize]) -> Prediction {
+        self.predict_into(allocation, &mut Vec::new())
+    }
+
+    /// Predicted p99.9 slowdown of each type under `allocation`, shortest first.
+    pub fn type_tails(&self, allocation: &[usize]) -> Vec<TypeTail> {
+        let mut waits = Vec::new();
+        self.waits(allocation, &mut waits);
+        waits
+            .iter()
+            .map(|t| TypeTail {
+                ty: t.ty,
+                p999_slowdown: quantile(&waits, Some(t.ty)),
+            })
+            .collect()
+    }
+
+    /// Evaluates every composition of the workers into the groups and picks the best; keeps
+    /// `current` (if it has one entry per group) unless the best is better by more than
+    /// `hysteresis`. `None` when there are no groups or more candidates than
+    /// [`MAX_CANDIDATES`].
+    pub fn choose(&self, current: Option<&[usize]>, hysteresis: f64) -> Option<ModelChoice> {
+        let groups = self.groups.len();
+        if groups == 0 || groups > self.workers || candidate_count(groups, self.workers) > MAX_CANDIDATES
+        {
+            return None;
+        }
+        let mut scratch = Vec::new();
+        let mut allocation = vec![1usize; groups];
+        allocation[groups - 1] = self.workers - (groups - 1);
+        let mut best: Option<Prediction> = None;
+        let mut candidates = 0usize;
+        loop {
+            candidates += 1;
+            let p = self.predict_into(&allocation, &mut scratch);
+            if best.as_ref().is_none_or(|b| better(&p, b, 0.0)) {
+                best = Some(p);
+            }
+            if !next_composition(&mut allocation) {
+                break;
+            }
+        }
+        let best = best?;
+        let current = current
+            .filter(|c| c.len() == groups && c.iter().all(|&k| k >= 1))
+            .filter(|c| c.iter().sum::<usize>() <= self.workers)
+            .map(|c| self.predict_into(c, &mut scratch));
+        let keep_current = current
+            .as_ref()
+            .is_some_and(|c| c.allocation == best.allocation || !better(&best, c, hysteresis));
+        Some(ModelChoice {
+            best,
+            current,
+            keep_current,
+            candidates,
+        })
+    }
+}
+
+/// The wait of a group with `own` reserved workers offered `offered` (its traffic plus the
+/// shorter groups' overflow), with `stealable` workers beyond its own that carry `longer`
+/// (the longer groups' traffic).
+///
+/// It waits when its own workers are all busy (Erlang C of `own` with the offered load) and
+/// no stealable worker is free of longer work (Erlang C of `stealable` with the longer
+/// load); while it waits, its queue drains through its own workers (the M/G/c conditional
+/// wait) and through stealable workers as longer requests finish (one every
+/// `longer mean / stealable`); when its own workers are overloaded the backlog grows at the
+/// excess between those releases.
+fn group_wait(own: usize, offered: Traffic, stealable: usize, longer: Traffic) -> GroupWait {
+    let k = own as f64;
+    let s = stealable as f64;
+    let utilisation = if own > 0 { offered.load / k } else { f64::INFINITY };
+    // Capacity left to this group on the stealable workers, on average.
+    let capacity = k + (s - longer.load).max(0.0);
+    if offered.rate <= 0.0 {
+        return GroupWait {
+            p_wait: 0.0,
+            conditional_mean_ns: 0.0,
+            capacity,
+            utilisation,
+        };
+    }
+    if offered.load >= capacity {
+        return GroupWait {
+            p_wait: 1.0,
+            conditional_mean_ns: f64::INFINITY,
+            capacity,
+            utilisation,
+        };
+    }
+    let mean = offered.load / offered.rate;
+    let scv = (offered.m2_rate / offered.rate / (mean * mean) - 1.0).max(0.0);
+    let p_own = erlang_c(own, offered.load);
+    let p_stealable = stealable_busy(stealable, longer.load);
+    let release_ns = if stealable == 0 || longer.rate <= 0.0 {
+        f64::INFINITY
+    } else {
+        longer.load / longer.rate / s
+    };
+    let own_drain_ns = if offered.load < k {
+        mean * (1.0 + scv) / 2.0 / (k - offered.load)
+    } else {
+        f64::INFINITY
+    };
+    let drain_ns = 1.0 / (1.0 / own_drain_ns + 1.0 / release_ns);
+    let backlog_ns = if release_ns.is_finite() {
+        release_ns * (utilisation - 1.0).max(0.0)
+    } else {
+        0.0
+    };
+    GroupWait {
+        p_wait: p_own * p_stealable,
+        conditional_mean_ns: drain_ns + backlog_ns,
+        capacity,
+        utilisation,
+    }
+}
+
+/// Probability that all `stealable` workers are busy with `longer` load (1 with none).
+fn stealable_busy(stealable: usize, longer: f64) -> f64 {
+    if stealable == 0 {
+        1.0
+    } else {
+        erlang_c(stealable, longer)
+    }
+}
+
+/// Appends the group's members' waits: one shared congestion, scaled per type by
+/// non-preemptive priority (Bondi–Buzen's M/G/c form of Cobham's formula): types are served
+/// by ascending mean, after the shorter groups' overflow (`higher_load`).
+fn push_type_waits(
+    out: &mut Vec<TypeWait>,
+    members: &[TypeLoad],
+    higher_load: f64,
+    offered_load: f64,
+    wait: GroupWait,
+) {
+    let rho = (offered_load / wait.capacity).min(1.0);
+    let mut before = (higher_load / wait.capacity).min(1.0);
+    for t in members {
+        let sigma = (t.load().max(0.0) / wait.capacity).min(1.0);
+        let factor = (1.0 - rho) / ((1.0 - before) * (1.0 - before - sigma)).max(1e-12);
+        before += sigma;
+        let conditional_mean_ns = if wait.conditional_mean_ns.is_finite() && rho < 1.0 {
+            wait.conditional_mean_ns * factor
+        } else {
+            f64::INFINITY
+        };
+        out.push(TypeWait {
+            ty: t.ty,
+            rate_per_ns: t.rate_per_ns.max(0.0),
+            mean_ns: t.mean_ns,
+            scv: t.scv,
+            p_wait: wait.p_wait,
+            conditional_mean_ns,
+        });
+    }
+}
+
+/// The slowdown `x` at which the arrival-weighted tail of `only` (or of every type) is
+/// `1 − TAIL_QUANTILE`, by bisection on `ln x`.
+fn quantile(waits: &[TypeWait], only: Option<TypeIndex>) -> f64 {
+    let selected = |t: &&TypeWait| only.is_none_or(|ty| ty == t.ty);
+    let weight: f64 = waits.iter().filter(selected).map(|t| t.rate_per_ns).sum();
+    if weight <= 0.0 {
+        return 1.0;
+    }
+    let target = (1.0 - TAIL_QUANTILE) * weight;
+    let tail = |x: f64| -> f64 {
+        let excess = x - 1.0;
+        let mut sum = 0.0;
+        for t in waits.iter().filter(selected) {
+            if !t.conditional_mean_ns.is_finite() {
+                sum += t.rate_per_ns;
+                continue;
+            }
+            let wait = if t.conditional_mean_ns > 0.0 {
+                t.p_wait * (-excess * t.mean_ns / t.conditional_mean_ns).exp()
+            } else {
+                0.0
+            };
+            let service = if t.scv > 1e-6 {
+                (-excess / t.scv.sqrt()).exp()
+            } else {
+                0.0
+            };
+            sum += t.rate_per_ns * (wait + service).min(1.0);
+        }
+        sum
+    };
+    if tail(1.0) <= target {
+        return 1.0;
+    }
+    if tail(MAX_PREDICTED_SLOWDOWN) > target {
+        return f64::INFINITY;
+    }
+    let (mut lo, mut hi) = (0.0f64, MAX_PREDICTED_SLOWDOWN.ln());
+    for _ in 0..40 {
+        let mid = 0.5 * (lo + hi);
+        if tail(mid.exp()) > target {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    hi.exp()
+}
+
+/// The share of the traffic offered to `own` workers that runs on stealable ones: arrivals
+/// that find their own workers busy (Erlang B: the overflow of a loss system, as such
+/// arrivals leave for a stealable worker) and a stealable worker free of longer work, plus,
+/// of those that wait, the share the stealable workers' releases take from the queue; at
+/// least the excess over the own workers' capacity.
+fn overflow_share(own: usize, offered: Traffic, stealable: usize, longer: Traffic) -> f64 {
+    let k = own as f64;
+    let p_stealable = stealable_busy(stealable, longer.load);
+    let found_free = erlang_b(own, offered.load) * (1.0 - p_stealable);
+    let own_release = if offered.load > 0.0 {
+        k * offered.rate / offered.load
+    } else {
+        0.0
+    };
+    let stealable_release = if longer.load > 0.0 {
+        stealable as f64 * longer.rate / longer.load
+    } else {
+        0.0
+    };
+    let queued_share = if own_release + stealable_release > 0.0 {
+        stealable_release / (own_release + stealable_release)
+    } else {
+        0.0
+    };
+    let queued = erlang_c(own, offered.load) * p_stealable * queued_share;
+    let excess = (offered.load - k).max(0.0) / offered.load;
+    (found_free + queued).max(excess).min(1.0)
+}
+
+/// `a` ranks before `b` by more than `margin`: lower overall p99.9 (beyond the rank tolerance
+/// and the margin), else (equal) lower mean slowdown by the margin; both unstable → lower
+/// utilisation.
+fn better(a: &Prediction, b: &Prediction, margin: f64) -> bool {
+    match (a.overall_p999.is_finite(), b.overall_p999.is_finite()) {
+        (true, false) => true,
+        (false, true) => false,
+        (false, false) => a.max_utilisation < b.max_utilisation * (1.0 - margin),
+        (true, true) => {
+            let tolerance = RANK_TOLERANCE.max(margin);
+            if a.overall_p999 < b.overall_p999 * (1.0 - tolerance) {
+                true
+            } else if a.overall_p999 <= b.overall_p999 * (1.0 + RANK_TOLERANCE) {
+                a.mean_slowdown < b.mean_slowdown * (1.0 - margin)
+            } else {
+                false
+            }
+        }
+    }
+}
+
+/// Number of compositions of `workers` into `groups` positive parts: C(workers−1, groups−1)
+/// (saturating).
+pub fn candidate_count(groups: usize, workers: usize) -> usize {
+    if groups == 0 || groups > workers {
+        return 0;
+    }
+    let (n, k) = (workers - 1, groups - 1);
+    let k = k.min(n - k);
+    let mut c: usize = 1;
+    for i in 0..k {
+        c = c.saturating_mul(n - i) / (i + 1);
+    }
+    c
+}
+
+/// Advances `a` to the next composition of the same sum (each part ≥ 1) in the order that
+/// starts at `[1, …, 1, rest]` and ends at `[rest, 1, …, 1]`; `false` after the last.
+fn next_composition(a: &mut [usize]) -> bool {
+    let n = a.len();
+    if n < 2 {
+        return false;
+    }
+    // Find the rightmost position i < n−1 that can take one from the tail: the tail
+    // a[i+1..] has more than its minimum (one each).
+    for i in (0..n - 1).rev() {
+        let tail: usize = a[i + 1..].iter().sum();
+        if tail > n - 1 - i {
+            a[i] += 1;
+            let rest = tail - 1;
+            for x in a[i + 1..n - 1].iter_mut() {
+                *x = 1;
+            }
+            a[n - 1] = rest - (n - 2 - i);
+            return true;
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn loads(spec: &[(f64, f64, f64)], load: f64, workers: usize) -> Vec<TypeLoad> {
+        // (mean µs, ratio, scv) at `load` of `workers` workers.
+        let mean: f64 = spec.iter().map(|&(m, r, _)| m * 1e3 * r).sum();
+        let rate = load * workers as f64 / mean;
+        spec.iter()
+            .enumerate()
+            .map(|(i, &(m, r, scv))| TypeLoad {
+                ty: TypeIndex(i as u16),
+                mean_ns: m * 1e3,
+                scv,
+                rate_per_ns: rate * r,
+            })
+            .collect()
+    }
+
+    const TPCC: &[(f64, f64, f64)] = &[
+        (20.0, 0.44, 0.0),
+        (5.7, 0.44, 0.0),
+        (88.0, 0.04, 0.0),
+        (6.0, 0.04, 0.0),
+        (100.0, 0.04, 0.0),
+    ];
+
+    #[test]
+    fn erlang_formulas_match_known_values() {
+        assert!((erlang_b(1, 1.0) - 0.5).abs() < 1e-12);
+        assert!((erlang_b(2, 1.0) - 0.2).abs() < 1e-12);
+        // M/M/1: P(wait) = ρ.
+        assert!((erlang_c(1, 0.7) - 0.7).abs() < 1e-12);
+        // M/M/2 at A = 1: C = 1/3.
+        assert!((erlang_c(2, 1.0) - 1.0 / 3.0).abs() < 1e-12);
+        assert_eq!(erlang_c(3, 3.0), 1.0);
+        assert_eq!(erlang_b(3, 0.0), 0.0);
+    }
+
+    #[test]
+    fn single_exponential_server_has_the_mm1_tail() {
+        // M/M/1 at ρ = 0.5, mean 1 µs: W ~ ρ·Exp(μ(1−ρ)); sojourn ~ Exp(μ(1−ρ)), so
+        // P(T > t) = e^{−t/2µs}; p99.9 of sojourn/mean = 2 ln 1000 ≈ 13.8.
+        let m = Model::new(&loads(&[(1.0, 1.0, 1.0)], 0.5, 1), 1, 0.2);
+        let p = m.predict(&[1]);
+        // The model adds the wait and service tails (an upper bound of the convolution).
+        assert!(p.overall_p999 > 12.0 && p.overall_p999 < 16.0, "{p:?}");
+        assert!((p.mean_slowdown - 2.0).abs() < 1e-9, "{p:?}");
+    }
+
+    #[test]
+    fn predictions_grow_with_load_and_overload_is_infinite() {
+        let mut last = 0.0;
+        for load in [0.5, 0.7, 0.8, 0.9, 0.95] {
+            let p = Model::new(&loads(TPCC, load, 14), 14, 0.2).predict(&[1, 3, 10]);
+            assert!(p.overall_p999 >= last, "{load}: {p:?}");
+            last = p.overall_p999;
+        }
+        let p = Model::new(&loads(TPCC, 1.05, 14), 14, 0.2).predict(&[1, 3, 10]);
+        assert!(p.overall_p999.is_infinite());
+    }
+
+    #[test]
+    fn compositions_are_enumerated_once_each() {
+        let mut a = vec![1, 1, 12];
+        let mut seen = vec![a.clone()];
+        while next_composition(&mut a) {
+            assert_eq!(a.iter().sum::<usize>(), 14);
+            assert!(a.iter().all(|&k| k >= 1));
+            seen.push(a.clone());
+        }
+        assert_eq!(seen.len(), 78);
+        assert_eq!(candidate_count(3, 14), 78);
+        assert_eq!(candidate_count(5, 14), 715);
+        assert_eq!(candidate_count(1, 14), 1);
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen.len(), 78);
+    }
+
+    #[test]
+    fn disp2_keeps_darcs_plan() {
+        for load in [0.5, 0.8, 0.9] {
+            let m = Model::new(&loads(&[(1.0, 0.5, 0.0), (100.0, 0.5, 0.0)], load, 14), 14, 0.2);
+            let c = m.choose(None, 0.1).unwrap();
+            assert_eq!(c.best.allocation, vec![1, 13], "{load}: {c:?}");
+            assert_eq!(c.candidates, 13);
+        }
+    }
+
+    #[test]
+    fn sbim2_reserves_three_short_workers_at_high_load() {
+        let spec = &[(0.5, 0.995, 0.0), (500.0, 0.005, 0.0)];
+        let c = Model::new(&loads(spec, 0.9, 14), 14, 0.2)
+            .choose(None, 0.1)
+            .unwrap();
+        assert_eq!(c.best.allocation, vec![3, 11], "{c:?}");
+    }
+
+    #[test]
+    fn tpcc_at_095_gives_the_long_groups_room() {
+        let m = Model::new(&loads(TPCC, 0.95, 14), 14, 0.2);
+        let c = m.choose(Some(&[2, 6, 6]), 0.1).unwrap();
+        assert!(!c.keep_current, "{c:?}");
+        let best = &c.best.allocation;
+        assert!(best[2] >= 8, "{c:?}");
+        assert!(c.current.as_ref().unwrap().overall_p999 > c.best.overall_p999);
+        let tails = m.type_tails(best);
+        assert_eq!(tails.len(), 5);
+        assert!(tails.iter().all(|t| t.p999_slowdown >= 1.0));
+    }
+
+    #[test]
+    fn hysteresis_keeps_a_plan_that_is_nearly_as_good() {
+        let m = Model::new(&loads(TPCC, 0.9, 14), 14, 0.2);
+        let best = m.choose(None, 0.0).unwrap().best;
+        let c = m.choose(Some(&best.allocation), 0.1).unwrap();
+        assert!(c.keep_current);
+        assert_eq!(c.allocation(), &best.allocation[..]);
+        // An absurd plan in force is replaced.
+        let c = m.choose(Some(&[12, 1, 1]), 0.1).unwrap();
+        assert!(!c.keep_current);
+        assert_eq!(c.allocation(), &c.best.allocation[..]);
+    }
+}
