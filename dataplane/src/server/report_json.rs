@@ -100,6 +100,12 @@ impl ServerReport {
                 "not_read": self.drops_before_dispatcher(),
             },
             "plan_updates": d.plan_updates,
+            "model_planner": {
+                "replans": d.scheduler.darc_model_replans,
+                "candidates": d.scheduler.darc_model_candidates,
+                "replan_ns_total": d.model_replan_ns_total,
+                "replan_ns_max": d.model_replan_ns_max,
+            },
             "preemption": {
                 "preemptions": d.preemptions, "resumed": d.resumed,
                 "flags_set": d.preempt_flags_set, "cost": stage_json(&d.preempt_cost),
