@@ -306,9 +306,12 @@ pub struct DarcState {
     initial_plan: Option<ReservationPlan>,
     /// Whether the first arrival was seen.
     window_started: bool,
-    /// Start of the window the profile holds (the first arrival, then the last evaluation):
-    /// the model planner measures the arrival rate over it.
+    /// Start of the window the profile holds (the first arrival, then the last evaluation)
+    /// and the arrivals (accepted or refused) counted by then: the model planner measures
+    /// the offered rate over it (completions lag arrivals while a queue builds up and lead
+    /// them while it drains).
     profiled_since_ns: Nanos,
+    arrivals_before_window: u64,
     /// The model planner's last decision (`plan: model`).
     last_choice: Option<ModelChoice>,
 }
@@ -375,6 +378,7 @@ impl DarcState {
             initial_plan: None,
             window_started: false,
             profiled_since_ns: 0,
+            arrivals_before_window: 0,
             last_choice: None,
         };
         if !dynamic {
@@ -461,8 +465,11 @@ impl DarcState {
         }
         let bootstrap_switch = self.reservations.plan.is_none();
         let window = (self.window_start_ns, now_ns, self.profile.window_count);
-        let profiled = (self.profiled_since_ns, now_ns, self.profile.window_count);
+        let arrived = arrivals(state);
+        let offered = arrived.saturating_sub(self.arrivals_before_window);
+        let profiled = (self.profiled_since_ns, now_ns, offered);
         self.profiled_since_ns = now_ns;
+        self.arrivals_before_window = arrived;
         state.counters.darc_evaluations += 1;
         let plan = match self.params.plan {
             PlanMode::Formula => {
@@ -481,9 +488,9 @@ impl DarcState {
         }
     }
 
-    /// The model planner's re-plan (`plan: model`) over `window` (start, end, completions):
+    /// The model planner's re-plan (`plan: model`) over `window` (start, end, arrivals):
     /// closes the profile's window, predicts every allocation of DARC's groups from the
-    /// profiled means, variability and arrival rate (completions over the window's length)
+    /// profiled means, variability and arrival rate (arrivals over the window's length)
     /// and returns the best plan unless the plan in force is within the hysteresis. Too
     /// many candidates fall back to the formula.
     #[cold]
@@ -551,6 +558,12 @@ impl DarcState {
     }
 }
 
+/// Arrivals so far, accepted or refused.
+fn arrivals(state: &SchedulerState) -> u64 {
+    let c = state.counters();
+    c.accepted + c.rejected
+}
+
 impl PolicyCore for DarcState {
     fn layout(&self) -> QueueLayout {
         QueueLayout {
@@ -584,6 +597,7 @@ impl PolicyCore for DarcState {
             self.window_started = true;
             self.window_start_ns = now_ns;
             self.profiled_since_ns = now_ns;
+            self.arrivals_before_window = arrivals(state).saturating_sub(1);
         }
         if self.dynamic && self.update_due(now_ns, state) {
             self.update(now_ns, state);

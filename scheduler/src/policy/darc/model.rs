@@ -52,6 +52,13 @@ pub const MAX_PREDICTED_SLOWDOWN: f64 = 1e9;
 /// Two overall predictions within this ratio are equal for ranking (then the mean decides).
 pub const RANK_TOLERANCE: f64 = 0.02;
 
+/// Overloaded profiles are re-ranked at rates scaled down by this step, down to
+/// [`MIN_LOAD_SCALE`] (see [`ModelChoice::load_scale`]).
+pub const LOAD_SCALE_STEP: f64 = 0.97;
+
+/// Lowest rate scale tried for an overloaded profile.
+pub const MIN_LOAD_SCALE: f64 = 0.5;
+
 /// Most candidate allocations one re-plan evaluates (C(16, 4) = 1820 for 17 workers and 5
 /// groups); more groups or workers than that fall back to DARC's formula.
 pub const MAX_CANDIDATES: usize = 20_000;
@@ -158,7 +165,8 @@ pub struct Prediction {
     pub overall_p999: f64,
     /// Predicted mean slowdown over all requests.
     pub mean_slowdown: f64,
-    /// Highest pool utilisation (ranks candidates that are all unstable).
+    /// Highest load over capacity (own workers plus what longer groups leave of the
+    /// stealable ones) of a group: ranks candidates that are all unstable.
     pub max_utilisation: f64,
 }
 
@@ -180,8 +188,12 @@ pub struct ModelChoice {
     pub current: Option<Prediction>,
     /// Whether the plan in force is kept (hysteresis).
     pub keep_current: bool,
-    /// Candidates evaluated.
+    /// Candidates evaluated (more than the allocations when overloaded, see `load_scale`).
     pub candidates: usize,
+    /// 1, or, when no allocation keeps every type's tail finite at the profiled rates, the
+    /// factor on the rates at which the best one does (then ranked there): the plan with
+    /// the most headroom.
+    pub load_scale: f64,
 }
 
 impl ModelChoice {
@@ -269,7 +281,7 @@ impl Model {
 
     /// Every type's waiting time under `allocation` (one entry per group, each ≥ 1, summing
     /// to at most the workers; the caller guarantees it), into `out`; returns the highest
-    /// utilisation of a group's own workers.
+    /// load over capacity of a group (see [`Prediction::max_utilisation`]).
     fn waits(&self, allocation: &[usize], out: &mut Vec<TypeWait>) -> f64 {
         out.clear();
         let total: usize = allocation.iter().sum();
@@ -288,7 +300,7 @@ impl Model {
                 .fold(Traffic::default(), |acc, h| acc.add(h.traffic));
             let offered = overflow.add(group.traffic);
             let wait = group_wait(own, offered, stealable, longer);
-            max_utilisation = max_utilisation.max(wait.utilisation);
+            max_utilisation = max_utilisation.max(offered.load / wait.capacity.max(1e-9));
             push_type_waits(out, &group.members, overflow.load, offered.load, wait);
             overflow = if g == last || offered.load <= 0.0 {
                 Traffic::default()
@@ -349,30 +361,32 @@ impl Model {
     /// [`MAX_CANDIDATES`].
     pub fn choose(&self, current: Option<&[usize]>, hysteresis: f64) -> Option<ModelChoice> {
         let groups = self.groups.len();
-        if groups == 0 || groups > self.workers || candidate_count(groups, self.workers) > MAX_CANDIDATES
+        if groups == 0
+            || groups > self.workers
+            || candidate_count(groups, self.workers) > MAX_CANDIDATES
         {
             return None;
         }
         let mut scratch = Vec::new();
-        let mut allocation = vec![1usize; groups];
-        allocation[groups - 1] = self.workers - (groups - 1);
-        let mut best: Option<Prediction> = None;
         let mut candidates = 0usize;
-        loop {
-            candidates += 1;
-            let p = self.predict_into(&allocation, &mut scratch);
-            if best.as_ref().is_none_or(|b| better(&p, b, 0.0)) {
-                best = Some(p);
+        // Overloaded (no candidate keeps every type finite): the plan with the most headroom
+        // is the one that recovers first as the load falls.
+        let mut load_scale = 1.0;
+        let mut scaled = None;
+        let best = loop {
+            let model = scaled.as_ref().unwrap_or(self);
+            let best = model.best(&mut scratch, &mut candidates)?;
+            if best.overall_p999.is_finite() || load_scale < MIN_LOAD_SCALE {
+                break best;
             }
-            if !next_composition(&mut allocation) {
-                break;
-            }
-        }
-        let best = best?;
+            load_scale *= LOAD_SCALE_STEP;
+            scaled = Some(self.scaled(load_scale));
+        };
+        let model = scaled.as_ref().unwrap_or(self);
         let current = current
             .filter(|c| c.len() == groups && c.iter().all(|&k| k >= 1))
             .filter(|c| c.iter().sum::<usize>() <= self.workers)
-            .map(|c| self.predict_into(c, &mut scratch));
+            .map(|c| model.predict_into(c, &mut scratch));
         let keep_current = current
             .as_ref()
             .is_some_and(|c| c.allocation == best.allocation || !better(&best, c, hysteresis));
@@ -381,7 +395,39 @@ impl Model {
             current,
             keep_current,
             candidates,
+            load_scale,
         })
+    }
+
+    /// The best of every composition of the workers into the groups.
+    fn best(&self, scratch: &mut Vec<TypeWait>, candidates: &mut usize) -> Option<Prediction> {
+        let groups = self.groups.len();
+        let mut allocation = vec![1usize; groups];
+        allocation[groups - 1] = self.workers.checked_sub(groups - 1)?;
+        let mut best: Option<Prediction> = None;
+        loop {
+            *candidates += 1;
+            let p = self.predict_into(&allocation, scratch);
+            if best.as_ref().is_none_or(|b| better(&p, b, 0.0)) {
+                best = Some(p);
+            }
+            if !next_composition(&mut allocation) {
+                break best;
+            }
+        }
+    }
+
+    /// The same profile with every arrival rate multiplied by `scale`.
+    fn scaled(&self, scale: f64) -> Model {
+        let mut m = self.clone();
+        for g in &mut m.groups {
+            g.traffic = g.traffic.scale(scale);
+            for t in &mut g.members {
+                t.rate_per_ns *= scale;
+            }
+        }
+        m.total_rate *= scale;
+        m
     }
 }
 
@@ -734,6 +780,18 @@ mod tests {
         let tails = m.type_tails(best);
         assert_eq!(tails.len(), 5);
         assert!(tails.iter().all(|t| t.p999_slowdown >= 1.0));
+    }
+
+    #[test]
+    fn an_overloaded_profile_gets_the_plan_that_recovers_first() {
+        let m = Model::new(&loads(TPCC, 1.05, 14), 14, 0.2);
+        let c = m.choose(Some(&[2, 6, 6]), 0.1).unwrap();
+        assert!(c.load_scale < 1.0 && c.load_scale > 0.8, "{c:?}");
+        assert!(c.best.overall_p999.is_finite(), "{c:?}");
+        assert!(c.candidates > 78);
+        // Not overloaded: ranked at the profiled rates.
+        let c = Model::new(&loads(TPCC, 0.9, 14), 14, 0.2).choose(None, 0.1).unwrap();
+        assert_eq!((c.load_scale, c.candidates), (1.0, 78));
     }
 
     #[test]
