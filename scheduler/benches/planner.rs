@@ -50,6 +50,7 @@ fn loads(spec: &[(f64, f64)], load: f64) -> Vec<TypeLoad> {
             mean_ns: m * 1e3,
             scv: 0.0,
             rate_per_ns: rate_per_ns * r,
+            queued: 0.0,
         })
         .collect()
 }

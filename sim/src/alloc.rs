@@ -75,6 +75,7 @@ pub fn model_loads(phase: &Phase, load: f64, workers: usize) -> Vec<TypeLoad> {
             mean_ns: t.mean_ns,
             scv: service_scv(&t.service, t.mean_ns),
             rate_per_ns: rate_per_ns * t.ratio,
+            queued: 0.0,
         })
         .collect()
 }

@@ -466,6 +466,16 @@ fn run_sim(args: &SimArgs) -> Result<()> {
             None => outln!("  {:<12} no load point meets the SLO", p.name()),
         }
     }
+    let (replans, candidates) = results.iter().fold((0, 0), |(r, c), x| {
+        (r + x.model_replans, c + x.model_candidates)
+    });
+    if replans > 0 {
+        outln!(
+            "model planner: {replans} re-plans over the sweep, {:.0} candidate allocations \
+             each (time per re-plan: cargo bench -p psp-scheduler --bench planner)",
+            candidates as f64 / replans as f64
+        );
+    }
     outln!(
         "wrote {} and {}",
         args.out.join(RESULTS_CSV).display(),

@@ -32,7 +32,7 @@ pub mod model;
 pub mod plan;
 pub(crate) mod profile;
 
-use model::{Model, ModelChoice, TypeLoad};
+use model::{smooth, Model, ModelChoice, TypeLoad};
 use plan::{plan_reservations, plan_with_allocation, TypeProfile};
 use profile::Profile;
 
@@ -314,6 +314,8 @@ pub struct DarcState {
     arrivals_before_window: u64,
     /// The model planner's last decision (`plan: model`).
     last_choice: Option<ModelChoice>,
+    /// The model planner's smoothed profile ([`model::smooth`]).
+    smoothed: Option<Vec<TypeLoad>>,
 }
 
 impl BuiltinPolicy for Darc {
@@ -380,6 +382,7 @@ impl DarcState {
             profiled_since_ns: 0,
             arrivals_before_window: 0,
             last_choice: None,
+            smoothed: None,
         };
         if !dynamic {
             darc.plan_from_configuration(cx)?;
@@ -505,15 +508,21 @@ impl DarcState {
         self.profile
             .close_and_compare(&self.params, self.workers);
         let rate_per_ns = samples as f64 / window_ns;
-        let loads: Vec<TypeLoad> = (0..self.n_types)
+        let queued = state.queued_by_type();
+        let window_loads: Vec<TypeLoad> = (0..self.n_types)
             .map(|t| TypeLoad {
                 ty: TypeIndex(t as u16),
                 mean_ns: self.profile.means_ns[t],
                 scv: self.profile.scv[t],
                 rate_per_ns: rate_per_ns * self.profile.ratios[t],
+                queued: queued.get(t).copied().unwrap_or(0) as f64,
             })
             .collect();
-        let model = Model::new(&loads, self.workers, self.params.delta);
+        let loads = smooth(self.smoothed.as_deref(), &window_loads);
+        // The next re-plan comes after about as long as this window took.
+        let model =
+            Model::new(&loads, self.workers, self.params.delta).with_horizon_ns(window_ns);
+        self.smoothed = Some(loads);
         let current = self.current_allocation(&model);
         state.counters.darc_model_replans += 1;
         let Some(choice) = model.choose(current.as_deref(), self.params.hysteresis) else {
