@@ -519,15 +519,30 @@ impl DarcState {
             })
             .collect();
         let loads = smooth(self.smoothed.as_deref(), &window_loads);
-        // The next re-plan comes after about as long as this window took.
-        let model =
-            Model::new(&loads, self.workers, self.params.delta).with_horizon_ns(window_ns);
-        self.smoothed = Some(loads);
-        let current = self.current_allocation(&model);
+        // Steady state first (queues ignored); only when no allocation keeps up does the
+        // planner weigh overload over the next window (about as long as this one) and the
+        // work queued now.
+        let steady = Model::new(&loads, self.workers, self.params.delta);
+        let current = self.current_allocation(&steady);
         state.counters.darc_model_replans += 1;
-        let Some(choice) = model.choose(current.as_deref(), self.params.hysteresis) else {
+        let hysteresis = self.params.hysteresis;
+        let Some(mut choice) = steady.choose(current.as_deref(), hysteresis) else {
+            self.smoothed = Some(loads);
             return force.then(|| self.profile.formula_plan(&self.params, self.workers));
         };
+        if choice.load_scale < 1.0 {
+            let candidates = choice.candidates;
+            let overloaded = Model::new(&loads, self.workers, self.params.delta)
+                .with_horizon_ns(window_ns)
+                .choose(current.as_deref(), hysteresis);
+            if let Some(c) = overloaded {
+                choice = ModelChoice {
+                    candidates: candidates + c.candidates,
+                    ..c
+                };
+            }
+        }
+        self.smoothed = Some(loads);
         state.counters.darc_model_candidates += choice.candidates as u64;
         let apply = force || !choice.keep_current;
         let plan = apply.then(|| {
