@@ -14,6 +14,11 @@
 //!   only if some demand moved by more than the hysteresis.
 //! - With [`DarcParams::dynamic`] `= false` the plan comes once from the configured means and
 //!   ratios; [`DarcParams::fixed_allocation`] imposes the per-group worker counts.
+//! - With [`DarcParams::plan`] `=` [`PlanMode::Model`] (the policy `darc-model`), every
+//!   evaluation runs the model planner ([`model`]): the per-group worker counts with the
+//!   lowest predicted p99.9 slowdown, from the profiled means, variability and offered rate,
+//!   applied unless the plan in force is within the hysteresis. Counted in
+//!   `darc_model_replans` / `darc_model_candidates`.
 //!
 //! ## Differences from the original (each a fix of a hazard, docs/design.md §8)
 //! - The bootstrap FIFO is emptied into the typed queues at the switch (the original left it
@@ -26,7 +31,7 @@
 //! `plan`'s unit tests replay the §1.9 vectors; `scheduler/tests.rs` pins the bootstrap switch,
 //! hysteresis, update trigger and adaptation, and its property tests check the reservation
 //! rule (a longer group never on a shorter group's reserved worker; UNKNOWN only on the
-//! spillway).
+//! spillway), for both planners; `model`'s tests and `sim/tests/model.rs` check the planner.
 
 pub mod model;
 pub mod plan;
@@ -545,9 +550,21 @@ impl DarcState {
         self.smoothed = Some(loads);
         state.counters.darc_model_candidates += choice.candidates as u64;
         let apply = force || !choice.keep_current;
+        // Grouped as the model grouped them (by the smoothed means).
+        let profiles: Vec<TypeProfile> = self
+            .smoothed
+            .iter()
+            .flatten()
+            .zip(self.profile.ratios.iter())
+            .map(|(l, &ratio)| TypeProfile {
+                ty: l.ty,
+                mean_ns: l.mean_ns,
+                ratio,
+            })
+            .collect();
         let plan = apply.then(|| {
             plan_with_allocation(
-                &self.profile.type_profiles(),
+                &profiles,
                 self.workers,
                 self.params.delta,
                 choice.allocation(),
