@@ -445,11 +445,12 @@ mod scheduler;
 mod state;
 pub mod wire_type;
 
+pub use policy::darc::model::{Model, ModelChoice, Prediction, TypeLoad, TypeTail};
 pub use policy::darc::plan::{
     demand_workers, group_types, plan_reservations, plan_with_allocation, round_demand,
     validate_allocation, window_mean_ns, ProfileGroup, TypeProfile, INACTIVE_MEAN_NS,
 };
-pub use policy::darc::{DarcParams, ROUNDING_CUT_RANGE};
+pub use policy::darc::{DarcParams, PlanMode, ROUNDING_CUT_RANGE};
 pub use policy::ts::TimeSharingParams;
 pub use policy::{
     BuildContext, CustomPolicy, Policy, PolicyCore, PolicyEntry, QueueLayout, Registry,

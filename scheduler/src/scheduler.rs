@@ -62,6 +62,11 @@ pub struct SchedulerCounters {
     pub invalid_notifications: u64,
     /// DARC: profile evaluations (`update_darc` calls), applied or not.
     pub darc_evaluations: u64,
+    /// DARC with `plan: model`: re-plans by the model planner (evaluations that ran it).
+    pub darc_model_replans: u64,
+    /// DARC with `plan: model`: candidate allocations the model evaluated, over all
+    /// re-plans (÷ `darc_model_replans` = candidates per re-plan).
+    pub darc_model_candidates: u64,
     /// DARC: reservation plans applied (bootstrap switch, updates, or the fixed plan).
     pub plan_updates: u64,
     /// DARC: plan records dropped because nobody polled them (buffer full).

@@ -18,9 +18,10 @@
 use std::fmt::Write as _;
 
 use psp_scheduler::{
-    group_types, plan_reservations, DarcParams, Policy, ReservationPlan, TypeIndex, TypeProfile,
+    group_types, plan_reservations, DarcParams, Model, Policy, ReservationPlan, TypeIndex,
+    TypeLoad, TypeProfile,
 };
-use psp_workload::{Phase, Workload};
+use psp_workload::{Phase, ServiceDist, Workload};
 
 use crate::engine::{RunConfig, RunResult, SimError};
 use crate::sweep::{passes_slo, sweep, SweepSpec, MAX_DROP_FRACTION, MIN_ACHIEVED_RATIO};
@@ -39,6 +40,49 @@ pub fn type_profiles(phase: &Phase) -> Vec<TypeProfile> {
             ratio: t.ratio,
         })
         .collect()
+}
+
+/// Squared coefficient of variation of a service-time distribution of mean `mean_ns`.
+pub fn service_scv(dist: &ServiceDist, mean_ns: f64) -> f64 {
+    match *dist {
+        ServiceDist::Fixed => 0.0,
+        ServiceDist::Exponential => 1.0,
+        ServiceDist::Lognormal { sigma } => (sigma * sigma).exp() - 1.0,
+        ServiceDist::Bimodal {
+            low_ns,
+            high_ns,
+            p_high,
+        } => {
+            let second = p_high * high_ns * high_ns + (1.0 - p_high) * low_ns * low_ns;
+            if mean_ns > 0.0 {
+                (second / (mean_ns * mean_ns) - 1.0).max(0.0)
+            } else {
+                0.0
+            }
+        }
+    }
+}
+
+/// What DARC's model planner would profile from `phase` offered at `load` of `workers`
+/// workers: each type's mean, service variability and arrival rate.
+pub fn model_loads(phase: &Phase, load: f64, workers: usize) -> Vec<TypeLoad> {
+    let rate_per_ns = phase.rate_for_load(load, workers) / 1e9;
+    phase
+        .types
+        .iter()
+        .map(|t| TypeLoad {
+            ty: TypeIndex(t.class as u16),
+            mean_ns: t.mean_ns,
+            scv: service_scv(&t.service, t.mean_ns),
+            rate_per_ns: rate_per_ns * t.ratio,
+            queued: 0.0,
+        })
+        .collect()
+}
+
+/// The model of `phase` at `load` (DARC's grouping with `params.delta`).
+pub fn phase_model(phase: &Phase, load: f64, workers: usize, params: &DarcParams) -> Model {
+    Model::new(&model_loads(phase, load, workers), workers, params.delta)
 }
 
 /// DARC's plan for each phase of `workload` from its configured means and ratios.
@@ -129,6 +173,98 @@ pub fn describe_plans(workload: &Workload, workers: usize, params: &DarcParams) 
         );
     }
     out
+}
+
+/// The model planner's choice for each phase of `workload` at `load`, with its predicted p99.9
+/// slowdown per type beside DARC's formula plan's, and the `top` best candidates (what
+/// `psp plan --model` prints).
+pub fn describe_model_plans(
+    workload: &Workload,
+    workers: usize,
+    params: &DarcParams,
+    load: f64,
+    top: usize,
+) -> String {
+    let mut out = String::new();
+    for (i, (phase, formula)) in workload
+        .phases
+        .iter()
+        .zip(plans(workload, workers, params))
+        .enumerate()
+    {
+        let model = phase_model(phase, load, workers, params);
+        let formula_counts: Vec<usize> = formula.groups.iter().map(|g| g.reserved.len()).collect();
+        let _ = writeln!(
+            out,
+            "{} phase {i}: model planner at load {load:.2} ({} candidate allocations)",
+            workload.name,
+            psp_scheduler::policy::darc::model::candidate_count(model.groups(), workers)
+        );
+        let Some(choice) = model.choose(None, params.hysteresis) else {
+            let _ = writeln!(
+                out,
+                "  no candidate (no types, or more groups than workers)"
+            );
+            continue;
+        };
+        let name = |ty: TypeIndex| {
+            ty.index()
+                .and_then(|c| workload.classes.get(c))
+                .map_or_else(|| format!("{ty:?}"), |c| c.name.clone())
+        };
+        let mut rows: Vec<(String, Vec<usize>)> = vec![("model".into(), choice.best.allocation)];
+        if formula_counts.iter().sum::<usize>() <= workers {
+            rows.push(("darc".into(), formula_counts));
+        }
+        for (label, allocation) in rows {
+            let p = model.predict(&allocation);
+            let tails: Vec<String> = model
+                .type_tails(&allocation)
+                .iter()
+                .map(|t| format!("{} {}", name(t.ty), fmt_predicted(t.p999_slowdown)))
+                .collect();
+            let _ = writeln!(
+                out,
+                "  {label:<6} {allocation:?}: predicted p99.9 slowdown {} (per type: {})",
+                fmt_predicted(p.overall_p999),
+                tails.join(", ")
+            );
+        }
+        let mut ranked = all_predictions(&model, workers);
+        ranked.truncate(top);
+        let _ = writeln!(out, "  best candidates by predicted p99.9 slowdown:");
+        for p in ranked {
+            let _ = writeln!(
+                out,
+                "    {:?} {}",
+                p.allocation,
+                fmt_predicted(p.overall_p999)
+            );
+        }
+    }
+    out
+}
+
+/// Every allocation's prediction, best first.
+pub fn all_predictions(model: &Model, workers: usize) -> Vec<psp_scheduler::Prediction> {
+    let mut ranked: Vec<psp_scheduler::Prediction> = allocations(model.groups(), workers)
+        .iter()
+        .map(|a| model.predict(a))
+        .collect();
+    ranked.sort_by(|a, b| {
+        a.overall_p999
+            .total_cmp(&b.overall_p999)
+            .then(a.mean_slowdown.total_cmp(&b.mean_slowdown))
+    });
+    ranked
+}
+
+fn fmt_predicted(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v:.2}")
+    } else {
+        "inf".into()
+    }
 }
 
 /// Every allocation of exactly `workers` workers to `groups` groups, each group ≥ 1 worker,
@@ -237,6 +373,10 @@ pub fn search(
             why: "too many allocations to search exhaustively",
         });
     }
+    let params = &DarcParams {
+        plan: psp_scheduler::PlanMode::Formula,
+        ..params.clone()
+    };
     let formula_params = DarcParams {
         dynamic: false,
         fixed_allocation: None,

@@ -15,7 +15,8 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use psp_scheduler::{
-    DarcParams, Policy, Registry, TimeSharingParams, DEFAULT_QUEUE_CAPACITY, MAX_WORKER_QUEUE_DEPTH,
+    DarcParams, PlanMode, Policy, Registry, TimeSharingParams, DEFAULT_QUEUE_CAPACITY,
+    MAX_WORKER_QUEUE_DEPTH,
 };
 use psp_workload::report::{LinePlot, Series};
 use psp_workload::Workload;
@@ -111,6 +112,10 @@ pub struct RunArgs {
     /// DARC: plan once from the configured means and ratios instead of profiling.
     #[arg(long)]
     pub darc_oracle: bool,
+    /// DARC: how re-plans choose the reservation: `formula` (the original's) or `model`
+    /// (predicted tails; what `darc-model` always uses).
+    #[arg(long, default_value = "formula", value_parser = parse_plan_mode)]
+    pub darc_plan: PlanMode,
     /// Worker threads for the sweep (default: available cores).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -155,6 +160,7 @@ impl RunArgs {
             samples_needed: self.darc_samples,
             delta: self.darc_delta,
             dynamic: !self.darc_oracle,
+            plan: self.darc_plan,
             ..DarcParams::default()
         }
     }
@@ -222,6 +228,16 @@ pub struct PlanArgs {
     /// Fractional demand above this rounds up.
     #[arg(long, default_value_t = DarcParams::default().rounding_cut)]
     pub rounding_cut: f64,
+    /// Also print the model planner's choice (`darc` with `plan: model`) and its predicted
+    /// p99.9 slowdown per type beside DARC's plan, at `--load`.
+    #[arg(long)]
+    pub model: bool,
+    /// Offered load the model plans for (with `--model`).
+    #[arg(long, short = 'l', default_value_t = 0.9)]
+    pub load: f64,
+    /// How many of the model's best candidates to list (with `--model`).
+    #[arg(long, default_value_t = 5)]
+    pub top: usize,
 }
 
 /// `psp search`.
@@ -236,6 +252,10 @@ pub struct SearchArgs {
     /// How many of the best allocations to print.
     #[arg(long, default_value_t = 10)]
     pub top: usize,
+}
+
+fn parse_plan_mode(text: &str) -> Result<PlanMode, String> {
+    PlanMode::parse(text).map_err(|e| e.to_string())
 }
 
 /// Parses `start:stop:step` (inclusive, to within half a step) or `a,b,c`.
@@ -315,6 +335,10 @@ fn parse_policies(args: &SimArgs, darc: &DarcParams) -> Result<Vec<Policy>> {
         .into_iter()
         .map(|policy| match policy {
             Policy::Darc(_) => Policy::Darc(darc.clone()),
+            Policy::DarcModel(_) => Policy::DarcModel(DarcParams {
+                plan: PlanMode::Model,
+                ..darc.clone()
+            }),
             Policy::DarcStatic { .. } => Policy::DarcStatic {
                 reserved_short: args.darc_static_reserved,
             },
@@ -360,7 +384,7 @@ fn summary_table(results: &[RunResult], slo: f64) -> psp_workload::report::Table
         "p99.9_sd".into(),
     ];
     header.extend(type_names.iter().map(|n| format!("{n}_p99.9_sd")));
-    header.extend(["drops".to_string(), "slo".into()]);
+    header.extend(["drops".to_string(), "slo".into(), "plan".into()]);
     let mut table = psp_workload::report::Table::new(header);
     for r in results {
         let mut row = vec![
@@ -378,6 +402,11 @@ fn summary_table(results: &[RunResult], slo: f64) -> psp_workload::report::Table
         );
         row.push(r.stats.dropped().to_string());
         row.push(if passes_slo(r, slo) { "ok" } else { "VIOLATED" }.into());
+        row.push(
+            r.final_allocation
+                .as_ref()
+                .map_or_else(|| "-".into(), |a| format!("{a:?}").replace(' ', "")),
+        );
         table.push(row);
     }
     table
@@ -411,7 +440,7 @@ fn run_sim(args: &SimArgs) -> Result<()> {
     }
     if policies
         .iter()
-        .any(|p| matches!(p, Policy::Darc(d) if d.dynamic))
+        .any(|p| p.darc_params().is_some_and(|d| d.dynamic))
     {
         cover_darc_bootstrap(&mut run, darc.samples_needed);
     }
@@ -471,6 +500,16 @@ fn run_sim(args: &SimArgs) -> Result<()> {
             ),
             None => outln!("  {:<12} no load point meets the SLO", p.name()),
         }
+    }
+    let (replans, candidates) = results.iter().fold((0, 0), |(r, c), x| {
+        (r + x.model_replans, c + x.model_candidates)
+    });
+    if replans > 0 {
+        outln!(
+            "model planner: {replans} re-plans over the sweep, {:.0} candidate allocations \
+             each (time per re-plan: cargo bench -p psp-scheduler --bench planner)",
+            candidates as f64 / replans as f64
+        );
     }
     outln!(
         "wrote {} and {}",
@@ -680,6 +719,21 @@ fn run_plan(args: &PlanArgs) -> Result<()> {
         .validate()
         .context("--delta / --rounding-cut out of range")?;
     out!("{}", describe_plans(&workload, args.workers, &params));
+    if args.model {
+        if !(args.load.is_finite() && args.load > 0.0) {
+            bail!("--load {}: must be a positive load", args.load);
+        }
+        out!(
+            "{}",
+            crate::alloc::describe_model_plans(
+                &workload,
+                args.workers,
+                &params,
+                args.load,
+                args.top
+            )
+        );
+    }
     Ok(())
 }
 
@@ -711,10 +765,34 @@ fn run_search(args: &SearchArgs) -> Result<()> {
         args.run.requests,
         report.ranked.len()
     );
+    let model = workload
+        .phases
+        .first()
+        .map(|p| crate::alloc::phase_model(p, args.load, run.workers, &params));
+    let predicted = |c: &crate::alloc::Candidate| -> String {
+        match (&model, &c.allocation) {
+            (Some(m), Some(a)) => fmt_slowdown(m.predict(a).overall_p999),
+            (Some(m), None) => {
+                let counts: Vec<usize> = report
+                    .formula_plan
+                    .groups
+                    .iter()
+                    .map(|g| g.reserved.len())
+                    .collect();
+                if counts.iter().sum::<usize>() <= run.workers {
+                    fmt_slowdown(m.predict(&counts).overall_p999)
+                } else {
+                    "-".into()
+                }
+            }
+            _ => "-".into(),
+        }
+    };
     let show = |label: &str, c: &crate::alloc::Candidate| -> Result<()> {
         outln!(
-            "  {label:<28} overall p99.9 slowdown {:>9}  {}",
+            "  {label:<28} overall p99.9 slowdown {:>9}  (model {:>9})  {}",
             fmt_slowdown(c.score()),
+            predicted(c),
             if report.passes(c) {
                 "meets SLO"
             } else {

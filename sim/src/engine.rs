@@ -164,6 +164,12 @@ pub struct RunResult {
     pub preemptions: u64,
     /// DARC reservation updates applied.
     pub plan_updates: u64,
+    /// DARC with `plan: model`: re-plans by the model and candidate allocations evaluated.
+    pub model_replans: u64,
+    /// See `model_replans`.
+    pub model_candidates: u64,
+    /// Workers per group of the reservation in force at the end (DARC), shortest first.
+    pub final_allocation: Option<Vec<usize>>,
     /// Virtual time at the end of the run (ns).
     pub end_ns: Nanos,
     /// Per arrival-time window statistics, if [`RunConfig::timeline_window_ns`] was set.
@@ -743,6 +749,13 @@ impl<'a> Sim<'a> {
             .max(1) as f64;
         let rate = |n: u64| n as f64 * NS_PER_S / window_ns;
         let counts = self.counts;
+        let sched = self.sched.counters();
+        let (model_replans, model_candidates) =
+            (sched.darc_model_replans, sched.darc_model_candidates);
+        let final_allocation = self
+            .sched
+            .plan()
+            .map(|p| p.groups.iter().map(|g| g.reserved.len()).collect());
         Ok(RunResult {
             policy: policy.name(),
             load,
@@ -756,6 +769,9 @@ impl<'a> Sim<'a> {
             dropped: counts.dropped,
             preemptions: counts.preemptions,
             plan_updates: counts.plan_updates,
+            model_replans,
+            model_candidates,
+            final_allocation,
             end_ns: self.last_event_ns.max(self.window_end_ns),
             timeline: self.timeline.map_or_else(Vec::new, |t| t.windows),
             plan_log: self.plan_log,

@@ -253,3 +253,52 @@ fn timeline_writes_the_darc_plan_log_and_its_plot() {
     assert!(svg.contains("<svg") && svg.contains("darc @ 0.80: SHORT"));
     let _ = std::fs::remove_dir_all(&out);
 }
+
+#[test]
+fn plan_model_prints_its_choice_beside_darcs() {
+    let w = Workload::from_path(workload_path("TPCC")).unwrap();
+    let text = psp_sim::alloc::describe_model_plans(&w, 14, &DarcParams::default(), 0.95, 3);
+    assert!(
+        text.contains("model planner at load 0.95 (78 candidate allocations)"),
+        "{text}"
+    );
+    // The model's choice, then DARC's formula plan with its predicted tails per type.
+    let model = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("model "))
+        .unwrap();
+    let darc = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("darc "))
+        .unwrap();
+    assert!(
+        darc.contains("[2, 6, 6]") && darc.contains("StockLevel"),
+        "{text}"
+    );
+    assert!(
+        model.contains("predicted p99.9 slowdown") && !model.contains("inf"),
+        "{text}"
+    );
+    assert_eq!(text.matches("\n    [").count(), 3, "{text}");
+    let cli = Cli::try_parse_from([
+        "psp",
+        "plan",
+        "--workload",
+        &workload_path("TPCC"),
+        "--model",
+        "--load",
+        "0.9",
+    ])
+    .unwrap();
+    run(cli.command).unwrap();
+    let cli = Cli::try_parse_from([
+        "psp",
+        "plan",
+        "--workload",
+        &workload_path("TPCC"),
+        "--model",
+        "--load=0",
+    ])
+    .unwrap();
+    assert!(format!("{:#}", run(cli.command).unwrap_err()).contains("--load 0"));
+}

@@ -133,13 +133,11 @@ fn parse_policies(text: &str, darc_samples: u64) -> Result<Vec<Policy>> {
             if !policy.is_live() {
                 bail!("--policies {}: simulator-only", policy.name());
             }
-            Ok(match policy {
-                Policy::Darc(params) => Policy::Darc(DarcParams {
-                    samples_needed: darc_samples,
-                    ..params
-                }),
-                other => other,
-            })
+            let mut policy = policy;
+            if let Some(params) = policy.darc_params_mut() {
+                params.samples_needed = darc_samples;
+            }
+            Ok(policy)
         })
         .collect()
 }

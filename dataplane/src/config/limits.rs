@@ -121,7 +121,9 @@ impl ServerConfig {
         }
         if matches!(
             self.scheduler.policy,
-            psp_scheduler::Policy::Darc(_) | psp_scheduler::Policy::DarcStatic { .. }
+            psp_scheduler::Policy::Darc(_)
+                | psp_scheduler::Policy::DarcModel(_)
+                | psp_scheduler::Policy::DarcStatic { .. }
         ) {
             let rows = crate::server::MAX_WINDOWS.saturating_mul(n_types);
             items.push(("windows log", times(rows, WINDOW_ROW_BYTES)));

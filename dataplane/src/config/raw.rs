@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use psp_scheduler::{DarcParams, Policy, RequestTypeSpec, SchedulerConfig};
+use psp_scheduler::{DarcParams, PlanMode, Policy, RequestTypeSpec, SchedulerConfig};
 use serde::Deserialize;
 
 use super::limits::{
@@ -207,6 +207,8 @@ struct Darc {
     profile_overhead_ns: Option<u64>,
     #[serde(default)]
     dynamic: Option<bool>,
+    #[serde(default)]
+    plan: Option<String>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -466,14 +468,19 @@ fn choose_policy(
         }
     }
     if let Some(darc) = &psp.darc {
-        match &mut policy {
-            Policy::Darc(params) => {
-                apply_darc(params, darc);
+        let model_policy = matches!(policy, Policy::DarcModel(_));
+        match policy.darc_params_mut() {
+            Some(params) => {
+                apply_darc(params, darc)?;
+                if model_policy {
+                    // `darc-model` is `darc` with `plan: model`, whatever `plan` says.
+                    params.plan = PlanMode::Model;
+                }
                 check_darc_params(params)?;
             }
-            other => warnings.push(format!(
+            None => warnings.push(format!(
                 "psp.darc has no effect under policy {}",
-                other.name()
+                policy.name()
             )),
         }
     }
@@ -652,7 +659,7 @@ fn rewrite_legacy_eal_args(args: Vec<String>, warnings: &mut Vec<String>) -> Vec
         .collect()
 }
 
-fn apply_darc(params: &mut DarcParams, darc: &Darc) {
+fn apply_darc(params: &mut DarcParams, darc: &Darc) -> Result<(), ConfigError> {
     if let Some(v) = darc.delta {
         params.delta = v;
     }
@@ -671,6 +678,16 @@ fn apply_darc(params: &mut DarcParams, darc: &Darc) {
     if let Some(v) = darc.dynamic {
         params.dynamic = v;
     }
+    if let Some(v) = &darc.plan {
+        params.plan = PlanMode::parse(v).map_err(|_| {
+            ConfigError::invalid(
+                "psp.darc.plan",
+                v,
+                format!("expected one of: {}", PlanMode::NAMES),
+            )
+        })?;
+    }
+    Ok(())
 }
 
 fn request_types(requests: &[Request]) -> Result<Vec<RequestTypeSpec>, ConfigError> {
@@ -797,10 +814,10 @@ pub(crate) fn policy_command(command: &serde_json::Value) -> Result<Policy, Stri
         return Err("allocation: missing (workers per DARC group, shortest group first)".into());
     }
     match &mut policy {
-        Policy::Darc(params) => {
+        Policy::Darc(params) | Policy::DarcModel(params) => {
             if let Some(darc) = &c.darc {
-                apply_darc(params, darc);
-                check_darc_params(params)
+                apply_darc(params, darc)
+                    .and_then(|()| check_darc_params(params))
                     .map_err(|e| error(e).replacen("psp.darc.", "darc.", 1))?;
             }
             if let Some(allocation) = c.allocation {

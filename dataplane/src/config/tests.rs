@@ -2,7 +2,7 @@
 //! shipped file under `configs/server/`.
 
 use super::*;
-use psp_scheduler::RequestTypeSpec;
+use psp_scheduler::{PlanMode, RequestTypeSpec};
 
 /// The original's base config shape (docs/design.md §6.1), with TPC-C types and every ignored key.
 const ORIGINAL: &str = r#"
@@ -178,6 +178,18 @@ fn darc_params_and_policy_override() {
             dynamic: false,
             ..DarcParams::default()
         })
+    );
+    // The model planner: `plan: model` under darc, or the policy darc-model (always model).
+    let text = format!("{BASE}psp:\n  darc: {{plan: model, samples_needed: 10}}\n");
+    let config = ServerConfig::from_yaml_str(&text).unwrap();
+    let params = config.scheduler.policy.darc_params().unwrap();
+    assert_eq!((params.plan, params.samples_needed), (PlanMode::Model, 10));
+    let text = format!("{BASE}psp:\n  policy: darc-model\n  darc: {{plan: formula}}\n");
+    let config = ServerConfig::from_yaml_str(&text).unwrap();
+    assert_eq!(config.scheduler.policy.name(), "darc-model");
+    assert_eq!(
+        config.scheduler.policy.darc_params().unwrap().plan,
+        PlanMode::Model
     );
     let text = format!("{BASE}psp:\n  policy: sjf\n  darc: {{delta: 0.3}}\n");
     let config = ServerConfig::from_yaml_str(&text).unwrap();
@@ -428,6 +440,16 @@ fn more_impossible_values() {
         &format!("{BASE}psp: {{darc: {{samples_needed: 0}}}}\n"),
         "psp.darc.samples_needed",
         "0",
+    );
+    assert_rejects(
+        &format!("{BASE}psp: {{darc: {{plan: guess}}}}\n"),
+        "psp.darc.plan",
+        "guess",
+    );
+    assert_rejects(
+        &format!("{BASE}psp: {{darc: {{plan: model, dynamic: false}}}}\n"),
+        "psp.darc.plan",
+        "model",
     );
     assert_rejects(
         &format!("{BASE}psp: {{kv: {{keys: 0}}}}\n"),

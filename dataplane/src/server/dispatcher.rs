@@ -136,7 +136,7 @@ where
         per_type.push(TypeReport::new("UNKNOWN", None));
         let windows = matches!(
             scheduler.policy(),
-            Policy::Darc(_) | Policy::DarcStatic { .. }
+            Policy::Darc(_) | Policy::DarcModel(_) | Policy::DarcStatic { .. }
         )
         .then(|| WindowsLog::new(n_types));
         let workers = jobs.len();
@@ -259,7 +259,11 @@ where
         }
         let mut worked = received;
         worked |= self.poll_completions(now_ns);
+        let replans = self.scheduler.counters().darc_model_replans;
         worked |= self.dispatch(now_ns);
+        if self.scheduler.counters().darc_model_replans != replans {
+            self.record_model_replan(now_ns);
+        }
         if self.preemptive {
             self.check_quanta(now_ns);
         }
@@ -650,6 +654,16 @@ where
             self.push_job(w, job);
         }
         any
+    }
+
+    /// DARC's model planner re-planned during this step's dispatch: its time (the step's,
+    /// from `started_ns`) goes to the report. Off the per-request path: one re-plan per
+    /// profiling window at most.
+    #[cold]
+    fn record_model_replan(&mut self, started_ns: u64) {
+        let took_ns = self.clock.now_ns().saturating_sub(started_ns);
+        self.report.model_replan_ns_total += took_ns;
+        self.report.model_replan_ns_max = self.report.model_replan_ns_max.max(took_ns);
     }
 
     /// Drains DARC plan updates into the windows log.

@@ -114,6 +114,12 @@ pub struct DispatcherReport {
     pub final_queued: u64,
     /// DARC plans applied.
     pub plan_updates: u64,
+    /// DARC's model planner (`plan: model`): wall time of the dispatcher steps in which it
+    /// re-planned (total and longest, ns), measured around the scheduler call; the count is
+    /// the scheduler's `darc_model_replans`.
+    pub model_replan_ns_total: u64,
+    /// See `model_replan_ns_total`.
+    pub model_replan_ns_max: u64,
     /// Worker threads that panicked.
     pub worker_panics: u64,
     /// Per type, in registration order, then UNKNOWN.
@@ -446,6 +452,16 @@ impl fmt::Display for ServerReport {
                 sh.events,
                 sh.events_dropped,
                 sh.cpu_ns_per_decision()
+            )?;
+        }
+        let replans = self.dispatcher.scheduler.darc_model_replans;
+        if replans > 0 {
+            writeln!(
+                f,
+                "model planner: {replans} re-plans, {:.0} candidates each, {:.1} µs mean, {:.1} µs max per re-plan (dispatcher step)",
+                self.dispatcher.scheduler.darc_model_candidates as f64 / replans as f64,
+                d.model_replan_ns_total as f64 / replans as f64 / 1e3,
+                d.model_replan_ns_max as f64 / 1e3
             )?;
         }
         let accounted = self.accounted_rx();

@@ -104,6 +104,12 @@ impl ServerReport {
             "policy_switches": d.policy_switches,
             "policy_at_stop": d.policy_at_stop,
             "shadow": d.shadow,
+            "model_planner": {
+                "replans": d.scheduler.darc_model_replans,
+                "candidates": d.scheduler.darc_model_candidates,
+                "replan_ns_total": d.model_replan_ns_total,
+                "replan_ns_max": d.model_replan_ns_max,
+            },
             "preemption": {
                 "preemptions": d.preemptions, "resumed": d.resumed,
                 "flags_set": d.preempt_flags_set, "cost": stage_json(&d.preempt_cost),

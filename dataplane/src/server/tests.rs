@@ -439,6 +439,32 @@ fn depth_2_serves_every_live_policy_and_accounts_for_every_request() {
 }
 
 #[test]
+fn darc_model_replans_live_and_reports_its_time() {
+    let opts = options(
+        Policy::DarcModel(DarcParams {
+            samples_needed: 50,
+            plan: psp_scheduler::PlanMode::Model,
+            ..DarcParams::default()
+        }),
+        3,
+    );
+    let mut run = start(opts, Duration::ZERO);
+    let requests = mixed_requests(300);
+    run.client.send(&requests);
+    let got = run.client.collect(300);
+    let (_, report) = run.stop();
+    assert_eq!(got.len(), 300, "{report}");
+    let d = &report.dispatcher;
+    // The bootstrap switch at least: one re-plan by the model, its plan applied.
+    assert!(d.scheduler.darc_model_replans >= 1, "{report}");
+    assert!(d.plan_updates >= 1, "{report}");
+    // Two groups on 3 workers: 2 candidate allocations per re-plan (more if overloaded).
+    assert!(d.scheduler.darc_model_candidates >= 2 * d.scheduler.darc_model_replans);
+    assert!(d.model_replan_ns_max > 0 && d.model_replan_ns_total >= d.model_replan_ns_max);
+    assert!(report.to_string().contains("model planner: "), "{report}");
+}
+
+#[test]
 fn darc_switches_and_writes_the_windows_log() {
     let dir = std::env::temp_dir().join(format!("psp-windows-{}", std::process::id()));
     let path = ServerOptions::windows_log_path(&dir, "test-label");

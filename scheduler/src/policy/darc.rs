@@ -14,6 +14,11 @@
 //!   only if some demand moved by more than the hysteresis.
 //! - With [`DarcParams::dynamic`] `= false` the plan comes once from the configured means and
 //!   ratios; [`DarcParams::fixed_allocation`] imposes the per-group worker counts.
+//! - With [`DarcParams::plan`] `=` [`PlanMode::Model`] (the policy `darc-model`), every
+//!   evaluation runs the model planner ([`model`]): the per-group worker counts with the
+//!   lowest predicted p99.9 slowdown, from the profiled means, variability and offered rate,
+//!   applied unless the plan in force is within the hysteresis. Counted in
+//!   `darc_model_replans` / `darc_model_candidates`.
 //!
 //! ## Differences from the original (each a fix of a hazard, docs/design.md §8)
 //! - The bootstrap FIFO is emptied into the typed queues at the switch (the original left it
@@ -26,11 +31,13 @@
 //! `plan`'s unit tests replay the §1.9 vectors; `scheduler/tests.rs` pins the bootstrap switch,
 //! hysteresis, update trigger and adaptation, and its property tests check the reservation
 //! rule (a longer group never on a shorter group's reserved worker; UNKNOWN only on the
-//! spillway).
+//! spillway), for both planners; `model`'s tests and `sim/tests/model.rs` check the planner.
 
+pub mod model;
 pub mod plan;
 pub(crate) mod profile;
 
+use model::{smooth, Model, ModelChoice, TypeLoad};
 use plan::{plan_reservations, plan_with_allocation, TypeProfile};
 use profile::Profile;
 
@@ -67,6 +74,46 @@ pub struct DarcParams {
     /// plan computed at construction (`dynamic` is ignored); each entry ≥ 1, one entry per
     /// group, sum ≤ workers. The simulator's allocation search uses it.
     pub fixed_allocation: Option<Vec<usize>>,
+    /// How a re-plan chooses the per-group worker counts: DARC's demand formula (the
+    /// original) or the model planner ([`model`]), which needs profiling (`dynamic`).
+    pub plan: PlanMode,
+}
+
+/// How DARC chooses its reservation (`psp.darc.plan`, `--darc-plan`).
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub enum PlanMode {
+    /// The original's formula: each group's share of CPU demand, rounded at the cut.
+    #[default]
+    Formula,
+    /// The model planner: every allocation's p99.9 slowdown predicted from the profiled
+    /// means, service variability and arrival rates; the most headroom wins ([`model`]).
+    Model,
+}
+
+impl PlanMode {
+    /// The names accepted by [`PlanMode::parse`].
+    pub const NAMES: &'static str = "formula, model";
+
+    /// Its configuration name.
+    pub fn name(self) -> &'static str {
+        match self {
+            PlanMode::Formula => "formula",
+            PlanMode::Model => "model",
+        }
+    }
+
+    /// Parses `formula` or `model` (case-insensitive); the error names `darc.plan`.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "formula" => Ok(PlanMode::Formula),
+            "model" => Ok(PlanMode::Model),
+            _ => Err(ConfigError::Invalid {
+                field: "darc.plan",
+                value: text.to_string(),
+                why: "expected formula or model",
+            }),
+        }
+    }
 }
 
 impl Default for DarcParams {
@@ -79,6 +126,7 @@ impl Default for DarcParams {
             profile_overhead_ns: 0,
             dynamic: true,
             fixed_allocation: None,
+            plan: PlanMode::Formula,
         }
     }
 }
@@ -116,7 +164,16 @@ impl DarcParams {
             self.rounding_cut,
             ROUNDING_CUT_RANGE.contains(&self.rounding_cut),
             "must be in [0, 1]",
-        )
+        )?;
+        if self.plan == PlanMode::Model && (!self.dynamic || self.fixed_allocation.is_some()) {
+            return Err(ConfigError::Invalid {
+                field: "darc.plan",
+                value: "model".into(),
+                why: "the model planner plans from profiled arrival rates: it needs \
+                      dynamic: true and no fixed_allocation",
+            });
+        }
+        Ok(())
     }
 }
 
@@ -271,6 +328,18 @@ pub struct DarcState {
     window_start_ns: Nanos,
     /// The plan from configuration (oracle or fixed allocation), applied in `on_start`.
     initial_plan: Option<ReservationPlan>,
+    /// Whether the first arrival was seen.
+    window_started: bool,
+    /// Start of the window the profile holds (the first arrival, then the last evaluation)
+    /// and the arrivals (accepted or refused) counted by then: the model planner measures
+    /// the offered rate over it (completions lag arrivals while a queue builds up and lead
+    /// them while it drains).
+    profiled_since_ns: Nanos,
+    arrivals_before_window: u64,
+    /// The model planner's last decision (`plan: model`).
+    last_choice: Option<ModelChoice>,
+    /// The model planner's smoothed profile ([`model::smooth`]).
+    smoothed: Option<Vec<TypeLoad>>,
 }
 
 impl BuiltinPolicy for Darc {
@@ -298,6 +367,7 @@ impl BuiltinPolicy for Darc {
                 "fixed_allocation",
                 "workers per type group, shortest first (none)",
             ),
+            ("plan", "formula (the original's) or model (formula)"),
         ],
         live: true,
         default: || Policy::Darc(DarcParams::default()),
@@ -307,6 +377,13 @@ impl BuiltinPolicy for Darc {
         let Policy::Darc(p) = cx.policy() else {
             return Err(cx.error("not a DARC configuration".into()));
         };
+        DarcState::build(cx, p)
+    }
+}
+
+impl DarcState {
+    /// DARC with `p` (its own policy or `darc-model`'s).
+    pub(crate) fn build(cx: &BuildContext<'_>, p: &DarcParams) -> Result<Darc, ConfigError> {
         p.validate()?;
         let fixed = p.fixed_allocation.is_some();
         let dynamic = p.dynamic && !fixed;
@@ -325,15 +402,18 @@ impl BuiltinPolicy for Darc {
             profile: Profile::new(n_types),
             window_start_ns: 0,
             initial_plan: None,
+            window_started: false,
+            profiled_since_ns: 0,
+            arrivals_before_window: 0,
+            last_choice: None,
+            smoothed: None,
         };
         if !dynamic {
             darc.plan_from_configuration(cx)?;
         }
         Ok(Box::new(darc))
     }
-}
 
-impl DarcState {
     /// Oracle mode or a fixed allocation: the plan from configured means and ratios.
     fn plan_from_configuration(&mut self, cx: &BuildContext<'_>) -> Result<(), ConfigError> {
         let p = &self.params;
@@ -412,10 +492,19 @@ impl DarcState {
         }
         let bootstrap_switch = self.reservations.plan.is_none();
         let window = (self.window_start_ns, now_ns, self.profile.window_count);
+        let arrived = arrivals(state);
+        let offered = arrived.saturating_sub(self.arrivals_before_window);
+        let profiled = (self.profiled_since_ns, now_ns, offered);
+        self.profiled_since_ns = now_ns;
+        self.arrivals_before_window = arrived;
         state.counters.darc_evaluations += 1;
-        let plan = self
-            .profile
-            .evaluate(&self.params, self.workers, bootstrap_switch);
+        let plan = match self.params.plan {
+            PlanMode::Formula => {
+                self.profile
+                    .evaluate(&self.params, self.workers, bootstrap_switch)
+            }
+            PlanMode::Model => self.model_plan(profiled, bootstrap_switch, state),
+        };
         if bootstrap_switch {
             state.move_to_typed_queues(self.bootstrap_queue());
         }
@@ -425,6 +514,114 @@ impl DarcState {
             self.window_start_ns = now_ns;
         }
     }
+
+    /// The model planner's re-plan (`plan: model`) over `window` (start, end, arrivals):
+    /// closes the profile's window, predicts every allocation of DARC's groups from the
+    /// profiled means, variability and arrival rate (arrivals over the window's length)
+    /// and returns the best plan unless the plan in force is within the hysteresis. Too
+    /// many candidates fall back to the formula.
+    #[cold]
+    fn model_plan(
+        &mut self,
+        window: (Nanos, Nanos, u64),
+        force: bool,
+        state: &mut SchedulerState,
+    ) -> Option<ReservationPlan> {
+        let (start_ns, end_ns, samples) = window;
+        let window_ns = end_ns.saturating_sub(start_ns).max(1) as f64;
+        self.profile
+            .close_and_compare(&self.params, self.workers);
+        let rate_per_ns = samples as f64 / window_ns;
+        let queued = state.queued_by_type();
+        let window_loads: Vec<TypeLoad> = (0..self.n_types)
+            .map(|t| TypeLoad {
+                ty: TypeIndex(t as u16),
+                mean_ns: self.profile.means_ns[t],
+                scv: self.profile.scv[t],
+                rate_per_ns: rate_per_ns * self.profile.ratios[t],
+                queued: queued.get(t).copied().unwrap_or(0) as f64,
+            })
+            .collect();
+        let loads = smooth(self.smoothed.as_deref(), &window_loads);
+        // Steady state first (queues ignored); only when no allocation keeps up does the
+        // planner weigh overload over the next window (about as long as this one) and the
+        // work queued now.
+        let steady = Model::new(&loads, self.workers, self.params.delta);
+        let current = self.current_allocation(&steady);
+        state.counters.darc_model_replans += 1;
+        let hysteresis = self.params.hysteresis;
+        let Some(mut choice) = steady.choose(current.as_deref(), hysteresis) else {
+            self.smoothed = Some(loads);
+            return force.then(|| self.profile.formula_plan(&self.params, self.workers));
+        };
+        if choice.load_scale < 1.0 {
+            let candidates = choice.candidates;
+            let overloaded = Model::new(&loads, self.workers, self.params.delta)
+                .with_horizon_ns(window_ns)
+                .choose(current.as_deref(), hysteresis);
+            if let Some(c) = overloaded {
+                choice = ModelChoice {
+                    candidates: candidates + c.candidates,
+                    ..c
+                };
+            }
+        }
+        self.smoothed = Some(loads);
+        state.counters.darc_model_candidates += choice.candidates as u64;
+        let apply = force || !choice.keep_current;
+        // Grouped as the model grouped them (by the smoothed means).
+        let profiles: Vec<TypeProfile> = self
+            .smoothed
+            .iter()
+            .flatten()
+            .zip(self.profile.ratios.iter())
+            .map(|(l, &ratio)| TypeProfile {
+                ty: l.ty,
+                mean_ns: l.mean_ns,
+                ratio,
+            })
+            .collect();
+        let plan = apply.then(|| {
+            plan_with_allocation(
+                &profiles,
+                self.workers,
+                self.params.delta,
+                choice.allocation(),
+            )
+            .ok()
+        });
+        self.last_choice = Some(choice);
+        plan.flatten()
+            .or_else(|| force.then(|| self.profile.formula_plan(&self.params, self.workers)))
+    }
+
+    /// The plan in force as per-group worker counts, if its groups are the model's.
+    fn current_allocation(&self, model: &Model) -> Option<Vec<usize>> {
+        let plan = self.reservations.plan()?;
+        if plan.groups.len() != model.groups() {
+            return None;
+        }
+        let mut counts = Vec::with_capacity(plan.groups.len());
+        for (g, group) in plan.groups.iter().enumerate() {
+            if group.members != model.group_members(g) || group.uses_spillway {
+                return None;
+            }
+            counts.push(group.reserved.len());
+        }
+        Some(counts)
+    }
+
+    /// The model planner's last decision (`plan: model`): best and current predictions,
+    /// whether the plan in force was kept, candidates evaluated.
+    pub fn last_model_choice(&self) -> Option<&ModelChoice> {
+        self.last_choice.as_ref()
+    }
+}
+
+/// Arrivals so far, accepted or refused.
+fn arrivals(state: &SchedulerState) -> u64 {
+    let c = state.counters();
+    c.accepted + c.rejected
 }
 
 impl PolicyCore for DarcState {
@@ -454,6 +651,14 @@ impl PolicyCore for DarcState {
 
     #[inline]
     fn before_dispatch(&mut self, now_ns: Nanos, state: &mut SchedulerState) {
+        if !self.window_started {
+            // The first arrival opens the bootstrap window (a live server starts its clock
+            // before the first request comes).
+            self.window_started = true;
+            self.window_start_ns = now_ns;
+            self.profiled_since_ns = now_ns;
+            self.arrivals_before_window = arrivals(state).saturating_sub(1);
+        }
         if self.dynamic && self.update_due(now_ns, state) {
             self.update(now_ns, state);
         }

@@ -597,6 +597,28 @@ policies! {
     /// Per-worker FIFOs fed round-robin; an idle worker with an empty queue steals the oldest
     /// request of the longest queue (Shenango / ZygOS, the paper's work-stealing baseline).
     Ws => ws::WorkStealing;
+    /// DARC whose re-plans choose the reservation by a tail-latency model (`darc` with
+    /// `plan: model`; see [`darc::model`]).
+    DarcModel(darc::DarcParams) => darc_model::DarcModel;
+}
+
+impl Policy {
+    /// DARC's parameters, under `darc` or `darc-model`.
+    pub fn darc_params(&self) -> Option<&darc::DarcParams> {
+        match self {
+            Policy::Darc(p) | Policy::DarcModel(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// DARC's parameters, mutable, under `darc` or `darc-model` (drivers apply their DARC
+    /// options through it; `darc-model` keeps `plan: model` whatever is set).
+    pub fn darc_params_mut(&mut self) -> Option<&mut darc::DarcParams> {
+        match self {
+            Policy::Darc(p) | Policy::DarcModel(p) => Some(p),
+            _ => None,
+        }
+    }
 }
 
 impl Policy {

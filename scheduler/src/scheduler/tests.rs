@@ -1,7 +1,7 @@
 //! Scheduler tests: hand-made sequences per policy, then property tests over random sequences.
 
 use super::*;
-use crate::{DarcParams, PlanUpdate, TimeSharingParams, TypeGroup, PLAN_UPDATE_CAPACITY};
+use crate::{DarcParams, PlanMode, PlanUpdate, TimeSharingParams, TypeGroup, PLAN_UPDATE_CAPACITY};
 
 const SHORT: TypeIndex = TypeIndex(0);
 const LONG: TypeIndex = TypeIndex(1);
@@ -407,6 +407,113 @@ fn darc_applies_large_demand_changes() {
     assert_eq!(u.queue_lens, vec![2, 1]);
 }
 
+/// DISP2 at 90 % of 14 workers: SHORT 1 µs and LONG 100 µs alternate, Poisson arrivals
+/// (mean gap 4 µs, from a fixed xorshift seed); completions happen at their exact times
+/// (an event loop in miniature).
+fn offer_disp2_at_high_load(s: &mut Scheduler, now: &mut Nanos, token: &mut u64, n: usize) {
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64 ^ *token;
+    let mut gap_ns = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let uniform = ((seed >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+        (-uniform.ln() * 4_000.0) as Nanos
+    };
+    let service = |ty: TypeIndex| if ty == SHORT { 1_000 } else { 100_000 };
+    let mut running: Vec<(Nanos, WorkerId)> = Vec::new();
+    let dispatch = |s: &mut Scheduler, at: Nanos, running: &mut Vec<(Nanos, WorkerId)>| {
+        while let Some(d) = s.next_dispatch(at) {
+            running.push((at + service(d.ty), d.worker));
+        }
+        running.sort_by_key(|r| std::cmp::Reverse(r.0));
+    };
+    for i in 0..n {
+        while running.last().is_some_and(|r| r.0 <= *now) {
+            let (at, w) = running.pop().unwrap();
+            s.on_completion(at, w).unwrap();
+            dispatch(s, at, &mut running);
+        }
+        arrive(s, *now, if i % 2 == 0 { SHORT } else { LONG }, *token);
+        *token += 1;
+        dispatch(s, *now, &mut running);
+        *now += gap_ns();
+    }
+    while let Some((at, w)) = running.pop() {
+        s.on_completion(at, w).unwrap();
+        *now = (*now).max(at);
+        dispatch(s, at, &mut running);
+    }
+}
+
+#[test]
+fn darc_model_plans_from_the_profiled_rate_and_keeps_a_plan_within_hysteresis() {
+    let types = vec![
+        RequestTypeSpec::new("SHORT", 1),
+        RequestTypeSpec::new("LONG", 2),
+    ];
+    let policy = Policy::from_name("darc-model").unwrap();
+    assert_eq!(policy.name(), "darc-model");
+    let policy = match policy {
+        Policy::DarcModel(p) => Policy::DarcModel(DarcParams {
+            samples_needed: 2_000,
+            ..p
+        }),
+        other => other,
+    };
+    let mut s = build(14, types, policy);
+    let (mut now, mut token) = (0, 0);
+    offer_disp2_at_high_load(&mut s, &mut now, &mut token, 2_100);
+    assert!(!s.in_bootstrap());
+    assert_eq!(s.counters().darc_model_replans, 1);
+    // Two groups on 14 workers: every split [k, 14 − k] is a candidate.
+    assert_eq!(s.counters().darc_model_candidates, 13);
+    let u = s
+        .poll_plan_update()
+        .expect("the switch applies the model's plan");
+    // 12.5 workers of LONG demand: the model keeps 13 for it, as DARC's formula does.
+    let counts: Vec<usize> = u.plan.groups.iter().map(|g| g.reserved.len()).collect();
+    assert_eq!(counts, vec![1, 13]);
+    // Same load and mix again: the plan in force is within the hysteresis, nothing applies.
+    let updates = s.counters().plan_updates;
+    for _ in 0..20 {
+        offer_disp2_at_high_load(&mut s, &mut now, &mut token, 2_100);
+    }
+    assert!(s.counters().darc_model_replans > 1);
+    assert_eq!(s.counters().plan_updates, updates);
+    assert!(s.counters().darc_evaluations >= s.counters().darc_model_replans);
+}
+
+#[test]
+fn darc_model_needs_profiling() {
+    let types = disp2_types();
+    for params in [
+        DarcParams {
+            plan: PlanMode::Model,
+            dynamic: false,
+            ..DarcParams::default()
+        },
+        DarcParams {
+            plan: PlanMode::Model,
+            fixed_allocation: Some(vec![1, 13]),
+            ..DarcParams::default()
+        },
+    ] {
+        let err = Scheduler::new(SchedulerConfig::new(
+            14,
+            types.clone(),
+            Policy::Darc(params),
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.starts_with("darc.plan = model: "), "{err}");
+    }
+    assert_eq!(PlanMode::parse(" Model "), Ok(PlanMode::Model));
+    assert!(PlanMode::parse("guess")
+        .unwrap_err()
+        .to_string()
+        .contains("darc.plan"));
+}
+
 #[test]
 fn darc_update_needs_enough_samples_and_a_late_second_request() {
     let types = vec![
@@ -780,6 +887,11 @@ mod properties {
                 ..DarcParams::default()
             })),
             Just(oracle()),
+            (1u64..30).prop_map(|samples_needed| Policy::DarcModel(DarcParams {
+                samples_needed,
+                plan: PlanMode::Model,
+                ..DarcParams::default()
+            })),
             (0usize..4).prop_map(|reserved_short| Policy::DarcStatic { reserved_short }),
             Just(Policy::TimeSharing(TimeSharingParams::default())),
             Just(Policy::Ws),
@@ -912,7 +1024,10 @@ mod properties {
                 d.quantum_ns.is_some(),
                 matches!(s.policy(), Policy::TimeSharing(_))
             );
-            if matches!(s.policy(), Policy::Darc(_) | Policy::DarcStatic { .. }) {
+            if matches!(
+                s.policy(),
+                Policy::Darc(_) | Policy::DarcModel(_) | Policy::DarcStatic { .. }
+            ) {
                 if let Some(plan) = s.plan().filter(|_| d.behind && !s.in_bootstrap()) {
                     // Only behind a request of the worker's own group (reserved, or the
                     // spillway for UNKNOWN), never on a worker the type may only steal.
@@ -1077,9 +1192,11 @@ mod properties {
             samples_needed in 1u64..8,
             workers in 2usize..9,
             depth in 1usize..=2,
+            model in any::<bool>(),
             ops in proptest::collection::vec(op(), 100..400),
         ) {
-            let policy = Policy::Darc(DarcParams { samples_needed, ..DarcParams::default() });
+            let plan = if model { PlanMode::Model } else { PlanMode::Formula };
+            let policy = Policy::Darc(DarcParams { samples_needed, plan, ..DarcParams::default() });
             run(policy, workers, depth, ops)?;
         }
 

@@ -115,7 +115,7 @@ where
     fn after_switch(&mut self) {
         let darc = matches!(
             self.scheduler.policy(),
-            Policy::Darc(_) | Policy::DarcStatic { .. }
+            Policy::Darc(_) | Policy::DarcModel(_) | Policy::DarcStatic { .. }
         );
         if darc && self.windows.is_none() {
             self.windows = Some(WindowsLog::new(self.scheduler.types().len()));

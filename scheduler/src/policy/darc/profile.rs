@@ -18,6 +18,8 @@ use crate::{Nanos, ReservationPlan, TypeIndex};
 pub(crate) struct Profile {
     /// Σ service (ns) and completions per type since the last evaluation.
     service_sum_ns: Box<[u64]>,
+    /// Σ service² (ns², as f64: only the model planner's variability estimate reads it).
+    service_sq_sum: Box<[f64]>,
     service_count: Box<[u64]>,
     /// Completions in the current window (all types, UNKNOWN included).
     pub(crate) window_count: u64,
@@ -28,12 +30,15 @@ pub(crate) struct Profile {
     /// Last evaluated (or configured) means and ratios, per type.
     pub(crate) means_ns: Box<[f64]>,
     pub(crate) ratios: Box<[f64]>,
+    /// Last evaluated squared coefficient of variation of service time, per type.
+    pub(crate) scv: Box<[f64]>,
 }
 
 impl Profile {
     pub(crate) fn new(n_types: usize) -> Self {
         Self {
             service_sum_ns: vec![0; n_types].into_boxed_slice(),
+            service_sq_sum: vec![0.0; n_types].into_boxed_slice(),
             service_count: vec![0; n_types].into_boxed_slice(),
             window_count: 0,
             max_delay_ns: vec![0; n_types].into_boxed_slice(),
@@ -41,6 +46,7 @@ impl Profile {
             prev_active: 0,
             means_ns: vec![0.0; n_types].into_boxed_slice(),
             ratios: vec![0.0; n_types].into_boxed_slice(),
+            scv: vec![0.0; n_types].into_boxed_slice(),
         }
     }
 
@@ -50,6 +56,8 @@ impl Profile {
         self.window_count += 1;
         if let Some(t) = slot.filter(|&t| t < self.service_count.len()) {
             self.service_sum_ns[t] = self.service_sum_ns[t].saturating_add(service_ns);
+            let s = service_ns as f64;
+            self.service_sq_sum[t] += s * s;
             self.service_count[t] += 1;
         }
     }
@@ -62,19 +70,31 @@ impl Profile {
         workers: usize,
         force: bool,
     ) -> Option<ReservationPlan> {
+        let changed = self.close_and_compare(params, workers);
+        (changed || force).then(|| self.formula_plan(params, workers))
+    }
+
+    /// Closes the window (means, ratios, variability) and tells whether demand moved by more
+    /// than the hysteresis (updating the reference demands and update triggers).
+    pub(crate) fn close_and_compare(&mut self, params: &DarcParams, workers: usize) -> bool {
         let (window_mean, active) = self.close_window(params.profile_overhead_ns);
-        let changed = self.demand_changed(params.hysteresis, window_mean, active, workers);
-        if !(changed || force) {
-            return None;
-        }
-        let profiles: Vec<TypeProfile> = (0..self.means_ns.len())
+        self.demand_changed(params.hysteresis, window_mean, active, workers)
+    }
+
+    /// The last evaluated means and ratios as planning input.
+    pub(crate) fn type_profiles(&self) -> Vec<TypeProfile> {
+        (0..self.means_ns.len())
             .map(|t| TypeProfile {
                 ty: TypeIndex(t as u16),
                 mean_ns: self.means_ns[t],
                 ratio: self.ratios[t],
             })
-            .collect();
-        Some(plan_reservations(&profiles, workers, params))
+            .collect()
+    }
+
+    /// DARC's formula plan of the last evaluated profile.
+    pub(crate) fn formula_plan(&self, params: &DarcParams, workers: usize) -> ReservationPlan {
+        plan_reservations(&self.type_profiles(), workers, params)
     }
 
     /// Means and ratios of the window that ends; returns the window mean and the number of
@@ -88,10 +108,18 @@ impl Profile {
             match self.service_sum_ns[t].checked_div(count) {
                 None => {
                     self.means_ns[t] = INACTIVE_MEAN_NS;
+                    self.scv[t] = 0.0;
                     self.ratios[t] = 0.0;
                 }
                 Some(mean) => {
                     active += 1;
+                    let exact = self.service_sum_ns[t] as f64 / count as f64;
+                    let second = self.service_sq_sum[t] / count as f64;
+                    self.scv[t] = if exact > 0.0 {
+                        (second / (exact * exact) - 1.0).max(0.0)
+                    } else {
+                        0.0
+                    };
                     let mean = mean.saturating_sub(overhead_ns);
                     self.means_ns[t] = mean as f64;
                     self.ratios[t] = if window_count > 0 {
@@ -103,6 +131,7 @@ impl Profile {
                 }
             }
             self.service_sum_ns[t] = 0;
+            self.service_sq_sum[t] = 0.0;
             self.service_count[t] = 0;
         }
         self.window_count = 0;
