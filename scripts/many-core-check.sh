@@ -2,7 +2,9 @@
 # The live-fidelity check on a many-core x86-64 machine without DPDK (issue "live fidelity"):
 # the spin app's accuracy per mode with a spinning neighbour, then `psp live` on DISP2 with 12
 # workers for darc and cfcfs, compared with the simulator; then the client's send rate with 4
-# threads (issue "psp-client: many cores").
+# threads (issue "psp-client: many cores"); the dispatcher loop at worker queue depth 1 and 2
+# and the telemetry/shadow costs (issues "millions of requests per second", "operate a running
+# server").
 #
 #   bash scripts/many-core-check.sh pack        # here: build release binaries + the spin bench,
 #                                               # pack them with their DPDK libraries into .dev/pack
@@ -22,11 +24,17 @@ pack)
     grep -o 'target/release/deps/spin-[0-9a-f]*' | head -1)
   send=$(cargo bench --locked -p psp-client --bench send_rate --no-run 2>&1 |
     grep -o 'target/release/deps/send_rate-[0-9a-f]*' | head -1)
+  loop=$(cargo bench --locked -p psp-dataplane --bench dispatcher_loop --no-run 2>&1 |
+    grep -o 'target/release/deps/dispatcher_loop-[0-9a-f]*' | head -1)
+  tele=$(cargo bench --locked -p psp-dataplane --bench telemetry --no-run 2>&1 |
+    grep -o 'target/release/deps/telemetry-[0-9a-f]*' | head -1)
   rm -rf .dev/pack
   bash ../shared/tools/pack-portable.sh .dev/pack target/release/psp-app target/release/psp-client \
-    target/release/psp "$spin" "$send"
+    target/release/psp "$spin" "$send" "$loop" "$tele"
   mv ".dev/pack/bin/$(basename "$spin")" .dev/pack/bin/spin-bench
   mv ".dev/pack/bin/$(basename "$send")" .dev/pack/bin/send-rate-bench
+  mv ".dev/pack/bin/$(basename "$loop")" .dev/pack/bin/dispatcher-loop-bench
+  mv ".dev/pack/bin/$(basename "$tele")" .dev/pack/bin/telemetry-bench
   cp configs/workloads/DISP2.yml .dev/
   ;;
 run)
@@ -50,6 +58,14 @@ run)
   timeout 120 "$P" send-rate-bench 0.5 --threads 4 >"$out/send4.txt" 2>&1 ||
     echo "send_rate bench failed: $?" >>"$out/send4.txt"
   cat "$out/send4.txt"
+  for w in 1 4; do
+    timeout 120 "$P" dispatcher-loop-bench --workers "$w" --depth-rounds 3 --telemetry-rounds 0 \
+      >"$out/loop$w.txt" 2>&1 || echo "dispatcher_loop bench failed: $?" >>"$out/loop$w.txt"
+    tail -5 "$out/loop$w.txt"
+  done
+  timeout 120 "$P" telemetry-bench >"$out/telemetry.txt" 2>&1 ||
+    echo "telemetry bench failed: $?" >>"$out/telemetry.txt"
+  cat "$out/telemetry.txt"
   tar czf "$out.tgz" -C "$(dirname "$out")" "$(basename "$out")"
   ;;
 *) echo "usage: many-core-check.sh pack | run [OUT]" >&2; exit 2 ;;
