@@ -245,8 +245,9 @@ pub struct Dispatch {
     pub token: Token,
     /// The request's class.
     pub ty: TypeIndex,
-    /// `Some(q)` under time sharing (`ts`): the worker must stop after `q` ns and the driver calls
-    /// [`Scheduler::on_preempted`] if the request is not finished. `None`: run to completion.
+    /// `Some(q)` under time sharing (`ts`; `darc-ts` for its longest group): the worker must stop
+    /// after `q` ns and the driver calls [`Scheduler::on_preempted`] if the request is not
+    /// finished. `None`: run to completion.
     pub quantum_ns: Option<Nanos>,
     /// The request was taken from another worker's queue (work stealing, `ws`): a driver may
     /// charge the cost of a steal (the simulator's `steal_cost_ns`).
@@ -293,8 +294,9 @@ pub enum CompletionError {
     /// The worker holds no request.
     #[error("worker {0} is idle: nothing to complete")]
     WorkerIdle(WorkerId),
-    /// `on_preempted` under a policy that never sets a quantum (only `ts` preempts).
-    #[error("worker {0} was preempted, but the policy is not preemptive")]
+    /// `on_preempted` under a policy that never sets a quantum (only `ts` and `darc-ts`
+    /// preempt), or for a request dispatched without one.
+    #[error("worker {0} was preempted, but its request runs to completion")]
     NotPreemptive(WorkerId),
 }
 
@@ -451,6 +453,7 @@ pub use policy::darc::plan::{
     validate_allocation, window_mean_ns, ProfileGroup, TypeProfile, INACTIVE_MEAN_NS,
 };
 pub use policy::darc::{DarcParams, PlanMode, ROUNDING_CUT_RANGE};
+pub use policy::darc_ts::DarcTsParams;
 pub use policy::ts::TimeSharingParams;
 pub use policy::{
     BuildContext, CustomPolicy, Policy, PolicyCore, PolicyEntry, QueueLayout, Registry,

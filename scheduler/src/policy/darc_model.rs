@@ -76,6 +76,15 @@ impl PolicyCore for DarcModel {
         self.0.choose(now_ns, state, idle)
     }
     #[inline]
+    fn choose_behind(
+        &self,
+        now_ns: Nanos,
+        state: &SchedulerState,
+        busy: WorkerSet,
+    ) -> Option<(usize, usize)> {
+        self.0.choose_behind(now_ns, state, busy)
+    }
+    #[inline]
     fn on_completion(&mut self, slot: Option<usize>, service_ns: Nanos) {
         self.0.on_completion(slot, service_ns)
     }
