@@ -37,8 +37,8 @@ use crate::queue::WorkerSet;
 use crate::state::SchedulerState;
 use crate::{ConfigError, Nanos, ReservationPlan};
 
-/// `darc-ts`'s parameters: DARC's and the time slicing's.
-#[derive(Clone, Debug, PartialEq)]
+/// `darc-ts`'s parameters: DARC's and the time slicing's (defaults: theirs, `slice_all` off).
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct DarcTsParams {
     /// DARC's tunables (`plan` must be [`PlanMode::Formula`]).
     pub darc: DarcParams,
@@ -47,16 +47,6 @@ pub struct DarcTsParams {
     /// `true`: slice every dispatch of the longest group, on its own workers too. `false`
     /// (default): only the dispatches on workers lent by shorter groups.
     pub slice_all: bool,
-}
-
-impl Default for DarcTsParams {
-    fn default() -> Self {
-        Self {
-            darc: DarcParams::default(),
-            ts: TimeSharingParams::default(),
-            slice_all: false,
-        }
-    }
 }
 
 /// The built hybrid.
