@@ -75,6 +75,7 @@ impl PolicyCore for DarcModel {
     ) -> Option<(usize, usize)> {
         self.0.choose(now_ns, state, idle)
     }
+    /// DARC's: a second slot only on a worker reserved for the request's own group.
     #[inline]
     fn choose_behind(
         &self,
