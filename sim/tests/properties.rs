@@ -28,7 +28,7 @@ fn policy(index: usize, workers: usize) -> Policy {
                 samples_needed: 300,
                 ..DarcParams::default()
             },
-            slice_all: workers % 2 == 0,
+            slice_all: workers.is_multiple_of(2),
             ..DarcTsParams::default()
         }),
     }
