@@ -11,7 +11,7 @@
 //! ```text
 //! on packet:      ty = sched.classify(wire_type); sched.on_arrival(now, ty, token)?  // Err = counted drop
 //! on completion:  sched.on_completion(now, worker)                                  // frees a slot
-//! on preemption:  sched.on_preempted(now, worker)                                   // `ts` only
+//! on preemption:  sched.on_preempted(now, worker)                         // `ts`, `darc-ts` only
 //! then:           while let Some(d) = sched.next_dispatch(now) { send d.token to d.worker }
 //! sometimes:      while let Some(u) = sched.poll_plan_update() { log it }
 //! ```
@@ -66,13 +66,16 @@
 //!   which re-queues it at its type's tail with its original arrival time. The simulator
 //!   preempts at the quantum; the live server cooperatively (its applications check a
 //!   per-worker flag the dispatcher sets).
+//! - `darc-ts` (simulator only): DARC, whose longest group may also run on idle workers
+//!   reserved to shorter groups, one quantum at a time (only those dispatches carry a quantum,
+//!   [`PolicyCore::slice_ns`]); a preempted slice re-queues as under `ts`.
 //!
 //! ## Modules
 //! - `scheduler`: the [`Scheduler`] state machine: type table, workers, admission, and the
 //!   calls into the policy.
 //! - `state`: the queues, counters and plan records a policy works on ([`SchedulerState`]).
 //! - [`policy`]: the [`PolicyCore`] trait, the [`Registry`] of policy names, and one module
-//!   per policy (`cfcfs`, `dfcfs`, `sjf`, `edf`, `darc`, `darc_static`, `ts`). DARC's
+//!   per policy (`cfcfs`, `dfcfs`, `sjf`, `edf`, `darc`, `darc_static`, `ts`, `darc_ts`...). DARC's
 //!   planning step is pure functions ([`plan_reservations`], [`plan_with_allocation`],
 //!   [`group_types`] in `policy::darc::plan`), shared with `psp plan` and the simulator's
 //!   allocation search. Adding a policy: the README's "Adding a policy".
@@ -82,8 +85,8 @@
 //! ## Invariants (checked by unit and property tests)
 //! - A worker holds at most `worker_queue_depth` requests (1 by default); each is held from the
 //!   [`Dispatch`] that names it until the matching [`Scheduler::on_completion`] (or
-//!   [`Scheduler::on_preempted`] for `ts`). A worker runs what it holds in dispatch order, so a
-//!   completion always names its oldest request.
+//!   [`Scheduler::on_preempted`] for a request dispatched with a quantum). A worker runs what
+//!   it holds in dispatch order, so a completion always names its oldest request.
 //! - With `worker_queue_depth: 2` (JBSQ(2)) a request goes to a busy worker's second slot only
 //!   when the policy, asked about idle workers first, placed nothing, and then by the same
 //!   policy's rule applied to the workers with a free slot ([`PolicyCore::choose_behind`]):
@@ -245,8 +248,9 @@ pub struct Dispatch {
     pub token: Token,
     /// The request's class.
     pub ty: TypeIndex,
-    /// `Some(q)` under time sharing (`ts`): the worker must stop after `q` ns and the driver calls
-    /// [`Scheduler::on_preempted`] if the request is not finished. `None`: run to completion.
+    /// `Some(q)` under time sharing (`ts`; `darc-ts` for its longest group): the worker must stop
+    /// after `q` ns and the driver calls [`Scheduler::on_preempted`] if the request is not
+    /// finished. `None`: run to completion.
     pub quantum_ns: Option<Nanos>,
     /// The request was taken from another worker's queue (work stealing, `ws`): a driver may
     /// charge the cost of a steal (the simulator's `steal_cost_ns`).
@@ -293,8 +297,9 @@ pub enum CompletionError {
     /// The worker holds no request.
     #[error("worker {0} is idle: nothing to complete")]
     WorkerIdle(WorkerId),
-    /// `on_preempted` under a policy that never sets a quantum (only `ts` preempts).
-    #[error("worker {0} was preempted, but the policy is not preemptive")]
+    /// `on_preempted` under a policy that never sets a quantum (only `ts` and `darc-ts`
+    /// preempt), or for a request dispatched without one.
+    #[error("worker {0} was preempted, but its request runs to completion")]
     NotPreemptive(WorkerId),
 }
 
@@ -451,6 +456,7 @@ pub use policy::darc::plan::{
     validate_allocation, window_mean_ns, ProfileGroup, TypeProfile, INACTIVE_MEAN_NS,
 };
 pub use policy::darc::{DarcParams, PlanMode, ROUNDING_CUT_RANGE};
+pub use policy::darc_ts::DarcTsParams;
 pub use policy::ts::TimeSharingParams;
 pub use policy::{
     BuildContext, CustomPolicy, Policy, PolicyCore, PolicyEntry, QueueLayout, Registry,

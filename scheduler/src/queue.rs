@@ -162,6 +162,16 @@ impl WorkerSet {
         WorkerSet(self.0 & other.0)
     }
 
+    /// The highest index in the set.
+    #[inline]
+    pub fn highest(self) -> Option<usize> {
+        if self.0 == 0 {
+            None
+        } else {
+            Some(127 - self.0.leading_zeros() as usize)
+        }
+    }
+
     /// The lowest index in the set.
     #[inline]
     pub fn lowest(self) -> Option<usize> {

@@ -88,6 +88,8 @@ struct Running {
     /// When the worker could start it: its dispatch, or for a request dispatched behind
     /// another, that one's completion (so DARC profiles service, not the wait behind it).
     dispatched_ns: Nanos,
+    /// Dispatched with a quantum: only such a request may be preempted.
+    sliced: bool,
 }
 
 /// The sans-IO scheduler. See the crate docs for the driving loop.
@@ -277,12 +279,17 @@ impl Scheduler {
     #[inline]
     fn start(&mut self, q: usize, w: usize, now_ns: Nanos) -> Option<Dispatch> {
         let stolen = self.engine.is_steal(q, w);
+        let quantum_ns = match self.quantum_ns {
+            Some(_) => self.engine.slice_ns(q, w),
+            None => None,
+        };
         let item = self.state.pop(q)?;
         let running = Running {
             token: item.token,
             ty: item.ty,
             arrival_ns: item.arrival_ns,
             dispatched_ns: now_ns,
+            sliced: quantum_ns.is_some(),
         };
         let behind = self.running[w].is_some();
         if behind {
@@ -299,7 +306,7 @@ impl Scheduler {
             worker: WorkerId(w as u16),
             token: item.token,
             ty: item.ty,
-            quantum_ns: self.quantum_ns,
+            quantum_ns,
             stolen,
             behind,
         })
@@ -399,13 +406,20 @@ impl Scheduler {
         Ok(r)
     }
 
-    /// `ts` only: `worker`'s quantum expired before its request finished; the request goes back
-    /// to the tail of its type's queue (keeping its arrival time) and the worker is idle again.
-    /// The preemption cost ([`crate::TimeSharingParams::preemption_cost_ns`]) is the driver's to
-    /// charge (the simulator keeps the worker busy that long before calling this). Any policy
-    /// without a quantum answers [`CompletionError::NotPreemptive`] and changes nothing.
+    /// Preemptive policies (`ts`, `darc-ts`): `worker`'s quantum expired before its request
+    /// finished; the request goes back to the tail of its type's queue (keeping its arrival
+    /// time) and the worker is idle again. The preemption cost
+    /// ([`crate::TimeSharingParams::preemption_cost_ns`]) is the driver's to charge (the
+    /// simulator keeps the worker busy that long before calling this). A policy without a
+    /// quantum, or a request dispatched without one, answers
+    /// [`CompletionError::NotPreemptive`] and changes nothing.
     pub fn on_preempted(&mut self, now_ns: Nanos, worker: WorkerId) -> Result<(), CompletionError> {
-        if self.quantum_ns.is_none() {
+        let unsliced = self
+            .running
+            .get(worker.index())
+            .and_then(Option::as_ref)
+            .is_some_and(|r| !r.sliced);
+        if self.quantum_ns.is_none() || unsliced {
             self.state.counters.invalid_notifications += 1;
             return Err(CompletionError::NotPreemptive(worker));
         }
@@ -425,6 +439,9 @@ impl Scheduler {
             return Err(CompletionError::NotPreemptive(worker));
         }
         self.state.counters.preempted += 1;
+        let typed = (slot < self.state.n_types()).then_some(slot);
+        self.engine
+            .on_preempted(typed, now_ns.saturating_sub(r.dispatched_ns));
         Ok(())
     }
 

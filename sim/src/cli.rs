@@ -15,8 +15,8 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use psp_scheduler::{
-    DarcParams, PlanMode, Policy, Registry, TimeSharingParams, DEFAULT_QUEUE_CAPACITY,
-    MAX_WORKER_QUEUE_DEPTH,
+    DarcParams, DarcTsParams, PlanMode, Policy, Registry, TimeSharingParams,
+    DEFAULT_QUEUE_CAPACITY, MAX_WORKER_QUEUE_DEPTH,
 };
 use psp_workload::report::{LinePlot, Series};
 use psp_workload::Workload;
@@ -195,11 +195,15 @@ pub struct SimArgs {
     /// darc-static: workers reserved for the shortest type.
     #[arg(long, default_value_t = 1)]
     pub darc_static_reserved: usize,
-    /// ts: preemption quantum (ns).
+    /// ts and darc-ts: preemption quantum (ns).
     #[arg(long, default_value_t = TimeSharingParams::default().quantum_ns)]
     pub ts_quantum_ns: u64,
-    /// ts: cost of one preemption (ns), charged to the preempted worker (psp-app's report
-    /// measures it: flag set → worker free; ≈ 300 ns on a 2-core VM).
+    /// darc-ts: slice the longest group on its own workers too (default: only on the workers
+    /// shorter groups lend it).
+    #[arg(long)]
+    pub darc_ts_slice_all: bool,
+    /// ts and darc-ts: cost of one preemption (ns), charged to the preempted worker (psp-app's
+    /// report measures it: flag set → worker free; ≈ 300 ns on a 2-core VM).
     #[arg(
         long,
         visible_alias = "preempt-cost-ns",
@@ -347,6 +351,19 @@ fn parse_policies(args: &SimArgs, darc: &DarcParams) -> Result<Vec<Policy>> {
                 preemption_cost_ns: args.preemption_cost_ns,
                 ..p
             }),
+            Policy::DarcTs(p) => Policy::DarcTs(DarcTsParams {
+                // The hybrid plans with DARC's formula (`--darc-plan` is for `darc`).
+                darc: DarcParams {
+                    plan: PlanMode::Formula,
+                    ..darc.clone()
+                },
+                ts: TimeSharingParams {
+                    quantum_ns: args.ts_quantum_ns,
+                    preemption_cost_ns: args.preemption_cost_ns,
+                    ..p.ts
+                },
+                slice_all: args.darc_ts_slice_all,
+            }),
             other => other,
         })
         .collect())
@@ -418,10 +435,7 @@ fn run_sim(args: &SimArgs) -> Result<()> {
     let darc = args.run.darc_params();
     let policies = parse_policies(args, &darc)?;
     if run.worker_queue_depth > 1 {
-        if let Some(ts) = policies
-            .iter()
-            .find(|p| matches!(p, Policy::TimeSharing(_)))
-        {
+        if let Some(ts) = policies.iter().find(|p| p.time_sharing().is_some()) {
             bail!(
                 "--worker-queue-depth {}: {} preempts the request a worker runs and needs depth 1 (leave it out of --policies)",
                 run.worker_queue_depth,

@@ -17,9 +17,10 @@
 //!   time as `now`. Both costs default to 0.
 //! - A request's latency is `completion − arrival`: the worker answers the client itself, so
 //!   the completion-notification cost delays the worker's next request, not the response.
-//! - Time sharing (`ts`): a dispatch with a quantum runs `min(remaining, quantum)`; if work is
-//!   left, the worker is busy for the quantum plus `preemption_cost_ns`, and then the driver
-//!   calls `on_preempted` (the request rejoins its queue).
+//! - Time sharing (`ts`, and `darc-ts`'s sliced dispatches): a dispatch with a quantum runs
+//!   `min(remaining, quantum)`; if work is left, the worker is busy for the quantum plus
+//!   `preemption_cost_ns`, and then the driver calls `on_preempted` (the request rejoins its
+//!   queue).
 //! - A rejected arrival (queue full) is a drop. After the last arrival the run continues until
 //!   every accepted request has completed, so every arrival either completes or is dropped.
 //! - The first `warmup_fraction` of arrivals (by arrival order) are simulated but not recorded.
@@ -498,10 +499,7 @@ impl<'a> Sim<'a> {
             policy: policy.name(),
             error,
         })?;
-        let preemption_cost_ns = match policy {
-            Policy::TimeSharing(p) => p.preemption_cost_ns,
-            _ => 0,
-        };
+        let preemption_cost_ns = policy.time_sharing().map_or(0, |p| p.preemption_cost_ns);
         let timeline = config.timeline_window_ns.map(|window_ns| Timeline {
             window_ns,
             classes: workload.classes.len(),

@@ -88,6 +88,7 @@ fn bad_arguments_are_errors() {
     for (depth, policies, message) in [
         ("3", "cfcfs", "--worker-queue-depth 3: must be 1 or 2"),
         ("2", "darc,ts", "--worker-queue-depth 2: ts preempts"),
+        ("2", "darc-ts", "--worker-queue-depth 2: darc-ts preempts"),
     ] {
         let cli = Cli::try_parse_from([
             "psp",
@@ -105,6 +106,51 @@ fn bad_arguments_are_errors() {
         let e = format!("{:#}", run(cli.command).unwrap_err());
         assert!(e.starts_with(message), "{e}");
     }
+}
+
+/// `psp sim --policies darc-ts` with the time-slicing flags: DISP2 at 0.95, where LONG runs
+/// slices on SHORT's worker (the `preemptions` column), with and without `--darc-ts-slice-all`
+/// (which slices every LONG: many more preemptions).
+#[test]
+fn darc_ts_runs_with_its_flags() {
+    let preemptions = |slice_all: bool| {
+        let out = temp_dir(if slice_all { "darc-ts-all" } else { "darc-ts" });
+        let mut args = vec![
+            "psp".to_string(),
+            "sim".into(),
+            "--workload".into(),
+            workload_path("DISP2"),
+            "--policies".into(),
+            "darc-ts".into(),
+            "--load".into(),
+            "0.95".into(),
+            "--requests".into(),
+            "20000".into(),
+            "--darc-samples".into(),
+            "2000".into(),
+            "--preemption-cost-ns".into(),
+            "300".into(),
+            "--out".into(),
+            out.to_str().unwrap().into(),
+        ];
+        if slice_all {
+            args.push("--darc-ts-slice-all".into());
+        }
+        run(Cli::try_parse_from(args).unwrap().command).unwrap();
+        let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+        let _ = std::fs::remove_dir_all(&out);
+        let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+        let column = header.iter().position(|&c| c == "preemptions").unwrap();
+        let all = csv
+            .lines()
+            .find(|l| l.starts_with("darc-ts,") && l.contains(",ALL,"))
+            .expect("an ALL row");
+        all.split(',').nth(column).unwrap().parse::<u64>().unwrap()
+    };
+    let (lent, sliced) = (preemptions(false), preemptions(true));
+    assert!(lent > 0, "{lent}");
+    // Every LONG (100 µs) is preempted 19 times once all are sliced.
+    assert!(sliced > 5 * lent, "{sliced} vs {lent}");
 }
 
 fn reserved(plan: &psp_scheduler::ReservationPlan) -> Vec<Vec<u16>> {

@@ -3,7 +3,7 @@
 //! depth 1 and 2.
 
 use proptest::prelude::*;
-use psp_scheduler::{DarcParams, Policy, TimeSharingParams};
+use psp_scheduler::{DarcParams, DarcTsParams, Policy, TimeSharingParams};
 use psp_sim::{run, RunConfig};
 use psp_workload::Workload;
 
@@ -22,7 +22,15 @@ fn policy(index: usize, workers: usize) -> Policy {
         5 => Policy::DarcStatic {
             reserved_short: 1.max(workers / 2),
         },
-        _ => Policy::TimeSharing(TimeSharingParams::default()),
+        6 => Policy::TimeSharing(TimeSharingParams::default()),
+        _ => Policy::DarcTs(DarcTsParams {
+            darc: DarcParams {
+                samples_needed: 300,
+                ..DarcParams::default()
+            },
+            slice_all: workers.is_multiple_of(2),
+            ..DarcTsParams::default()
+        }),
     }
 }
 
@@ -31,7 +39,7 @@ proptest! {
 
     #[test]
     fn arrivals_are_conserved(
-        policy_index in 0usize..7,
+        policy_index in 0usize..8,
         workers in 2usize..9,
         load in 0.1f64..1.6,
         queue_capacity in 1usize..64,
@@ -51,8 +59,8 @@ proptest! {
         )
         .unwrap();
         let p = policy(policy_index, workers);
-        // `ts` preempts the request a worker runs: depth 1 only.
-        let worker_queue_depth = if matches!(p, Policy::TimeSharing(_)) { 1 } else { depth };
+        // `ts` and `darc-ts` preempt the request a worker runs: depth 1 only.
+        let worker_queue_depth = if p.time_sharing().is_some() { 1 } else { depth };
         let cfg = RunConfig {
             worker_queue_depth,
             workers,

@@ -194,6 +194,9 @@ pub(crate) struct Reservations {
     /// Per type slot: its group's reserved workers / stealable workers.
     reserved: Box<[WorkerSet]>,
     stealable: Box<[WorkerSet]>,
+    /// Per type slot: whether it is in the plan's longest group (the last one; `darc-ts`
+    /// time-slices it).
+    longest: Box<[bool]>,
     spillway: usize,
     plan: Option<ReservationPlan>,
     next_window_id: u64,
@@ -205,6 +208,7 @@ impl Reservations {
             order: Vec::with_capacity(n_types),
             reserved: vec![WorkerSet::EMPTY; n_types].into_boxed_slice(),
             stealable: vec![WorkerSet::EMPTY; n_types].into_boxed_slice(),
+            longest: vec![false; n_types].into_boxed_slice(),
             spillway: workers - 1,
             plan: None,
             next_window_id: 0,
@@ -214,7 +218,9 @@ impl Reservations {
     /// Makes `plan` the one dispatch follows.
     fn install(&mut self, plan: ReservationPlan) {
         self.order.clear();
-        for group in &plan.groups {
+        self.longest.fill(false);
+        let last = plan.groups.len().saturating_sub(1);
+        for (g, group) in plan.groups.iter().enumerate() {
             let set = |ws: &[crate::WorkerId]| {
                 ws.iter().fold(WorkerSet::EMPTY, |mut s, w| {
                     s.insert(w.index());
@@ -227,6 +233,7 @@ impl Reservations {
                     self.order.push(t);
                     self.reserved[t] = reserved;
                     self.stealable[t] = stealable;
+                    self.longest[t] = g == last;
                 }
             }
         }
@@ -287,6 +294,38 @@ impl Reservations {
             return Some((unknown, self.spillway));
         }
         None
+    }
+
+    /// `darc-ts`'s lending, asked when [`Reservations::choose`] found nothing: the head of the
+    /// longest group's first non-empty queue (ascending mean) on the highest idle worker, which
+    /// is then reserved to a shorter group (the longest group's own idle workers would have
+    /// been chosen) — the longest of those groups first, as DARC numbers groups upwards.
+    #[inline]
+    pub(crate) fn choose_lent(
+        &self,
+        state: &SchedulerState,
+        idle: WorkerSet,
+    ) -> Option<(usize, usize)> {
+        let w = idle.highest()?;
+        let t = self
+            .order
+            .iter()
+            .copied()
+            .find(|&t| self.longest[t] && state.has(t))?;
+        Some((t, w))
+    }
+
+    /// Whether type slot `t` is in the plan's longest group (`false` for UNKNOWN).
+    #[inline]
+    pub(crate) fn in_longest(&self, t: usize) -> bool {
+        self.longest.get(t).copied().unwrap_or(false)
+    }
+
+    /// Whether `worker` is one DARC itself lets type slot `t` run on (reserved or stealable).
+    #[inline]
+    pub(crate) fn may_run(&self, t: usize, worker: usize) -> bool {
+        t < self.reserved.len()
+            && (self.reserved[t].contains(worker) || self.stealable[t].contains(worker))
     }
 
     /// Depth 2's second slots (`busy`): as [`Reservations::choose`] without stealing, so a
@@ -609,6 +648,20 @@ impl DarcState {
             counts.push(group.reserved.len());
         }
         Some(counts)
+    }
+
+    /// The reservations dispatch follows, once bootstrap is over (`darc-ts` reads them).
+    pub(crate) fn reservations(&self) -> Option<&Reservations> {
+        (self.phase == Phase::Reserved).then_some(&self.reservations)
+    }
+
+    /// `darc-ts`: a slice of a request of type slot `slot` ran `ran_ns` and was preempted; the
+    /// profile counts it as service of its type, without a completion (a type's mean stays
+    /// its requests' whole service).
+    pub(crate) fn record_slice(&mut self, slot: Option<usize>, ran_ns: Nanos) {
+        if self.dynamic {
+            self.profile.record_slice(slot, ran_ns);
+        }
     }
 
     /// The model planner's last decision (`plan: model`): best and current predictions,

@@ -95,11 +95,26 @@ pub trait PolicyCore: fmt::Debug + Send {
     #[inline]
     fn on_completion(&mut self, _slot: Option<usize>, _service_ns: Nanos) {}
 
-    /// `Some(q)`: every dispatch carries a quantum of `q` ns and the driver reports
-    /// preemptions ([`crate::Scheduler::on_preempted`]). `None`: run to completion.
+    /// `Some(q)`: the policy preempts: dispatches carry a quantum of `q` ns (those
+    /// [`PolicyCore::slice_ns`] gives one) and the driver reports preemptions
+    /// ([`crate::Scheduler::on_preempted`]). `None`: run to completion.
     fn quantum_ns(&self) -> Option<Nanos> {
         None
     }
+
+    /// A preemptive policy's quantum for running the head of `queue` on `worker` (`None`: that
+    /// dispatch runs to completion). Asked only when [`PolicyCore::quantum_ns`] is `Some`;
+    /// the default slices every dispatch (`ts`), `darc-ts` only its longest group's.
+    #[inline]
+    fn slice_ns(&self, _queue: usize, _worker: usize) -> Option<Nanos> {
+        self.quantum_ns()
+    }
+
+    /// A request of type slot `slot` (`None`: UNKNOWN) was preempted after running `ran_ns`
+    /// on its worker (its quantum and the preemption cost); it is back in its queue. DARC's
+    /// profile under `darc-ts` counts the slice as service of the request's type.
+    #[inline]
+    fn on_preempted(&mut self, _slot: Option<usize>, _ran_ns: Nanos) {}
 
     /// The reservation plan in force, for policies that have one.
     fn plan(&self) -> Option<&ReservationPlan> {
@@ -162,6 +177,14 @@ impl<P: PolicyCore + ?Sized> PolicyCore for Box<P> {
     #[inline]
     fn quantum_ns(&self) -> Option<Nanos> {
         (**self).quantum_ns()
+    }
+    #[inline]
+    fn slice_ns(&self, queue: usize, worker: usize) -> Option<Nanos> {
+        (**self).slice_ns(queue, worker)
+    }
+    #[inline]
+    fn on_preempted(&mut self, slot: Option<usize>, ran_ns: Nanos) {
+        (**self).on_preempted(slot, ran_ns)
     }
     #[inline]
     fn plan(&self) -> Option<&ReservationPlan> {
@@ -465,6 +488,7 @@ macro_rules! policies {
                 fn choose_behind(now_ns: Nanos, state: &SchedulerState, busy: WorkerSet)
                     -> Option<(usize, usize)>;
                 fn quantum_ns() -> Option<Nanos>;
+                fn slice_ns(queue: usize, worker: usize) -> Option<Nanos>;
                 fn plan() -> Option<&ReservationPlan>;
                 fn in_bootstrap() -> bool;
                 fn is_steal(queue: usize, worker: usize) -> bool;
@@ -474,6 +498,7 @@ macro_rules! policies {
                 fn arrival_queue(slot: usize, state: &SchedulerState) -> usize;
                 fn before_dispatch(now_ns: Nanos, state: &mut SchedulerState);
                 fn on_completion(slot: Option<usize>, service_ns: Nanos);
+                fn on_preempted(slot: Option<usize>, ran_ns: Nanos);
             }
         );
     };
@@ -553,6 +578,12 @@ impl PolicyCore for Guarded {
     fn quantum_ns(&self) -> Option<Nanos> {
         self.0.quantum_ns()
     }
+    fn slice_ns(&self, queue: usize, worker: usize) -> Option<Nanos> {
+        self.0.slice_ns(queue, worker)
+    }
+    fn on_preempted(&mut self, slot: Option<usize>, ran_ns: Nanos) {
+        self.0.on_preempted(slot, ran_ns)
+    }
     fn plan(&self) -> Option<&ReservationPlan> {
         self.0.plan()
     }
@@ -600,22 +631,40 @@ policies! {
     /// DARC whose re-plans choose the reservation by a tail-latency model (`darc` with
     /// `plan: model`; see [`darc::model`]).
     DarcModel(darc::DarcParams) => darc_model::DarcModel;
+    /// DARC's reservations for the shorter groups, time slicing for the longest group: it may
+    /// also run on idle workers reserved to shorter groups, one quantum at a time (see
+    /// [`darc_ts::DarcTsParams`]). Simulator only.
+    DarcTs(darc_ts::DarcTsParams) => darc_ts::DarcTs;
 }
 
 impl Policy {
-    /// DARC's parameters, under `darc` or `darc-model`.
+    /// DARC's parameters, under `darc`, `darc-model` or `darc-ts`.
     pub fn darc_params(&self) -> Option<&darc::DarcParams> {
         match self {
             Policy::Darc(p) | Policy::DarcModel(p) => Some(p),
+            Policy::DarcTs(p) => Some(&p.darc),
             _ => None,
         }
     }
 
-    /// DARC's parameters, mutable, under `darc` or `darc-model` (drivers apply their DARC
-    /// options through it; `darc-model` keeps `plan: model` whatever is set).
+    /// DARC's parameters, mutable, under `darc`, `darc-model` or `darc-ts` (drivers apply
+    /// their DARC options through it; `darc-model` keeps `plan: model` whatever is set).
     pub fn darc_params_mut(&mut self) -> Option<&mut darc::DarcParams> {
         match self {
             Policy::Darc(p) | Policy::DarcModel(p) => Some(p),
+            Policy::DarcTs(p) => Some(&mut p.darc),
+            _ => None,
+        }
+    }
+}
+
+impl Policy {
+    /// The time-sharing parameters (quantum, preemption cost) of a preemptive built-in policy:
+    /// `ts`, or `darc-ts`'s.
+    pub fn time_sharing(&self) -> Option<&ts::TimeSharingParams> {
+        match self {
+            Policy::TimeSharing(p) => Some(p),
+            Policy::DarcTs(p) => Some(&p.ts),
             _ => None,
         }
     }

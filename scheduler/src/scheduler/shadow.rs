@@ -62,6 +62,9 @@ impl Scheduler {
             ty: item.ty,
             arrival_ns: item.arrival_ns,
             dispatched_ns: now_ns,
+            // A shadow follows decisions; it never sets a quantum (preemptive policies are
+            // not mirrored).
+            sliced: false,
         };
         if behind {
             self.behind[w] = Some(running);

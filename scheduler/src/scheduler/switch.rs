@@ -66,8 +66,8 @@ mod tests {
     use std::collections::HashSet;
 
     use crate::{
-        DarcParams, Policy, RequestTypeSpec, Scheduler, SchedulerConfig, TimeSharingParams, Token,
-        TypeIndex, WorkerId,
+        DarcParams, DarcTsParams, Policy, RequestTypeSpec, Scheduler, SchedulerConfig,
+        TimeSharingParams, Token, TypeIndex, WorkerId,
     };
 
     fn types() -> Vec<RequestTypeSpec> {
@@ -98,6 +98,13 @@ mod tests {
             Policy::DarcStatic { reserved_short: 1 },
             Policy::TimeSharing(TimeSharingParams::default()),
             Policy::Ws,
+            Policy::DarcTs(DarcTsParams {
+                darc: DarcParams {
+                    samples_needed: 4,
+                    ..DarcParams::default()
+                },
+                ..DarcTsParams::default()
+            }),
         ]
     }
 

@@ -1,7 +1,10 @@
 //! Scheduler tests: hand-made sequences per policy, then property tests over random sequences.
 
 use super::*;
-use crate::{DarcParams, PlanMode, PlanUpdate, TimeSharingParams, TypeGroup, PLAN_UPDATE_CAPACITY};
+use crate::{
+    DarcParams, DarcTsParams, PlanMode, PlanUpdate, TimeSharingParams, TypeGroup,
+    PLAN_UPDATE_CAPACITY,
+};
 
 const SHORT: TypeIndex = TypeIndex(0);
 const LONG: TypeIndex = TypeIndex(1);
@@ -612,6 +615,160 @@ fn ts_preempts_round_robin_within_a_type_and_serves_the_most_late_type() {
     assert_eq!(err, CompletionError::NoSuchWorker(WorkerId(3)));
 }
 
+/// `darc-ts` with DISP2's configured plan (no profiling).
+fn darc_ts(slice_all: bool) -> Policy {
+    Policy::DarcTs(DarcTsParams {
+        darc: DarcParams {
+            dynamic: false,
+            ..DarcParams::default()
+        },
+        slice_all,
+        ..DarcTsParams::default()
+    })
+}
+
+/// Every dispatch possible now: (worker, token, quantum).
+fn drain_slices(s: &mut Scheduler, now: Nanos) -> Vec<(u16, u64, Option<Nanos>)> {
+    std::iter::from_fn(|| s.next_dispatch(now))
+        .map(|d| (d.worker.0, d.token.0, d.quantum_ns))
+        .collect()
+}
+
+#[test]
+fn darc_ts_lends_the_short_worker_to_long_requests_one_quantum_at_a_time() {
+    let mut s = build(14, disp2_types(), darc_ts(false));
+    assert!(!s.policy().is_live(), "simulator only");
+    let plan = s.plan().expect("planned from the configuration").clone();
+    assert_eq!(plan.groups[0].reserved, vec![WorkerId(0)]);
+    for token in 0..20 {
+        arrive(&mut s, 0, LONG, token);
+    }
+    // DARC's rule first: LONG's own 13 workers, run to completion; then SHORT's idle worker,
+    // lent for one quantum.
+    let mut want: Vec<_> = (1..14).map(|w| (w, u64::from(w) - 1, None)).collect();
+    want.push((0, 13, Some(5_000)));
+    assert_eq!(drain_slices(&mut s, 0), want);
+    // A SHORT waits for the quantum, not for a whole LONG.
+    arrive(&mut s, 1_000, SHORT, 100);
+    assert_eq!(drain_slices(&mut s, 1_000), vec![]);
+    s.on_preempted(6_000, WorkerId(0)).unwrap();
+    assert_eq!(drain_slices(&mut s, 6_000), vec![(0, 100, None)]);
+    // The preempted LONG went behind the waiting ones: the next lent slice is token 14's.
+    s.on_completion(7_000, WorkerId(0)).unwrap();
+    assert_eq!(drain_slices(&mut s, 7_000), vec![(0, 14, Some(5_000))]);
+    // A request dispatched without a quantum cannot be preempted.
+    let err = s.on_preempted(8_000, WorkerId(1)).unwrap_err();
+    assert_eq!(err, CompletionError::NotPreemptive(WorkerId(1)));
+    assert!(!s.is_idle(WorkerId(1)));
+    s.on_completion(9_000, WorkerId(1)).unwrap();
+    assert_eq!(drain_slices(&mut s, 9_000), vec![(1, 15, None)]);
+    assert_eq!(s.queue_len(LONG), 5, "16..19 and the preempted 13");
+    assert_eq!(s.counters().preempted, 1);
+}
+
+#[test]
+fn darc_ts_slice_all_slices_every_long_dispatch_and_no_short_one() {
+    let mut s = build(2, disp2_types(), darc_ts(true));
+    arrive(&mut s, 0, LONG, 1);
+    arrive(&mut s, 0, SHORT, 2);
+    arrive(&mut s, 0, LONG, 3);
+    // SHORT first (ascending mean) on its worker 0, LONG on its worker 1, sliced.
+    assert_eq!(
+        drain_slices(&mut s, 0),
+        vec![(0, 2, None), (1, 1, Some(5_000))]
+    );
+    s.on_preempted(6_000, WorkerId(1)).unwrap();
+    assert_eq!(drain_slices(&mut s, 6_000), vec![(1, 3, Some(5_000))]);
+    let err = s.on_preempted(6_500, WorkerId(0)).unwrap_err();
+    assert_eq!(err, CompletionError::NotPreemptive(WorkerId(0)));
+}
+
+#[test]
+fn darc_ts_refuses_depth_2_and_the_model_planner() {
+    let mut config = SchedulerConfig::new(4, disp2_types(), darc_ts(false));
+    config.worker_queue_depth = 2;
+    let err = Scheduler::new(config).unwrap_err().to_string();
+    assert!(err.contains("worker_queue_depth"), "{err}");
+    let model = Policy::DarcTs(DarcTsParams {
+        darc: DarcParams {
+            plan: PlanMode::Model,
+            ..DarcParams::default()
+        },
+        ..DarcTsParams::default()
+    });
+    let err = Scheduler::new(SchedulerConfig::new(4, disp2_types(), model))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("darc.plan"), "{err}");
+}
+
+/// DARC's profile under `darc-ts`: a LONG preempted once profiles as its whole service (its
+/// slice, preemption included, and its last run), so a re-plan sees what LONG costs.
+#[test]
+fn darc_ts_profiles_a_preempted_request_as_its_whole_service() {
+    let policy = Policy::DarcTs(DarcTsParams {
+        darc: DarcParams {
+            samples_needed: 4,
+            ..DarcParams::default()
+        },
+        ..DarcTsParams::default()
+    });
+    let mut s = build(2, disp2_types(), policy);
+    let mut now = 0;
+    // Bootstrap (c-FCFS, no quanta): SHORT 1 µs and LONG 100 µs alternately, 5 dispatches.
+    for token in 0..5 {
+        let (ty, service) = if token % 2 == 0 {
+            (SHORT, 1_000)
+        } else {
+            (LONG, 100_000)
+        };
+        arrive(&mut s, now, ty, token);
+        let d = s.next_dispatch(now).expect("an idle worker");
+        assert_eq!(d.quantum_ns, None);
+        now += service;
+        s.on_completion(now, d.worker).unwrap();
+    }
+    // The switch (more than 4 dispatched): SHORT [0], LONG [1].
+    assert!(s.next_dispatch(now).is_none());
+    assert!(!s.in_bootstrap());
+    assert!(s.poll_plan_update().is_some());
+    // LONG 10 on its worker; LONG 11 on SHORT's idle worker, one slice (5 µs + 1 µs of
+    // preemption), then again, and it finishes 4 µs into the second slice.
+    arrive(&mut s, now, LONG, 10);
+    arrive(&mut s, now, LONG, 11);
+    assert_eq!(
+        drain_slices(&mut s, now),
+        vec![(1, 10, None), (0, 11, Some(5_000))]
+    );
+    s.on_preempted(now + 6_000, WorkerId(0)).unwrap();
+    assert_eq!(
+        drain_slices(&mut s, now + 6_000),
+        vec![(0, 11, Some(5_000))]
+    );
+    s.on_completion(now + 10_000, WorkerId(0)).unwrap();
+    now += 100_000;
+    s.on_completion(now, WorkerId(1)).unwrap();
+    // Three more LONGs of 100 µs on LONG's worker: 5 completions in the window.
+    for token in 12..15 {
+        arrive(&mut s, now, LONG, token);
+        assert_eq!(drain_slices(&mut s, now), vec![(1, token, None)]);
+        now += 100_000;
+        s.on_completion(now, WorkerId(1)).unwrap();
+    }
+    // An evaluation is due when a second-in-line request waited longer than LONG's mean.
+    for token in 15..19 {
+        arrive(&mut s, now, LONG, token);
+    }
+    assert_eq!(drain_slices(&mut s, now).len(), 2);
+    assert!(s.next_dispatch(now + 200_000).is_none());
+    let update = s
+        .poll_plan_update()
+        .expect("a re-plan (SHORT went inactive)");
+    // LONG: 100 + (6 + 4) + 3 × 100 µs over 5 completions (82 µs; 80.8 without the slice).
+    assert_eq!(update.samples, 5);
+    assert_eq!(update.means_ns[1], 82_000.0);
+}
+
 #[test]
 fn non_preemptive_policies_refuse_preemption() {
     let mut s = build(1, disp2_types(), Policy::Cfcfs);
@@ -895,6 +1052,18 @@ mod properties {
             (0usize..4).prop_map(|reserved_short| Policy::DarcStatic { reserved_short }),
             Just(Policy::TimeSharing(TimeSharingParams::default())),
             Just(Policy::Ws),
+            (0u64..30, any::<bool>()).prop_map(|(samples_needed, slice_all)| {
+                Policy::DarcTs(DarcTsParams {
+                    darc: DarcParams {
+                        samples_needed: samples_needed.max(1),
+                        // 0: oracle (planned from the configured means and ratios).
+                        dynamic: samples_needed > 0,
+                        ..DarcParams::default()
+                    },
+                    slice_all,
+                    ..DarcTsParams::default()
+                })
+            }),
         ]
     }
 
@@ -911,6 +1080,8 @@ mod properties {
         last_dispatched: Option<u64>,
         /// `ts`: each type's queue in order (preempted requests rejoin at the tail).
         ts_queues: std::collections::BTreeMap<u16, std::collections::VecDeque<u64>>,
+        /// Tokens running with a quantum (only those may be preempted).
+        sliced: std::collections::HashSet<u64>,
     }
 
     /// Configured mean of a type in [`types`], UNKNOWN after every type.
@@ -981,6 +1152,24 @@ mod properties {
         Ok(())
     }
 
+    /// Which dispatches carry a quantum: all of `ts`'s; under `darc-ts`, exactly those of the
+    /// plan's longest group on a worker DARC would not give it (lent by a shorter group), or
+    /// all of that group's with `slice_all`; no other policy's.
+    fn check_slice(s: &Scheduler, d: &Dispatch) -> Result<(), TestCaseError> {
+        let expected = match s.policy() {
+            Policy::TimeSharing(p) => Some(p.quantum_ns),
+            Policy::DarcTs(p) => s.plan().and_then(|plan| {
+                let last = plan.groups.len().checked_sub(1)?;
+                let group = &plan.groups[last];
+                let lent = !allowed(plan, group, last, d.worker);
+                (group.members.contains(&d.ty) && (p.slice_all || lent)).then_some(p.ts.quantum_ns)
+            }),
+            _ => None,
+        };
+        prop_assert_eq!(d.quantum_ns, expected, "quantum of {:?}", d);
+        Ok(())
+    }
+
     fn dispatch_all(s: &mut Scheduler, m: &mut Model, now: Nanos) -> Result<(), TestCaseError> {
         while let Some(d) = s.next_dispatch(now) {
             prop_assert!((d.worker.index()) < s.workers());
@@ -1020,13 +1209,16 @@ mod properties {
                 .push_back((d.token.0, d.ty));
             prop_assert!(!s.is_idle(d.worker));
             prop_assert_eq!(s.held(d.worker), held + 1);
-            prop_assert_eq!(
-                d.quantum_ns.is_some(),
-                matches!(s.policy(), Policy::TimeSharing(_))
-            );
+            if d.quantum_ns.is_some() {
+                m.sliced.insert(d.token.0);
+            }
+            check_slice(s, &d)?;
             if matches!(
                 s.policy(),
-                Policy::Darc(_) | Policy::DarcModel(_) | Policy::DarcStatic { .. }
+                Policy::Darc(_)
+                    | Policy::DarcModel(_)
+                    | Policy::DarcStatic { .. }
+                    | Policy::DarcTs(_)
             ) {
                 if let Some(plan) = s.plan().filter(|_| d.behind && !s.in_bootstrap()) {
                     // Only behind a request of the worker's own group (reserved, or the
@@ -1055,8 +1247,10 @@ mod properties {
                             .iter()
                             .position(|g| g.members.contains(&d.ty))
                             .expect("every type is planned");
+                        // `darc-ts` lends shorter groups' workers to its longest group, one
+                        // quantum at a time (`check_slice`).
                         prop_assert!(
-                            allowed(plan, &plan.groups[gi], gi, d.worker),
+                            allowed(plan, &plan.groups[gi], gi, d.worker) || d.quantum_ns.is_some(),
                             "type {:?} on {} breaks {:?}",
                             d.ty,
                             d.worker,
@@ -1085,7 +1279,7 @@ mod properties {
         let mut m = Model::default();
         let mut now: Nanos = 0;
         let mut next_token = 0u64;
-        let preemptive = matches!(s.policy(), Policy::TimeSharing(_));
+        let preemptive = s.policy().time_sharing().is_some();
         for op in ops {
             match op {
                 Op::Arrive { wire, dt_ns } => {
@@ -1118,14 +1312,16 @@ mod properties {
                 }
                 Op::Preempt { worker } => {
                     let held = m.running.get(&worker).and_then(|h| h.front()).copied();
+                    let sliced = held.is_some_and(|(token, _)| m.sliced.contains(&token));
                     match (s.on_preempted(now, WorkerId(worker)), held) {
                         (Ok(()), Some((token, ty))) => {
-                            prop_assert!(preemptive);
+                            prop_assert!(preemptive && sliced, "preempted an unsliced request");
                             m.running.get_mut(&worker).and_then(|h| h.pop_front());
+                            m.sliced.remove(&token);
                             m.queued.insert(token, ty);
                             m.ts_queues.entry(ty.0).or_default().push_back(token);
                         }
-                        (Err(_), _) => prop_assert!(!preemptive || held.is_none()),
+                        (Err(_), _) => prop_assert!(!preemptive || !sliced),
                         (Ok(()), None) => prop_assert!(false, "preempted an idle worker"),
                     }
                 }
@@ -1182,8 +1378,9 @@ mod properties {
                 },
                 p => p,
             };
-            // `ts` preempts the request a worker runs: depth 1 only (checked in unit tests).
-            let depth = if matches!(policy, Policy::TimeSharing(_)) { 1 } else { depth };
+            // `ts` and `darc-ts` preempt the request a worker runs: depth 1 only (checked in
+            // unit tests).
+            let depth = if policy.time_sharing().is_some() { 1 } else { depth };
             run(policy, workers, depth, ops)?;
         }
 

@@ -62,6 +62,17 @@ impl Profile {
         }
     }
 
+    /// Part of a request's service (`darc-ts`: a slice that was preempted): added to its
+    /// type's service sum, not counted as a completion, so the type's mean is Σ service over
+    /// completed requests. (The squared sum, the model planner's variability input, sees
+    /// only whole last slices: `darc-ts` plans with the formula.)
+    #[inline]
+    pub(crate) fn record_slice(&mut self, slot: Option<usize>, ran_ns: Nanos) {
+        if let Some(t) = slot.filter(|&t| t < self.service_count.len()) {
+            self.service_sum_ns[t] = self.service_sum_ns[t].saturating_add(ran_ns);
+        }
+    }
+
     /// `update_darc()`: turns the window into means and ratios (and starts a new window),
     /// decides whether demand changed enough, and if so (or if `force`) returns the new plan.
     pub(crate) fn evaluate(
