@@ -58,7 +58,7 @@ const LONG_NS: u32 = 100_000;
 /// A slice this long (4 quanta of 5 µs) was descheduled by the OS.
 const DESCHEDULED_SLICE_NS: u64 = 20_000;
 /// Bursts tried until one preempts (see `ts_preempts_long_requests_and_answers_each_once`).
-const BURST_ATTEMPTS: u32 = 5;
+const BURST_ATTEMPTS: u32 = 10;
 /// How far the median preempted request's slices may add up off its service time: ±2 % on an
 /// idle 2-vCPU VM, up to +2.1 % measured while other builds loaded it (each slice pays the
 /// hook's clock reads and some vCPU steal; a preemption that lost or redid work would be off
