@@ -189,13 +189,19 @@ impl SchedulerState {
     #[inline]
     pub(crate) fn pop(&mut self, q: usize) -> Option<QueuedRequest> {
         let item = self.queues[q].pop_front()?;
+        self.taken(q, &item);
+        Some(item)
+    }
+
+    /// The bookkeeping of `item` leaving queue `q` (non-empty mask, counts).
+    #[inline]
+    fn taken(&mut self, q: usize, item: &QueuedRequest) {
         if self.queues[q].is_empty() {
             self.nonempty &= !(1u128 << q);
         }
         let slot = self.slot_of(item.ty);
         self.queued_by_type[slot] -= 1;
         self.queued_total -= 1;
-        Some(item)
     }
 
     /// Where request `token` waits: its queue and its place in it (O(queued)).
@@ -217,12 +223,7 @@ impl SchedulerState {
     /// Takes the `offset`-th oldest request of queue `q` out.
     pub(crate) fn remove(&mut self, q: usize, offset: usize) -> Option<QueuedRequest> {
         let item = self.queues[q].remove(offset)?;
-        if self.queues[q].is_empty() {
-            self.nonempty &= !(1u128 << q);
-        }
-        let slot = self.slot_of(item.ty);
-        self.queued_by_type[slot] -= 1;
-        self.queued_total -= 1;
+        self.taken(q, &item);
         Some(item)
     }
 
