@@ -240,6 +240,41 @@ pub fn render(line: &TelemetryLine, socket: &Path) -> String {
         100.0 * line.dispatcher.utilisation,
         100.0 * line.dispatcher.busy_share
     );
+    render_plan(&mut out, line);
+    if let Some(shadow) = &line.shadow {
+        let _ = writeln!(
+            out,
+            "shadow {:<7} agreed {:.1} % of {} decisions (same request elsewhere {}, other {}), out of sync {}, dropped {}, {:.0} ns CPU per decision",
+            shadow.policy,
+            100.0 * shadow.agreed_share,
+            shadow.decisions,
+            shadow.same_request,
+            shadow.disagreed,
+            shadow.out_of_sync,
+            shadow.events_dropped,
+            shadow.cpu_ns_per_decision
+        );
+    }
+    if !line.parse_drops.is_empty() {
+        let drops: Vec<String> = line
+            .parse_drops
+            .iter()
+            .map(|(reason, n)| format!("{reason} {n}"))
+            .collect();
+        let _ = writeln!(out, "parse drops    {}", drops.join("  "));
+    }
+    if line.windows_dropped > 0 {
+        let _ = writeln!(
+            out,
+            "windows dropped (writer behind): {}",
+            line.windows_dropped
+        );
+    }
+    out
+}
+
+/// The DARC plan line of a window (or why there is none).
+fn render_plan(out: &mut String, line: &TelemetryLine) {
     match &line.plan {
         Some(plan) => {
             let groups: Vec<String> = plan
@@ -274,36 +309,6 @@ pub fn render(line: &TelemetryLine, socket: &Path) -> String {
             );
         }
     }
-    if let Some(shadow) = &line.shadow {
-        let _ = writeln!(
-            out,
-            "shadow {:<7} agreed {:.1} % of {} decisions (same request elsewhere {}, other {}), out of sync {}, dropped {}, {:.0} ns CPU per decision",
-            shadow.policy,
-            100.0 * shadow.agreed_share,
-            shadow.decisions,
-            shadow.same_request,
-            shadow.disagreed,
-            shadow.out_of_sync,
-            shadow.events_dropped,
-            shadow.cpu_ns_per_decision
-        );
-    }
-    if !line.parse_drops.is_empty() {
-        let drops: Vec<String> = line
-            .parse_drops
-            .iter()
-            .map(|(reason, n)| format!("{reason} {n}"))
-            .collect();
-        let _ = writeln!(out, "parse drops    {}", drops.join("  "));
-    }
-    if line.windows_dropped > 0 {
-        let _ = writeln!(
-            out,
-            "windows dropped (writer behind): {}",
-            line.windows_dropped
-        );
-    }
-    out
 }
 
 #[cfg(test)]

@@ -473,24 +473,8 @@ fn run_sim(args: &SimArgs) -> Result<()> {
     let elapsed = started.elapsed();
     write_outputs(&args.out, &workload, &results, &policies, args.run.slo)?;
     if args.timeline_ms.is_some() {
-        timeline_table(&results)
-            .write_csv_file(args.out.join(TIMELINE_CSV))
-            .context("writing the timeline CSV")?;
-        timeline_plot(&workload, &results, args.run.slo)
-            .write_svg(args.out.join(TIMELINE_SVG))
-            .context("writing the timeline plot")?;
-        outln!("wrote {}", args.out.join(TIMELINE_CSV).display());
-        if results.iter().any(|r| !r.plan_log.is_empty()) {
-            plans_table(&results)
-                .write_csv_file(args.out.join(PLANS_CSV))
-                .context("writing the plans CSV")?;
-            plan_plot(&workload, &results)
-                .write_svg(args.out.join(PLAN_SVG))
-                .context("writing the plan plot")?;
-            outln!("wrote {}", args.out.join(PLANS_CSV).display());
-        }
+        write_timeline(&args.out, &workload, &results, args.run.slo)?;
     }
-
     out!("{}", summary_table(&results, args.run.slo).to_text());
     let simulated: u64 = results.iter().map(|r| r.arrivals).sum();
     outln!(
@@ -561,6 +545,27 @@ fn cover_darc_bootstrap(run: &mut RunConfig, samples_needed: u64) {
             run.requests
         );
     }
+}
+
+/// `--timeline-ms`: timeline.csv and timeline.svg, and for DARC plans.csv and plan.svg.
+fn write_timeline(out: &Path, workload: &Workload, results: &[RunResult], slo: f64) -> Result<()> {
+    timeline_table(results)
+        .write_csv_file(out.join(TIMELINE_CSV))
+        .context("writing the timeline CSV")?;
+    timeline_plot(workload, results, slo)
+        .write_svg(out.join(TIMELINE_SVG))
+        .context("writing the timeline plot")?;
+    outln!("wrote {}", out.join(TIMELINE_CSV).display());
+    if results.iter().any(|r| !r.plan_log.is_empty()) {
+        plans_table(results)
+            .write_csv_file(out.join(PLANS_CSV))
+            .context("writing the plans CSV")?;
+        plan_plot(workload, results)
+            .write_svg(out.join(PLAN_SVG))
+            .context("writing the plan plot")?;
+        outln!("wrote {}", out.join(PLANS_CSV).display());
+    }
+    Ok(())
 }
 
 /// File name of the timeline CSV (`--timeline-ms`).

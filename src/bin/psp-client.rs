@@ -748,18 +748,7 @@ fn run_dpdk(
         .bind
         .or_else(|| config.net_workers.first().copied())
         .context("--transport dpdk needs net_workers[0] (this client's IP and port) or --bind")?;
-    let rx_queues = args
-        .rx_queues
-        .and_then(|q| u16::try_from(q).ok())
-        .or_else(|| args.workers().and_then(|w| u16::try_from(w + 1).ok()))
-        .unwrap_or(1)
-        .max(1);
-    if rx_queues == 1 {
-        eprintln!(
-            "psp-client: polling 1 RX queue; a Perséphone server answers on 1 + workers queues \
-             over memif: give --workers N or --rx-queues N+1"
-        );
-    }
+    let rx_queues = dpdk_rx_queues(args);
     // memif pairs queue i with the peer's queue i, and its server side refuses more client TX
     // rings than it has RX queues (psp-app: psp.rx_queues, default 1): one TX queue per
     // thread, 1 + workers RX queues.
@@ -821,6 +810,25 @@ fn run_dpdk(
     drop(port);
     drop(eal);
     Ok(outcome)
+}
+
+/// The RX queues to poll over DPDK: `--rx-queues`, else 1 + `--workers` (a Perséphone server
+/// answers on 1 + workers queues over memif), else 1 with a word about it.
+#[cfg(feature = "dpdk")]
+fn dpdk_rx_queues(args: &Args) -> u16 {
+    let rx_queues = args
+        .rx_queues
+        .and_then(|q| u16::try_from(q).ok())
+        .or_else(|| args.workers().and_then(|w| u16::try_from(w + 1).ok()))
+        .unwrap_or(1)
+        .max(1);
+    if rx_queues == 1 {
+        eprintln!(
+            "psp-client: polling 1 RX queue; a Perséphone server answers on 1 + workers queues \
+             over memif: give --workers N or --rx-queues N+1"
+        );
+    }
+    rx_queues
 }
 
 /// [`run_dpdk`] with `threads` client threads: thread `i` sends on TX queue `i` and polls the

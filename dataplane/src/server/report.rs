@@ -431,39 +431,7 @@ impl fmt::Display for ServerReport {
             d.arp_tx_drops,
             d.plan_updates
         )?;
-        if d.policy_switches > 0 {
-            writeln!(
-                f,
-                "control: {} policy switch(es): started as {}, stopped as {}",
-                d.policy_switches, self.policy, d.policy_at_stop
-            )?;
-        }
-        if let Some(sh) = &d.shadow {
-            let share = |n: u64| 100.0 * n as f64 / sh.decisions.max(1) as f64;
-            writeln!(
-                f,
-                "shadow {}: {} decisions, agreed {:.1} %, same request elsewhere {:.1} %, disagreed {:.1} %, out of sync {} | {} events (dropped {}), its thread's CPU {:.0} ns per decision",
-                sh.policy,
-                sh.decisions,
-                share(sh.agreed),
-                share(sh.same_request),
-                share(sh.disagreed),
-                sh.out_of_sync,
-                sh.events,
-                sh.events_dropped,
-                sh.cpu_ns_per_decision()
-            )?;
-        }
-        let replans = self.dispatcher.scheduler.darc_model_replans;
-        if replans > 0 {
-            writeln!(
-                f,
-                "model planner: {replans} re-plans, {:.0} candidates each, {:.1} µs mean, {:.1} µs max per re-plan (dispatcher step)",
-                self.dispatcher.scheduler.darc_model_candidates as f64 / replans as f64,
-                d.model_replan_ns_total as f64 / replans as f64 / 1e3,
-                d.model_replan_ns_max as f64 / 1e3
-            )?;
-        }
+        self.fmt_operation(f)?;
         let accounted = self.accounted_rx();
         writeln!(
             f,
@@ -482,26 +450,6 @@ impl fmt::Display for ServerReport {
             self.port.rx_missed,
             self.port.rx_errors
         )?;
-        if d.preempt_flags_set > 0 || d.preemptions > 0 {
-            let cost = &d.preempt_cost;
-            writeln!(
-                f,
-                "preemption: {} preemptions ({} resumed, {} flags set) | cost flag set → worker free: mean {:.2} µs p50 {:.2} µs p99 {:.2} µs",
-                d.preemptions,
-                d.resumed,
-                d.preempt_flags_set,
-                cost.mean_ns() / 1e3,
-                cost.quantile_ns(0.5) as f64 / 1e3,
-                cost.quantile_ns(0.99) as f64 / 1e3
-            )?;
-        }
-        if d.scheduler.dispatched_behind > 0 {
-            writeln!(
-                f,
-                "worker queues (depth 2): {} of {} dispatches waited in a busy worker's ring",
-                d.scheduler.dispatched_behind, d.scheduler.dispatched
-            )?;
-        }
         if d.in_flight_lost > 0 {
             writeln!(f, "in flight lost (worker panics): {}", d.in_flight_lost)?;
         }
@@ -540,6 +488,68 @@ impl fmt::Display for ServerReport {
         self.fmt_timing(f)?;
         for warning in self.warnings() {
             writeln!(f, "WARNING: {warning}")?;
+        }
+        Ok(())
+    }
+}
+
+impl ServerReport {
+    /// The lines that appear only when something happened: policy switches, the shadow
+    /// policy, the model planner's re-plans, preemptions, second-slot dispatches.
+    fn fmt_operation(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let d = &self.dispatcher;
+        if d.preempt_flags_set > 0 || d.preemptions > 0 {
+            let cost = &d.preempt_cost;
+            writeln!(
+                f,
+                "preemption: {} preemptions ({} resumed, {} flags set) | cost flag set → worker free: mean {:.2} µs p50 {:.2} µs p99 {:.2} µs",
+                d.preemptions,
+                d.resumed,
+                d.preempt_flags_set,
+                cost.mean_ns() / 1e3,
+                cost.quantile_ns(0.5) as f64 / 1e3,
+                cost.quantile_ns(0.99) as f64 / 1e3
+            )?;
+        }
+        if d.scheduler.dispatched_behind > 0 {
+            writeln!(
+                f,
+                "worker queues (depth 2): {} of {} dispatches waited in a busy worker's ring",
+                d.scheduler.dispatched_behind, d.scheduler.dispatched
+            )?;
+        }
+        if d.policy_switches > 0 {
+            writeln!(
+                f,
+                "control: {} policy switch(es): started as {}, stopped as {}",
+                d.policy_switches, self.policy, d.policy_at_stop
+            )?;
+        }
+        if let Some(sh) = &d.shadow {
+            let share = |n: u64| 100.0 * n as f64 / sh.decisions.max(1) as f64;
+            writeln!(
+                f,
+                "shadow {}: {} decisions, agreed {:.1} %, same request elsewhere {:.1} %, disagreed {:.1} %, out of sync {} | {} events (dropped {}), its thread's CPU {:.0} ns per decision",
+                sh.policy,
+                sh.decisions,
+                share(sh.agreed),
+                share(sh.same_request),
+                share(sh.disagreed),
+                sh.out_of_sync,
+                sh.events,
+                sh.events_dropped,
+                sh.cpu_ns_per_decision()
+            )?;
+        }
+        let replans = self.dispatcher.scheduler.darc_model_replans;
+        if replans > 0 {
+            writeln!(
+                f,
+                "model planner: {replans} re-plans, {:.0} candidates each, {:.1} µs mean, {:.1} µs max per re-plan (dispatcher step)",
+                self.dispatcher.scheduler.darc_model_candidates as f64 / replans as f64,
+                d.model_replan_ns_total as f64 / replans as f64 / 1e3,
+                d.model_replan_ns_max as f64 / 1e3
+            )?;
         }
         Ok(())
     }

@@ -47,31 +47,7 @@ impl ServerReport {
                 })
             })
             .collect();
-        let per_type: Vec<Value> = d
-            .per_type
-            .iter()
-            .map(|t| {
-                json!({
-                    "type": t.name, "wire_id": t.wire_id, "arrivals": t.arrivals,
-                    "rejected": t.rejected, "slab_full": t.slab_full, "dispatched": t.dispatched, "completed": t.completed,
-                    "preempted": t.preempted,
-                    "queue_depth_hwm": t.queue_depth_hwm, "mean_sojourn_ns": t.mean_sojourn_ns(),
-                })
-            })
-            .collect();
-        let workers: Vec<Value> = self
-            .workers
-            .iter()
-            .map(|w| {
-                json!({
-                    "worker": w.worker, "cpu": w.cpu, "pin_failed": w.pin_failed,
-                    "requests": w.requests, "busy_ns": w.busy_ns, "cpu_ns": w.cpu_ns,
-                    "tx_packets": w.tx_packets, "tx_bursts": w.tx_bursts,
-                    "tx_dropped": w.tx_dropped, "build_failures": w.build_failures,
-                    "preempted_slices": w.preempted_slices,
-                })
-            })
-            .collect();
+        let (per_type, workers) = (self.per_type_json(), self.workers_json());
         let drops: serde_json::Map<String, Value> = d
             .parse_drops
             .nonzero()
@@ -143,5 +119,37 @@ impl ServerReport {
             })),
             "warnings": self.warnings(),
         })
+    }
+
+    /// One object per request type (UNKNOWN last).
+    fn per_type_json(&self) -> Vec<Value> {
+        self.dispatcher
+            .per_type
+            .iter()
+            .map(|t| {
+                json!({
+                    "type": t.name, "wire_id": t.wire_id, "arrivals": t.arrivals,
+                    "rejected": t.rejected, "slab_full": t.slab_full, "dispatched": t.dispatched, "completed": t.completed,
+                    "preempted": t.preempted,
+                    "queue_depth_hwm": t.queue_depth_hwm, "mean_sojourn_ns": t.mean_sojourn_ns(),
+                })
+            })
+            .collect()
+    }
+
+    /// One object per worker.
+    fn workers_json(&self) -> Vec<Value> {
+        self.workers
+            .iter()
+            .map(|w| {
+                json!({
+                    "worker": w.worker, "cpu": w.cpu, "pin_failed": w.pin_failed,
+                    "requests": w.requests, "busy_ns": w.busy_ns, "cpu_ns": w.cpu_ns,
+                    "tx_packets": w.tx_packets, "tx_bursts": w.tx_bursts,
+                    "tx_dropped": w.tx_dropped, "build_failures": w.build_failures,
+                    "preempted_slices": w.preempted_slices,
+                })
+            })
+            .collect()
     }
 }
