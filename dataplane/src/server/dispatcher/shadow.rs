@@ -7,8 +7,8 @@
 //! `benches/telemetry.rs`), so it runs on its own thread. The dispatcher only writes each
 //! event (arrival, live decision, completion: 16 bytes) into a batch taken from a pool of
 //! [`SHADOW_POOL_BATCHES`] preallocated batches, and hands the batch over once per loop
-//! iteration (or when it is full) on a lock-free queue: nothing allocates, locks or logs on its
-//! path. When the shadow thread is so far behind that no batch is free, events are dropped and
+//! iteration (or when it is full) on a lock-free queue, without waking the thread (it looks
+//! every 50 µs): nothing allocates, locks, logs or makes a system call on its path. When the shadow thread is so far behind that no batch is free, events are dropped and
 //! counted, and the shadow is out of sync from then on (it cannot be toggled live).
 //!
 //! The shadow thread applies the events in order and keeps the counts (agreement, its own CPU
@@ -33,8 +33,10 @@ use serde::Serialize;
 pub const SHADOW_BATCH_EVENTS: usize = 256;
 /// Batches between the dispatcher and the shadow thread.
 pub const SHADOW_POOL_BATCHES: usize = 64;
-/// Longest nap of an idle shadow thread (the dispatcher wakes it when it hands a batch over).
-const SHADOW_PARK: Duration = Duration::from_millis(1);
+/// How often an idle shadow thread looks for batches: the pool holds far more than arrives
+/// meanwhile (64 batches of up to 256 events against ≈ 1 000 events per 50 µs at 7 Mrps of
+/// events), and the dispatcher never pays for a wake-up.
+const SHADOW_POLL: Duration = Duration::from_micros(50);
 /// How long a toggle waits for the shadow thread to catch up.
 const TAKE_BACK_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -291,11 +293,10 @@ impl ShadowFeed {
                 self.batch = Some(batch);
                 return;
             }
-            // `full` holds every batch of the pool: the push cannot fail.
+            // `full` holds every batch of the pool: the push cannot fail. No wake-up: the
+            // shadow thread looks every `SHADOW_POLL` (an unpark would be a system call
+            // whenever it sleeps).
             let _ = self.shared.full.push(batch);
-            if let Some(join) = &self.join {
-                join.thread().unpark();
-            }
         }
     }
 
@@ -405,7 +406,7 @@ fn shadow_thread(
             return;
         }
         if !worked {
-            std::thread::park_timeout(SHADOW_PARK);
+            std::thread::park_timeout(SHADOW_POLL);
         }
     }
 }
