@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Online re-planning, live (issue "operate a running server"): psp-app runs DARC (or the policy
+# given) on 3 workers over kernel UDP; psp-client plays a workload whose mix shifts 50/50 ->
+# 90/10 -> 10/90 (SHORT 20 us, LONG 100 us; 3 s per phase, each at 0.2 of the workers'
+# capacity); the server's telemetry windows (100 ms) show when the plan changed. Prints one line
+# per plan change with the phase it fell in, and the summary's plan-update count.
+#
+#   bash scripts/replan-demo.sh [POLICY] [LOAD]     # POLICY: darc (default) | darc-model
+#
+# Needs release binaries (cargo build --release) and python3. Runs ~12 s; files in a temp dir.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+policy=${1:-darc}
+load=${2:-0.2}
+bin=target/release
+[ -x "$bin/psp-app" ] && [ -x "$bin/psp-client" ] || { echo "build first: cargo build --release" >&2; exit 2; }
+dir=$(mktemp -d /tmp/psp-replan.XXXXXX)
+port=$((20000 + RANDOM % 20000))
+cat >"$dir/server.yml" <<EOF
+cpus: [0, 0, 1, 1]
+log_dir: $dir/logs
+net_workers:
+  - {ip: 127.0.0.1, port: $port, dp: DARC}
+network: {device_id: 0, mac: '02:00:00:00:00:01', eal_init: [--no-huge]}
+requests:
+  - {type: SHORT, mean_ns: 20000, ratio: 0.5}
+  - {type: LONG, mean_ns: 100000, ratio: 0.5}
+workers: {number: 3, type: MB}
+psp:
+  policy: $policy
+  idle: yield
+  app: spin
+  darc: {samples_needed: 1000}
+  telemetry: {interval_ms: 100}
+EOF
+cat >"$dir/workload.yml" <<EOF
+- {mean_ns: [20000, 100000], ratios: [.5, .5], duration: 3, rtype: [SHORT, LONG]}
+- {mean_ns: [20000, 100000], ratios: [.9, .1], duration: 3, rtype: [SHORT, LONG]}
+- {mean_ns: [20000, 100000], ratios: [.1, .9], duration: 3, rtype: [SHORT, LONG]}
+EOF
+"$bin/psp-app" --cfg "$dir/server.yml" --udp "127.0.0.1:$port" --label demo \
+  >"$dir/server.out" 2>"$dir/server.err" &
+server=$!
+trap 'kill -INT $server 2>/dev/null || true' EXIT
+for _ in $(seq 100); do grep -q serving "$dir/server.err" 2>/dev/null && break; sleep 0.05; done
+started=$(date +%s.%N)
+"$bin/psp-client" --workload "$dir/workload.yml" -I 127.0.0.1 -P "$port" --transport udp \
+  --bind 127.0.0.1:0 --load-range "$load:$load:0.1" --workers 3 --outdir "$dir/client" \
+  --no-progress 2>"$dir/client.err" | grep rateclient
+kill -INT $server; wait $server || true
+trap - EXIT
+python3 - "$dir" "$started" <<'EOF'
+import json, sys, re, os
+d, started = sys.argv[1], float(sys.argv[2])
+# The server's telemetry times count from its start; the client's phases from the client's.
+server_start = os.path.getmtime(f"{d}/server.yml")
+offset = started - server_start
+prev = None
+print("window  time_s  phase  arrivals(SHORT,LONG)  plan (workers reserved per group)")
+for line in open(f"{d}/logs/demo/server/telemetry.jsonl"):
+    w = json.loads(line)
+    plan = w.get("plan")
+    p = [(",".join(g["types"]), len(g["reserved"])) for g in plan["groups"]] if plan else None
+    if p != prev:
+        t = w["start_ns"] / 1e9
+        phase = min(3, max(0, int((t - offset) // 3) + 1))
+        arr = [x["arrivals"] for x in w["types"]][:2]
+        print(f"{w['window']:>6}  {t:6.2f}  {phase:>5}  {str(arr):>20}  {p}")
+    prev = p
+EOF
+grep -E "plan updates|model planner" "$dir/server.out" | sed 's/^.*plan updates/plan updates/'
+echo "files in $dir"
