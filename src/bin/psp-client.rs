@@ -770,7 +770,17 @@ fn run_dpdk(
             Duration::from_secs_f64(args.link_timeout_s),
             &AtomicBool::new(false),
         )
-        .context("waiting for the DPDK link (is the server running?)")?;
+        .with_context(|| {
+            if threads > 1 {
+                format!(
+                    "waiting for the DPDK link (is the server running, with psp.rx_queues ≥ \
+                     {threads}? a memif server refuses more client TX rings than its RX queues; \
+                     --threads 1 needs one)"
+                )
+            } else {
+                "waiting for the DPDK link (is the server running?)".to_string()
+            }
+        })?;
     let Device { mut port, eal } = device;
     eprintln!("psp-client: link up; sending to {:?}", args.ip);
     // memif and ring do not filter by MAC: network.mac, when given, is what we send from.
