@@ -32,7 +32,7 @@
 //! against a server that scatters its answers; the exact merge) and end to end over memif in
 //! the root crate's `tests/client_server_memif.rs`.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -123,6 +123,8 @@ pub struct ThreadedEngine {
     locals: Vec<Endpoint>,
     /// Tag bits of the request ids when the threads share RX queues.
     tag_bits: Option<u32>,
+    /// Tells the threads to stop forwarding (shared with [`Shared::abort`]).
+    abort: Arc<AtomicBool>,
 }
 
 /// What a client thread knows of the others.
@@ -134,6 +136,8 @@ struct Shared {
     /// Runs finished, summed over threads (a thread's run is over for everyone once this
     /// reaches `runs × threads`).
     finished: Arc<AtomicU64>,
+    /// Set when the engine goes away (or a thread died): stop forwarding and wind down.
+    abort: Arc<AtomicBool>,
 }
 
 /// What a client thread sends with: its own port (kernel UDP: its own socket), or its share
@@ -195,6 +199,7 @@ impl ThreadedEngine {
             None => (0..threads).map(|_| None).collect(),
         };
         let finished = Arc::new(AtomicU64::new(0));
+        let abort = Arc::new(AtomicBool::new(false));
         let mut handles = Vec::with_capacity(threads);
         let mut locals = Vec::with_capacity(threads);
         for (index, forward) in forwarders.iter_mut().enumerate() {
@@ -206,6 +211,7 @@ impl ThreadedEngine {
                 threads,
                 forward: forward.take(),
                 finished: Arc::clone(&finished),
+                abort: Arc::clone(&abort),
             };
             let (open, thread_progress) = (Arc::clone(&open), Arc::clone(&progress));
             let join = std::thread::Builder::new()
@@ -234,6 +240,7 @@ impl ThreadedEngine {
             threads: handles,
             locals,
             tag_bits,
+            abort,
         })
     }
 
@@ -336,7 +343,8 @@ impl ThreadedEngine {
                 match t.replies.try_recv() {
                     Ok(Reply::Finished(r)) => results[i] = Some(*r),
                     Ok(_) | Err(TryRecvError::Disconnected) => {
-                        return Err(EngineError::Thread(format!("thread {i} died mid-run")))
+                        self.abort.store(true, Ordering::Release);
+                        return Err(EngineError::Thread(format!("thread {i} died mid-run")));
                     }
                     Err(TryRecvError::Empty) => {}
                 }
@@ -378,6 +386,8 @@ impl ThreadedEngine {
 
 impl Drop for ThreadedEngine {
     fn drop(&mut self) {
+        // A thread still forwarding for one that died must not hold the join up.
+        self.abort.store(true, Ordering::Release);
         for t in &mut self.threads {
             // Closing the command channel ends the thread's loop.
             let (closed, _) = mpsc::channel();
@@ -450,7 +460,10 @@ fn client_thread<P: Port>(
                     // The others may still wait for responses that arrive on this thread's
                     // queues.
                     let all = runs * shared.threads as u64;
-                    let done = || shared.finished.load(Ordering::Acquire) >= all;
+                    let done = || {
+                        shared.finished.load(Ordering::Acquire) >= all
+                            || shared.abort.load(Ordering::Acquire)
+                    };
                     engine.forward_until(forward, config, start, &done);
                 }
                 let _ = replies.send(Reply::Finished(Box::new(result)));
