@@ -186,9 +186,8 @@ enum Control {
 /// The dispatcher's end: the batch being filled and the way to the shadow thread.
 pub(crate) struct ShadowFeed {
     shared: Arc<Shared>,
+    /// The batch being filled; `None` when no batch was free at the last hand-over.
     batch: Option<Batch>,
-    /// No batch was free at the last try: drop events until the next hand-over tries again.
-    starved: bool,
     /// Events dropped so far (the dispatcher's own counter: no shared cache line per drop).
     events_dropped: u64,
     policy: &'static str,
@@ -213,13 +212,13 @@ impl ShadowFeed {
         let (back_tx, back) = mpsc::channel();
         let policy = scheduler.policy().name();
         let thread_shared = Arc::clone(&shared);
+        let batch = shared.free.pop();
         let join = std::thread::Builder::new()
             .name("psp-shadow".into())
             .spawn(move || shadow_thread(scheduler, &thread_shared, &control_rx, &back_tx))?;
         Ok(Self {
             shared,
-            batch: None,
-            starved: false,
+            batch,
             events_dropped: 0,
             policy,
             control,
@@ -232,10 +231,6 @@ impl ShadowFeed {
     /// free: dropped and counted); a full batch is handed over at once.
     #[inline]
     fn record(&mut self, event: Event) {
-        if self.batch.is_none() && !self.starved {
-            self.batch = self.shared.free.pop();
-            self.starved = self.batch.is_none();
-        }
         match &mut self.batch {
             Some(batch) => {
                 batch.push(event);
@@ -287,17 +282,18 @@ impl ShadowFeed {
     /// Hands the batch being filled to the shadow thread (once per loop iteration).
     #[inline]
     pub(super) fn flush(&mut self) {
-        self.starved = false;
+        if self.batch.as_ref().is_some_and(Vec::is_empty) {
+            return;
+        }
         if let Some(batch) = self.batch.take() {
-            if batch.is_empty() {
-                self.batch = Some(batch);
-                return;
-            }
             // `full` holds every batch of the pool: the push cannot fail. No wake-up: the
             // shadow thread looks every `SHADOW_POLL` (an unpark would be a system call
             // whenever it sleeps).
             let _ = self.shared.full.push(batch);
         }
+        // The next batch, taken here once rather than checked for at every event; none free:
+        // events are dropped (counted) until the next hand-over finds one.
+        self.batch = self.shared.free.pop();
     }
 
     /// The counts so far.
