@@ -132,8 +132,9 @@ pub const CLIENT_PARSE_OPTIONS: ParseOptions = ParseOptions {
     verify_ip_checksum: false,
     ..ParseOptions::STRICT
 };
-/// Odd constant mixing a phase index into the seed (SplitMix64's increment, 2^64/φ).
-const PHASE_SEED_MIX: u64 = 0x9E37_79B9_7F4A_7C15;
+/// Odd constant mixing an index (a phase, a client thread) into a seed (SplitMix64's
+/// increment, 2^64/φ).
+const SEED_MIX: u64 = 0x9E37_79B9_7F4A_7C15;
 /// Nanoseconds per second.
 const NS_PER_S: f64 = 1e9;
 
@@ -350,6 +351,36 @@ impl Counters {
         self.outcomes().balanced()
     }
 
+    /// Adds `other`'s counts to these (a client's threads, summed).
+    pub fn add(&mut self, other: &Counters) {
+        self.planned += other.planned;
+        self.sent += other.sent;
+        self.received += other.received;
+        self.late += other.late;
+        self.unanswered += other.unanswered;
+        self.behind_schedule += other.behind_schedule;
+        self.skipped += other.skipped;
+        self.tx_failed += other.tx_failed;
+        self.rx_dropped += other.rx_dropped;
+        self.warmup += other.warmup;
+        self.duplicate += other.duplicate;
+        self.unknown_id += other.unknown_id;
+        self.mismatched += other.mismatched;
+        self.malformed += other.malformed;
+        self.untraced += other.untraced;
+        self.forward_dropped += other.forward_dropped;
+        for (reason, n) in &other.malformed_by_reason {
+            match self
+                .malformed_by_reason
+                .iter_mut()
+                .find(|(r, _)| r == reason)
+            {
+                Some((_, m)) => *m += n,
+                None => self.malformed_by_reason.push((reason.clone(), *n)),
+            }
+        }
+    }
+
     /// The outcomes of all requests (warm-up included).
     pub fn outcomes(&self) -> Outcomes {
         Outcomes {
@@ -521,7 +552,7 @@ impl RunResult {
 
 /// The seed of phase `phase`'s RNG.
 pub fn phase_seed(seed: u64, phase: usize) -> u64 {
-    seed ^ (phase as u64).wrapping_add(1).wrapping_mul(PHASE_SEED_MIX)
+    seed ^ (phase as u64).wrapping_add(1).wrapping_mul(SEED_MIX)
 }
 
 /// The arrivals of one phase: intended send times (absolute, ns since the run's start) and

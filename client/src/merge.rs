@@ -81,34 +81,6 @@ fn read_summary(path: &Path) -> Result<Summary, ReportError> {
     })
 }
 
-fn add_counters(sum: &mut Counters, c: &Counters) {
-    sum.planned += c.planned;
-    sum.sent += c.sent;
-    sum.received += c.received;
-    sum.unanswered += c.unanswered;
-    sum.behind_schedule += c.behind_schedule;
-    sum.skipped += c.skipped;
-    sum.tx_failed += c.tx_failed;
-    sum.rx_dropped += c.rx_dropped;
-    sum.untraced += c.untraced;
-    sum.warmup += c.warmup;
-    sum.duplicate += c.duplicate;
-    sum.late += c.late;
-    sum.unknown_id += c.unknown_id;
-    sum.mismatched += c.mismatched;
-    sum.malformed += c.malformed;
-    for (reason, n) in &c.malformed_by_reason {
-        match sum
-            .malformed_by_reason
-            .iter_mut()
-            .find(|(r, _)| r == reason)
-        {
-            Some((_, total)) => *total += n,
-            None => sum.malformed_by_reason.push((reason.clone(), *n)),
-        }
-    }
-}
-
 /// Merges the outputs of several client runs and writes the merged outputs into `out`.
 ///
 /// # Contract
@@ -158,7 +130,7 @@ pub fn merge_dirs(dirs: &[PathBuf], out: &Path) -> Result<Summary, MergeError> {
                 })?;
             }
         }
-        add_counters(&mut counters, &summary.counters);
+        counters.add(&summary.counters);
         stopped_early |= summary.stopped_early;
         merge_phases(&mut phases, &summary.phases);
         start = start.min(summary.start_epoch_s);

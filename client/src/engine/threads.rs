@@ -43,14 +43,12 @@ use psp_net::wire::Endpoint;
 use psp_workload::Workload;
 
 use super::{
-    validate, ClassCounts, ClientMachine, Counters, Engine, EngineConfig, EngineError, Forwarder,
-    PhaseResult, Progress, RunResult, RunStart, ThreadTag,
+    validate, ClassCounts, ClientMachine, Engine, EngineConfig, EngineError, Forwarder,
+    PhaseResult, Progress, RunResult, RunStart, ThreadTag, SEED_MIX,
 };
 
 /// How often the calling thread sums the threads' progress while they run.
 const WATCH_PERIOD: Duration = Duration::from_millis(5);
-/// Odd constant mixing a thread index into the seed (the golden ratio, 2^64/φ; SplitMix64).
-const THREAD_SEED_MIX: u64 = 0x9E37_79B9_7F4A_7C15;
 
 /// The seed of thread `thread` of a client run with `seed`: `seed` itself for thread 0, a
 /// SplitMix64 mix of both for the others (so two threads never draw the same stream).
@@ -58,7 +56,7 @@ pub fn thread_seed(seed: u64, thread: usize) -> u64 {
     if thread == 0 {
         return seed;
     }
-    let mut z = seed.wrapping_add((thread as u64).wrapping_mul(THREAD_SEED_MIX));
+    let mut z = seed.wrapping_add((thread as u64).wrapping_mul(SEED_MIX));
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
@@ -520,38 +518,6 @@ pub fn merge_results(
     Ok(merged)
 }
 
-impl Counters {
-    /// Adds `other`'s counts to these (a client's threads, summed).
-    pub fn add(&mut self, other: &Counters) {
-        self.planned += other.planned;
-        self.sent += other.sent;
-        self.received += other.received;
-        self.late += other.late;
-        self.unanswered += other.unanswered;
-        self.behind_schedule += other.behind_schedule;
-        self.skipped += other.skipped;
-        self.tx_failed += other.tx_failed;
-        self.rx_dropped += other.rx_dropped;
-        self.warmup += other.warmup;
-        self.duplicate += other.duplicate;
-        self.unknown_id += other.unknown_id;
-        self.mismatched += other.mismatched;
-        self.malformed += other.malformed;
-        self.untraced += other.untraced;
-        self.forward_dropped += other.forward_dropped;
-        for (reason, n) in &other.malformed_by_reason {
-            match self
-                .malformed_by_reason
-                .iter_mut()
-                .find(|(r, _)| r == reason)
-            {
-                Some((_, m)) => *m += n,
-                None => self.malformed_by_reason.push((reason.clone(), *n)),
-            }
-        }
-    }
-}
-
 impl PhaseResult {
     /// Adds another thread's figures for the same phase: rates and counts add, the phase spans
     /// from the earliest start to the latest send and response.
@@ -577,6 +543,7 @@ impl ClassCounts {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::Counters;
 
     #[test]
     fn thread_zero_keeps_the_seed_and_others_differ() {
