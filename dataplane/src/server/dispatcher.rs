@@ -404,11 +404,7 @@ where
                                 telemetry.on_depth(slot, depth);
                             }
                         }
-                        Err(rejected) => {
-                            drop(self.slab.take(rejected.token));
-                            self.report.per_type[slot].rejected += 1;
-                            self.report.queue_full_drops += 1;
-                        }
+                        Err(rejected) => self.drop_queue_full(rejected.token),
                     }
                 }
                 Err(DropReason::Arp) => {
@@ -439,6 +435,15 @@ where
             self.burst_tokens.clear();
         }
         true
+    }
+
+    /// A request the scheduler's queues could not hold (on arrival, or at a policy switch):
+    /// its buffer freed, counted as a queue-full drop of its type.
+    fn drop_queue_full(&mut self, token: Token) {
+        if let Some(job) = self.slab.take(token) {
+            self.report.per_type[usize::from(job.type_slot)].rejected += 1;
+            self.report.queue_full_drops += 1;
+        }
     }
 
     /// Sends pending ARP replies on TX queue 0; a reply the device refuses is dropped and

@@ -70,12 +70,8 @@ where
             .scheduler
             .switch_policy(policy, now_ns)
             .map_err(|e| format!("policy: {to}: {e}"))?;
-        for token in &handed_back {
-            if let Some(job) = self.slab.take(*token) {
-                let slot = usize::from(job.type_slot);
-                self.report.per_type[slot].rejected += 1;
-                self.report.queue_full_drops += 1;
-            }
+        for &token in &handed_back {
+            self.drop_queue_full(token);
         }
         self.report.policy_switches += 1;
         self.report.policy_at_stop = self.scheduler.policy().name();
