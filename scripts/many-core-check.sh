@@ -59,7 +59,7 @@ run)
     echo "send_rate bench failed: $?" >>"$out/send4.txt"
   cat "$out/send4.txt"
   for w in 1 4; do
-    timeout 120 "$P" dispatcher-loop-bench --workers "$w" --depth-rounds 3 --telemetry-rounds 0 \
+    timeout 120 "$P" dispatcher-loop-bench --workers "$w" --pin --depth-rounds 3 --telemetry-rounds 0 \
       >"$out/loop$w.txt" 2>&1 || echo "dispatcher_loop bench failed: $?" >>"$out/loop$w.txt"
     tail -5 "$out/loop$w.txt"
   done

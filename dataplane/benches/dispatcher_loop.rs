@@ -1,23 +1,28 @@
 //! The real dispatcher loop, end to end, on a small machine: a whole [`Server`] (dispatcher +
 //! N workers running the echo app, which answers at once) over the in-memory port pair, driven
-//! by this thread as a closed-loop client with a window of requests outstanding. The figure is
-//! the dispatcher thread's **CPU time** per request (RX burst, parse, classify, slab, scheduler
-//! arrival and dispatch, job ring, completion ring, scheduler completion, stage stamps), read
-//! from `CLOCK_THREAD_CPUTIME_ID` by the server itself, so time the thread spent descheduled on
-//! a shared 2-core machine does not count. Idle polls (yields) do count: the window keeps the
-//! dispatcher busy so that they are few; the report's utilisation says how few.
+//! by this thread as a closed-loop client with a window of requests outstanding.
 //!
-//! Also printed: wall-clock rate, the dispatcher's busy wall time per request, and the mean of
-//! each request stage (where a request's time goes: see `psp_dataplane::server::stages`).
+//! The figure (last line) is the dispatcher's time per request in the loop iterations that
+//! found work (RX burst, parse, classify, slab, scheduler arrival and dispatch, job ring,
+//! completion ring, scheduler completion, stage stamps): what a saturated dispatcher spends, so
+//! its capacity. It is wall-clock time, and CPU time where the thread was not descheduled
+//! inside those iterations: `--pin` gives the dispatcher a core of its own (the last one; the
+//! workers and the client share the others), and the line prints the involuntary context
+//! switches that bound how often it was. Also printed: the dispatcher thread's whole CPU time
+//! per request (`CLOCK_THREAD_CPUTIME_ID`, idle polls included: on 2 cores shared by a
+//! client, a dispatcher and workers, mostly `sched_yield`s while the others run), requests per
+//! busy poll (the batch the loop's fixed costs are spread over), the wall-clock rate and the
+//! mean of each request stage (see `psp_dataplane::server::stages`).
 //!
 //! Target (issue "millions of requests per second"): ≤ 150 ns of dispatcher CPU per request on a
-//! 2-core machine. Run: `cargo bench -p psp-dataplane --bench dispatcher_loop [-- --workers N]`.
+//! 2-core machine. Run: `cargo bench -p psp-dataplane --bench dispatcher_loop [-- --workers N
+//! --worker-queue-depth D --pin]` (default 4 workers at depth 2).
 //!
 //! Then telemetry's cost (issue #14, target ≤ 5 % of dispatcher CPU per request): runs without
 //! and with telemetry windows (written to a file in the temp dir), alternated, medians compared
 //! (`--telemetry-rounds R`, default 5, 0 skips it; `--telemetry-ms N` window, default 100).
 //!
-//! `--worker-queue-depth D` (1 or 2, default 1) runs the server with `psp.worker_queue_depth: D`;
+//! `--worker-queue-depth D` (1 or 2, default 2) runs the server with `psp.worker_queue_depth: D`;
 //! `--depth-rounds R` (default 0) then compares depth 1 and depth 2, alternated, medians of `R`
 //! runs each (JBSQ(2): the next job waits in the worker's ring while it runs the current one).
 
@@ -33,6 +38,11 @@ use psp_dataplane::server::{IdleStrategy, Server, ServerOptions, ServerReport, T
 use psp_dataplane::wire::{build_request, Endpoint, MacAddr, RequestRepr, REQUEST_FRAME_LEN};
 use psp_scheduler::{Policy, RequestTypeSpec, SchedulerConfig};
 
+/// Workers by default: with 4 workers at depth 2, 8 jobs are out at once and the dispatcher's
+/// busy polls carry 5–8 requests on 2 cores (1 worker: about 1, all handoff latency).
+const DEFAULT_WORKERS: usize = 4;
+/// Worker queue depth by default (JBSQ(2)).
+const DEFAULT_DEPTH: usize = 2;
 /// Requests per run.
 const REQUESTS: u64 = 300_000;
 /// Requests outstanding at most (keeps the dispatcher busy without filling the typed queue).
@@ -66,9 +76,35 @@ impl Run {
     }
 }
 
+/// `--pin`: the dispatcher alone on the last CPU, the workers spread over the others and this
+/// (client) thread allowed on them, so that the dispatcher never shares its core and its busy
+/// time is CPU time (its report counts the involuntary context switches that say so).
+fn pin_apart(options: &mut ServerOptions, workers: usize) {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cpus < 2 {
+        eprintln!("--pin needs 2 CPUs or more; running unpinned");
+        return;
+    }
+    let others = cpus - 1;
+    options.dispatcher_cpu = Some(others);
+    options.worker_cpus = (0..workers).map(|w| w % others).collect();
+    let mut set = nix::sched::CpuSet::new();
+    for cpu in 0..others {
+        let _ = set.set(cpu);
+    }
+    if let Err(e) = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set) {
+        eprintln!("--pin: the client thread stays unpinned ({e})");
+    }
+}
+
 /// One closed-loop run of [`REQUESTS`] against a fresh server with `workers` echo workers,
 /// each holding up to `depth` jobs.
-fn run_once(workers: usize, depth: usize, telemetry: Option<TelemetryOptions>) -> Run {
+fn run_once(
+    workers: usize,
+    depth: usize,
+    pin: bool,
+    telemetry: Option<TelemetryOptions>,
+) -> Run {
     let queues = workers as u16 + 1;
     let (mut a, b): (MemPort, MemPort) = pair(&MemPortConfig::with_queues(queues));
     let server_ep = Endpoint::new(MacAddr(b.mac()), SERVER_IP, PORT);
@@ -87,14 +123,20 @@ fn run_once(workers: usize, depth: usize, telemetry: Option<TelemetryOptions>) -
     options.idle = IdleStrategy::Yield;
     options.telemetry = telemetry;
     options.scheduler.worker_queue_depth = depth;
+    if pin {
+        pin_apart(&mut options, workers);
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&stop);
-    let server = std::thread::spawn(move || {
-        Server::new(options)
-            .expect("server options")
-            .run(b, WireTypeClassifier, vec![EchoApp; workers], flag)
-            .expect("server run")
-    });
+    let server = std::thread::Builder::new()
+        .name("psp-dispatcher".into())
+        .spawn(move || {
+            Server::new(options)
+                .expect("server options")
+                .run(b, WireTypeClassifier, vec![EchoApp; workers], flag)
+                .expect("server run")
+        })
+        .expect("dispatcher thread");
     let mut tx = a.take_tx(0).expect("client tx");
     let mut rx: Vec<_> = (0..queues)
         .map(|q| a.take_rx(q).expect("client rx"))
@@ -150,19 +192,19 @@ fn median(mut values: Vec<f64>) -> f64 {
 
 /// Telemetry's cost: `rounds` runs without and with it, alternated (load on a shared machine
 /// drifts; alternating spreads it over both), medians compared.
-fn compare_telemetry(workers: usize, depth: usize, rounds: usize, interval_ms: u64) {
+fn compare_telemetry(workers: usize, depth: usize, pin: bool, rounds: usize, interval_ms: u64) {
     let file =
         std::env::temp_dir().join(format!("psp-bench-telemetry-{}.jsonl", std::process::id()));
     let (mut off, mut on) = (Vec::new(), Vec::new());
     let mut windows = 0;
     for _ in 0..rounds {
-        off.push(run_once(workers, depth, None).cpu_ns_per_request());
+        off.push(run_once(workers, depth, pin, None).cpu_ns_per_request());
         let telemetry = TelemetryOptions {
             interval: Duration::from_millis(interval_ms),
             file: Some(file.clone()),
             control_socket: None,
         };
-        let run = run_once(workers, depth, Some(telemetry));
+        let run = run_once(workers, depth, pin, Some(telemetry));
         windows += run.report.telemetry.as_ref().map_or(0, |t| t.windows);
         on.push(run.cpu_ns_per_request());
     }
@@ -182,11 +224,11 @@ fn compare_telemetry(workers: usize, depth: usize, rounds: usize, interval_ms: u
 
 /// JBSQ(2)'s effect: `rounds` runs at depth 1 and at depth 2, alternated, medians compared
 /// (dispatcher CPU per request, and the wall-clock rate).
-fn compare_depth(workers: usize, rounds: usize) {
+fn compare_depth(workers: usize, pin: bool, rounds: usize) {
     let (mut cpu, mut krps) = ([Vec::new(), Vec::new()], [Vec::new(), Vec::new()]);
     for _ in 0..rounds {
         for (i, depth) in [1, 2].into_iter().enumerate() {
-            let run = run_once(workers, depth, None);
+            let run = run_once(workers, depth, pin, None);
             cpu[i].push(run.cpu_ns_per_request());
             krps[i].push(run.received as f64 / run.wall.as_secs_f64() / 1e3);
         }
@@ -200,22 +242,32 @@ fn compare_depth(workers: usize, rounds: usize) {
 }
 
 fn main() {
-    let workers = arg_value("--workers").unwrap_or(1).max(1);
-    let depth = arg_value("--worker-queue-depth").unwrap_or(1).clamp(1, 2);
+    let workers = arg_value("--workers").unwrap_or(DEFAULT_WORKERS).max(1);
+    let depth = arg_value("--worker-queue-depth")
+        .unwrap_or(DEFAULT_DEPTH)
+        .clamp(1, 2);
+    let pin = std::env::args().any(|a| a == "--pin");
     let rounds = arg_value("--telemetry-rounds").unwrap_or(5);
     let depth_rounds = arg_value("--depth-rounds").unwrap_or(0);
     let interval_ms = arg_value("--telemetry-ms").unwrap_or(100).max(1) as u64;
-    let run = run_once(workers, depth, None);
+    let run = run_once(workers, depth, pin, None);
     let (report, received, wall) = (&run.report, run.received, run.wall);
     println!(
         "dispatcher_loop: {workers} echo worker(s), worker queue depth {depth}, {received}/{REQUESTS} requests answered in {:.2} s ({:.0} krps wall), window {WINDOW}",
         wall.as_secs_f64(),
         received as f64 / wall.as_secs_f64() / 1e3
     );
+    let d = &report.dispatcher;
     println!(
-        "dispatcher: {:.1} % of polls found work; busy wall time {:.0} ns per request",
+        "dispatcher: {:.1} % of {} polls found work ({:.2} requests per busy poll); {} involuntary context switches",
         100.0 * report.dispatcher_utilisation(),
-        report.dispatcher_ns_per_request().unwrap_or(f64::NAN)
+        d.polls,
+        d.rx_packets as f64 / d.busy_polls.max(1) as f64,
+        d.involuntary_switches
+    );
+    println!(
+        "dispatcher: {:.0} ns of CPU per request with idle polls (sched_yield while the workers and the client run on the same cores)",
+        run.cpu_ns_per_request()
     );
     for (name, h) in report.stage_rows() {
         println!("  stage {name:<14} mean {:>10.0} ns", h.mean_ns());
@@ -226,13 +278,15 @@ fn main() {
         report.responses_per_tx_burst().unwrap_or(f64::NAN)
     );
     println!(
-        "dispatcher loop: {:.0} ns of dispatcher CPU per request",
-        run.cpu_ns_per_request()
+        "dispatcher loop: {:.0} ns of dispatcher CPU per request (busy polls; {} involuntary context switches in {} busy polls)",
+        report.dispatcher_ns_per_request().unwrap_or(f64::NAN),
+        d.involuntary_switches,
+        d.busy_polls
     );
     if rounds > 0 {
-        compare_telemetry(workers, depth, rounds, interval_ms);
+        compare_telemetry(workers, depth, pin, rounds, interval_ms);
     }
     if depth_rounds > 0 {
-        compare_depth(workers, depth_rounds);
+        compare_depth(workers, pin, depth_rounds);
     }
 }

@@ -27,6 +27,7 @@ use super::telemetry::window::{RecorderCounts, WindowRecorder};
 use super::telemetry::writer::Hub;
 use super::windows::WindowsLog;
 use super::worker::{Job, Notice};
+use super::usage::{duration_ns, ThreadUsage};
 use super::{Clock, ServerOptions};
 use crate::app::Classifier;
 use crate::port::{PacketBuf, RxQueue, TxQueue};
@@ -198,6 +199,7 @@ where
         }
         self.arp_tx.on_thread_start();
         let cpu_started = cpu_time::ThreadTime::now();
+        let usage_started = ThreadUsage::now();
         // Utilisation: the time of every loop iteration that found work.
         let (mut last_start_ns, mut last_worked) = (self.clock.now_ns(), false);
         loop {
@@ -219,7 +221,9 @@ where
                 self.idle.idle();
             }
         }
-        self.report.cpu_ns = u64::try_from(cpu_started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.report.cpu_ns = duration_ns(cpu_started.elapsed());
+        self.report.involuntary_switches =
+            ThreadUsage::now().since(usage_started).involuntary_switches;
     }
 
     /// First half of a loop iteration, at `now_ns`: one RX burst (or, once `shutdown` is seen,

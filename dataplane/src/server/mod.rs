@@ -61,6 +61,7 @@ mod report_json;
 mod slab;
 pub mod stages;
 pub mod telemetry;
+mod usage;
 mod windows;
 mod worker;
 

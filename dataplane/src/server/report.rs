@@ -134,6 +134,10 @@ pub struct DispatcherReport {
     pub busy_ns: u64,
     /// CPU time of the dispatcher thread over the run (idle polls included), ns.
     pub cpu_ns: u64,
+    /// Times the OS descheduled the dispatcher thread against its will over the run: each one
+    /// may have stretched one busy iteration (`busy_ns` is wall-clock time), so when they are
+    /// few against `busy_polls`, `busy_ns` is the loop's CPU time for the work it found.
+    pub involuntary_switches: u64,
     /// RX → enqueued and queue-wait histograms.
     pub stages: DispatcherStages,
 }

@@ -96,6 +96,7 @@ impl ServerReport {
                 "busy_ns_per_request": self.dispatcher_ns_per_request(),
                 "cpu_ns": d.cpu_ns,
                 "cpu_ns_per_request": self.dispatcher_cpu_ns_per_request(),
+                "involuntary_switches": d.involuntary_switches,
                 "dispatched": d.dispatched, "completed": d.completed,
                 "dispatched_behind": d.scheduler.dispatched_behind,
             },

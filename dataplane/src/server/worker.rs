@@ -182,7 +182,7 @@ impl<T: TxQueue, A: Application> WorkerContext<T, A> {
             std::thread::yield_now();
         }
         report.tx_dropped += out.bufs.len() as u64;
-        report.cpu_ns = u64::try_from(cpu_started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        report.cpu_ns = super::usage::duration_ns(cpu_started.elapsed());
         report
     }
 
