@@ -160,6 +160,9 @@ fn time_live(shadow: Option<Policy>, x: &mut u64) -> f64 {
     started.elapsed().as_nanos() as f64 / SHADOW_REQUESTS as f64
 }
 
+/// The dispatcher's slab size by default (`psp.pending_slots`), which bounds its tokens.
+const PENDING_SLOTS: u64 = 8_192;
+
 /// Requests fed per timed burst: with a hand-over every 32 requests the pool's 64 batches hold
 /// 2 048, so no event is dropped while the shadow thread catches up between bursts.
 const FEED_BURST: u64 = 1_600;
@@ -181,7 +184,9 @@ fn feed_cost() -> (f64, psp_dataplane::server::ShadowReport) {
                 let w = WorkerId((i % 14) as u16);
                 // One clock read per loop iteration of 32 requests, as in the dispatcher.
                 let now_ns = (i / 32) * 1_000;
-                feed.on_request(now_ns, TypeIndex((i & 1) as u16), Token(i), w);
+                // Tokens are slab indices, reused once free (`psp.pending_slots`: 8192).
+                let token = Token(i % PENDING_SLOTS);
+                feed.on_request(now_ns, TypeIndex((i & 1) as u16), token, w);
                 if i % 32 == 31 {
                     feed.flush();
                 }
