@@ -5,13 +5,18 @@
 # capacity); the server's telemetry windows (100 ms) show when the plan changed. Prints one line
 # per plan change with the phase it fell in, and the summary's plan-update count.
 #
-#   bash scripts/replan-demo.sh [POLICY] [LOAD]     # POLICY: darc (default) | darc-model
+#   bash scripts/replan-demo.sh [POLICY] [LOAD] [ROUNDING_HYSTERESIS]
+#     POLICY: darc (default) | darc-model; LOAD: 0.2; ROUNDING_HYSTERESIS: 0.25 (workers: DARC
+#     keeps its plan while each group's demand stays within that of the band rounding to its
+#     count; spinning on 2 shared cores inflates service times, which otherwise flips a
+#     demand near the rounding cut back and forth; 0 is the original's rule)
 #
 # Needs release binaries (cargo build --release) and python3. Runs ~12 s; files in a temp dir.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 policy=${1:-darc}
 load=${2:-0.2}
+rounding_hysteresis=${3:-0.25}
 bin=target/release
 [ -x "$bin/psp-app" ] && [ -x "$bin/psp-client" ] || { echo "build first: cargo build --release" >&2; exit 2; }
 dir=$(mktemp -d /tmp/psp-replan.XXXXXX)
@@ -30,7 +35,7 @@ psp:
   policy: $policy
   idle: yield
   app: spin
-  darc: {samples_needed: 1000}
+  darc: {samples_needed: 1000, rounding_hysteresis: $rounding_hysteresis}
   telemetry: {interval_ms: 100}
 EOF
 cat >"$dir/workload.yml" <<EOF
@@ -63,7 +68,9 @@ for line in open(f"{d}/logs/demo/server/telemetry.jsonl"):
     p = [(",".join(g["types"]), len(g["reserved"])) for g in plan["groups"]] if plan else None
     if p != prev:
         t = w["start_ns"] / 1e9
-        phase = min(3, max(0, int((t - offset) // 3) + 1))
+        # Past 9 s the client has stopped: a window without arrivals re-plans (types inactive).
+        phase = max(0, int((t - offset) // 3) + 1)
+        phase = phase if phase <= 3 else "after"
         arr = [x["arrivals"] for x in w["types"]][:2]
         print(f"{w['window']:>6}  {t:6.2f}  {phase:>5}  {str(arr):>20}  {p}")
     prev = p

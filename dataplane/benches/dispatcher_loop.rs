@@ -99,12 +99,7 @@ fn pin_apart(options: &mut ServerOptions, workers: usize) {
 
 /// One closed-loop run of [`REQUESTS`] against a fresh server with `workers` echo workers,
 /// each holding up to `depth` jobs.
-fn run_once(
-    workers: usize,
-    depth: usize,
-    pin: bool,
-    telemetry: Option<TelemetryOptions>,
-) -> Run {
+fn run_once(workers: usize, depth: usize, pin: bool, telemetry: Option<TelemetryOptions>) -> Run {
     let queues = workers as u16 + 1;
     let (mut a, b): (MemPort, MemPort) = pair(&MemPortConfig::with_queues(queues));
     let server_ep = Endpoint::new(MacAddr(b.mac()), SERVER_IP, PORT);

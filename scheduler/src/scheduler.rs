@@ -69,6 +69,9 @@ pub struct SchedulerCounters {
     pub darc_model_candidates: u64,
     /// DARC: reservation plans applied (bootstrap switch, updates, or the fixed plan).
     pub plan_updates: u64,
+    /// DARC: formula re-plans not applied because the plan in force still fits within
+    /// `rounding_hysteresis`.
+    pub darc_plans_kept: u64,
     /// DARC: plan records dropped because nobody polled them (buffer full).
     pub plan_updates_dropped: u64,
     /// Policy switches applied ([`Scheduler::switch_policy`]).

@@ -109,6 +109,10 @@ pub struct RunArgs {
     /// DARC: grouping factor δ.
     #[arg(long, default_value_t = DarcParams::default().delta)]
     pub darc_delta: f64,
+    /// DARC: workers of demand past the rounding cut before a re-plan changes a group's
+    /// worker count (0, the original: every crossing of the cut re-plans).
+    #[arg(long, default_value_t = DarcParams::default().rounding_hysteresis)]
+    pub darc_rounding_hysteresis: f64,
     /// DARC: plan once from the configured means and ratios instead of profiling.
     #[arg(long)]
     pub darc_oracle: bool,
@@ -159,6 +163,7 @@ impl RunArgs {
         DarcParams {
             samples_needed: self.darc_samples,
             delta: self.darc_delta,
+            rounding_hysteresis: self.darc_rounding_hysteresis,
             dynamic: !self.darc_oracle,
             plan: self.darc_plan,
             ..DarcParams::default()

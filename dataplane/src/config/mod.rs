@@ -21,7 +21,8 @@
 //!   kv: {keys: 5000, scan_len: 5000}
 //!   spin: {mode: clock, max_run_ns: 10000000, calibration_rounds: 20}  # mode: clock | iterations
 //!   darc: {delta: 0.2, samples_needed: 50000, hysteresis: 0.1, rounding_cut: 0.5,
-//!          profile_overhead_ns: 0, dynamic: true, plan: formula}   # plan: formula | model
+//!          rounding_hysteresis: 0, profile_overhead_ns: 0, dynamic: true,
+//!          plan: formula}       # plan: formula | model; rounding_hysteresis: workers, 0..1
 //!   queue_capacity: 4096
 //!   worker_queue_depth: 1       # 1 | 2: JBSQ(2), the next request waits in a busy worker's ring
 //!   policy: darc-static         # overrides dp; any live psp_scheduler::Policy name

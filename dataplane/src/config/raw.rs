@@ -204,6 +204,8 @@ struct Darc {
     #[serde(default)]
     rounding_cut: Option<f64>,
     #[serde(default)]
+    rounding_hysteresis: Option<f64>,
+    #[serde(default)]
     profile_overhead_ns: Option<u64>,
     #[serde(default)]
     dynamic: Option<bool>,
@@ -671,6 +673,9 @@ fn apply_darc(params: &mut DarcParams, darc: &Darc) -> Result<(), ConfigError> {
     }
     if let Some(v) = darc.rounding_cut {
         params.rounding_cut = v;
+    }
+    if let Some(v) = darc.rounding_hysteresis {
+        params.rounding_hysteresis = v;
     }
     if let Some(v) = darc.profile_overhead_ns {
         params.profile_overhead_ns = v;

@@ -164,7 +164,8 @@ fn extensions_are_applied() {
 fn darc_params_and_policy_override() {
     let text = format!(
         "{BASE}psp:\n  darc: {{delta: 0.3, samples_needed: 10, hysteresis: 0.2, \
-         rounding_cut: 0.4, profile_overhead_ns: 230, dynamic: false}}\n"
+         rounding_cut: 0.4, rounding_hysteresis: 0.25, profile_overhead_ns: 230, \
+         dynamic: false}}\n"
     );
     let config = ServerConfig::from_yaml_str(&text).unwrap();
     assert_eq!(
@@ -174,6 +175,7 @@ fn darc_params_and_policy_override() {
             samples_needed: 10,
             hysteresis: 0.2,
             rounding_cut: 0.4,
+            rounding_hysteresis: 0.25,
             profile_overhead_ns: 230,
             dynamic: false,
             ..DarcParams::default()
@@ -435,6 +437,11 @@ fn more_impossible_values() {
         &format!("{BASE}psp: {{darc: {{rounding_cut: 1.5}}}}\n"),
         "psp.darc.rounding_cut",
         "1.5",
+    );
+    assert_rejects(
+        &format!("{BASE}psp: {{darc: {{rounding_hysteresis: -0.1}}}}\n"),
+        "psp.darc.rounding_hysteresis",
+        "-0.1",
     );
     assert_rejects(
         &format!("{BASE}psp: {{darc: {{samples_needed: 0}}}}\n"),

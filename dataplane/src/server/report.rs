@@ -424,7 +424,7 @@ impl fmt::Display for ServerReport {
         )?;
         writeln!(
             f,
-            "dispatcher: dispatched {} completed {} | drops: parse {} slab-full {} queue-full {} abandoned {} | arp {} (tx drops {}) | plan updates {}",
+            "dispatcher: dispatched {} completed {} | drops: parse {} slab-full {} queue-full {} abandoned {} | arp {} (tx drops {}) | plan updates {}{}",
             d.dispatched,
             d.completed,
             d.parse_drops.total_drops(),
@@ -433,7 +433,11 @@ impl fmt::Display for ServerReport {
             d.abandoned_at_shutdown,
             d.arp_replies,
             d.arp_tx_drops,
-            d.plan_updates
+            d.plan_updates,
+            match d.scheduler.darc_plans_kept {
+                0 => String::new(),
+                kept => format!(" (kept {kept} by rounding hysteresis)"),
+            }
         )?;
         self.fmt_operation(f)?;
         let accounted = self.accounted_rx();

@@ -77,6 +77,7 @@ impl ServerReport {
                 "not_read": self.drops_before_dispatcher(),
             },
             "plan_updates": d.plan_updates,
+            "plans_kept_by_rounding_hysteresis": d.scheduler.darc_plans_kept,
             "policy_switches": d.policy_switches,
             "policy_at_stop": d.policy_at_stop,
             "shadow": d.shadow,

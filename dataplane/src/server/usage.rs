@@ -29,8 +29,7 @@ impl ThreadUsage {
             .map(|usage| Self {
                 involuntary_switches: u64::try_from(usage.involuntary_context_switches())
                     .unwrap_or(0),
-                voluntary_switches: u64::try_from(usage.voluntary_context_switches())
-                    .unwrap_or(0),
+                voluntary_switches: u64::try_from(usage.voluntary_context_switches()).unwrap_or(0),
             })
             .unwrap_or_default()
     }

@@ -38,7 +38,9 @@ pub mod plan;
 pub(crate) mod profile;
 
 use model::{smooth, Model, ModelChoice, TypeLoad};
-use plan::{plan_reservations, plan_with_allocation, TypeProfile};
+use plan::{
+    count_still_fits, plan_reservations, plan_with_allocation, round_demand, TypeProfile,
+};
 use profile::Profile;
 
 use crate::policy::{BuildContext, BuiltinPolicy, Policy, PolicyCore, PolicyEntry, QueueLayout};
@@ -49,6 +51,10 @@ use crate::{ConfigError, Nanos, PlanUpdate, ReservationPlan, TypeIndex};
 /// The accepted range of [`DarcParams::rounding_cut`]: a fraction at or below the cut rounds
 /// down, so a cut of 1 always rounds down and one above 1 would mean the same.
 pub const ROUNDING_CUT_RANGE: std::ops::RangeInclusive<f64> = 0.0..=1.0;
+
+/// The accepted range of [`DarcParams::rounding_hysteresis`], in workers: beyond a whole
+/// worker a group would keep a count its demand rounds two workers away from.
+pub const ROUNDING_HYSTERESIS_RANGE: std::ops::RangeInclusive<f64> = 0.0..=1.0;
 
 /// DARC's tunables. Defaults are the original's values (docs/design.md §1.2, §1.5.7).
 #[derive(Clone, Debug, PartialEq)]
@@ -62,6 +68,13 @@ pub struct DarcParams {
     /// Fractional core demand above this rounds up, at or below rounds down (original 0.5;
     /// range [`ROUNDING_CUT_RANGE`]).
     pub rounding_cut: f64,
+    /// How far (in workers) a group's demand must go past the rounding cut before a re-plan
+    /// changes its worker count (range [`ROUNDING_HYSTERESIS_RANGE`]). 0, the original,
+    /// re-plans on every crossing of the cut: a demand that hovers near it (service times
+    /// inflated by sharing cores) flips the plan back and forth. With `h` > 0 a formula re-plan
+    /// whose groups are unchanged keeps the plan in force while every group's demand is within
+    /// `h` of the band that rounds to its current count (counted in `darc_plans_kept`).
+    pub rounding_hysteresis: f64,
     /// Fixed overhead subtracted from each profiled mean (original 600 cycles ≈ 230 ns at
     /// 2.6 GHz). Default 0: the simulator measures pure service time.
     pub profile_overhead_ns: Nanos,
@@ -123,6 +136,7 @@ impl Default for DarcParams {
             samples_needed: 50_000,
             hysteresis: 0.1,
             rounding_cut: 0.5,
+            rounding_hysteresis: 0.0,
             profile_overhead_ns: 0,
             dynamic: true,
             fixed_allocation: None,
@@ -164,6 +178,12 @@ impl DarcParams {
             self.rounding_cut,
             ROUNDING_CUT_RANGE.contains(&self.rounding_cut),
             "must be in [0, 1]",
+        )?;
+        check(
+            "darc.rounding_hysteresis",
+            self.rounding_hysteresis,
+            ROUNDING_HYSTERESIS_RANGE.contains(&self.rounding_hysteresis),
+            "must be in [0, 1] (workers)",
         )?;
         if self.plan == PlanMode::Model && (!self.dynamic || self.fixed_allocation.is_some()) {
             return Err(ConfigError::Invalid {
@@ -395,6 +415,10 @@ impl BuiltinPolicy for Darc {
                 "fractional demand above this rounds up (0.5)",
             ),
             (
+                "rounding_hysteresis",
+                "workers of demand past the cut before a group's count changes (0)",
+            ),
+            (
                 "profile_overhead_ns",
                 "subtracted from each profiled mean (0)",
             ),
@@ -538,10 +562,10 @@ impl DarcState {
         self.arrivals_before_window = arrived;
         state.counters.darc_evaluations += 1;
         let plan = match self.params.plan {
-            PlanMode::Formula => {
-                self.profile
-                    .evaluate(&self.params, self.workers, bootstrap_switch)
-            }
+            PlanMode::Formula => self
+                .profile
+                .evaluate(&self.params, self.workers, bootstrap_switch)
+                .filter(|plan| !self.keeps_plan_in_force(plan, state)),
             PlanMode::Model => self.model_plan(profiled, bootstrap_switch, state),
         };
         if bootstrap_switch {
@@ -552,6 +576,32 @@ impl DarcState {
             self.reservations.apply(state, window, means, ratios, plan);
             self.window_start_ns = now_ns;
         }
+    }
+
+    /// Rounding hysteresis ([`DarcParams::rounding_hysteresis`]): whether the formula's new
+    /// `plan` should give way to the plan in force, which has the same groups and whose worker
+    /// counts the new demands still round to within the hysteresis (counted).
+    fn keeps_plan_in_force(&self, plan: &ReservationPlan, state: &mut SchedulerState) -> bool {
+        let hysteresis = self.params.rounding_hysteresis;
+        let Some(current) = self.reservations.plan() else {
+            return false;
+        };
+        let same_groups = current.groups.len() == plan.groups.len()
+            && current
+                .groups
+                .iter()
+                .zip(&plan.groups)
+                .all(|(a, b)| a.members == b.members);
+        if hysteresis <= 0.0 || !same_groups {
+            return false;
+        }
+        let cut = self.params.rounding_cut;
+        let keep = current.groups.iter().zip(&plan.groups).all(|(now, next)| {
+            let count = round_demand(now.demand_workers, cut);
+            count_still_fits(next.demand_workers, count, cut, hysteresis)
+        });
+        state.counters.darc_plans_kept += u64::from(keep);
+        keep
     }
 
     /// The model planner's re-plan (`plan: model`) over `window` (start, end, arrivals):

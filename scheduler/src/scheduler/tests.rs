@@ -360,14 +360,25 @@ fn darc_bootstraps_in_cfcfs_then_switches_to_a_profiled_plan() {
 /// After the switch, a second window with ratios `mix` and an old enough second-in-line SHORT
 /// triggers an evaluation; returns whether a new plan was applied.
 fn second_window_applies(mix: &[(TypeIndex, Nanos)]) -> (bool, Scheduler) {
+    let base = [(SHORT, 1_000), (LONG, 100_000)];
+    second_window_with(dynamic_darc(20), &base, mix, 2_000)
+}
+
+/// [`second_window_applies`] with the policy, the first window's mix and the second-in-line
+/// SHORT's wait (longer than SHORT's profiled mean) given.
+fn second_window_with(
+    policy: Policy,
+    base: &[(TypeIndex, Nanos)],
+    mix: &[(TypeIndex, Nanos)],
+    wait_ns: Nanos,
+) -> (bool, Scheduler) {
     let types = vec![
         RequestTypeSpec::new("SHORT", 1),
         RequestTypeSpec::new("LONG", 2),
     ];
-    let mut s = build(14, types, dynamic_darc(20));
+    let mut s = build(14, types, policy);
     let (mut now, mut token) = (0, 0);
-    let base = [(SHORT, 1_000), (LONG, 100_000)];
-    serve_one_at_a_time(&mut s, &mut now, &mut token, &base, 22);
+    serve_one_at_a_time(&mut s, &mut now, &mut token, base, 22);
     assert!(!s.in_bootstrap());
     assert!(s.poll_plan_update().is_some());
     serve_one_at_a_time(&mut s, &mut now, &mut token, mix, 21);
@@ -382,10 +393,54 @@ fn second_window_applies(mix: &[(TypeIndex, Nanos)]) -> (bool, Scheduler) {
     arrive(&mut s, now, SHORT, token + 2);
     let evaluations = s.counters().darc_evaluations;
     let updates = s.counters().plan_updates;
-    // The second-oldest SHORT waits 2 µs > SHORT's max_delay (its 1 µs mean).
-    drain(&mut s, now + 2_000);
+    drain(&mut s, now + wait_ns);
     assert_eq!(s.counters().darc_evaluations, evaluations + 1);
     (s.counters().plan_updates > updates, s)
+}
+
+/// SHORT 10 µs beside LONG 100 µs at about 50/50 on 14 workers is 1.39 workers of demand (one
+/// reserved); at 13 µs it is 1.61 (two): the demand moved by 16 %, past the cut.
+fn short_demand_crosses_the_cut(rounding_hysteresis: f64) -> (bool, Scheduler) {
+    let policy = Policy::Darc(DarcParams {
+        samples_needed: 20,
+        rounding_hysteresis,
+        ..DarcParams::default()
+    });
+    let base = [(SHORT, 10_000), (LONG, 100_000)];
+    second_window_with(policy, &base, &[(SHORT, 13_000), (LONG, 100_000)], 30_000)
+}
+
+#[test]
+fn darc_rounding_hysteresis_keeps_a_plan_whose_counts_still_fit() {
+    // The original re-plans: SHORT 1 → 2 workers, LONG 13 → 12.
+    let (applied, mut s) = short_demand_crosses_the_cut(0.0);
+    assert!(applied);
+    let u = s.poll_plan_update().unwrap();
+    assert_eq!(u.plan.groups[0].reserved.len(), 2);
+    assert!((u.plan.groups[0].demand_workers - 1.61).abs() < 0.01);
+    assert_eq!(s.counters().darc_plans_kept, 0);
+    // With a quarter worker of hysteresis 1.61 ≤ 1 + 0.5 + 0.25 and 12.39 > 12 + 0.5 − 0.25:
+    // the plan in force stays, counted.
+    let (applied, mut s) = short_demand_crosses_the_cut(0.25);
+    assert!(!applied);
+    assert!(s.poll_plan_update().is_none());
+    assert_eq!(s.counters().darc_plans_kept, 1);
+    assert_eq!(s.plan().unwrap().groups[0].reserved, vec![WorkerId(0)]);
+}
+
+#[test]
+fn darc_rounding_hysteresis_still_applies_a_change_beyond_it() {
+    // SHORT 20× longer, as in `darc_applies_large_demand_changes`: far outside any band.
+    let policy = Policy::Darc(DarcParams {
+        samples_needed: 20,
+        rounding_hysteresis: 0.25,
+        ..DarcParams::default()
+    });
+    let base = [(SHORT, 1_000), (LONG, 100_000)];
+    let (applied, s) =
+        second_window_with(policy, &base, &[(SHORT, 20_000), (LONG, 100_000)], 2_000);
+    assert!(applied);
+    assert_eq!(s.counters().darc_plans_kept, 0);
 }
 
 #[test]

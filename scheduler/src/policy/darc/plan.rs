@@ -121,6 +121,28 @@ pub fn round_demand(demand_workers: f64, rounding_cut: f64) -> usize {
     }
 }
 
+/// Whether `count` workers still do for a group whose demand is now `demand_workers`, given
+/// [`round_demand`]'s bands widened by `hysteresis_workers` on each side: `count` = 1 holds
+/// while the demand is ≤ 1 + cut + h, a larger count while it is in
+/// (count − 1 + cut − h, count + cut + h]. With `h` = 0 this is exactly "rounds to `count`".
+pub fn count_still_fits(
+    demand_workers: f64,
+    count: usize,
+    rounding_cut: f64,
+    hysteresis_workers: f64,
+) -> bool {
+    if demand_workers.is_nan() {
+        return count == 1;
+    }
+    let upper = count as f64 + rounding_cut + hysteresis_workers;
+    let lower = if count <= 1 {
+        f64::NEG_INFINITY
+    } else {
+        (count - 1) as f64 + rounding_cut - hysteresis_workers
+    };
+    demand_workers > lower && demand_workers <= upper
+}
+
 /// Assigns `counts[i]` workers to `groups[i]` contiguously from worker 0 (step 5–6 of the module
 /// docs), with `demands[i]` recorded in the plan.
 fn assign(
@@ -477,4 +499,28 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn count_still_fits_is_rounding_widened_by_the_hysteresis() {
+        for tenth in 0..=60 {
+            let demand = f64::from(tenth) / 10.0;
+            for count in 1..=6 {
+                assert_eq!(
+                    count_still_fits(demand, count, 0.5, 0.0),
+                    round_demand(demand, 0.5) == count,
+                    "demand {demand}, count {count}"
+                );
+            }
+        }
+        // One worker holds up to 1.75 with h = 0.25; two from 1.25 to 2.75.
+        assert!(count_still_fits(1.75, 1, 0.5, 0.25));
+        assert!(!count_still_fits(1.76, 1, 0.5, 0.25));
+        assert!(count_still_fits(1.26, 2, 0.5, 0.25));
+        assert!(!count_still_fits(1.25, 2, 0.5, 0.25));
+        assert!(count_still_fits(2.75, 2, 0.5, 0.25));
+        assert!(!count_still_fits(2.76, 2, 0.5, 0.25));
+        assert!(count_still_fits(f64::NAN, 1, 0.5, 0.25));
+        assert!(!count_still_fits(f64::NAN, 2, 0.5, 0.25));
+    }
+
 }
