@@ -1,5 +1,5 @@
-//! Live time sharing end to end over DPDK memif: `psp-app` with `dp: TS` and one worker serves
-//! DISP2 (50 % 1 µs, 50 % 100 µs) from `psp-client`; every request is answered exactly once
+//! Live time sharing end to end over DPDK memif: `psp-app` with `dp: TS` and one worker (and
+//! `policy: darc-ts` with two) serves DISP2 (50 % 1 µs, 50 % 100 µs) from `psp-client`; every request is answered exactly once
 //! (the client's accounting has no error and nothing unanswered) and the server's summary
 //! reports the preemptions and their measured cost. A `ts` server with the echo application,
 //! or a quantum out of range, refuses to start with one line naming the app or the key.
@@ -20,16 +20,32 @@ const PROCESS_TIMEOUT: Duration = Duration::from_secs(90);
 /// A one-worker `dp: TS` server over `eal_init` with DISP2's types, app `app` and `extra_psp`
 /// keys under `psp:`.
 fn ts_server_config(eal_init: &[String], log_dir: &std::path::Path, psp: &str) -> String {
+    server_config(eal_init, log_dir, 1, psp)
+}
+
+/// A `dp: TS` server with `workers` workers (the dispatcher on CPU 0, the workers on CPU 1)
+/// over `eal_init` with DISP2's types and `psp` keys under `psp:` (where `policy:` may
+/// override `dp`).
+fn server_config(
+    eal_init: &[String],
+    log_dir: &std::path::Path,
+    workers: usize,
+    psp: &str,
+) -> String {
     let eal: Vec<String> = eal_init.iter().map(|a| format!("'{a}'")).collect();
+    let cpus: Vec<&str> = std::iter::once("0")
+        .chain(std::iter::repeat_n("1", workers))
+        .collect();
     format!(
-        "cpus: [0, 1]\n\
+        "cpus: [{}]\n\
          log_dir: {}\n\
          net_workers:\n  - {{ip: 10.9.0.1, port: 6789, dp: TS}}\n\
          network: {{device_id: 0, mac: '02:00:00:00:09:01', eal_init: [{}]}}\n\
          requests:\n  - {{type: SHORT, mean_ns: 1000, ratio: 0.5}}\n  \
          - {{type: LONG, mean_ns: 100000, ratio: 0.5}}\n\
-         workers: {{number: 1, type: MB}}\n\
+         workers: {{number: {workers}, type: MB}}\n\
          psp: {{idle: yield, {psp}}}\n",
+        cpus.join(", "),
         log_dir.display(),
         eal.join(", "),
     )
@@ -37,12 +53,32 @@ fn ts_server_config(eal_init: &[String], log_dir: &std::path::Path, psp: &str) -
 
 #[test]
 fn disp2_under_ts_over_memif_answers_every_request() {
-    let dir = ScratchDir::new("ts-memif");
+    serve_disp2_over_memif("ts-memif", 1, "app: spin", "policy ts");
+}
+
+/// `darc-ts` live over memif: DARC's plan from the configured means (SHORT reserves worker 0,
+/// LONG worker 1, which lends SHORT's idle worker a quantum at a time); every request
+/// answered once, the server's accounting balanced.
+#[test]
+fn disp2_under_darc_ts_over_memif_answers_every_request() {
+    serve_disp2_over_memif(
+        "darc-ts-memif",
+        2,
+        "app: spin, policy: darc-ts, darc: {dynamic: false}",
+        "policy darc-ts",
+    );
+}
+
+/// A `workers`-worker server with `psp` keys serves DISP2 over memif from `psp-client` at
+/// ≈ 20 % of one worker: every request answered, and the server's summary names `policy`
+/// and balances its accounting.
+fn serve_disp2_over_memif(name: &str, workers: usize, psp: &str, policy: &str) {
+    let dir = ScratchDir::new(name);
     let socket = dir.file("memif.sock");
     let tag = std::process::id();
     let cfg = dir.file("server.yml");
-    let server_eal = memif_eal_args(&format!("psp-ts-server-{tag}"), "server", &socket);
-    std::fs::write(&cfg, ts_server_config(&server_eal, &dir.path, "app: spin")).unwrap();
+    let server_eal = memif_eal_args(&format!("psp-{name}-server-{tag}"), "server", &socket);
+    std::fs::write(&cfg, server_config(&server_eal, &dir.path, workers, psp)).unwrap();
     let server_args: Vec<String> = vec!["--cfg".into(), cfg.display().to_string()];
     let mut server = Proc::spawn(
         "server",
@@ -52,7 +88,7 @@ fn disp2_under_ts_over_memif_answers_every_request() {
     );
     server.wait_for_output("waiting for the link", PROCESS_TIMEOUT);
 
-    let client_eal = memif_eal_args(&format!("psp-ts-client-{tag}"), "client", &socket);
+    let client_eal = memif_eal_args(&format!("psp-{name}-client-{tag}"), "client", &socket);
     let eal: Vec<String> = client_eal.iter().map(|a| format!("'{a}'")).collect();
     let client_cfg = dir.file("client.yml");
     std::fs::write(
@@ -86,7 +122,7 @@ fn disp2_under_ts_over_memif_answers_every_request() {
             "-P",
             "6789",
             "--workers",
-            "1",
+            &workers.to_string(),
             "--outdir",
             &out.display().to_string(),
             "--seed",
@@ -105,13 +141,16 @@ fn disp2_under_ts_over_memif_answers_every_request() {
 
     let summary = client_summary(&out);
     let stdout = client.stdout_text();
-    assert!(stdout.contains("sent but not answered 0"), "{stdout}");
+    let report = server.stdout_text();
+    assert!(
+        stdout.contains("sent but not answered 0"),
+        "{stdout}\n{report}"
+    );
     assert_eq!(summary.accounting_errors(), Vec::<String>::new());
     assert!(summary.counters.sent > 0);
     assert_eq!(summary.counters.received, summary.counters.sent, "{stdout}");
 
-    let report = server.stdout_text();
-    assert!(report.contains("policy ts"), "{report}");
+    assert!(report.contains(policy), "{report}");
     assert!(report.contains("(balanced)"), "{report}");
     // Preemptions need the dispatcher to run while the worker spins; on 2 busy cores a run
     // may see none, so their line is checked when it is there.

@@ -66,7 +66,7 @@
 //!   which re-queues it at its type's tail with its original arrival time. The simulator
 //!   preempts at the quantum; the live server cooperatively (its applications check a
 //!   per-worker flag the dispatcher sets).
-//! - `darc-ts` (simulator only): DARC, whose longest group may also run on idle workers
+//! - `darc-ts`: DARC, whose longest group may also run on idle workers
 //!   reserved to shorter groups, one quantum at a time (only those dispatches carry a quantum,
 //!   [`PolicyCore::slice_ns`]); a preempted slice re-queues as under `ts`.
 //!

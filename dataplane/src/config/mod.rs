@@ -26,6 +26,8 @@
 //!   queue_capacity: 4096
 //!   worker_queue_depth: 1       # 1 | 2: JBSQ(2), the next request waits in a busy worker's ring
 //!   policy: darc-static         # overrides dp; any live psp_scheduler::Policy name
+//!   ts: {quantum_ns: 5000, slice_all: false}  # ts, darc-ts: the quantum; darc-ts: slice its
+//!                               # longest group on its own workers too
 //!   rx: {verify_ip_checksum: true, verify_udp_checksum: false, check_dst_mac: true,
 //!        check_dst_ip: true}
 //!   rx_burst: 32

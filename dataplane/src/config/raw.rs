@@ -157,6 +157,8 @@ struct Psp {
 struct Ts {
     #[serde(default)]
     quantum_ns: Option<u64>,
+    #[serde(default)]
+    slice_all: Option<bool>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -324,17 +326,17 @@ fn rx_queues(value: Option<i64>) -> Result<u16, ConfigError> {
     }
 }
 
-/// `psp.shadow`: a policy of the registry that can run live, not `ts` (its slices are not
-/// mirrored), beside a live policy that is not `ts` either.
+/// `psp.shadow`: a policy of the registry that can run live, not a preemptive one (`ts`,
+/// `darc-ts`: their slices are not mirrored), beside a live policy that is not one either.
 fn shadow_policy(name: &str, live: &Policy) -> Result<Policy, ConfigError> {
     let shadow = parse_policy("psp.shadow", name)?;
-    if matches!(shadow, Policy::TimeSharing(_)) || matches!(live, Policy::TimeSharing(_)) {
+    if shadow.preempts() || live.preempts() {
         return Err(ConfigError::invalid(
             "psp.shadow",
             format!("{name:?}"),
             format!(
-                "ts cannot run as a shadow or beside one (live policy {}): its preemptible \
-                 slices are not mirrored",
+                "a preemptive policy (ts, darc-ts) cannot run as a shadow or beside one (live \
+                 policy {}): its preemptible slices are not mirrored",
                 live.name()
             ),
         ));
@@ -488,29 +490,45 @@ fn choose_policy(
     }
 
     if let Some(ts) = &psp.ts {
-        match &mut policy {
-            Policy::TimeSharing(params) => {
-                if let Some(quantum_ns) = ts.quantum_ns {
-                    crate::server::check_ts_quantum("psp.ts.quantum_ns", quantum_ns).map_err(
-                        |_| {
-                            ConfigError::invalid(
-                                "psp.ts.quantum_ns",
-                                quantum_ns,
-                                crate::server::TS_QUANTUM_RANGE,
-                            )
-                        },
-                    )?;
-                    params.quantum_ns = quantum_ns;
-                }
-            }
-            other => warnings.push(format!(
-                "psp.ts has no effect under policy {}",
-                other.name()
-            )),
-        }
+        apply_ts(&mut policy, ts, warnings)?;
     }
 
     Ok(policy)
+}
+
+/// `psp.ts` under a preemptive policy: `quantum_ns` (`ts`, `darc-ts`), `slice_all`
+/// (`darc-ts`); elsewhere a warning.
+fn apply_ts(policy: &mut Policy, ts: &Ts, warnings: &mut Vec<String>) -> Result<(), ConfigError> {
+    let name = policy.name();
+    if let Some(quantum_ns) = ts.quantum_ns {
+        crate::server::check_ts_quantum("psp.ts.quantum_ns", quantum_ns).map_err(|_| {
+            ConfigError::invalid(
+                "psp.ts.quantum_ns",
+                quantum_ns,
+                crate::server::TS_QUANTUM_RANGE,
+            )
+        })?;
+    }
+    match policy {
+        Policy::TimeSharing(params) => {
+            if let Some(quantum_ns) = ts.quantum_ns {
+                params.quantum_ns = quantum_ns;
+            }
+            if ts.slice_all.is_some() {
+                warnings.push("psp.ts.slice_all has no effect under policy ts".into());
+            }
+        }
+        Policy::DarcTs(params) => {
+            if let Some(quantum_ns) = ts.quantum_ns {
+                params.ts.quantum_ns = quantum_ns;
+            }
+            if let Some(slice_all) = ts.slice_all {
+                params.slice_all = slice_all;
+            }
+        }
+        _ => warnings.push(format!("psp.ts has no effect under policy {name}")),
+    }
+    Ok(())
 }
 
 /// `psp.app`, `psp.kv`, `psp.spin` (the application follows `workers.type` or `is_echo` when

@@ -157,7 +157,7 @@ where
             jobs,
             done,
             preempt,
-            preemptive: matches!(scheduler.policy(), Policy::TimeSharing(_)),
+            preemptive: scheduler.policy().preempts(),
             slices: vec![SliceState::default(); workers],
             slab: PendingSlab::new(options.pending_slots),
             drain_timeout_ns: u64::try_from(options.drain_timeout.as_nanos()).unwrap_or(u64::MAX),
@@ -575,8 +575,8 @@ where
         }
     }
 
-    /// Starts a slice of `token` on worker `w` (`ts`): its flag cleared before the job is
-    /// pushed.
+    /// Starts a slice of `token` on worker `w` (`ts`, `darc-ts`'s lent dispatches): its flag
+    /// cleared before the job is pushed.
     #[inline]
     fn start_slice(&mut self, w: usize, token: Token, quantum_ns: u64) {
         self.preempt.clear(w);
@@ -586,6 +586,16 @@ where
                 quantum_ns,
                 flag_set_ns: None,
             };
+        }
+    }
+
+    /// A dispatch without a quantum on worker `w` under a preemptive policy (`darc-ts`'s
+    /// shorter groups): its flag cleared and no slice recorded, so it is never preempted.
+    #[inline]
+    fn run_to_completion(&mut self, w: usize) {
+        self.preempt.clear(w);
+        if let Some(slice) = self.slices.get_mut(w) {
+            *slice = SliceState::default();
         }
     }
 
@@ -640,8 +650,12 @@ where
                 shadow.on_dispatch(now_ns, decision.worker, decision.token);
             }
             self.in_flight += 1;
-            if let Some(quantum_ns) = decision.quantum_ns {
-                self.start_slice(w, decision.token, quantum_ns);
+            match decision.quantum_ns {
+                Some(quantum_ns) => self.start_slice(w, decision.token, quantum_ns),
+                // `darc-ts` runs its shorter groups to completion: no slice, and no flag left
+                // set by a slice that ended as it was flagged.
+                None if self.preemptive => self.run_to_completion(w),
+                None => {}
             }
             if job.slices > 0 {
                 // A preempted request's next slice: its first dispatch was counted.

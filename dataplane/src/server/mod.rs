@@ -361,9 +361,9 @@ pub enum ServerError {
     },
 }
 
-/// `ts` preempts: its applications must support preemption.
+/// `ts` and `darc-ts` preempt: their applications must support preemption.
 fn check_app<A: Application>(policy: &Policy, app: &A) -> Result<(), ServerError> {
-    if matches!(policy, Policy::TimeSharing(_)) && !app.supports_preemption() {
+    if policy.preempts() && !app.supports_preemption() {
         return Err(ServerError::NotPreemptible {
             policy: policy.name(),
             app: app.name(),
@@ -390,7 +390,7 @@ impl Server {
         if !options.scheduler.policy.is_live() {
             return Err(ServerError::NotLive(options.scheduler.policy.name()));
         }
-        if let Policy::TimeSharing(ts) = &options.scheduler.policy {
+        if let Some(ts) = options.scheduler.policy.time_sharing() {
             check_ts_quantum("ts.quantum_ns", ts.quantum_ns)?;
         }
         let workers = options.scheduler.workers;
@@ -441,12 +441,12 @@ impl Server {
     /// The shadow's scheduler: the live one's workers and types under `policy`. Preemptive
     /// policies are not mirrored, live or shadow.
     fn shadow_scheduler(live: &SchedulerConfig, policy: &Policy) -> Result<Scheduler, ServerError> {
-        if matches!(policy, Policy::TimeSharing(_)) || matches!(live.policy, Policy::TimeSharing(_))
-        {
+        if policy.preempts() || live.policy.preempts() {
             return Err(ServerError::Invalid {
                 field: "shadow",
                 value: format!("{} beside {}", policy.name(), live.policy.name()),
-                why: "ts cannot run as a shadow or beside one (its slices are not mirrored)",
+                why: "a preemptive policy (ts, darc-ts) cannot run as a shadow or beside one \
+                      (its slices are not mirrored)",
             });
         }
         let mut config = live.clone();

@@ -385,7 +385,8 @@ fn every_live_policy_serves_all_requests() {
     }
 }
 
-/// `worker_queue_depth: 2` end to end, for every live policy that takes it (all but `ts`):
+/// `worker_queue_depth: 2` end to end, for every live policy that takes it (all but the
+/// preemptive `ts` and `darc-ts`):
 /// small queues and 20 µs requests so that second slots are used and queues overflow; every
 /// request sent is answered or counted as a drop, and the accounting balances.
 #[test]
@@ -396,7 +397,7 @@ fn depth_2_serves_every_live_policy_and_accounts_for_every_request() {
         .iter()
         .filter(|entry| entry.live)
         .map(|entry| (entry.default)())
-        .filter(|policy| !matches!(policy, Policy::TimeSharing(_)));
+        .filter(|policy| !policy.preempts());
     for policy in policies {
         let name = policy.name();
         let mut opts = options(policy, 2);

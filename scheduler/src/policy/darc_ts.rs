@@ -21,8 +21,9 @@
 //!   dispatched with a quantum.
 //! - A preempted slice counts in DARC's profile as service of its type without a completion
 //!   ([`DarcState::record_slice`]), so the profiled mean stays the whole request's service.
-//! - Preemptive: refused at `worker_queue_depth: 2`. Simulator only (`live: false`): the live
-//!   dispatcher preempts only under `ts`.
+//! - Preemptive: refused at `worker_queue_depth: 2`. Live as `ts` is: the dispatcher sets a
+//!   lent (or sliced) worker's preempt flag once its quantum ran out while a request waits, and
+//!   the application stops at it (the spin app does; `psp.ts: {quantum_ns, slice_all}`).
 //!
 //! The rings have `workers` extra slots, as `ts`'s, so a preempted request always goes back.
 //!
@@ -76,7 +77,7 @@ impl BuiltinPolicy for DarcTs {
                 "slice the longest group on its own workers too (false)",
             ),
         ],
-        live: false,
+        live: true,
         default: || Policy::DarcTs(DarcTsParams::default()),
     };
 

@@ -451,8 +451,8 @@ macro_rules! policies {
                 }
             }
 
-            /// Whether the live server can run this policy (it cannot preempt, so `ts` is
-            /// simulator only).
+            /// Whether the live server can run this policy (every built-in can; a custom policy
+            /// says).
             pub fn is_live(&self) -> bool {
                 match self {
                     $( Policy::$variant { .. } => <$module::$ty as BuiltinPolicy>::ENTRY.live, )*
@@ -633,7 +633,7 @@ policies! {
     DarcModel(darc::DarcParams) => darc_model::DarcModel;
     /// DARC's reservations for the shorter groups, time slicing for the longest group: it may
     /// also run on idle workers reserved to shorter groups, one quantum at a time (see
-    /// [`darc_ts::DarcTsParams`]). Simulator only.
+    /// [`darc_ts::DarcTsParams`]). Live too: the server preempts its lent slices as `ts`'s.
     DarcTs(darc_ts::DarcTsParams) => darc_ts::DarcTs;
 }
 
@@ -667,6 +667,12 @@ impl Policy {
             Policy::DarcTs(p) => Some(&p.ts),
             _ => None,
         }
+    }
+
+    /// Whether the policy dispatches slices that the driver preempts at a quantum (`ts`,
+    /// `darc-ts`): the live server then runs its workers' applications preemptibly.
+    pub fn preempts(&self) -> bool {
+        self.time_sharing().is_some()
     }
 }
 

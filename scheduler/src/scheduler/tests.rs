@@ -692,7 +692,7 @@ fn drain_slices(s: &mut Scheduler, now: Nanos) -> Vec<(u16, u64, Option<Nanos>)>
 #[test]
 fn darc_ts_lends_the_short_worker_to_long_requests_one_quantum_at_a_time() {
     let mut s = build(14, disp2_types(), darc_ts(false));
-    assert!(!s.policy().is_live(), "simulator only");
+    assert!(s.policy().is_live() && s.policy().preempts());
     let plan = s.plan().expect("planned from the configuration").clone();
     assert_eq!(plan.groups[0].reserved, vec![WorkerId(0)]);
     for token in 0..20 {

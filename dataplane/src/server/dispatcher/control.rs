@@ -59,10 +59,11 @@ where
     fn switch_policy(&mut self, policy: Policy, now_ns: u64) -> Answer {
         let from = self.scheduler.policy().name();
         let to = policy.name();
-        if self.preemptive || matches!(policy, Policy::TimeSharing(_)) {
+        if self.preemptive || policy.preempts() {
             return Err(format!(
-                "policy: {from} → {to}: switching to or from ts is not supported live (its \
-                 workers run preemptible slices); restart the server with psp.policy: {to}"
+                "policy: {from} → {to}: switching to or from a preemptive policy (ts, darc-ts) \
+                 is not supported live (its workers run preemptible slices); restart the server \
+                 with psp.policy: {to}"
             ));
         }
         let queued = self.scheduler.queued();

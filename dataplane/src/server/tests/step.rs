@@ -25,6 +25,13 @@ fn stepped(policy: Policy, workers: usize) -> (Steps, Client, WorkerEnds) {
 
 /// As [`stepped`], with the server options given.
 fn stepped_with(options: ServerOptions) -> (Steps, Client, WorkerEnds) {
+    let (dispatcher, client, ends, _flags) = stepped_with_flags(options);
+    (dispatcher, client, ends)
+}
+
+/// As [`stepped_with`], also returning the workers' preempt flags (the test plays the
+/// workers: it publishes their slice starts and reads their flags).
+fn stepped_with_flags(options: ServerOptions) -> (Steps, Client, WorkerEnds, Arc<PreemptFlags>) {
     let workers = options.scheduler.workers;
     let queues = workers as u16 + 1;
     let (mut a, mut b): (MemPort, MemPort) = pair(&MemPortConfig::with_queues(queues));
@@ -40,6 +47,7 @@ fn stepped_with(options: ServerOptions) -> (Steps, Client, WorkerEnds) {
         done_rx.push(done_out);
     }
     let local = Endpoint::new(MacAddr(b.mac()), SERVER_IP, SERVER_PORT);
+    let flags = Arc::new(PreemptFlags::new(workers));
     let dispatcher = Dispatcher::new(
         &options,
         scheduler,
@@ -50,9 +58,9 @@ fn stepped_with(options: ServerOptions) -> (Steps, Client, WorkerEnds) {
         WireTypeClassifier,
         job_tx,
         done_rx,
-        Arc::new(PreemptFlags::new(workers)),
+        Arc::clone(&flags),
     );
-    (dispatcher, client, (job_rx, done_tx))
+    (dispatcher, client, (job_rx, done_tx), flags)
 }
 
 fn done(job: &Job<PoolBuf>) -> Notice<PoolBuf> {
@@ -332,4 +340,47 @@ fn depth_2_keeps_the_next_job_in_each_workers_ring() {
         (5, 3)
     );
     assert_eq!((report.in_flight_lost, report.spurious_completions), (0, 0));
+}
+
+/// `darc-ts` on 2 workers (SHORT reserves worker 0, LONG worker 1): a LONG lent SHORT's worker
+/// is flagged at its quantum while a SHORT waits, and finishes before it sees the flag; the
+/// SHORT then dispatched to that worker runs to completion: the stale flag is cleared first.
+#[test]
+fn darc_ts_clears_a_stale_preempt_flag_before_a_run_to_completion_job() {
+    let policy = Policy::DarcTs(psp_scheduler::DarcTsParams {
+        darc: psp_scheduler::DarcParams {
+            dynamic: false,
+            ..psp_scheduler::DarcParams::default()
+        },
+        ..psp_scheduler::DarcTsParams::default()
+    });
+    let quantum_ns = policy.time_sharing().expect("preemptive").quantum_ns;
+    let (mut d, mut client, (mut jobs, mut completions), flags) =
+        stepped_with_flags(options(policy, 2));
+    client.send(&[(0, 2), (1, 2)]);
+    assert_eq!(d.step_receive(1_000, false), Some(true));
+    assert!(d.step_dispatch(1_000, true));
+    let own = jobs[1].pop().expect("LONG 0 on its own worker");
+    let lent = jobs[0].pop().expect("LONG 1 on SHORT's idle worker");
+    assert_eq!((own.request.req_id, lent.request.req_id), (0, 1));
+    flags.started(0, 1_000);
+    flags.started(1, 1_000);
+    client.send(&[(2, 1)]);
+    assert_eq!(d.step_receive(2_000, false), Some(true));
+    d.step_dispatch(2_000, true);
+    assert!(jobs[0].pop().is_none(), "the SHORT waits for its worker");
+    // Past the quantum with a request waiting: the lent worker's flag is set, not the other's.
+    let late_ns = 1_000 + quantum_ns + 1;
+    d.step_dispatch(late_ns, false);
+    assert!(flags.flag(0).load(std::sync::atomic::Ordering::Acquire));
+    assert!(!flags.flag(1).load(std::sync::atomic::Ordering::Acquire));
+    // The LONG finished just before it would have seen the flag.
+    assert!(completions[0].push(done(&lent)).is_ok());
+    d.step_dispatch(late_ns + 100, false);
+    let short = jobs[0].pop().expect("the SHORT on its reserved worker");
+    assert_eq!(short.request.req_id, 2);
+    assert!(
+        !flags.flag(0).load(std::sync::atomic::Ordering::Acquire),
+        "a run-to-completion job must not find the flag set"
+    );
 }

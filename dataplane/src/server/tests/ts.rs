@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use super::*;
 use crate::app::{Outcome, Resume, SpinApp, PREEMPT_CHECK_NS};
 use crate::clock::Clock;
-use psp_scheduler::TimeSharingParams;
+use psp_scheduler::{DarcParams, DarcTsParams, TimeSharingParams};
 
 /// Per request id: the length of each slice the application ran, ns.
 type SliceLog = Arc<Mutex<HashMap<u32, Vec<u64>>>>;
@@ -323,4 +323,108 @@ fn ts_drain_timeout_counts_preempted_requests_once() {
     assert!(late <= report.responses_sent(), "{late}: {report}");
     assert_eq!(d.per_type[1].arrivals, 10, "{report}");
     assert_eq!(d.final_queued, d.abandoned_at_shutdown, "{report}");
+}
+
+/// `darc-ts` from the configured means (oracle DARC) on 2 workers with `quantum_ns`: SHORT
+/// reserves worker 0, LONG worker 1 (the spillway); worker 0 is lent to LONG a quantum at a
+/// time while it has nothing of SHORT's to run.
+fn darc_ts_options(quantum_ns: u64) -> ServerOptions {
+    options(
+        Policy::DarcTs(DarcTsParams {
+            darc: DarcParams {
+                dynamic: false,
+                ..DarcParams::default()
+            },
+            ts: TimeSharingParams {
+                quantum_ns,
+                ..TimeSharingParams::default()
+            },
+            slice_all: false,
+        }),
+        2,
+    )
+}
+
+/// Live `darc-ts`: LONG requests borrow SHORT's idle worker one quantum at a time and are
+/// preempted there when something waits; SHORT's requests run to completion (never
+/// preempted: a flag left set by a slice that ended as it was flagged is cleared before
+/// them); every request answered once, every preempted one resumed.
+#[test]
+fn darc_ts_lends_shorts_worker_to_long_requests_live() {
+    let app = SpinApp::with_clock(Clock::start(), crate::app::spin::DEFAULT_MAX_RUN_NS);
+    let requests = disp2_burst(30);
+    let mut attempts = 0;
+    let (got, report) = loop {
+        attempts += 1;
+        let mut run = start_apps(darc_ts_options(5_000), app.clone());
+        let frames = requests
+            .iter()
+            .map(|&(id, ty, run_ns)| run.client.request_frame_running(id, ty, run_ns))
+            .collect();
+        run.client.send_frames(frames);
+        let mut got = run.client.collect(requests.len());
+        got.extend(run.client.collect_until(1, QUIET_PERIOD));
+        let (_, report) = run.stop();
+        // Preemption needs the dispatcher to run while a worker spins (see the `ts` test).
+        if report.dispatcher.per_type[1].preempted > 0 || attempts == BURST_ATTEMPTS {
+            break (got, report);
+        }
+    };
+    let mut answered: HashMap<u32, u32> = HashMap::new();
+    for (_, response) in &got {
+        *answered.entry(response.req_id).or_default() += 1;
+    }
+    assert_eq!(got.len(), requests.len(), "{report}");
+    assert!(answered.values().all(|&n| n == 1), "{answered:?}");
+    assert_eq!(report.total_drops(), 0, "{report}");
+    let d = &report.dispatcher;
+    assert!(
+        d.per_type[1].preempted > 0,
+        "LONG never preempted: {report}"
+    );
+    assert_eq!(
+        d.per_type[0].preempted, 0,
+        "a SHORT was preempted: {report}"
+    );
+    assert_eq!(d.preemptions, d.per_type[1].preempted);
+    assert_eq!(
+        d.resumed, d.preemptions,
+        "every preempted request ran again"
+    );
+    assert_eq!(d.dispatched, requests.len() as u64);
+    assert_eq!(d.completed, requests.len() as u64);
+    assert_eq!(d.lost_tokens + d.spurious_completions, 0, "{report}");
+    // Only the borrowed worker (SHORT's, 0) preempts: LONG runs to completion on its own.
+    assert_eq!(report.workers[1].preempted_slices, 0, "{report}");
+    assert_eq!(
+        report.workers[0].preempted_slices, d.preemptions,
+        "{report}"
+    );
+    eprintln!(
+        "darc-ts live: {} preemptions in {attempts} attempt(s)",
+        d.preemptions
+    );
+}
+
+#[test]
+fn darc_ts_refuses_bad_quanta_and_unpreemptible_apps() {
+    let err = Server::new(darc_ts_options(0)).expect_err("bad quantum");
+    assert!(err.to_string().contains("ts.quantum_ns"), "{err}");
+    let run = start_apps(darc_ts_options(5_000), crate::app::EchoApp);
+    let err = run
+        .server
+        .join()
+        .expect("server thread")
+        .expect_err("echo under darc-ts");
+    run.shutdown.store(true, Ordering::Release);
+    assert!(
+        matches!(
+            err,
+            ServerError::NotPreemptible {
+                policy: "darc-ts",
+                app: "echo"
+            }
+        ),
+        "{err}"
+    );
 }
