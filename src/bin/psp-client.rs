@@ -718,9 +718,8 @@ fn run_dpdk(
     out_dir: Option<&Path>,
 ) -> Result<RunOutcome> {
     use std::cell::RefCell;
-    use std::sync::atomic::AtomicBool;
 
-    use psp::dpdk::{Device, DeviceConfig, PortConfig};
+    use psp::dpdk::Device;
 
     let config = config.context("--transport dpdk needs --config-path with network.eal_init")?;
     // Threads over DPDK: each its own TX queue, the RX queues shared (docs/design.md §5.2); a
@@ -748,39 +747,7 @@ fn run_dpdk(
         .bind
         .or_else(|| config.net_workers.first().copied())
         .context("--transport dpdk needs net_workers[0] (this client's IP and port) or --bind")?;
-    let rx_queues = dpdk_rx_queues(args);
-    // memif pairs queue i with the peer's queue i, and its server side refuses more client TX
-    // rings than it has RX queues (psp-app: psp.rx_queues, default 1): one TX queue per
-    // thread, 1 + workers RX queues.
-    let mut port_config = PortConfig::server(config.device_id, 0);
-    port_config.rx_queues = rx_queues;
-    port_config.tx_queues = u16::try_from(threads).context("--threads")?;
-    let device = Device::open(&DeviceConfig {
-        eal_args: &config.eal_init,
-        prefix_stem: "psp-client",
-        pool_name: "psp_client_mbufs",
-        port: port_config,
-    })?;
-    eprintln!(
-        "psp-client: DPDK port {} with {rx_queues} RX queue(s); waiting for the link",
-        config.device_id
-    );
-    device
-        .wait_link(
-            Duration::from_secs_f64(args.link_timeout_s),
-            &AtomicBool::new(false),
-        )
-        .with_context(|| {
-            if threads > 1 {
-                format!(
-                    "waiting for the DPDK link (is the server running, with psp.rx_queues ≥ \
-                     {threads}? a memif server refuses more client TX rings than its RX queues; \
-                     --threads 1 needs one)"
-                )
-            } else {
-                "waiting for the DPDK link (is the server running?)".to_string()
-            }
-        })?;
+    let device = open_dpdk(args, config, threads)?;
     let Device { mut port, eal } = device;
     eprintln!("psp-client: link up; sending to {:?}", args.ip);
     // memif and ring do not filter by MAC: network.mac, when given, is what we send from.
@@ -820,6 +787,50 @@ fn run_dpdk(
     drop(port);
     drop(eal);
     Ok(outcome)
+}
+
+/// Opens the DPDK port of `config` with `threads` TX queues and the RX queues to poll, and
+/// waits for its link.
+#[cfg(feature = "dpdk")]
+fn open_dpdk(args: &Args, config: &ClientConfig, threads: usize) -> Result<psp::dpdk::Device> {
+    use std::sync::atomic::AtomicBool;
+
+    use psp::dpdk::{Device, DeviceConfig, PortConfig};
+
+    let rx_queues = dpdk_rx_queues(args);
+    // memif pairs queue i with the peer's queue i, and its server side refuses more client TX
+    // rings than it has RX queues (psp-app: psp.rx_queues, default 1): one TX queue per
+    // thread, 1 + workers RX queues.
+    let mut port_config = PortConfig::server(config.device_id, 0);
+    port_config.rx_queues = rx_queues;
+    port_config.tx_queues = u16::try_from(threads).context("--threads")?;
+    let device = Device::open(&DeviceConfig {
+        eal_args: &config.eal_init,
+        prefix_stem: "psp-client",
+        pool_name: "psp_client_mbufs",
+        port: port_config,
+    })?;
+    eprintln!(
+        "psp-client: DPDK port {} with {rx_queues} RX queue(s); waiting for the link",
+        config.device_id
+    );
+    device
+        .wait_link(
+            Duration::from_secs_f64(args.link_timeout_s),
+            &AtomicBool::new(false),
+        )
+        .with_context(|| {
+            if threads > 1 {
+                format!(
+                    "waiting for the DPDK link (is the server running, with psp.rx_queues ≥ \
+                     {threads}? a memif server refuses more client TX rings than its RX queues; \
+                     --threads 1 needs one)"
+                )
+            } else {
+                "waiting for the DPDK link (is the server running?)".to_string()
+            }
+        })?;
+    Ok(device)
 }
 
 /// The RX queues to poll over DPDK: `--rx-queues`, else 1 + `--workers` (a Perséphone server
