@@ -487,11 +487,13 @@ mod server {
             pool_name: "psp_mbufs",
             port: port_config,
         })?;
+        let tx_queues = device.port.tx_queue_count();
         eprintln!(
-            "psp-app: DPDK port {} started ({} RX, {} TX queues); waiting for the link",
+            "psp-app: DPDK port {} started ({} RX, {tx_queues} TX queues: the dispatcher's and one \
+             per worker; a memif client polls them all with psp-client --workers {workers}, or \
+             misses the answers on those it does not poll); waiting for the link",
             config.device_id,
             device.port.rx_queue_count(),
-            device.port.tx_queue_count()
         );
         if !device
             .wait_link(LINK_TIMEOUT, stop)
