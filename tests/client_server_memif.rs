@@ -268,7 +268,7 @@ fn two_client_threads_over_memif_share_the_rx_queues() {
     let stderr = client.stderr_text();
     assert!(stderr.contains("2 threads over DPDK"), "{stderr}");
     assert!(
-        server.stderr_text().contains("(2 RX, 3 TX queues)"),
+        server.stderr_text().contains("(2 RX, 3 TX queues"),
         "{}",
         server.stderr_text()
     );
