@@ -66,6 +66,8 @@ pub struct ServerSpec<'a> {
     pub log_dir: &'a Path,
     /// DARC's profiling samples (DARC policies only).
     pub darc_samples: u64,
+    /// DARC's rounding hysteresis, workers (DARC policies only).
+    pub darc_rounding_hysteresis: f64,
 }
 
 /// The server YAML.
@@ -108,7 +110,10 @@ pub fn server_yaml(spec: &ServerSpec<'_>) -> String {
         spec.policy
     );
     if spec.policy.starts_with("darc") {
-        yaml += &format!("  darc: {{samples_needed: {}}}\n", spec.darc_samples);
+        yaml += &format!(
+            "  darc: {{samples_needed: {}, rounding_hysteresis: {}}}\n",
+            spec.darc_samples, spec.darc_rounding_hysteresis
+        );
     }
     yaml
 }
@@ -157,6 +162,7 @@ mod tests {
                 socket: Path::new("/tmp/it's here/memif.sock"),
                 log_dir: Path::new("/tmp/logs"),
                 darc_samples: 5000,
+                darc_rounding_hysteresis: 0.0,
             });
             let config =
                 ServerConfig::from_yaml_str(&yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}"));

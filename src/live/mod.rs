@@ -23,7 +23,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use psp_client::sweep::parse_load_range;
 use psp_scheduler::{DarcParams, Policy, Registry};
@@ -93,6 +93,10 @@ pub struct LiveArgs {
     /// DARC's profiling samples before its first plan (the original's 50 000).
     #[arg(long, default_value_t = DarcParams::default().samples_needed)]
     pub darc_samples: u64,
+    /// DARC's rounding hysteresis, in workers (`psp.darc.rounding_hysteresis`; 0, the
+    /// original: every crossing of the rounding cut re-plans).
+    #[arg(long, default_value_t = DarcParams::default().rounding_hysteresis)]
+    pub darc_rounding_hysteresis: f64,
     /// Seconds of warm-up at load 0.5 before each sweep (default: enough for DARC's samples).
     #[arg(long)]
     pub warmup_s: Option<f64>,
@@ -126,7 +130,7 @@ fn finite_positive(flag: &str, value: f64) -> Result<f64> {
     }
 }
 
-fn parse_policies(text: &str, darc_samples: u64) -> Result<Vec<Policy>> {
+fn parse_policies(text: &str, args: &LiveArgs) -> Result<Vec<Policy>> {
     parse_policy_names(&Registry::builtin(), text)?
         .into_iter()
         .map(|policy| {
@@ -135,7 +139,11 @@ fn parse_policies(text: &str, darc_samples: u64) -> Result<Vec<Policy>> {
             }
             let mut policy = policy;
             if let Some(params) = policy.darc_params_mut() {
-                params.samples_needed = darc_samples;
+                params.samples_needed = args.darc_samples;
+                params.rounding_hysteresis = args.darc_rounding_hysteresis;
+                params
+                    .validate()
+                    .map_err(|e| anyhow!("--darc-rounding-hysteresis: {e}"))?;
             }
             Ok(policy)
         })
@@ -156,7 +164,7 @@ fn binary(dir: &Path, name: &str) -> Result<PathBuf> {
 fn plan(args: &LiveArgs) -> Result<Plan> {
     let workload = Workload::from_path(&args.workload)
         .with_context(|| format!("--workload {}", args.workload.display()))?;
-    let policies = parse_policies(&args.policies, args.darc_samples)?;
+    let policies = parse_policies(&args.policies, args)?;
     let loads = parse_load_range(&args.load).with_context(|| format!("--load {}", args.load))?;
     finite_positive("--duration", args.duration)?;
     finite_positive("--slo", args.slo)?;
@@ -261,6 +269,7 @@ impl PolicyProcesses<'_> {
                 socket: &self.socket,
                 log_dir: &logs,
                 darc_samples: self.args.darc_samples,
+                darc_rounding_hysteresis: self.args.darc_rounding_hysteresis,
             }),
         )?;
         std::fs::write(
