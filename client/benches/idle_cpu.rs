@@ -9,7 +9,8 @@
 //! system time (`cpu-time`'s `ThreadTime`), wall is the run's, drain included.
 //!
 //! Run: `cargo bench -p psp-client --bench idle_cpu` (optionally `-- RATE_RPS SECONDS`,
-//! default 10000 and 3).
+//! default 10000 and 3, and words that pick rows: `udp`, `memory`, `spin`, `yield`, `sleep`;
+//! e.g. `-- udp yield` to profile one row).
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,11 +36,23 @@ const ECHO_LIMIT: Duration = Duration::from_secs(120);
 const RESPONSE_LEN: usize = 12;
 
 fn main() {
-    let mut numbers = std::env::args()
-        .skip(1)
-        .filter_map(|a| a.parse::<f64>().ok());
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut numbers = args.iter().filter_map(|a| a.parse::<f64>().ok());
     let rate_rps = numbers.next().unwrap_or(DEFAULT_RATE_RPS);
     let run_s = numbers.next().unwrap_or(DEFAULT_RUN_S);
+    // Words pick rows (cargo bench passes `--bench`, which picks nothing).
+    let words: Vec<&str> = args
+        .iter()
+        .map(String::as_str)
+        .filter(|a| a.parse::<f64>().is_err() && !a.starts_with('-'))
+        .collect();
+    let picked = |port: &str, policy: IdlePolicy| {
+        let policy = policy_name(policy);
+        let ports = ["udp", "memory"];
+        let policies = ["spin", "yield", "sleep"];
+        (!words.iter().any(|w| ports.contains(w)) || words.contains(&port))
+            && (!words.iter().any(|w| policies.contains(w)) || words.contains(&policy.as_str()))
+    };
     let workload = Workload::from_yaml_str(
         "idle_cpu",
         &format!(
@@ -49,13 +62,37 @@ fn main() {
     )
     .expect("workload");
     println!("idle_cpu: {rate_rps} rps for {run_s} s; CPU = engine thread user+sys / wall");
-    println!("port     idle   cpu_share  sent   received  send_lag_p50_us  send_lag_p99_us  latency_p50_us  latency_p99_us");
+    println!("port     idle   cpu_share  sent   received  waits_per_req     send_lag_p50_us  send_lag_p99_us  latency_p50_us  latency_p99_us");
     for policy in [IdlePolicy::Spin, IdlePolicy::Yield, IdlePolicy::Sleep] {
-        udp_point(&workload, rate_rps, policy);
+        if picked("udp", policy) {
+            udp_point(&workload, rate_rps, policy);
+        }
     }
     for policy in [IdlePolicy::Spin, IdlePolicy::Yield, IdlePolicy::Sleep] {
-        memory_point(&workload, rate_rps, policy);
+        if picked("memory", policy) {
+            memory_point(&workload, rate_rps, policy);
+        }
     }
+}
+
+/// Voluntary context switches of the calling thread so far: its waits that blocked (on the
+/// 2-core VM each costs some 30 µs of the thread's CPU time); 0 where
+/// `/proc/thread-self/status` cannot be read.
+fn context_switches() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/status")
+        .map(|status| {
+            status
+                .lines()
+                .filter(|l| l.starts_with(std::env::var("CTX").as_deref().unwrap_or("voluntary_ctxt_switches:")))
+                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// The policy as its command-line word.
+fn policy_name(policy: IdlePolicy) -> String {
+    format!("{policy:?}").to_lowercase()
 }
 
 /// Runs `workload` over `port` with `config` on this thread and prints its line.
@@ -66,19 +103,22 @@ fn measure<P: Port>(
     rate_rps: f64,
     config: &EngineConfig,
 ) {
+    let switches = context_switches();
     let cpu = ThreadTime::now();
     let wall = Instant::now();
     let r = engine::run(port, workload, &[rate_rps], config, None).expect("run");
     let cpu_s = cpu.elapsed().as_secs_f64();
+    let switches = context_switches().saturating_sub(switches);
     let wall_s = wall.elapsed().as_secs_f64();
     let lag = psp_client::report::percentiles(&r.send_lag_ns, 0, 1.0);
     let latency = r.stats.latency();
     println!(
-        "{label:<8} {:<6} {:>8.1} %  {:>6} {:>9} {:>16.1} {:>16.1} {:>15.1} {:>15.1}",
-        format!("{:?}", config.idle).to_lowercase(),
+        "{label:<8} {:<6} {:>8.1} %  {:>6} {:>9} {:>17.2} {:>16.1} {:>16.1} {:>15.1} {:>15.1}",
+        policy_name(config.idle),
         100.0 * cpu_s / wall_s,
         r.counters.sent,
         r.counters.received,
+        switches as f64 / r.counters.sent.max(1) as f64,
         lag.p50 / 1e3,
         lag.p99 / 1e3,
         latency.p50 / 1e3,
@@ -95,17 +135,20 @@ fn udp_point(workload: &Workload, rate_rps: f64, policy: IdlePolicy) {
     };
     let stop = Arc::new(AtomicBool::new(false));
     let echo_stop = Arc::clone(&stop);
-    let echo_thread = thread::spawn(move || {
-        let started = Instant::now();
-        let mut buf = [0u8; 2048];
-        while !echo_stop.load(Ordering::Relaxed) && started.elapsed() < ECHO_LIMIT {
-            if let Ok((n, from)) = echo.recv_from(&mut buf) {
-                if n >= RESPONSE_LEN {
-                    let _ = echo.send_to(&buf[..RESPONSE_LEN], from);
+    let echo_thread = thread::Builder::new()
+        .name("echo".into())
+        .spawn(move || {
+            let started = Instant::now();
+            let mut buf = [0u8; 2048];
+            while !echo_stop.load(Ordering::Relaxed) && started.elapsed() < ECHO_LIMIT {
+                if let Ok((n, from)) = echo.recv_from(&mut buf) {
+                    if n >= RESPONSE_LEN {
+                        let _ = echo.send_to(&buf[..RESPONSE_LEN], from);
+                    }
                 }
             }
-        }
-    });
+        })
+        .expect("echo thread");
     let mut port = UdpPort::bind(&UdpPortConfig::new(
         SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0),
         1,
@@ -130,23 +173,26 @@ fn memory_point(workload: &Workload, rate_rps: f64, policy: IdlePolicy) {
     let mut rx = server.take_rx(0).expect("rx");
     // Answers on queue 1, like a Perséphone worker over memif.
     let mut tx = server.take_tx(1).expect("tx");
-    let echo_thread = thread::spawn(move || {
-        let started = Instant::now();
-        let mut bufs = Vec::with_capacity(64);
-        while !echo_stop.load(Ordering::Relaxed) && started.elapsed() < ECHO_LIMIT {
-            if rx.rx_burst(&mut bufs, 64) == 0 {
-                thread::sleep(Duration::from_micros(20));
-                continue;
+    let echo_thread = thread::Builder::new()
+        .name("echo".into())
+        .spawn(move || {
+            let started = Instant::now();
+            let mut bufs = Vec::with_capacity(64);
+            while !echo_stop.load(Ordering::Relaxed) && started.elapsed() < ECHO_LIMIT {
+                if rx.rx_burst(&mut bufs, 64) == 0 {
+                    thread::sleep(Duration::from_micros(20));
+                    continue;
+                }
+                for buf in bufs.iter_mut() {
+                    let len = wire::build_response_in_place(buf.data_mut());
+                    buf.set_len(len).expect("response fits");
+                }
+                while !bufs.is_empty() {
+                    tx.tx_burst(&mut bufs);
+                }
             }
-            for buf in bufs.iter_mut() {
-                let len = wire::build_response_in_place(buf.data_mut());
-                buf.set_len(len).expect("response fits");
-            }
-            while !bufs.is_empty() {
-                tx.tx_burst(&mut bufs);
-            }
-        }
-    });
+        })
+        .expect("echo thread");
     let mut config = EngineConfig::new(client_addr, vec![server_addr]);
     config.idle = policy;
     measure("memory", &mut client, workload, rate_rps, &config);
