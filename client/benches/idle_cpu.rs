@@ -62,7 +62,7 @@ fn main() {
     )
     .expect("workload");
     println!("idle_cpu: {rate_rps} rps for {run_s} s; CPU = engine thread user+sys / wall");
-    println!("port     idle   cpu_share  sent   received  waits_per_req     send_lag_p50_us  send_lag_p99_us  latency_p50_us  latency_p99_us");
+    println!("port     idle   cpu_share  sent   received  waits/req  preempted/req  send_lag_p50_us  send_lag_p99_us  latency_p50_us  latency_p99_us");
     for policy in [IdlePolicy::Spin, IdlePolicy::Yield, IdlePolicy::Sleep] {
         if picked("udp", policy) {
             udp_point(&workload, rate_rps, policy);
@@ -75,15 +75,23 @@ fn main() {
     }
 }
 
-/// Voluntary context switches of the calling thread so far: its waits that blocked (on the
-/// 2-core VM each costs some 30 µs of the thread's CPU time); 0 where
-/// `/proc/thread-self/status` cannot be read.
-fn context_switches() -> u64 {
+/// Context switches of the calling thread so far, as `(voluntary, involuntary)`: its waits
+/// that blocked, and the times another thread took its core (on the 2-core VM each costs
+/// some 10–30 µs of the thread's CPU time); 0 where `/proc/thread-self/status` cannot be read.
+fn context_switches() -> (u64, u64) {
+    (
+        switches_of_kind("voluntary_ctxt_switches:"),
+        switches_of_kind("nonvoluntary_ctxt_switches:"),
+    )
+}
+
+/// The `kind` line of `/proc/thread-self/status`.
+fn switches_of_kind(kind: &str) -> u64 {
     std::fs::read_to_string("/proc/thread-self/status")
         .map(|status| {
             status
                 .lines()
-                .filter(|l| l.starts_with(std::env::var("CTX").as_deref().unwrap_or("voluntary_ctxt_switches:")))
+                .filter(|l| l.starts_with(kind))
                 .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
                 .sum()
         })
@@ -108,17 +116,19 @@ fn measure<P: Port>(
     let wall = Instant::now();
     let r = engine::run(port, workload, &[rate_rps], config, None).expect("run");
     let cpu_s = cpu.elapsed().as_secs_f64();
-    let switches = context_switches().saturating_sub(switches);
     let wall_s = wall.elapsed().as_secs_f64();
+    let (waits, preempted) = context_switches();
+    let per_request = |n: u64| n as f64 / r.counters.sent.max(1) as f64;
     let lag = psp_client::report::percentiles(&r.send_lag_ns, 0, 1.0);
     let latency = r.stats.latency();
     println!(
-        "{label:<8} {:<6} {:>8.1} %  {:>6} {:>9} {:>17.2} {:>16.1} {:>16.1} {:>15.1} {:>15.1}",
+        "{label:<8} {:<6} {:>8.1} %  {:>6} {:>9} {:>9.2} {:>13.2} {:>16.1} {:>16.1} {:>15.1} {:>15.1}",
         policy_name(config.idle),
         100.0 * cpu_s / wall_s,
         r.counters.sent,
         r.counters.received,
-        switches as f64 / r.counters.sent.max(1) as f64,
+        per_request(waits.saturating_sub(switches.0)),
+        per_request(preempted.saturating_sub(switches.1)),
         lag.p50 / 1e3,
         lag.p99 / 1e3,
         latency.p50 / 1e3,
