@@ -11,11 +11,13 @@
 //! 3. The loop polls every RX queue (over memif the server answers on `1 + workers` queues:
 //!    memif pairs queue i with queue i), then sends every request whose intended time has come, in bursts of up to
 //!    [`TX_BURST`]. It never waits for a response (open loop). When the last poll found nothing
-//!    and the next send is further away than the wake-up margin plus [`IDLE_MIN_SLEEP_NS`], it
-//!    gives the core back until then less the margin — learnt from how late its timed waits
-//!    wake up ([`Idler`]) — and polls the rest, so on a 2-core box it does not starve the server
-//!    ([`IdlePolicy`]: spin, yield — the default, which a response wakes where the port can wait
-//!    for packets — or sleep).
+//!    and the next send is further away than its timed waits wake up late plus
+//!    [`IDLE_MIN_SLEEP_NS`], it gives the core back until then less a wake-up margin — both
+//!    learnt from the waits themselves ([`Idler`]) — and polls the rest, so on a 2-core box it
+//!    does not starve the server ([`IdlePolicy`]: spin, yield — the default, which a response
+//!    wakes where the port can wait for packets — or sleep). A shorter gap is spun: a wait
+//!    could not end in time for it, and on a VM, where a wait wakes some 30 µs late, it costs
+//!    about that much CPU time too.
 //! 4. After the last phase it drains responses until none is outstanding or
 //!    [`EngineConfig::drain_timeout_ns`] passes; whatever is still outstanding is then given up
 //!    on, and the engine listens [`EngineConfig::late_listen_ns`] more for *late* answers.
@@ -75,25 +77,32 @@ pub const RX_BURST: usize = 32;
 pub const TX_BURST: usize = 32;
 /// Shortest wait worth giving the core back for: an idle engine ([`IdlePolicy::Yield`] or
 /// [`IdlePolicy::Sleep`]) waits after a poll that received nothing when the next send is
-/// further away than the wake-up margin plus this (three busy pollers on two cores need idle
-/// backoff: measured on a 2-core VM).
+/// further away than its timed waits wake up late (learnt, at most [`IDLE_SPIN_MAX_NS`]) plus
+/// this (three busy pollers on two cores need idle backoff: measured on a 2-core VM).
 pub const IDLE_MIN_SLEEP_NS: u64 = 3_000;
-/// First guess of how late a timed wait wakes up (the engine wakes this much before a send and
-/// polls the rest); [`Idler`] then learns it from the waits themselves, between
-/// [`IDLE_WAKE_MARGIN_MIN_NS`] and [`IDLE_WAKE_MARGIN_MAX_NS`] (a few µs on bare metal once
-/// the timer slack is [`IDLE_TIMER_SLACK_NS`]; about 30 µs on the 2-core VM, where idle sends
-/// then leave some 20 µs late: the send-lag histogram shows it, and latency is still measured
-/// from the intended send time).
+/// First guess of how late a timed wait wakes up; [`Idler`] then learns it from the waits
+/// themselves, between [`IDLE_WAKE_MARGIN_MIN_NS`] and [`IDLE_SPIN_MAX_NS`] (a few µs on bare
+/// metal once the timer slack is [`IDLE_TIMER_SLACK_NS`]; some 30–40 µs on the 2-core VM). The
+/// engine wakes that much before a send (at most [`IDLE_WAKE_MARGIN_MAX_NS`]) and polls the
+/// rest; on the VM idle sends then leave some 20–30 µs late: the send-lag histogram shows it,
+/// and latency is still measured from the intended send time.
 pub const IDLE_WAKE_MARGIN_NS: u64 = 10_000;
-/// Smallest learnt wake-up margin.
+/// Smallest learnt wake-up lateness (and margin).
 pub const IDLE_WAKE_MARGIN_MIN_NS: u64 = 2_000;
-/// Largest learnt wake-up margin: beyond it, sends leave late rather than the core spinning
-/// (issue #12: `--idle yield` at 10 krps under 30 % of a core on the 2-core VM, where a 30 µs
-/// margin costs about half a core; and on a loaded machine wake-ups are late because the cores
-/// are busy, which spinning longer would make worse). `benches/idle_cpu.rs` measures it.
+/// Largest wake-up margin: beyond it, sends leave late rather than the core spinning (issue
+/// #12: `--idle yield` at 10 krps under 30 % of a core on the 2-core VM, where a 30 µs margin
+/// costs about half a core; and on a loaded machine wake-ups are late because the cores are
+/// busy, which spinning longer would make worse). `benches/idle_cpu.rs` measures it.
 pub const IDLE_WAKE_MARGIN_MAX_NS: u64 = 10_000;
-/// How much one timed wait moves the learnt margin towards the median wake-up lateness.
+/// How much one timed wait moves the learnt lateness towards its median.
 pub const IDLE_WAKE_MARGIN_STEP_NS: u64 = 500;
+/// Longest learnt wake-up lateness, which is also the longest gap between sends (less
+/// [`IDLE_MIN_SLEEP_NS`]) an idle engine spins through rather than waits for: a wait could not
+/// end in time for it. On the 2-core VM a timed wait wakes some 30–40 µs late and costs the
+/// thread nearly as much CPU time (`benches/idle_cpu.rs`: at 10 krps spinning such gaps saves
+/// about a tenth of the waits and sends them on time); the cap keeps a loaded machine, where
+/// wake-ups are late because the cores are busy, from making the engine spin more.
+pub const IDLE_SPIN_MAX_NS: u64 = 40_000;
 /// Timer slack of the engine's thread while it runs with an idle policy (Linux's default is
 /// 50 µs, which would make every timed wait that much late).
 pub const IDLE_TIMER_SLACK_NS: u64 = 1_000;
@@ -143,8 +152,9 @@ const NS_PER_S: f64 = 1e9;
 pub enum IdlePolicy {
     /// Busy-poll: for a core of its own.
     Spin,
-    /// When the last poll found nothing and the next send is more than [`IDLE_MIN_GAP_NS`]
-    /// away, give the core back until then or until a response arrives, where the port can wait
+    /// When the last poll found nothing and the next send is further away than a timed wait
+    /// wakes up late plus [`IDLE_MIN_SLEEP_NS`] ([`IDLE_SPIN_MAX_NS`]), give the core back until
+    /// then or until a response arrives, where the port can wait
     /// for packets (one kernel socket: responses keep exact receive times); on polled devices
     /// (DPDK) nap at most [`IDLE_NAP_MAX_NS`] at a time while requests are in flight (the
     /// default).
@@ -1195,6 +1205,7 @@ impl<P: Port> IoLoop<'_, P> {
         if let Some(next_send_ns) = machine.poll_timeout().filter(|&t| now < t) {
             return self.idler.idle(
                 &self.clock,
+                now,
                 next_send_ns,
                 machine.outstanding(),
                 received,
@@ -1333,45 +1344,57 @@ impl Drop for TimerSlack {
     }
 }
 
-/// Gives the core back between sends as its [`IdlePolicy`] says, waking a learnt margin before
-/// the next send: the margin follows the median of how late timed waits wake up (one
-/// [`IDLE_WAKE_MARGIN_STEP_NS`] up after a later wake-up, one down after an earlier one, so
-/// outliers move it no more than any other wait).
+/// Gives the core back between sends as its [`IdlePolicy`] says. It learns how late timed
+/// waits wake up, as the median of the lateness (one [`IDLE_WAKE_MARGIN_STEP_NS`] up after a
+/// later wake-up, one down after an earlier one, so outliers move it no more than any other
+/// wait): it wakes that much before a send (at most [`IDLE_WAKE_MARGIN_MAX_NS`]), and it does
+/// not wait for a gap shorter than the lateness (at most [`IDLE_SPIN_MAX_NS`]) plus
+/// [`IDLE_MIN_SLEEP_NS`], which it could not wake up in time for anyway: where waking up is
+/// slow it is also dear, and spinning such a gap costs less CPU than the wait and sends on time.
 struct Idler {
     policy: IdlePolicy,
-    margin_ns: u64,
+    /// Learnt median wake-up lateness, between [`IDLE_WAKE_MARGIN_MIN_NS`] and
+    /// [`IDLE_SPIN_MAX_NS`].
+    late_ns: u64,
 }
 
 impl Idler {
     fn new(policy: IdlePolicy) -> Self {
         Self {
             policy,
-            margin_ns: IDLE_WAKE_MARGIN_NS,
+            late_ns: IDLE_WAKE_MARGIN_NS,
         }
     }
 
-    /// Waits, if worth it, after a poll at `now` that received `received` frames with
-    /// `outstanding` requests in flight, when the next send is meant for `next_send_ns`.
+    /// How long before a send a timed wait ends.
+    fn margin_ns(&self) -> u64 {
+        self.late_ns.min(IDLE_WAKE_MARGIN_MAX_NS)
+    }
+
+    /// The shortest gap worth a wait.
+    fn min_wait_gap_ns(&self) -> u64 {
+        self.late_ns + IDLE_MIN_SLEEP_NS
+    }
+
+    /// Waits, if worth it, after a poll that received `received` frames with `outstanding`
+    /// requests in flight, when it is `now` and the next send is meant for `next_send_ns`.
     /// Returns whether the next turn should poll: not after a wait on the socket that saw
     /// nothing arrive (one receive call saved per send).
     #[inline]
     fn idle<R: RxQueue>(
         &mut self,
         clock: &Clock,
+        now: u64,
         next_send_ns: u64,
         outstanding: usize,
         received: usize,
         rxs: &mut [R],
     ) -> bool {
-        let now = clock.now_ns();
         let gap_ns = next_send_ns.saturating_sub(now);
-        if self.policy == IdlePolicy::Spin
-            || received > 0
-            || gap_ns <= self.margin_ns + IDLE_MIN_SLEEP_NS
-        {
+        if self.policy == IdlePolicy::Spin || received > 0 || gap_ns <= self.min_wait_gap_ns() {
             return true;
         }
-        let wait_ns = (gap_ns - self.margin_ns).min(IDLE_WAIT_MAX_NS);
+        let wait_ns = (gap_ns - self.margin_ns()).min(IDLE_WAIT_MAX_NS);
         let (wait_ns, poll_next) = match self.policy {
             // One socket: a response wakes the wait, so its receive time stays exact.
             IdlePolicy::Yield => match wait_ready(rxs, wait_ns) {
@@ -1401,12 +1424,12 @@ impl Idler {
     }
 
     fn learn(&mut self, late_ns: u64) {
-        self.margin_ns = if late_ns > self.margin_ns {
-            self.margin_ns + IDLE_WAKE_MARGIN_STEP_NS
+        self.late_ns = if late_ns > self.late_ns {
+            self.late_ns + IDLE_WAKE_MARGIN_STEP_NS
         } else {
-            self.margin_ns.saturating_sub(IDLE_WAKE_MARGIN_STEP_NS)
+            self.late_ns.saturating_sub(IDLE_WAKE_MARGIN_STEP_NS)
         }
-        .clamp(IDLE_WAKE_MARGIN_MIN_NS, IDLE_WAKE_MARGIN_MAX_NS);
+        .clamp(IDLE_WAKE_MARGIN_MIN_NS, IDLE_SPIN_MAX_NS);
     }
 }
 
@@ -1430,25 +1453,42 @@ mod tests {
     }
 
     #[test]
-    fn idler_margin_follows_wake_up_lateness_within_bounds() {
+    fn idler_learns_wake_up_lateness_within_bounds() {
         let mut idler = Idler::new(IdlePolicy::Yield);
         // Wake-ups 6 µs late, with every third one a 5 ms outlier: the median is 6 µs.
         for i in 0..300 {
             idler.learn(if i % 3 == 2 { 5_000_000 } else { 6_000 });
         }
         assert!(
-            (5_000..=7_000).contains(&idler.margin_ns),
+            (5_000..=7_000).contains(&idler.late_ns),
             "{}",
-            idler.margin_ns
+            idler.late_ns
         );
+        assert_eq!(idler.margin_ns(), idler.late_ns);
+        assert_eq!(idler.min_wait_gap_ns(), idler.late_ns + IDLE_MIN_SLEEP_NS);
         for _ in 0..500 {
             idler.learn(1_000);
         }
-        assert_eq!(idler.margin_ns, IDLE_WAKE_MARGIN_MIN_NS);
-        for _ in 0..100 {
+        assert_eq!(idler.late_ns, IDLE_WAKE_MARGIN_MIN_NS);
+        assert_eq!(idler.margin_ns(), IDLE_WAKE_MARGIN_MIN_NS);
+        // Wake-ups 30 µs late (the 2-core VM): the margin stops at its cap (sends leave late
+        // rather than the engine spinning), gaps shorter than the lateness are spun.
+        for _ in 0..200 {
+            idler.learn(30_000);
+        }
+        assert!(
+            (29_500..=30_500).contains(&idler.late_ns),
+            "{}",
+            idler.late_ns
+        );
+        assert_eq!(idler.margin_ns(), IDLE_WAKE_MARGIN_MAX_NS);
+        assert!(idler.min_wait_gap_ns() > 30_000);
+        // A loaded machine: the spun gaps stop at their cap.
+        for _ in 0..200 {
             idler.learn(10_000_000);
         }
-        assert_eq!(idler.margin_ns, IDLE_WAKE_MARGIN_MAX_NS);
+        assert_eq!(idler.late_ns, IDLE_SPIN_MAX_NS);
+        assert_eq!(idler.margin_ns(), IDLE_WAKE_MARGIN_MAX_NS);
     }
 
     #[test]
