@@ -3,10 +3,15 @@
 //! 10 krps under 30 % of a core on the 2-core machine). Prints one line per (port, policy);
 //! not a criterion bench (each line is a whole open-loop run), and no timed assertion.
 //!
-//! Ports: kernel UDP on 127.0.0.1 against a blocking echo socket thread (a response wakes
-//! `yield`'s wait), and the in-memory pair with two RX queues against a polling echo thread
-//! (a polled device like DPDK memif: `yield` naps). CPU is the engine thread's own user +
-//! system time (`cpu-time`'s `ThreadTime`), wall is the run's, drain included.
+//! Ports: kernel UDP on 127.0.0.1 against a blocking echo socket thread (the kernel stamps
+//! arrivals, so `yield` sleeps until the next send like `sleep`), and the in-memory pair with
+//! two RX queues against a polling echo thread (a polled device like DPDK memif: `yield` naps
+//! while requests are in flight). CPU is the engine thread's own user + system time
+//! (`cpu-time`'s `ThreadTime`), wall is the run's, drain included. The context-switch columns
+//! explain it: on the 2-core VM each wait that blocks costs some 25–40 µs of the thread's CPU
+//! time (and wakes about as late), so at 10 krps (100 µs mean gap) the waits, not the system
+//! calls, are most of the CPU; `preempted` counts the UDP echo thread taking the engine's core
+//! when the engine's `sendto` wakes it.
 //!
 //! Run: `cargo bench -p psp-client --bench idle_cpu` (optionally `-- RATE_RPS SECONDS`,
 //! default 10000 and 3, and words that pick rows: `udp`, `memory`, `spin`, `yield`, `sleep`;

@@ -14,8 +14,8 @@
 //!    and the next send is further away than its timed waits wake up late plus
 //!    [`IDLE_MIN_SLEEP_NS`], it gives the core back until then less a wake-up margin — both
 //!    learnt from the waits themselves ([`Idler`]) — and polls the rest, so on a 2-core box it
-//!    does not starve the server ([`IdlePolicy`]: spin, yield — the default, which a response
-//!    wakes where the port can wait for packets — or sleep). A shorter gap is spun: a wait
+//!    does not starve the server ([`IdlePolicy`]: spin, yield — the default, which naps while
+//!    requests are in flight on a polled device — or sleep). A shorter gap is spun: a wait
 //!    could not end in time for it, and on a VM, where a wait wakes some 30 µs late, it costs
 //!    about that much CPU time too.
 //! 4. After the last phase it drains responses until none is outstanding or
@@ -27,8 +27,11 @@
 //!    no drain; the partial result says so ([`RunResult::stopped_early`]).
 //!
 //! ## Measurement
-//! - latency = receive time (one clock read per RX burst) − intended send time, so queueing in
-//!   the client itself is charged to the request (no coordinated omission);
+//! - latency = receive time − intended send time, so queueing in the client itself is charged
+//!   to the request (no coordinated omission). The receive time is the packet's arrival stamp
+//!   where the port gives one ([`RxQueue::stamp_arrivals`]: a kernel socket's
+//!   `SO_TIMESTAMPNS`, taken back to the run's clock per burst, `BurstTime`), else one clock
+//!   read per RX burst (polled devices: DPDK, the in-memory pair);
 //! - send lag = time after `tx_burst` − intended send time, in its own histogram;
 //! - late, duplicate, unknown-id, mismatched and malformed responses are counted and ignored;
 //! - one [`Engine`] keeps its queues across runs (a sweep), and each run's request ids continue
@@ -154,14 +157,15 @@ pub enum IdlePolicy {
     Spin,
     /// When the last poll found nothing and the next send is further away than a timed wait
     /// wakes up late plus [`IDLE_MIN_SLEEP_NS`] ([`IDLE_SPIN_MAX_NS`]), give the core back until
-    /// then or until a response arrives, where the port can wait
-    /// for packets (one kernel socket: responses keep exact receive times); on polled devices
-    /// (DPDK) nap at most [`IDLE_NAP_MAX_NS`] at a time while requests are in flight (the
-    /// default).
+    /// then. Receive times stay exact: where the port stamps arrivals (kernel sockets) the wait
+    /// lasts until the next send; where it can wait for packets without stamping them, a
+    /// response ends the wait; on polled devices (DPDK) it naps at most [`IDLE_NAP_MAX_NS`] at
+    /// a time while requests are in flight (the default).
     #[default]
     Yield,
     /// Sleep until the next send whatever is in flight: the fewest wake-ups, fairest to a server
-    /// sharing the cores, at the price of receive times up to one send gap late.
+    /// sharing the cores, at the price of receive times up to one send gap late on polled
+    /// devices (where the port stamps arrivals, the same as [`IdlePolicy::Yield`]).
     Sleep,
 }
 
@@ -891,12 +895,50 @@ impl Clock {
     }
 }
 
+/// Receive times of one RX burst on the run's clock: a packet's arrival stamp
+/// ([`PacketBuf::arrived_at`], on the wall clock) where it has one, else the burst's clock read.
+#[derive(Copy, Clone, Debug)]
+pub(crate) struct BurstTime {
+    /// The run's clock (ns since its start) when the burst was received.
+    now_ns: u64,
+    /// The wall clock at the same moment, where the queues stamp arrivals.
+    wall: Option<SystemTime>,
+}
+
+impl BurstTime {
+    /// Reads the clocks after a burst (the wall clock only if `stamped`).
+    #[inline]
+    pub(crate) fn read(instant: Instant, stamped: bool) -> Self {
+        Self {
+            now_ns: u64::try_from(instant.elapsed().as_nanos()).unwrap_or(u64::MAX),
+            wall: stamped.then(SystemTime::now),
+        }
+    }
+
+    /// When `buf` arrived, ns since the run's start: the burst time less how long ago its
+    /// stamp says it arrived (never later than the burst; a stamp "from the future", after a
+    /// wall-clock step, counts as the burst time).
+    #[inline]
+    pub(crate) fn of<B: PacketBuf>(&self, buf: &B) -> u64 {
+        match (self.wall, buf.arrived_at()) {
+            (Some(wall), Some(arrived)) => {
+                let ago = wall.duration_since(arrived).unwrap_or_default();
+                self.now_ns
+                    .saturating_sub(u64::try_from(ago.as_nanos()).unwrap_or(u64::MAX))
+            }
+            _ => self.now_ns,
+        }
+    }
+}
+
 /// The queues a run uses: TX queue 0 and every RX queue of a port (over memif the server
 /// answers on `1 + workers` queues). Keep one `Engine` for several runs (a load sweep): the
 /// queues are taken once. Create it on the thread that runs it (DPDK registers that thread).
 pub struct Engine<P: Port> {
     tx: P::Tx,
     rxs: Vec<P::Rx>,
+    /// Whether every RX queue stamps arrivals ([`RxQueue::stamp_arrivals`]).
+    stamped: bool,
     /// First id generation of the next run (past every id of the previous runs).
     next_generation: u32,
 }
@@ -904,36 +946,40 @@ pub struct Engine<P: Port> {
 impl<P: Port> Engine<P> {
     /// Takes TX queue 0 and every RX queue of `port`.
     pub fn new(port: &mut P) -> Result<Self, EngineError> {
-        let mut tx = port.take_tx(0).ok_or(EngineError::NoTxQueue)?;
-        let mut rxs: Vec<P::Rx> = (0..port.rx_queue_count())
+        let tx = port.take_tx(0).ok_or(EngineError::NoTxQueue)?;
+        let rxs: Vec<P::Rx> = (0..port.rx_queue_count())
             .filter_map(|q| port.take_rx(q))
             .collect();
         if rxs.is_empty() {
             return Err(EngineError::NoRxQueue);
         }
-        tx.on_thread_start();
-        for rx in &mut rxs {
-            rx.on_thread_start();
-        }
-        Ok(Self {
-            tx,
-            rxs,
-            next_generation: 0,
-        })
+        Ok(Self::from_queues(tx, rxs))
     }
 
     /// An engine on queues taken elsewhere (a client thread's share of a port); call it on the
     /// thread that runs it. `rxs` may be empty when responses are forwarded to this thread.
+    /// Every queue that can stamp arrivals is asked to ([`RxQueue::stamp_arrivals`]: kernel
+    /// sockets), so that receive times are arrival times whatever the idle policy.
     pub fn from_queues(mut tx: P::Tx, mut rxs: Vec<P::Rx>) -> Self {
         tx.on_thread_start();
         for rx in &mut rxs {
             rx.on_thread_start();
         }
+        let mut stamped = !rxs.is_empty();
+        for rx in &mut rxs {
+            stamped &= rx.stamp_arrivals();
+        }
         Self {
             tx,
             rxs,
+            stamped,
             next_generation: 0,
         }
+    }
+
+    /// Whether every RX queue stamps arrivals, so that receive times need no wake-up.
+    pub fn arrivals_stamped(&self) -> bool {
+        self.stamped
     }
 
     /// RX queues polled.
@@ -954,15 +1000,8 @@ impl<P: Port> Engine<P> {
         config: &EngineConfig,
         progress: Option<&Progress>,
     ) -> Result<RunResult, EngineError> {
-        run_on_queues::<P>(
-            &mut self.tx,
-            &mut self.rxs,
-            &mut self.next_generation,
-            workload,
-            rates_rps,
-            config,
-            progress,
-        )
+        let machine = ClientMachine::new(workload, rates_rps, config, self.next_generation)?;
+        Ok(self.drive(machine, RunStart::now(), config, progress, None))
     }
 }
 
@@ -989,16 +1028,7 @@ impl<P: Port> Engine<P> {
         progress: Option<&Progress>,
         forward: Option<&Forwarder>,
     ) -> RunResult {
-        drive_machine::<P>(
-            &mut self.tx,
-            &mut self.rxs,
-            &mut self.next_generation,
-            machine,
-            start,
-            config,
-            progress,
-            forward,
-        )
+        drive_machine(self, machine, start, config, progress, forward)
     }
 
     /// After this thread's run: keeps reading its RX queues and forwarding what belongs to
@@ -1010,7 +1040,14 @@ impl<P: Port> Engine<P> {
         start: RunStart,
         others_done: &dyn Fn() -> bool,
     ) {
-        forward::forward_until::<P>(&mut self.rxs, forward, config, start, others_done);
+        forward::forward_until::<P>(
+            &mut self.rxs,
+            self.stamped,
+            forward,
+            config,
+            start,
+            others_done,
+        );
     }
 }
 
@@ -1103,34 +1140,9 @@ impl RunStart {
     }
 }
 
-fn run_on_queues<P: Port>(
-    tx: &mut P::Tx,
-    rxs: &mut [P::Rx],
-    next_generation: &mut u32,
-    workload: &Workload,
-    rates_rps: &[f64],
-    config: &EngineConfig,
-    progress: Option<&Progress>,
-) -> Result<RunResult, EngineError> {
-    let machine = ClientMachine::new(workload, rates_rps, config, *next_generation)?;
-    Ok(drive_machine::<P>(
-        tx,
-        rxs,
-        next_generation,
-        machine,
-        RunStart::now(),
-        config,
-        progress,
-        None,
-    ))
-}
-
-/// Runs a prepared `machine` on the queues from `start` until it is finished.
-#[allow(clippy::too_many_arguments)]
+/// Runs a prepared `machine` on `engine`'s queues from `start` until it is finished.
 fn drive_machine<P: Port>(
-    tx: &mut P::Tx,
-    rxs: &mut [P::Rx],
-    next_generation: &mut u32,
+    engine: &mut Engine<P>,
     mut machine: ClientMachine,
     start: RunStart,
     config: &EngineConfig,
@@ -1142,17 +1154,18 @@ fn drive_machine<P: Port>(
     }
     let _timer_slack = (config.idle != IdlePolicy::Spin).then(TimerSlack::tighten);
     let mut io = IoLoop::<P> {
-        tx,
-        rxs,
+        tx: &mut engine.tx,
+        rxs: &mut engine.rxs,
         rx_bufs: Vec::with_capacity(RX_BURST),
         tx_bufs: Vec::with_capacity(TX_BURST),
         clock: Clock(start.instant),
-        idler: Idler::new(config.idle),
+        stamped: engine.stamped,
+        idler: Idler::new(config.idle, engine.stamped),
         progress,
         forward,
     };
     io.drive(&mut machine);
-    *next_generation = machine.next_generation();
+    engine.next_generation = machine.next_generation();
     io.publish(&machine);
     if let Some(p) = progress {
         p.done.store(true, Ordering::Relaxed);
@@ -1168,6 +1181,8 @@ struct IoLoop<'a, P: Port> {
     rx_bufs: Vec<P::Buf>,
     tx_bufs: Vec<P::Buf>,
     clock: Clock,
+    /// Whether the RX queues stamp arrivals ([`BurstTime`]).
+    stamped: bool,
     idler: Idler,
     progress: Option<&'a Progress>,
     /// Several client threads share the RX queues: route responses by their ids' tags.
@@ -1264,17 +1279,17 @@ impl<P: Port> IoLoop<'_, P> {
                 continue;
             }
             total += n;
-            let now = self.clock.now_ns();
+            let time = BurstTime::read(self.clock.0, self.stamped);
             match self.forward {
                 None => {
                     for buf in self.rx_bufs.drain(..) {
-                        machine.on_response(now, buf.data());
+                        machine.on_response(time.of(&buf), buf.data());
                     }
                 }
                 Some(forward) => {
                     for buf in self.rx_bufs.drain(..) {
                         if let Some(response) =
-                            machine.on_response_routed(now, buf.data(), forward.tag)
+                            machine.on_response_routed(time.of(&buf), buf.data(), forward.tag)
                         {
                             if !forward.send(response) {
                                 machine.on_forward_dropped();
@@ -1353,15 +1368,20 @@ impl Drop for TimerSlack {
 /// slow it is also dear, and spinning such a gap costs less CPU than the wait and sends on time.
 struct Idler {
     policy: IdlePolicy,
+    /// The RX queues stamp arrivals: receive times need no wake-up, so [`IdlePolicy::Yield`]
+    /// waits like [`IdlePolicy::Sleep`] (one wake-up per send instead of one more per
+    /// response that arrives during a wait).
+    stamped: bool,
     /// Learnt median wake-up lateness, between [`IDLE_WAKE_MARGIN_MIN_NS`] and
     /// [`IDLE_SPIN_MAX_NS`].
     late_ns: u64,
 }
 
 impl Idler {
-    fn new(policy: IdlePolicy) -> Self {
+    fn new(policy: IdlePolicy, stamped: bool) -> Self {
         Self {
             policy,
+            stamped,
             late_ns: IDLE_WAKE_MARGIN_NS,
         }
     }
@@ -1396,8 +1416,8 @@ impl Idler {
         }
         let wait_ns = (gap_ns - self.margin_ns()).min(IDLE_WAIT_MAX_NS);
         let (wait_ns, poll_next) = match self.policy {
-            // One socket: a response wakes the wait, so its receive time stays exact.
-            IdlePolicy::Yield => match wait_ready(rxs, wait_ns) {
+            // One unstamped socket: a response wakes the wait, so its receive time stays exact.
+            IdlePolicy::Yield if !self.stamped => match wait_ready(rxs, wait_ns) {
                 Some(ready) => (wait_ns, ready),
                 None => {
                     let nap_ns = if outstanding == 0 {
@@ -1454,7 +1474,7 @@ mod tests {
 
     #[test]
     fn idler_learns_wake_up_lateness_within_bounds() {
-        let mut idler = Idler::new(IdlePolicy::Yield);
+        let mut idler = Idler::new(IdlePolicy::Yield, false);
         // Wake-ups 6 µs late, with every third one a 5 ms outlier: the median is 6 µs.
         for i in 0..300 {
             idler.learn(if i % 3 == 2 { 5_000_000 } else { 6_000 });
@@ -1489,6 +1509,56 @@ mod tests {
         }
         assert_eq!(idler.late_ns, IDLE_SPIN_MAX_NS);
         assert_eq!(idler.margin_ns(), IDLE_WAKE_MARGIN_MAX_NS);
+    }
+
+    /// A received packet, stamped or not.
+    struct Arrived(Option<SystemTime>);
+
+    impl PacketBuf for Arrived {
+        fn data(&self) -> &[u8] {
+            &[]
+        }
+        fn data_mut(&mut self) -> &mut [u8] {
+            &mut []
+        }
+        fn set_len(&mut self, _: usize) -> Result<(), psp_net::port::BufferTooSmall> {
+            Ok(())
+        }
+        fn capacity(&self) -> usize {
+            0
+        }
+        fn arrived_at(&self) -> Option<SystemTime> {
+            self.0
+        }
+    }
+
+    #[test]
+    fn burst_time_takes_arrival_stamps_back_to_the_run_clock() {
+        let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let stamped = BurstTime {
+            now_ns: 1_000_000,
+            wall: Some(wall),
+        };
+        let ago = |ns| Arrived(Some(wall - Duration::from_nanos(ns)));
+        assert_eq!(stamped.of(&ago(0)), 1_000_000);
+        assert_eq!(stamped.of(&ago(25_000)), 975_000);
+        // Before the run started (or a wall-clock step): never below 0.
+        assert_eq!(stamped.of(&ago(5_000_000)), 0);
+        // From the future (a wall-clock step back): the burst time.
+        assert_eq!(
+            stamped.of(&Arrived(Some(wall + Duration::from_micros(3)))),
+            1_000_000
+        );
+        // No stamp, or queues that do not stamp: the burst time.
+        assert_eq!(stamped.of(&Arrived(None)), 1_000_000);
+        let unstamped = BurstTime {
+            now_ns: 1_000_000,
+            wall: None,
+        };
+        assert_eq!(unstamped.of(&ago(25_000)), 1_000_000);
+        let read = BurstTime::read(Instant::now(), true);
+        assert!(read.wall.is_some());
+        assert!(BurstTime::read(Instant::now(), false).wall.is_none());
     }
 
     #[test]
