@@ -113,6 +113,10 @@ pub const IDLE_TIMER_SLACK_NS: u64 = 1_000;
 /// packets (DPDK), and of every idle policy during the drain: a response that arrives during
 /// it is timestamped at most this late.
 pub const IDLE_NAP_MAX_NS: u64 = 100_000;
+/// Oldest arrival stamp believed ([`PacketBuf::arrived_at`]): the engine reads its queues at
+/// least every [`IDLE_WAIT_MAX_NS`], so an older stamp means the wall clock was stepped
+/// between the arrival and the read, and the read's own time is taken instead.
+pub const MAX_STAMP_AGE_NS: u64 = 1_000_000_000;
 /// Longest single wait for packets during the drain (the deadline is checked between waits).
 pub const DRAIN_WAIT_MAX_NS: u64 = 1_000_000;
 /// Longest single idle wait between sends, so that [`Progress::stop`] is seen within it.
@@ -916,18 +920,20 @@ impl BurstTime {
     }
 
     /// When `buf` arrived, ns since the run's start: the burst time less how long ago its
-    /// stamp says it arrived (never later than the burst; a stamp "from the future", after a
-    /// wall-clock step, counts as the burst time).
+    /// stamp says it arrived. A stamp "from the future" or older than [`MAX_STAMP_AGE_NS`] —
+    /// the wall clock was stepped in between — counts as the burst time.
     #[inline]
     pub(crate) fn of<B: PacketBuf>(&self, buf: &B) -> u64 {
-        match (self.wall, buf.arrived_at()) {
-            (Some(wall), Some(arrived)) => {
-                let ago = wall.duration_since(arrived).unwrap_or_default();
-                self.now_ns
-                    .saturating_sub(u64::try_from(ago.as_nanos()).unwrap_or(u64::MAX))
-            }
-            _ => self.now_ns,
-        }
+        let ago_ns = match (self.wall, buf.arrived_at()) {
+            (Some(wall), Some(arrived)) => wall
+                .duration_since(arrived)
+                .ok()
+                .and_then(|ago| u64::try_from(ago.as_nanos()).ok())
+                .filter(|&ago_ns| ago_ns <= MAX_STAMP_AGE_NS)
+                .unwrap_or(0),
+            _ => 0,
+        };
+        self.now_ns.saturating_sub(ago_ns)
     }
 }
 
@@ -1542,8 +1548,18 @@ mod tests {
         let ago = |ns| Arrived(Some(wall - Duration::from_nanos(ns)));
         assert_eq!(stamped.of(&ago(0)), 1_000_000);
         assert_eq!(stamped.of(&ago(25_000)), 975_000);
-        // Before the run started (or a wall-clock step): never below 0.
+        // Before the run started: never below 0.
         assert_eq!(stamped.of(&ago(5_000_000)), 0);
+        // Older than any read could be (a wall-clock step forward): the burst time.
+        let stepped = BurstTime {
+            now_ns: 10 * MAX_STAMP_AGE_NS,
+            wall: Some(wall),
+        };
+        assert_eq!(stepped.of(&ago(MAX_STAMP_AGE_NS)), 9 * MAX_STAMP_AGE_NS);
+        assert_eq!(
+            stepped.of(&ago(MAX_STAMP_AGE_NS + 1)),
+            10 * MAX_STAMP_AGE_NS
+        );
         // From the future (a wall-clock step back): the burst time.
         assert_eq!(
             stamped.of(&Arrived(Some(wall + Duration::from_micros(3)))),
