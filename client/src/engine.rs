@@ -11,13 +11,13 @@
 //! 3. The loop polls every RX queue (over memif the server answers on `1 + workers` queues:
 //!    memif pairs queue i with queue i), then sends every request whose intended time has come, in bursts of up to
 //!    [`TX_BURST`]. It never waits for a response (open loop). When the last poll found nothing
-//!    and the next send is further away than its timed waits wake up late plus
+//!    and the next send is further away than one wait costs it in CPU time plus
 //!    [`IDLE_MIN_SLEEP_NS`], it gives the core back until then less a wake-up margin — both
 //!    learnt from the waits themselves ([`Idler`]) — and polls the rest, so on a 2-core box it
 //!    does not starve the server ([`IdlePolicy`]: spin, yield — the default, which naps while
-//!    requests are in flight on a polled device — or sleep). A shorter gap is spun: a wait
-//!    could not end in time for it, and on a VM, where a wait wakes some 30 µs late, it costs
-//!    about that much CPU time too.
+//!    requests are in flight on a polled device — or sleep). A shorter gap is spun: spinning it
+//!    costs less CPU than waiting for it (on a VM a wait costs some 30 µs and wakes about as
+//!    late), and sends on time.
 //! 4. After the last phase it drains responses until none is outstanding or
 //!    [`EngineConfig::drain_timeout_ns`] passes; whatever is still outstanding is then given up
 //!    on, and the engine listens [`EngineConfig::late_listen_ns`] more for *late* answers.
@@ -80,8 +80,9 @@ pub const RX_BURST: usize = 32;
 pub const TX_BURST: usize = 32;
 /// Shortest wait worth giving the core back for: an idle engine ([`IdlePolicy::Yield`] or
 /// [`IdlePolicy::Sleep`]) waits after a poll that received nothing when the next send is
-/// further away than its timed waits wake up late (learnt, at most [`IDLE_SPIN_MAX_NS`]) plus
-/// this (three busy pollers on two cores need idle backoff: measured on a 2-core VM).
+/// further away than what one wait costs its thread in CPU time (learnt, at most
+/// [`IDLE_SPIN_MAX_NS`]) plus this (three busy pollers on two cores need idle backoff:
+/// measured on a 2-core VM).
 pub const IDLE_MIN_SLEEP_NS: u64 = 3_000;
 /// First guess of how late a timed wait wakes up; [`Idler`] then learns it from the waits
 /// themselves, between [`IDLE_WAKE_MARGIN_MIN_NS`] and [`IDLE_SPIN_MAX_NS`] (a few µs on bare
@@ -90,21 +91,22 @@ pub const IDLE_MIN_SLEEP_NS: u64 = 3_000;
 /// rest; on the VM idle sends then leave some 20–30 µs late: the send-lag histogram shows it,
 /// and latency is still measured from the intended send time.
 pub const IDLE_WAKE_MARGIN_NS: u64 = 10_000;
-/// Smallest learnt wake-up lateness (and margin).
+/// Smallest learnt wake-up lateness (and margin) and wait cost.
 pub const IDLE_WAKE_MARGIN_MIN_NS: u64 = 2_000;
 /// Largest wake-up margin: beyond it, sends leave late rather than the core spinning (issue
 /// #12: `--idle yield` at 10 krps under 30 % of a core on the 2-core VM, where a 30 µs margin
 /// costs about half a core; and on a loaded machine wake-ups are late because the cores are
 /// busy, which spinning longer would make worse). `benches/idle_cpu.rs` measures it.
 pub const IDLE_WAKE_MARGIN_MAX_NS: u64 = 10_000;
-/// How much one timed wait moves the learnt lateness towards its median.
+/// How much one timed wait moves the learnt lateness and wait cost towards their medians.
 pub const IDLE_WAKE_MARGIN_STEP_NS: u64 = 500;
-/// Longest learnt wake-up lateness, which is also the longest gap between sends (less
-/// [`IDLE_MIN_SLEEP_NS`]) an idle engine spins through rather than waits for: a wait could not
-/// end in time for it. On the 2-core VM a timed wait wakes some 30–40 µs late and costs the
-/// thread nearly as much CPU time (`benches/idle_cpu.rs`: at 10 krps spinning such gaps saves
-/// about a tenth of the waits and sends them on time); the cap keeps a loaded machine, where
-/// wake-ups are late because the cores are busy, from making the engine spin more.
+/// Longest learnt wait cost (and wake-up lateness): the CPU time one wait costs the engine's
+/// thread (the system call, the switches away and back, the wake-up), read from its CPU clock
+/// around each wait. A gap between sends shorter than the cost (plus [`IDLE_MIN_SLEEP_NS`]) is
+/// spun rather than waited for: spinning it costs less CPU, and sends on time. On the 2-core VM
+/// a wait costs 25–40 µs (and wakes about as late; `benches/idle_cpu.rs` counts the waits), on
+/// bare metal a few µs; where the core goes to another thread during the wait it costs less,
+/// so a busy machine makes the engine wait rather than spin, and the cap bounds the spinning.
 pub const IDLE_SPIN_MAX_NS: u64 = 40_000;
 /// Timer slack of the engine's thread while it runs with an idle policy (Linux's default is
 /// 50 µs, which would make every timed wait that much late).
@@ -159,8 +161,8 @@ const NS_PER_S: f64 = 1e9;
 pub enum IdlePolicy {
     /// Busy-poll: for a core of its own.
     Spin,
-    /// When the last poll found nothing and the next send is further away than a timed wait
-    /// wakes up late plus [`IDLE_MIN_SLEEP_NS`] ([`IDLE_SPIN_MAX_NS`]), give the core back until
+    /// When the last poll found nothing and the next send is further away than a wait costs
+    /// plus [`IDLE_MIN_SLEEP_NS`] ([`IDLE_SPIN_MAX_NS`]), give the core back until
     /// then. Receive times stay exact: where the port stamps arrivals (kernel sockets) the wait
     /// lasts until the next send; where it can wait for packets without stamping them, a
     /// response ends the wait; on polled devices (DPDK) it naps at most [`IDLE_NAP_MAX_NS`] at
@@ -1365,13 +1367,13 @@ impl Drop for TimerSlack {
     }
 }
 
-/// Gives the core back between sends as its [`IdlePolicy`] says. It learns how late timed
-/// waits wake up, as the median of the lateness (one [`IDLE_WAKE_MARGIN_STEP_NS`] up after a
-/// later wake-up, one down after an earlier one, so outliers move it no more than any other
-/// wait): it wakes that much before a send (at most [`IDLE_WAKE_MARGIN_MAX_NS`]), and it does
-/// not wait for a gap shorter than the lateness (at most [`IDLE_SPIN_MAX_NS`]) plus
-/// [`IDLE_MIN_SLEEP_NS`], which it could not wake up in time for anyway: where waking up is
-/// slow it is also dear, and spinning such a gap costs less CPU than the wait and sends on time.
+/// Gives the core back between sends as its [`IdlePolicy`] says. It learns, as medians (one
+/// [`IDLE_WAKE_MARGIN_STEP_NS`] towards each new value, so outliers move them no more than any
+/// other wait), how late timed waits wake up — it wakes that much before a send, at most
+/// [`IDLE_WAKE_MARGIN_MAX_NS`] — and how much CPU time a wait costs its thread: it does not
+/// wait for a gap shorter than that (at most [`IDLE_SPIN_MAX_NS`]) plus [`IDLE_MIN_SLEEP_NS`],
+/// which costs less spun. Where the thread's CPU clock cannot be read, the lateness stands in
+/// for the cost.
 struct Idler {
     policy: IdlePolicy,
     /// The RX queues stamp arrivals: receive times need no wake-up, so [`IdlePolicy::Yield`]
@@ -1381,6 +1383,8 @@ struct Idler {
     /// Learnt median wake-up lateness, between [`IDLE_WAKE_MARGIN_MIN_NS`] and
     /// [`IDLE_SPIN_MAX_NS`].
     late_ns: u64,
+    /// Learnt median CPU time of one wait, within the same bounds.
+    cost_ns: u64,
 }
 
 impl Idler {
@@ -1389,6 +1393,7 @@ impl Idler {
             policy,
             stamped,
             late_ns: IDLE_WAKE_MARGIN_NS,
+            cost_ns: IDLE_WAKE_MARGIN_NS,
         }
     }
 
@@ -1399,7 +1404,7 @@ impl Idler {
 
     /// The shortest gap worth a wait.
     fn min_wait_gap_ns(&self) -> u64 {
-        self.late_ns + IDLE_MIN_SLEEP_NS
+        self.cost_ns + IDLE_MIN_SLEEP_NS
     }
 
     /// Waits, if worth it, after a poll that received `received` frames with `outstanding`
@@ -1421,6 +1426,7 @@ impl Idler {
             return true;
         }
         let wait_ns = (gap_ns - self.margin_ns()).min(IDLE_WAIT_MAX_NS);
+        let cpu_before_ns = thread_cpu_ns();
         let (wait_ns, poll_next) = match self.policy {
             // One unstamped socket: a response wakes the wait, so its receive time stays exact.
             IdlePolicy::Yield if !self.stamped => match wait_ready(rxs, wait_ns) {
@@ -1440,23 +1446,52 @@ impl Idler {
                 (wait_ns, true)
             }
         };
+        let cost_ns = cpu_before_ns
+            .zip(thread_cpu_ns())
+            .map(|(a, b)| b.saturating_sub(a));
         // A wait a packet ended early says nothing about wake-up latency.
         let target_ns = now + wait_ns;
         let woke_ns = clock.now_ns();
-        if woke_ns >= target_ns {
-            self.learn(woke_ns - target_ns);
-        }
+        let late_ns = woke_ns.checked_sub(target_ns);
+        self.learn(late_ns, cost_ns.or(late_ns));
         poll_next
     }
 
-    fn learn(&mut self, late_ns: u64) {
-        self.late_ns = if late_ns > self.late_ns {
-            self.late_ns + IDLE_WAKE_MARGIN_STEP_NS
-        } else {
-            self.late_ns.saturating_sub(IDLE_WAKE_MARGIN_STEP_NS)
+    /// Moves the learnt lateness and wait cost one step towards these samples (`None`: not
+    /// known from this wait).
+    fn learn(&mut self, late_ns: Option<u64>, cost_ns: Option<u64>) {
+        if let Some(late_ns) = late_ns {
+            self.late_ns = median_step(self.late_ns, late_ns);
         }
-        .clamp(IDLE_WAKE_MARGIN_MIN_NS, IDLE_SPIN_MAX_NS);
+        if let Some(cost_ns) = cost_ns {
+            self.cost_ns = median_step(self.cost_ns, cost_ns);
+        }
     }
+}
+
+/// `estimate` one [`IDLE_WAKE_MARGIN_STEP_NS`] towards `sample`, within
+/// [`IDLE_WAKE_MARGIN_MIN_NS`]..=[`IDLE_SPIN_MAX_NS`]: repeated, it follows the median.
+fn median_step(estimate: u64, sample: u64) -> u64 {
+    if sample > estimate {
+        estimate + IDLE_WAKE_MARGIN_STEP_NS
+    } else {
+        estimate.saturating_sub(IDLE_WAKE_MARGIN_STEP_NS)
+    }
+    .clamp(IDLE_WAKE_MARGIN_MIN_NS, IDLE_SPIN_MAX_NS)
+}
+
+/// The calling thread's CPU time so far (ns), where it can be read (Linux).
+fn thread_cpu_ns() -> Option<u64> {
+    #[cfg(target_os = "linux")]
+    {
+        use nix::time::{clock_gettime, ClockId};
+        let now = clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID).ok()?;
+        let secs = u64::try_from(now.tv_sec()).ok()?;
+        let nanos = u64::try_from(now.tv_nsec()).ok()?;
+        Some(secs * 1_000_000_000 + nanos)
+    }
+    #[cfg(not(target_os = "linux"))]
+    None
 }
 
 #[inline]
@@ -1479,11 +1514,11 @@ mod tests {
     }
 
     #[test]
-    fn idler_learns_wake_up_lateness_within_bounds() {
+    fn idler_learns_wake_up_lateness_and_wait_cost_within_bounds() {
         let mut idler = Idler::new(IdlePolicy::Yield, false);
         // Wake-ups 6 µs late, with every third one a 5 ms outlier: the median is 6 µs.
         for i in 0..300 {
-            idler.learn(if i % 3 == 2 { 5_000_000 } else { 6_000 });
+            idler.learn(Some(if i % 3 == 2 { 5_000_000 } else { 6_000 }), None);
         }
         assert!(
             (5_000..=7_000).contains(&idler.late_ns),
@@ -1491,30 +1526,63 @@ mod tests {
             idler.late_ns
         );
         assert_eq!(idler.margin_ns(), idler.late_ns);
-        assert_eq!(idler.min_wait_gap_ns(), idler.late_ns + IDLE_MIN_SLEEP_NS);
+        assert_eq!(idler.cost_ns, IDLE_WAKE_MARGIN_NS, "no cost seen yet");
         for _ in 0..500 {
-            idler.learn(1_000);
+            idler.learn(Some(1_000), Some(1_000));
         }
         assert_eq!(idler.late_ns, IDLE_WAKE_MARGIN_MIN_NS);
         assert_eq!(idler.margin_ns(), IDLE_WAKE_MARGIN_MIN_NS);
-        // Wake-ups 30 µs late (the 2-core VM): the margin stops at its cap (sends leave late
-        // rather than the engine spinning), gaps shorter than the lateness are spun.
+        assert_eq!(
+            idler.min_wait_gap_ns(),
+            IDLE_WAKE_MARGIN_MIN_NS + IDLE_MIN_SLEEP_NS
+        );
+        // The 2-core VM: waits wake 35 µs late and cost 30 µs. The margin stops at its cap
+        // (sends leave late rather than the engine spinning); gaps cheaper spun are spun.
         for _ in 0..200 {
-            idler.learn(30_000);
+            idler.learn(Some(35_000), Some(30_000));
         }
         assert!(
-            (29_500..=30_500).contains(&idler.late_ns),
+            (34_500..=35_500).contains(&idler.late_ns),
             "{}",
             idler.late_ns
         );
         assert_eq!(idler.margin_ns(), IDLE_WAKE_MARGIN_MAX_NS);
-        assert!(idler.min_wait_gap_ns() > 30_000);
-        // A loaded machine: the spun gaps stop at their cap.
+        assert!(
+            (29_500..=30_500).contains(&idler.cost_ns),
+            "{}",
+            idler.cost_ns
+        );
+        assert_eq!(idler.min_wait_gap_ns(), idler.cost_ns + IDLE_MIN_SLEEP_NS);
+        // A busy machine: wake-ups are late, but a wait that hands the core to another thread
+        // is cheap, so the engine waits rather than spins.
         for _ in 0..200 {
-            idler.learn(10_000_000);
+            idler.learn(Some(10_000_000), Some(4_000));
         }
         assert_eq!(idler.late_ns, IDLE_SPIN_MAX_NS);
         assert_eq!(idler.margin_ns(), IDLE_WAKE_MARGIN_MAX_NS);
+        assert!(
+            (3_500..=4_500).contains(&idler.cost_ns),
+            "{}",
+            idler.cost_ns
+        );
+        // Dear waits: the spun gaps stop at their cap.
+        for _ in 0..200 {
+            idler.learn(None, Some(10_000_000));
+        }
+        assert_eq!(idler.cost_ns, IDLE_SPIN_MAX_NS);
+    }
+
+    #[test]
+    fn thread_cpu_clock_is_read_and_moves_forward() {
+        let before = thread_cpu_ns();
+        assert_eq!(before.is_some(), cfg!(target_os = "linux"));
+        let mut x = 0u64;
+        for i in 0..100_000u64 {
+            x = std::hint::black_box(x.wrapping_add(i));
+        }
+        if let (Some(before), Some(after)) = (before, thread_cpu_ns()) {
+            assert!(after >= before, "{before} {after} {x}");
+        }
     }
 
     /// A received packet, stamped or not.
