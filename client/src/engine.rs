@@ -119,6 +119,11 @@ pub const IDLE_NAP_MAX_NS: u64 = 100_000;
 /// least every [`IDLE_WAIT_MAX_NS`], so an older stamp means the wall clock was stepped
 /// between the arrival and the read, and the read's own time is taken instead.
 pub const MAX_STAMP_AGE_NS: u64 = 1_000_000_000;
+/// Widest spread of the wall-clock reads around a read of the run's clock that pairs the two
+/// clocks for arrival stamps (`BurstTime`): wider means the thread was preempted in between.
+pub const CLOCK_PAIR_MAX_SPREAD_NS: u64 = 2_000;
+/// Reads of the clock pair before the last one is taken whatever its spread.
+pub const CLOCK_PAIR_TRIES: usize = 4;
 /// Longest single wait for packets during the drain (the deadline is checked between waits).
 pub const DRAIN_WAIT_MAX_NS: u64 = 1_000_000;
 /// Longest single idle wait between sends, so that [`Progress::stop`] is seen within it.
@@ -912,12 +917,32 @@ pub(crate) struct BurstTime {
 }
 
 impl BurstTime {
-    /// Reads the clocks after a burst (the wall clock only if `stamped`).
+    /// Reads the clocks after a burst (the wall clock only if `stamped`). The run's clock is
+    /// read between two wall-clock reads, and the pair taken is (first wall read, run clock):
+    /// a thread preempted between the reads pairs them wrongly, so a pair whose wall reads
+    /// spread more than [`CLOCK_PAIR_MAX_SPREAD_NS`] is read again (a few times); whatever the
+    /// spread, the pair only errs late — a later receive time, as an unstamped read would be —
+    /// never earlier than the packet arrived.
     #[inline]
     pub(crate) fn read(instant: Instant, stamped: bool) -> Self {
+        let run_ns = || u64::try_from(instant.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        if !stamped {
+            return Self {
+                now_ns: run_ns(),
+                wall: None,
+            };
+        }
+        let mut pair = (SystemTime::now(), run_ns());
+        for _ in 1..CLOCK_PAIR_TRIES {
+            let spread = SystemTime::now().duration_since(pair.0).unwrap_or_default();
+            if spread.as_nanos() <= u128::from(CLOCK_PAIR_MAX_SPREAD_NS) {
+                break;
+            }
+            pair = (SystemTime::now(), run_ns());
+        }
         Self {
-            now_ns: u64::try_from(instant.elapsed().as_nanos()).unwrap_or(u64::MAX),
-            wall: stamped.then(SystemTime::now),
+            now_ns: pair.1,
+            wall: Some(pair.0),
         }
     }
 
@@ -1402,9 +1427,10 @@ impl Idler {
         self.late_ns.min(IDLE_WAKE_MARGIN_MAX_NS)
     }
 
-    /// The shortest gap worth a wait.
+    /// The shortest gap worth a wait: longer than a wait costs, and than the margin (a wait
+    /// must leave time before its wake-up target), by [`IDLE_MIN_SLEEP_NS`].
     fn min_wait_gap_ns(&self) -> u64 {
-        self.cost_ns + IDLE_MIN_SLEEP_NS
+        self.cost_ns.max(self.margin_ns()) + IDLE_MIN_SLEEP_NS
     }
 
     /// Waits, if worth it, after a poll that received `received` frames with `outstanding`
@@ -1425,7 +1451,9 @@ impl Idler {
         if self.policy == IdlePolicy::Spin || received > 0 || gap_ns <= self.min_wait_gap_ns() {
             return true;
         }
-        let wait_ns = (gap_ns - self.margin_ns()).min(IDLE_WAIT_MAX_NS);
+        let wait_ns = gap_ns
+            .saturating_sub(self.margin_ns())
+            .min(IDLE_WAIT_MAX_NS);
         let cpu_before_ns = thread_cpu_ns();
         let (wait_ns, poll_next) = match self.policy {
             // One unstamped socket: a response wakes the wait, so its receive time stays exact.
@@ -1554,7 +1582,8 @@ mod tests {
         );
         assert_eq!(idler.min_wait_gap_ns(), idler.cost_ns + IDLE_MIN_SLEEP_NS);
         // A busy machine: wake-ups are late, but a wait that hands the core to another thread
-        // is cheap, so the engine waits rather than spins.
+        // is cheap, so the engine waits rather than spins (for any gap that leaves time before
+        // the wake-up margin).
         for _ in 0..200 {
             idler.learn(Some(10_000_000), Some(4_000));
         }
@@ -1564,6 +1593,10 @@ mod tests {
             (3_500..=4_500).contains(&idler.cost_ns),
             "{}",
             idler.cost_ns
+        );
+        assert_eq!(
+            idler.min_wait_gap_ns(),
+            IDLE_WAKE_MARGIN_MAX_NS + IDLE_MIN_SLEEP_NS
         );
         // Dear waits: the spun gaps stop at their cap.
         for _ in 0..200 {
