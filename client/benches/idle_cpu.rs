@@ -11,7 +11,11 @@
 //! explain it: on the 2-core VM each wait that blocks costs some 25–40 µs of the thread's CPU
 //! time (and wakes about as late), so at 10 krps (100 µs mean gap) the waits, not the system
 //! calls, are most of the CPU; `preempted` counts the UDP echo thread taking the engine's core
-//! when the engine's `sendto` wakes it.
+//! when the engine's `sendto` wakes it. A first line times short sleeps of the bench's own
+//! thread and prints what one wait costs this machine and the floor it sets for a punctual
+//! sender at the rate: 1 − exp(−cost × rate) of a core (each exponential gap costs at least
+//! min(gap, cost): a shorter gap is spun, a longer one waited for), so that figures from
+//! different runs and machines can be compared with it.
 //!
 //! Run: `cargo bench -p psp-client --bench idle_cpu` (optionally `-- RATE_RPS SECONDS`,
 //! default 10000 and 3, and words that pick rows: `udp`, `memory`, `spin`, `yield`, `sleep`;
@@ -37,6 +41,10 @@ const DEFAULT_RATE_RPS: f64 = 10_000.0;
 const DEFAULT_RUN_S: f64 = 3.0;
 /// Longest an echo thread runs.
 const ECHO_LIMIT: Duration = Duration::from_secs(120);
+/// Sleeps timed before the rows, to show what one wait costs this machine.
+const PROBE_SLEEPS: u32 = 2_000;
+/// Length of each probe sleep (µs): about the gaps of the default rate.
+const PROBE_SLEEP_US: u64 = 50;
 /// Bytes of a Perséphone response (what the UDP echo returns).
 const RESPONSE_LEN: usize = 12;
 
@@ -67,6 +75,15 @@ fn main() {
     )
     .expect("workload");
     println!("idle_cpu: {rate_rps} rps for {run_s} s; CPU = engine thread user+sys / wall");
+    let (cost_us, late_us) = probe_wait_cost();
+    // A punctual sender pays min(gap, cost) per exponential gap at best (it spins a gap
+    // shorter than a wait costs): 1 - exp(-cost × rate) of a core.
+    let floor = 1.0 - (-cost_us * 1e-6 * rate_rps).exp();
+    println!(
+        "a {PROBE_SLEEP_US} µs sleep here costs the thread {cost_us:.1} µs of CPU and wakes \
+         {late_us:.1} µs late: a punctual sender's floor at this rate is about {:.0} % of a core",
+        100.0 * floor
+    );
     println!("port     idle   cpu_share  sent   received  waits/req  preempted/req  send_lag_p50_us  send_lag_p99_us  latency_p50_us  latency_p99_us");
     for policy in [IdlePolicy::Spin, IdlePolicy::Yield, IdlePolicy::Sleep] {
         if picked("udp", policy) {
@@ -101,6 +118,29 @@ fn switches_of_kind(kind: &str) -> u64 {
                 .sum()
         })
         .unwrap_or(0)
+}
+
+/// The mean CPU time (µs) one short sleep costs this thread, and how late (µs) it wakes, with
+/// the timer slack the engine sets for its idle waits.
+fn probe_wait_cost() -> (f64, f64) {
+    #[cfg(target_os = "linux")]
+    let previous_slack = nix::sys::prctl::get_timerslack().ok();
+    #[cfg(target_os = "linux")]
+    let _ = nix::sys::prctl::set_timerslack(engine::IDLE_TIMER_SLACK_NS as _);
+    let sleep = Duration::from_micros(PROBE_SLEEP_US);
+    let cpu = ThreadTime::now();
+    let mut late = Duration::ZERO;
+    for _ in 0..PROBE_SLEEPS {
+        let started = Instant::now();
+        thread::sleep(sleep);
+        late += started.elapsed().saturating_sub(sleep);
+    }
+    #[cfg(target_os = "linux")]
+    if let Some(slack) = previous_slack.and_then(|ns| u64::try_from(ns).ok()) {
+        let _ = nix::sys::prctl::set_timerslack(slack as _);
+    }
+    let per_sleep_us = |d: Duration| d.as_secs_f64() * 1e6 / f64::from(PROBE_SLEEPS);
+    (per_sleep_us(cpu.elapsed()), per_sleep_us(late))
 }
 
 /// The policy as its command-line word.
