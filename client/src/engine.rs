@@ -11,11 +11,13 @@
 //! 3. The loop polls every RX queue (over memif the server answers on `1 + workers` queues:
 //!    memif pairs queue i with queue i), then sends every request whose intended time has come, in bursts of up to
 //!    [`TX_BURST`]. It never waits for a response (open loop). When the last poll found nothing
-//!    and the next send is further away than the wake-up margin plus [`IDLE_MIN_SLEEP_NS`], it
-//!    gives the core back until then less the margin — learnt from how late its timed waits
-//!    wake up ([`Idler`]) — and polls the rest, so on a 2-core box it does not starve the server
-//!    ([`IdlePolicy`]: spin, yield — the default, which a response wakes where the port can wait
-//!    for packets — or sleep).
+//!    and the next send is further away than one wait costs it in CPU time plus
+//!    [`IDLE_MIN_SLEEP_NS`], it gives the core back until then less a wake-up margin — both
+//!    learnt from the waits themselves ([`Idler`]) — and polls the rest, so on a 2-core box it
+//!    does not starve the server ([`IdlePolicy`]: spin, yield — the default, which naps while
+//!    requests are in flight on a polled device — or sleep). A shorter gap is spun: spinning it
+//!    costs less CPU than waiting for it (on a VM a wait costs some 30 µs and wakes about as
+//!    late), and sends on time.
 //! 4. After the last phase it drains responses until none is outstanding or
 //!    [`EngineConfig::drain_timeout_ns`] passes; whatever is still outstanding is then given up
 //!    on, and the engine listens [`EngineConfig::late_listen_ns`] more for *late* answers.
@@ -25,8 +27,11 @@
 //!    no drain; the partial result says so ([`RunResult::stopped_early`]).
 //!
 //! ## Measurement
-//! - latency = receive time (one clock read per RX burst) − intended send time, so queueing in
-//!   the client itself is charged to the request (no coordinated omission);
+//! - latency = receive time − intended send time, so queueing in the client itself is charged
+//!   to the request (no coordinated omission). The receive time is the packet's arrival stamp
+//!   where the port gives one ([`RxQueue::stamp_arrivals`]: a kernel socket's
+//!   `SO_TIMESTAMPNS`, taken back to the run's clock per burst, `BurstTime`), else one clock
+//!   read per RX burst (polled devices: DPDK, the in-memory pair);
 //! - send lag = time after `tx_burst` − intended send time, in its own histogram;
 //! - late, duplicate, unknown-id, mismatched and malformed responses are counted and ignored;
 //! - one [`Engine`] keeps its queues across runs (a sweep), and each run's request ids continue
@@ -75,25 +80,34 @@ pub const RX_BURST: usize = 32;
 pub const TX_BURST: usize = 32;
 /// Shortest wait worth giving the core back for: an idle engine ([`IdlePolicy::Yield`] or
 /// [`IdlePolicy::Sleep`]) waits after a poll that received nothing when the next send is
-/// further away than the wake-up margin plus this (three busy pollers on two cores need idle
-/// backoff: measured on a 2-core VM).
+/// further away than what one wait costs its thread in CPU time (learnt, at most
+/// [`IDLE_SPIN_MAX_NS`]) plus this (three busy pollers on two cores need idle backoff:
+/// measured on a 2-core VM).
 pub const IDLE_MIN_SLEEP_NS: u64 = 3_000;
-/// First guess of how late a timed wait wakes up (the engine wakes this much before a send and
-/// polls the rest); [`Idler`] then learns it from the waits themselves, between
-/// [`IDLE_WAKE_MARGIN_MIN_NS`] and [`IDLE_WAKE_MARGIN_MAX_NS`] (a few µs on bare metal once
-/// the timer slack is [`IDLE_TIMER_SLACK_NS`]; about 30 µs on the 2-core VM, where idle sends
-/// then leave some 20 µs late: the send-lag histogram shows it, and latency is still measured
-/// from the intended send time).
+/// First guess of how late a timed wait wakes up; [`Idler`] then learns it from the waits
+/// themselves, between [`IDLE_WAKE_MARGIN_MIN_NS`] and [`IDLE_SPIN_MAX_NS`] (a few µs on bare
+/// metal once the timer slack is [`IDLE_TIMER_SLACK_NS`]; some 30–40 µs on the 2-core VM). The
+/// engine wakes that much before a send (at most [`IDLE_WAKE_MARGIN_MAX_NS`]) and polls the
+/// rest; on the VM idle sends then leave some 20–30 µs late: the send-lag histogram shows it,
+/// and latency is still measured from the intended send time.
 pub const IDLE_WAKE_MARGIN_NS: u64 = 10_000;
-/// Smallest learnt wake-up margin.
+/// Smallest learnt wake-up lateness (and margin) and wait cost.
 pub const IDLE_WAKE_MARGIN_MIN_NS: u64 = 2_000;
-/// Largest learnt wake-up margin: beyond it, sends leave late rather than the core spinning
-/// (issue #12: `--idle yield` at 10 krps under 30 % of a core on the 2-core VM, where a 30 µs
-/// margin costs about half a core; and on a loaded machine wake-ups are late because the cores
-/// are busy, which spinning longer would make worse). `benches/idle_cpu.rs` measures it.
+/// Largest wake-up margin: beyond it, sends leave late rather than the core spinning (issue
+/// #12: `--idle yield` at 10 krps under 30 % of a core on the 2-core VM, where a 30 µs margin
+/// costs about half a core; and on a loaded machine wake-ups are late because the cores are
+/// busy, which spinning longer would make worse). `benches/idle_cpu.rs` measures it.
 pub const IDLE_WAKE_MARGIN_MAX_NS: u64 = 10_000;
-/// How much one timed wait moves the learnt margin towards the median wake-up lateness.
+/// How much one timed wait moves the learnt lateness and wait cost towards their medians.
 pub const IDLE_WAKE_MARGIN_STEP_NS: u64 = 500;
+/// Longest learnt wait cost (and wake-up lateness): the CPU time one wait costs the engine's
+/// thread (the system call, the switches away and back, the wake-up), read from its CPU clock
+/// around each wait. A gap between sends shorter than the cost (plus [`IDLE_MIN_SLEEP_NS`]) is
+/// spun rather than waited for: spinning it costs less CPU, and sends on time. On the 2-core VM
+/// a wait costs 25–40 µs (and wakes about as late; `benches/idle_cpu.rs` counts the waits), on
+/// bare metal a few µs; where the core goes to another thread during the wait it costs less,
+/// so a busy machine makes the engine wait rather than spin, and the cap bounds the spinning.
+pub const IDLE_SPIN_MAX_NS: u64 = 40_000;
 /// Timer slack of the engine's thread while it runs with an idle policy (Linux's default is
 /// 50 µs, which would make every timed wait that much late).
 pub const IDLE_TIMER_SLACK_NS: u64 = 1_000;
@@ -101,6 +115,15 @@ pub const IDLE_TIMER_SLACK_NS: u64 = 1_000;
 /// packets (DPDK), and of every idle policy during the drain: a response that arrives during
 /// it is timestamped at most this late.
 pub const IDLE_NAP_MAX_NS: u64 = 100_000;
+/// Oldest arrival stamp believed ([`PacketBuf::arrived_at`]): the engine reads its queues at
+/// least every [`IDLE_WAIT_MAX_NS`], so an older stamp means the wall clock was stepped
+/// between the arrival and the read, and the read's own time is taken instead.
+pub const MAX_STAMP_AGE_NS: u64 = 1_000_000_000;
+/// Widest spread of the wall-clock reads around a read of the run's clock that pairs the two
+/// clocks for arrival stamps (`BurstTime`): wider means the thread was preempted in between.
+pub const CLOCK_PAIR_MAX_SPREAD_NS: u64 = 2_000;
+/// Reads of the clock pair before the last one is taken whatever its spread.
+pub const CLOCK_PAIR_TRIES: usize = 4;
 /// Longest single wait for packets during the drain (the deadline is checked between waits).
 pub const DRAIN_WAIT_MAX_NS: u64 = 1_000_000;
 /// Longest single idle wait between sends, so that [`Progress::stop`] is seen within it.
@@ -143,15 +166,17 @@ const NS_PER_S: f64 = 1e9;
 pub enum IdlePolicy {
     /// Busy-poll: for a core of its own.
     Spin,
-    /// When the last poll found nothing and the next send is more than [`IDLE_MIN_GAP_NS`]
-    /// away, give the core back until then or until a response arrives, where the port can wait
-    /// for packets (one kernel socket: responses keep exact receive times); on polled devices
-    /// (DPDK) nap at most [`IDLE_NAP_MAX_NS`] at a time while requests are in flight (the
-    /// default).
+    /// When the last poll found nothing and the next send is further away than a wait costs
+    /// plus [`IDLE_MIN_SLEEP_NS`] ([`IDLE_SPIN_MAX_NS`]), give the core back until
+    /// then. Receive times stay exact: where the port stamps arrivals (kernel sockets) the wait
+    /// lasts until the next send; where it can wait for packets without stamping them, a
+    /// response ends the wait; on polled devices (DPDK) it naps at most [`IDLE_NAP_MAX_NS`] at
+    /// a time while requests are in flight (the default).
     #[default]
     Yield,
     /// Sleep until the next send whatever is in flight: the fewest wake-ups, fairest to a server
-    /// sharing the cores, at the price of receive times up to one send gap late.
+    /// sharing the cores, at the price of receive times up to one send gap late on polled
+    /// devices (where the port stamps arrivals, the same as [`IdlePolicy::Yield`]).
     Sleep,
 }
 
@@ -881,12 +906,72 @@ impl Clock {
     }
 }
 
+/// Receive times of one RX burst on the run's clock: a packet's arrival stamp
+/// ([`PacketBuf::arrived_at`], on the wall clock) where it has one, else the burst's clock read.
+#[derive(Copy, Clone, Debug)]
+pub(crate) struct BurstTime {
+    /// The run's clock (ns since its start) when the burst was received.
+    now_ns: u64,
+    /// The wall clock at the same moment, where the queues stamp arrivals.
+    wall: Option<SystemTime>,
+}
+
+impl BurstTime {
+    /// Reads the clocks after a burst (the wall clock only if `stamped`). The run's clock is
+    /// read between two wall-clock reads, and the pair taken is (first wall read, run clock):
+    /// a thread preempted between the reads pairs them wrongly, so a pair whose wall reads
+    /// spread more than [`CLOCK_PAIR_MAX_SPREAD_NS`] is read again (a few times); whatever the
+    /// spread, the pair only errs late — a later receive time, as an unstamped read would be —
+    /// never earlier than the packet arrived.
+    #[inline]
+    pub(crate) fn read(instant: Instant, stamped: bool) -> Self {
+        let run_ns = || u64::try_from(instant.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        if !stamped {
+            return Self {
+                now_ns: run_ns(),
+                wall: None,
+            };
+        }
+        let mut pair = (SystemTime::now(), run_ns());
+        for _ in 1..CLOCK_PAIR_TRIES {
+            let spread = SystemTime::now().duration_since(pair.0).unwrap_or_default();
+            if spread.as_nanos() <= u128::from(CLOCK_PAIR_MAX_SPREAD_NS) {
+                break;
+            }
+            pair = (SystemTime::now(), run_ns());
+        }
+        Self {
+            now_ns: pair.1,
+            wall: Some(pair.0),
+        }
+    }
+
+    /// When `buf` arrived, ns since the run's start: the burst time less how long ago its
+    /// stamp says it arrived. A stamp "from the future" or older than [`MAX_STAMP_AGE_NS`] —
+    /// the wall clock was stepped in between — counts as the burst time.
+    #[inline]
+    pub(crate) fn of<B: PacketBuf>(&self, buf: &B) -> u64 {
+        let ago_ns = match (self.wall, buf.arrived_at()) {
+            (Some(wall), Some(arrived)) => wall
+                .duration_since(arrived)
+                .ok()
+                .and_then(|ago| u64::try_from(ago.as_nanos()).ok())
+                .filter(|&ago_ns| ago_ns <= MAX_STAMP_AGE_NS)
+                .unwrap_or(0),
+            _ => 0,
+        };
+        self.now_ns.saturating_sub(ago_ns)
+    }
+}
+
 /// The queues a run uses: TX queue 0 and every RX queue of a port (over memif the server
 /// answers on `1 + workers` queues). Keep one `Engine` for several runs (a load sweep): the
 /// queues are taken once. Create it on the thread that runs it (DPDK registers that thread).
 pub struct Engine<P: Port> {
     tx: P::Tx,
     rxs: Vec<P::Rx>,
+    /// Whether every RX queue stamps arrivals ([`RxQueue::stamp_arrivals`]).
+    stamped: bool,
     /// First id generation of the next run (past every id of the previous runs).
     next_generation: u32,
 }
@@ -894,36 +979,40 @@ pub struct Engine<P: Port> {
 impl<P: Port> Engine<P> {
     /// Takes TX queue 0 and every RX queue of `port`.
     pub fn new(port: &mut P) -> Result<Self, EngineError> {
-        let mut tx = port.take_tx(0).ok_or(EngineError::NoTxQueue)?;
-        let mut rxs: Vec<P::Rx> = (0..port.rx_queue_count())
+        let tx = port.take_tx(0).ok_or(EngineError::NoTxQueue)?;
+        let rxs: Vec<P::Rx> = (0..port.rx_queue_count())
             .filter_map(|q| port.take_rx(q))
             .collect();
         if rxs.is_empty() {
             return Err(EngineError::NoRxQueue);
         }
-        tx.on_thread_start();
-        for rx in &mut rxs {
-            rx.on_thread_start();
-        }
-        Ok(Self {
-            tx,
-            rxs,
-            next_generation: 0,
-        })
+        Ok(Self::from_queues(tx, rxs))
     }
 
     /// An engine on queues taken elsewhere (a client thread's share of a port); call it on the
     /// thread that runs it. `rxs` may be empty when responses are forwarded to this thread.
+    /// Every queue that can stamp arrivals is asked to ([`RxQueue::stamp_arrivals`]: kernel
+    /// sockets), so that receive times are arrival times whatever the idle policy.
     pub fn from_queues(mut tx: P::Tx, mut rxs: Vec<P::Rx>) -> Self {
         tx.on_thread_start();
         for rx in &mut rxs {
             rx.on_thread_start();
         }
+        let mut stamped = !rxs.is_empty();
+        for rx in &mut rxs {
+            stamped &= rx.stamp_arrivals();
+        }
         Self {
             tx,
             rxs,
+            stamped,
             next_generation: 0,
         }
+    }
+
+    /// Whether every RX queue stamps arrivals, so that receive times need no wake-up.
+    pub fn arrivals_stamped(&self) -> bool {
+        self.stamped
     }
 
     /// RX queues polled.
@@ -944,15 +1033,8 @@ impl<P: Port> Engine<P> {
         config: &EngineConfig,
         progress: Option<&Progress>,
     ) -> Result<RunResult, EngineError> {
-        run_on_queues::<P>(
-            &mut self.tx,
-            &mut self.rxs,
-            &mut self.next_generation,
-            workload,
-            rates_rps,
-            config,
-            progress,
-        )
+        let machine = ClientMachine::new(workload, rates_rps, config, self.next_generation)?;
+        Ok(self.drive(machine, RunStart::now(), config, progress, None))
     }
 }
 
@@ -979,16 +1061,7 @@ impl<P: Port> Engine<P> {
         progress: Option<&Progress>,
         forward: Option<&Forwarder>,
     ) -> RunResult {
-        drive_machine::<P>(
-            &mut self.tx,
-            &mut self.rxs,
-            &mut self.next_generation,
-            machine,
-            start,
-            config,
-            progress,
-            forward,
-        )
+        drive_machine(self, machine, start, config, progress, forward)
     }
 
     /// After this thread's run: keeps reading its RX queues and forwarding what belongs to
@@ -1000,7 +1073,14 @@ impl<P: Port> Engine<P> {
         start: RunStart,
         others_done: &dyn Fn() -> bool,
     ) {
-        forward::forward_until::<P>(&mut self.rxs, forward, config, start, others_done);
+        forward::forward_until::<P>(
+            &mut self.rxs,
+            self.stamped,
+            forward,
+            config,
+            start,
+            others_done,
+        );
     }
 }
 
@@ -1093,34 +1173,9 @@ impl RunStart {
     }
 }
 
-fn run_on_queues<P: Port>(
-    tx: &mut P::Tx,
-    rxs: &mut [P::Rx],
-    next_generation: &mut u32,
-    workload: &Workload,
-    rates_rps: &[f64],
-    config: &EngineConfig,
-    progress: Option<&Progress>,
-) -> Result<RunResult, EngineError> {
-    let machine = ClientMachine::new(workload, rates_rps, config, *next_generation)?;
-    Ok(drive_machine::<P>(
-        tx,
-        rxs,
-        next_generation,
-        machine,
-        RunStart::now(),
-        config,
-        progress,
-        None,
-    ))
-}
-
-/// Runs a prepared `machine` on the queues from `start` until it is finished.
-#[allow(clippy::too_many_arguments)]
+/// Runs a prepared `machine` on `engine`'s queues from `start` until it is finished.
 fn drive_machine<P: Port>(
-    tx: &mut P::Tx,
-    rxs: &mut [P::Rx],
-    next_generation: &mut u32,
+    engine: &mut Engine<P>,
     mut machine: ClientMachine,
     start: RunStart,
     config: &EngineConfig,
@@ -1132,17 +1187,18 @@ fn drive_machine<P: Port>(
     }
     let _timer_slack = (config.idle != IdlePolicy::Spin).then(TimerSlack::tighten);
     let mut io = IoLoop::<P> {
-        tx,
-        rxs,
+        tx: &mut engine.tx,
+        rxs: &mut engine.rxs,
         rx_bufs: Vec::with_capacity(RX_BURST),
         tx_bufs: Vec::with_capacity(TX_BURST),
         clock: Clock(start.instant),
-        idler: Idler::new(config.idle),
+        stamped: engine.stamped,
+        idler: Idler::new(config.idle, engine.stamped),
         progress,
         forward,
     };
     io.drive(&mut machine);
-    *next_generation = machine.next_generation();
+    engine.next_generation = machine.next_generation();
     io.publish(&machine);
     if let Some(p) = progress {
         p.done.store(true, Ordering::Relaxed);
@@ -1158,6 +1214,8 @@ struct IoLoop<'a, P: Port> {
     rx_bufs: Vec<P::Buf>,
     tx_bufs: Vec<P::Buf>,
     clock: Clock,
+    /// Whether the RX queues stamp arrivals ([`BurstTime`]).
+    stamped: bool,
     idler: Idler,
     progress: Option<&'a Progress>,
     /// Several client threads share the RX queues: route responses by their ids' tags.
@@ -1195,6 +1253,7 @@ impl<P: Port> IoLoop<'_, P> {
         if let Some(next_send_ns) = machine.poll_timeout().filter(|&t| now < t) {
             return self.idler.idle(
                 &self.clock,
+                now,
                 next_send_ns,
                 machine.outstanding(),
                 received,
@@ -1253,17 +1312,17 @@ impl<P: Port> IoLoop<'_, P> {
                 continue;
             }
             total += n;
-            let now = self.clock.now_ns();
+            let time = BurstTime::read(self.clock.0, self.stamped);
             match self.forward {
                 None => {
                     for buf in self.rx_bufs.drain(..) {
-                        machine.on_response(now, buf.data());
+                        machine.on_response(time.of(&buf), buf.data());
                     }
                 }
                 Some(forward) => {
                     for buf in self.rx_bufs.drain(..) {
                         if let Some(response) =
-                            machine.on_response_routed(now, buf.data(), forward.tag)
+                            machine.on_response_routed(time.of(&buf), buf.data(), forward.tag)
                         {
                             if !forward.send(response) {
                                 machine.on_forward_dropped();
@@ -1333,48 +1392,72 @@ impl Drop for TimerSlack {
     }
 }
 
-/// Gives the core back between sends as its [`IdlePolicy`] says, waking a learnt margin before
-/// the next send: the margin follows the median of how late timed waits wake up (one
-/// [`IDLE_WAKE_MARGIN_STEP_NS`] up after a later wake-up, one down after an earlier one, so
-/// outliers move it no more than any other wait).
+/// Gives the core back between sends as its [`IdlePolicy`] says. It learns, as medians (one
+/// [`IDLE_WAKE_MARGIN_STEP_NS`] towards each new value, so outliers move them no more than any
+/// other wait), how late timed waits wake up — it wakes that much before a send, at most
+/// [`IDLE_WAKE_MARGIN_MAX_NS`] — and how much CPU time a wait costs its thread: it does not
+/// wait for a gap shorter than that (at most [`IDLE_SPIN_MAX_NS`]) plus [`IDLE_MIN_SLEEP_NS`],
+/// which costs less spun. Where the thread's CPU clock cannot be read, the lateness stands in
+/// for the cost.
 struct Idler {
     policy: IdlePolicy,
-    margin_ns: u64,
+    /// The RX queues stamp arrivals: receive times need no wake-up, so [`IdlePolicy::Yield`]
+    /// waits like [`IdlePolicy::Sleep`] (one wake-up per send instead of one more per
+    /// response that arrives during a wait).
+    stamped: bool,
+    /// Learnt median wake-up lateness, between [`IDLE_WAKE_MARGIN_MIN_NS`] and
+    /// [`IDLE_SPIN_MAX_NS`].
+    late_ns: u64,
+    /// Learnt median CPU time of one wait, within the same bounds.
+    cost_ns: u64,
 }
 
 impl Idler {
-    fn new(policy: IdlePolicy) -> Self {
+    fn new(policy: IdlePolicy, stamped: bool) -> Self {
         Self {
             policy,
-            margin_ns: IDLE_WAKE_MARGIN_NS,
+            stamped,
+            late_ns: IDLE_WAKE_MARGIN_NS,
+            cost_ns: IDLE_WAKE_MARGIN_NS,
         }
     }
 
-    /// Waits, if worth it, after a poll at `now` that received `received` frames with
-    /// `outstanding` requests in flight, when the next send is meant for `next_send_ns`.
+    /// How long before a send a timed wait ends.
+    fn margin_ns(&self) -> u64 {
+        self.late_ns.min(IDLE_WAKE_MARGIN_MAX_NS)
+    }
+
+    /// The shortest gap worth a wait: longer than a wait costs, and than the margin (a wait
+    /// must leave time before its wake-up target), by [`IDLE_MIN_SLEEP_NS`].
+    fn min_wait_gap_ns(&self) -> u64 {
+        self.cost_ns.max(self.margin_ns()) + IDLE_MIN_SLEEP_NS
+    }
+
+    /// Waits, if worth it, after a poll that received `received` frames with `outstanding`
+    /// requests in flight, when it is `now` and the next send is meant for `next_send_ns`.
     /// Returns whether the next turn should poll: not after a wait on the socket that saw
     /// nothing arrive (one receive call saved per send).
     #[inline]
     fn idle<R: RxQueue>(
         &mut self,
         clock: &Clock,
+        now: u64,
         next_send_ns: u64,
         outstanding: usize,
         received: usize,
         rxs: &mut [R],
     ) -> bool {
-        let now = clock.now_ns();
         let gap_ns = next_send_ns.saturating_sub(now);
-        if self.policy == IdlePolicy::Spin
-            || received > 0
-            || gap_ns <= self.margin_ns + IDLE_MIN_SLEEP_NS
-        {
+        if self.policy == IdlePolicy::Spin || received > 0 || gap_ns <= self.min_wait_gap_ns() {
             return true;
         }
-        let wait_ns = (gap_ns - self.margin_ns).min(IDLE_WAIT_MAX_NS);
+        let wait_ns = gap_ns
+            .saturating_sub(self.margin_ns())
+            .min(IDLE_WAIT_MAX_NS);
+        let cpu_before_ns = thread_cpu_ns();
         let (wait_ns, poll_next) = match self.policy {
-            // One socket: a response wakes the wait, so its receive time stays exact.
-            IdlePolicy::Yield => match wait_ready(rxs, wait_ns) {
+            // One unstamped socket: a response wakes the wait, so its receive time stays exact.
+            IdlePolicy::Yield if !self.stamped => match wait_ready(rxs, wait_ns) {
                 Some(ready) => (wait_ns, ready),
                 None => {
                     let nap_ns = if outstanding == 0 {
@@ -1391,23 +1474,52 @@ impl Idler {
                 (wait_ns, true)
             }
         };
+        let cost_ns = cpu_before_ns
+            .zip(thread_cpu_ns())
+            .map(|(a, b)| b.saturating_sub(a));
         // A wait a packet ended early says nothing about wake-up latency.
         let target_ns = now + wait_ns;
         let woke_ns = clock.now_ns();
-        if woke_ns >= target_ns {
-            self.learn(woke_ns - target_ns);
-        }
+        let late_ns = woke_ns.checked_sub(target_ns);
+        self.learn(late_ns, cost_ns.or(late_ns));
         poll_next
     }
 
-    fn learn(&mut self, late_ns: u64) {
-        self.margin_ns = if late_ns > self.margin_ns {
-            self.margin_ns + IDLE_WAKE_MARGIN_STEP_NS
-        } else {
-            self.margin_ns.saturating_sub(IDLE_WAKE_MARGIN_STEP_NS)
+    /// Moves the learnt lateness and wait cost one step towards these samples (`None`: not
+    /// known from this wait).
+    fn learn(&mut self, late_ns: Option<u64>, cost_ns: Option<u64>) {
+        if let Some(late_ns) = late_ns {
+            self.late_ns = median_step(self.late_ns, late_ns);
         }
-        .clamp(IDLE_WAKE_MARGIN_MIN_NS, IDLE_WAKE_MARGIN_MAX_NS);
+        if let Some(cost_ns) = cost_ns {
+            self.cost_ns = median_step(self.cost_ns, cost_ns);
+        }
     }
+}
+
+/// `estimate` one [`IDLE_WAKE_MARGIN_STEP_NS`] towards `sample`, within
+/// [`IDLE_WAKE_MARGIN_MIN_NS`]..=[`IDLE_SPIN_MAX_NS`]: repeated, it follows the median.
+fn median_step(estimate: u64, sample: u64) -> u64 {
+    if sample > estimate {
+        estimate + IDLE_WAKE_MARGIN_STEP_NS
+    } else {
+        estimate.saturating_sub(IDLE_WAKE_MARGIN_STEP_NS)
+    }
+    .clamp(IDLE_WAKE_MARGIN_MIN_NS, IDLE_SPIN_MAX_NS)
+}
+
+/// The calling thread's CPU time so far (ns), where it can be read (Linux).
+fn thread_cpu_ns() -> Option<u64> {
+    #[cfg(target_os = "linux")]
+    {
+        use nix::time::{clock_gettime, ClockId};
+        let now = clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID).ok()?;
+        let secs = u64::try_from(now.tv_sec()).ok()?;
+        let nanos = u64::try_from(now.tv_nsec()).ok()?;
+        Some(secs * 1_000_000_000 + nanos)
+    }
+    #[cfg(not(target_os = "linux"))]
+    None
 }
 
 #[inline]
@@ -1430,25 +1542,140 @@ mod tests {
     }
 
     #[test]
-    fn idler_margin_follows_wake_up_lateness_within_bounds() {
-        let mut idler = Idler::new(IdlePolicy::Yield);
+    fn idler_learns_wake_up_lateness_and_wait_cost_within_bounds() {
+        let mut idler = Idler::new(IdlePolicy::Yield, false);
         // Wake-ups 6 µs late, with every third one a 5 ms outlier: the median is 6 µs.
         for i in 0..300 {
-            idler.learn(if i % 3 == 2 { 5_000_000 } else { 6_000 });
+            idler.learn(Some(if i % 3 == 2 { 5_000_000 } else { 6_000 }), None);
         }
         assert!(
-            (5_000..=7_000).contains(&idler.margin_ns),
+            (5_000..=7_000).contains(&idler.late_ns),
             "{}",
-            idler.margin_ns
+            idler.late_ns
         );
+        assert_eq!(idler.margin_ns(), idler.late_ns);
+        assert_eq!(idler.cost_ns, IDLE_WAKE_MARGIN_NS, "no cost seen yet");
         for _ in 0..500 {
-            idler.learn(1_000);
+            idler.learn(Some(1_000), Some(1_000));
         }
-        assert_eq!(idler.margin_ns, IDLE_WAKE_MARGIN_MIN_NS);
-        for _ in 0..100 {
-            idler.learn(10_000_000);
+        assert_eq!(idler.late_ns, IDLE_WAKE_MARGIN_MIN_NS);
+        assert_eq!(idler.margin_ns(), IDLE_WAKE_MARGIN_MIN_NS);
+        assert_eq!(
+            idler.min_wait_gap_ns(),
+            IDLE_WAKE_MARGIN_MIN_NS + IDLE_MIN_SLEEP_NS
+        );
+        // The 2-core VM: waits wake 35 µs late and cost 30 µs. The margin stops at its cap
+        // (sends leave late rather than the engine spinning); gaps cheaper spun are spun.
+        for _ in 0..200 {
+            idler.learn(Some(35_000), Some(30_000));
         }
-        assert_eq!(idler.margin_ns, IDLE_WAKE_MARGIN_MAX_NS);
+        assert!(
+            (34_500..=35_500).contains(&idler.late_ns),
+            "{}",
+            idler.late_ns
+        );
+        assert_eq!(idler.margin_ns(), IDLE_WAKE_MARGIN_MAX_NS);
+        assert!(
+            (29_500..=30_500).contains(&idler.cost_ns),
+            "{}",
+            idler.cost_ns
+        );
+        assert_eq!(idler.min_wait_gap_ns(), idler.cost_ns + IDLE_MIN_SLEEP_NS);
+        // A busy machine: wake-ups are late, but a wait that hands the core to another thread
+        // is cheap, so the engine waits rather than spins (for any gap that leaves time before
+        // the wake-up margin).
+        for _ in 0..200 {
+            idler.learn(Some(10_000_000), Some(4_000));
+        }
+        assert_eq!(idler.late_ns, IDLE_SPIN_MAX_NS);
+        assert_eq!(idler.margin_ns(), IDLE_WAKE_MARGIN_MAX_NS);
+        assert!(
+            (3_500..=4_500).contains(&idler.cost_ns),
+            "{}",
+            idler.cost_ns
+        );
+        assert_eq!(
+            idler.min_wait_gap_ns(),
+            IDLE_WAKE_MARGIN_MAX_NS + IDLE_MIN_SLEEP_NS
+        );
+        // Dear waits: the spun gaps stop at their cap.
+        for _ in 0..200 {
+            idler.learn(None, Some(10_000_000));
+        }
+        assert_eq!(idler.cost_ns, IDLE_SPIN_MAX_NS);
+    }
+
+    #[test]
+    fn thread_cpu_clock_is_read_and_moves_forward() {
+        let before = thread_cpu_ns();
+        assert_eq!(before.is_some(), cfg!(target_os = "linux"));
+        let mut x = 0u64;
+        for i in 0..100_000u64 {
+            x = std::hint::black_box(x.wrapping_add(i));
+        }
+        if let (Some(before), Some(after)) = (before, thread_cpu_ns()) {
+            assert!(after >= before, "{before} {after} {x}");
+        }
+    }
+
+    /// A received packet, stamped or not.
+    struct Arrived(Option<SystemTime>);
+
+    impl PacketBuf for Arrived {
+        fn data(&self) -> &[u8] {
+            &[]
+        }
+        fn data_mut(&mut self) -> &mut [u8] {
+            &mut []
+        }
+        fn set_len(&mut self, _: usize) -> Result<(), psp_net::port::BufferTooSmall> {
+            Ok(())
+        }
+        fn capacity(&self) -> usize {
+            0
+        }
+        fn arrived_at(&self) -> Option<SystemTime> {
+            self.0
+        }
+    }
+
+    #[test]
+    fn burst_time_takes_arrival_stamps_back_to_the_run_clock() {
+        let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let stamped = BurstTime {
+            now_ns: 1_000_000,
+            wall: Some(wall),
+        };
+        let ago = |ns| Arrived(Some(wall - Duration::from_nanos(ns)));
+        assert_eq!(stamped.of(&ago(0)), 1_000_000);
+        assert_eq!(stamped.of(&ago(25_000)), 975_000);
+        // Before the run started: never below 0.
+        assert_eq!(stamped.of(&ago(5_000_000)), 0);
+        // Older than any read could be (a wall-clock step forward): the burst time.
+        let stepped = BurstTime {
+            now_ns: 10 * MAX_STAMP_AGE_NS,
+            wall: Some(wall),
+        };
+        assert_eq!(stepped.of(&ago(MAX_STAMP_AGE_NS)), 9 * MAX_STAMP_AGE_NS);
+        assert_eq!(
+            stepped.of(&ago(MAX_STAMP_AGE_NS + 1)),
+            10 * MAX_STAMP_AGE_NS
+        );
+        // From the future (a wall-clock step back): the burst time.
+        assert_eq!(
+            stamped.of(&Arrived(Some(wall + Duration::from_micros(3)))),
+            1_000_000
+        );
+        // No stamp, or queues that do not stamp: the burst time.
+        assert_eq!(stamped.of(&Arrived(None)), 1_000_000);
+        let unstamped = BurstTime {
+            now_ns: 1_000_000,
+            wall: None,
+        };
+        assert_eq!(unstamped.of(&ago(25_000)), 1_000_000);
+        let read = BurstTime::read(Instant::now(), true);
+        assert!(read.wall.is_some());
+        assert!(BurstTime::read(Instant::now(), false).wall.is_none());
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use psp_client::engine::{self, EngineConfig, Progress};
+use psp_client::engine::{self, EngineConfig, IdlePolicy, Progress};
 use psp_client::report::{write_run_files, Report};
 use psp_net::port::memory::{pair, MemPort, MemPortConfig};
 use psp_net::port::udp::{UdpPort, UdpPortConfig};
@@ -528,6 +528,53 @@ fn kernel_udp_against_echo_server_on_loopback() {
     assert_eq!(c.received, c.sent, "{c:?}");
     assert_eq!(c.malformed + c.unknown_id, 0, "{c:?}");
     assert!(r.stats.latency().p99.is_finite());
+}
+
+#[test]
+fn kernel_udp_receive_times_are_arrival_stamps_under_every_idle_policy() {
+    for idle in [IdlePolicy::Spin, IdlePolicy::Yield, IdlePolicy::Sleep] {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (server, handle) = udp_echo(Arc::clone(&stop));
+        let mut port = UdpPort::bind(&UdpPortConfig::new(
+            SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0),
+            1,
+        ))
+        .unwrap();
+        let local_addr = port.local_addr();
+        let local = Endpoint::new(MacAddr(port.mac()), *local_addr.ip(), local_addr.port());
+        let target = Endpoint::new(MacAddr([0; 6]), *server.ip(), server.port());
+        let mut config = EngineConfig::new(local, vec![target]);
+        config.drain_timeout_ns = 500_000_000;
+        config.idle = idle;
+        config.warmup_fraction = 0.0;
+        config.trace_limit = 10_000;
+        let mut engine = engine::Engine::new(&mut port).unwrap();
+        assert!(engine.arrivals_stamped(), "a kernel socket stamps arrivals");
+        let r = engine
+            .run(&workload(0.03), &[5_000.0], &config, None)
+            .unwrap();
+        stop.store(true, Ordering::Relaxed);
+        let answered = handle.join().unwrap();
+        let c = &r.counters;
+        assert!(c.sent > 50, "{idle:?}: {c:?}");
+        assert_eq!(answered, c.sent, "{idle:?}");
+        assert_eq!(c.received, c.sent, "{idle:?}: {c:?}");
+        assert!(c.balanced(), "{idle:?}: {c:?}");
+        assert_eq!(r.traces.len() as u64, c.sent, "{idle:?}");
+        // A response arrives after its request's intended send time and before the run ends,
+        // whenever the engine got round to reading it.
+        for t in &r.traces {
+            assert!(t.completed_ns >= t.intended_ns, "{idle:?}: {t:?}");
+            assert!(t.completed_ns <= r.ended_ns, "{idle:?}: {t:?}");
+        }
+    }
+}
+
+#[test]
+fn polled_queues_do_not_stamp_arrivals() {
+    let (mut client, _server) = pair(&MemPortConfig::with_queues(2));
+    let engine = engine::Engine::new(&mut client).unwrap();
+    assert!(!engine.arrivals_stamped());
 }
 
 /// A [`ThreadedEngine`] whose thread `i` sends from its own kernel UDP socket on 127.0.0.1.

@@ -18,7 +18,7 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use psp_net::port::{PacketBuf, Port, RxQueue};
 use psp_net::wire;
 
-use super::{EngineConfig, Forwarded, RunStart, ThreadTag, RX_BURST};
+use super::{BurstTime, EngineConfig, Forwarded, RunStart, ThreadTag, RX_BURST};
 use crate::inflight::tag_of;
 
 /// Responses one thread's inbox holds (≈ 16 ms at 1 Mrps of responses arriving elsewhere).
@@ -76,6 +76,7 @@ impl Forwarder {
 /// for this thread (its run is over) and anything else are dropped. Bounded by `others_done`.
 pub(super) fn forward_until<P: Port>(
     rxs: &mut [P::Rx],
+    stamped: bool,
     forward: &Forwarder,
     config: &EngineConfig,
     start: RunStart,
@@ -89,9 +90,10 @@ pub(super) fn forward_until<P: Port>(
                 continue;
             }
             any = true;
-            // Receive time on the run's shared clock, as the owner's own reads are.
-            let now_ns = u64::try_from(start.instant.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            // Receive times on the run's shared clock, as the owner's own reads are.
+            let time = BurstTime::read(start.instant, stamped);
             for buf in bufs.drain(..) {
+                let now_ns = time.of(&buf);
                 let Ok(r) =
                     wire::parse_response_with(buf.data(), &config.local, &config.parse_options)
                 else {

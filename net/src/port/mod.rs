@@ -31,6 +31,12 @@ pub trait PacketBuf: Send + 'static {
     fn set_len(&mut self, len: usize) -> Result<(), BufferTooSmall>;
     /// The largest length `set_len` accepts.
     fn capacity(&self) -> usize;
+    /// When a received packet arrived, stamped below the queue (the kernel's receive
+    /// timestamp of a UDP datagram, after [`RxQueue::stamp_arrivals`]); `None` where the
+    /// device does not say (the default), and the caller takes its own receive time.
+    fn arrived_at(&self) -> Option<std::time::SystemTime> {
+        None
+    }
 }
 
 /// `set_len` beyond the buffer's capacity.
@@ -61,6 +67,12 @@ pub trait RxQueue: Send + 'static {
     /// receives anything.
     fn wait_ready(&mut self, _timeout: std::time::Duration) -> Option<bool> {
         None
+    }
+    /// Asks the queue to stamp every packet it receives from now on with its arrival time
+    /// ([`PacketBuf::arrived_at`]); returns whether it will. A caller that measures receive
+    /// times then need not be awake when a packet arrives. Default: `false` (polled devices).
+    fn stamp_arrivals(&mut self) -> bool {
+        false
     }
 }
 

@@ -12,6 +12,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use crossbeam_queue::ArrayQueue;
 
@@ -64,6 +65,7 @@ impl BufPool {
         Some(PoolBuf {
             bytes,
             len: 0,
+            arrived: None,
             pool: Arc::clone(self),
         })
     }
@@ -91,6 +93,8 @@ impl BufPool {
 pub struct PoolBuf {
     bytes: Vec<u8>,
     len: usize,
+    /// When the packet arrived, where the receive path knows ([`PacketBuf::arrived_at`]).
+    arrived: Option<SystemTime>,
     pool: Arc<BufPool>,
 }
 
@@ -99,6 +103,11 @@ impl PoolBuf {
     /// here first, then call `set_len`.
     pub fn storage_mut(&mut self) -> &mut [u8] {
         &mut self.bytes
+    }
+
+    /// Records when the packet arrived (a receive path that knows: the kernel's stamp).
+    pub fn set_arrived_at(&mut self, arrived: Option<SystemTime>) {
+        self.arrived = arrived;
     }
 }
 
@@ -124,6 +133,10 @@ impl PacketBuf for PoolBuf {
 
     fn capacity(&self) -> usize {
         self.bytes.len()
+    }
+
+    fn arrived_at(&self) -> Option<SystemTime> {
+        self.arrived
     }
 }
 

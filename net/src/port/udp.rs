@@ -13,7 +13,12 @@
 //! cut by the kernel, so it is dropped and counted in `rx_errors` instead of served truncated:
 //! the largest datagram served is one byte less than the room (2005 B by default).
 //! [`Port::stats`]'s `rx_missed` is the kernel's drop counter of the socket (receive buffer
-//! full), read from `/proc/self/net/udp`, so overload shows where it happens.
+//! full), read from `/proc/self/net/udp`, so overload shows where it happens. After
+//! [`RxQueue::stamp_arrivals`] (the load generator asks) every datagram carries the kernel's
+//! receive timestamp (`SO_TIMESTAMPNS`, read with `recvmsg`) as [`PacketBuf::arrived_at`]. The
+//! kernel starts stamping arrivals a moment after the first socket of the machine asks
+//! (deferred work); until then it stamps a datagram when it is read, the time the caller would
+//! have taken anyway.
 //!
 //! Sockets are non-blocking; every queue holds its own `try_clone` of one socket, so RX and TX
 //! queues can live on different threads. IPv4 only.
@@ -26,6 +31,7 @@
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use super::pool::{BufPool, PoolBuf, DEFAULT_BUF_CAPACITY, DEFAULT_POOL_BUFFERS};
 use super::{PacketBuf, Port, PortStats, RxQueue, SoftwareCounters, TxQueue};
@@ -106,6 +112,9 @@ pub struct UdpRxQueue {
     /// A buffer allocated for a receive that found nothing, kept for the next try.
     spare: Option<PoolBuf>,
     counters: Arc<SoftwareCounters>,
+    /// Room for the kernel's receive timestamp (`SO_TIMESTAMPNS`) once
+    /// [`RxQueue::stamp_arrivals`] turned it on; empty before.
+    stamp_space: Vec<u8>,
 }
 
 /// Transmit queue of a [`UdpPort`].
@@ -145,6 +154,7 @@ impl UdpPort {
                 pool: Arc::clone(&pool),
                 spare: None,
                 counters: Arc::clone(&counters),
+                stamp_space: Vec::new(),
             }));
         }
         let mut tx = Vec::new();
@@ -321,9 +331,7 @@ impl RxQueue for UdpRxQueue {
                 break; // pool exhausted: leave datagrams in the socket
             };
             let room = buf.storage_mut().len().saturating_sub(FRAME_HEADERS_LEN);
-            let result = self
-                .socket
-                .recv_from(&mut buf.storage_mut()[FRAME_HEADERS_LEN..]);
+            let (result, arrived) = self.receive(&mut buf.storage_mut()[FRAME_HEADERS_LEN..]);
             match result {
                 // A datagram that fills the room may have been cut (the kernel truncates
                 // silently): dropped and counted, never served truncated.
@@ -347,6 +355,7 @@ impl RxQueue for UdpRxQueue {
                         continue;
                     }
                     bytes += frame_len as u64;
+                    buf.set_arrived_at(arrived);
                     out.push(buf);
                     received += 1;
                 }
@@ -369,6 +378,17 @@ impl RxQueue for UdpRxQueue {
         received
     }
 
+    /// Turns on `SO_TIMESTAMPNS`: every datagram then carries the time the kernel received it.
+    fn stamp_arrivals(&mut self) -> bool {
+        use nix::sys::socket::{setsockopt, sockopt::ReceiveTimestampns};
+        if self.stamp_space.is_empty()
+            && setsockopt(&self.socket, ReceiveTimestampns, &true).is_ok()
+        {
+            self.stamp_space = nix::cmsg_space!(nix::sys::time::TimeSpec);
+        }
+        !self.stamp_space.is_empty()
+    }
+
     /// `ppoll` on the socket (nanosecond timeout; the thread's timer slack adds to it).
     fn wait_ready(&mut self, timeout: std::time::Duration) -> Option<bool> {
         use nix::poll::{ppoll, PollFd, PollFlags};
@@ -378,6 +398,54 @@ impl RxQueue for UdpRxQueue {
         // 0: the timeout passed with nothing. An error (EINTR) only ends the wait early: the
         // caller polls and decides again.
         Some(!matches!(ppoll(&mut fds, Some(timeout), None), Ok(0)))
+    }
+}
+
+impl UdpRxQueue {
+    /// Receives one datagram into `payload`: its length and sender, and when the kernel
+    /// received it once [`RxQueue::stamp_arrivals`] is on (`recvmsg` with the timestamp as
+    /// control message; `recvfrom` before).
+    fn receive(
+        &mut self,
+        payload: &mut [u8],
+    ) -> (io::Result<(usize, SocketAddr)>, Option<SystemTime>) {
+        if self.stamp_space.is_empty() {
+            return (self.socket.recv_from(payload), None);
+        }
+        use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, SockaddrIn};
+        use std::os::fd::AsRawFd;
+        let mut iov = [io::IoSliceMut::new(payload)];
+        let message = match recvmsg::<SockaddrIn>(
+            self.socket.as_raw_fd(),
+            &mut iov,
+            Some(&mut self.stamp_space),
+            MsgFlags::MSG_DONTWAIT,
+        ) {
+            Ok(message) => message,
+            Err(errno) => return (Err(io::Error::from(errno)), None),
+        };
+        let arrived = message.cmsgs().ok().and_then(|mut cmsgs| {
+            cmsgs.find_map(|cmsg| match cmsg {
+                ControlMessageOwned::ScmTimestampns(stamp) => {
+                    let since_epoch = std::time::Duration::from(stamp);
+                    SystemTime::UNIX_EPOCH.checked_add(since_epoch)
+                }
+                _ => None,
+            })
+        });
+        let sender = message
+            .address
+            .map(|address| SocketAddr::V4(SocketAddrV4::from(address)));
+        match sender {
+            Some(sender) => (Ok((message.bytes, sender)), arrived),
+            None => (
+                Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "datagram without a sender",
+                )),
+                None,
+            ),
+        }
     }
 }
 
@@ -463,6 +531,41 @@ mod tests {
             "woken by the datagram"
         );
         assert_eq!(recv_some(&mut rx, 1).len(), 1);
+    }
+
+    #[test]
+    fn stamped_datagrams_carry_the_time_they_arrived() {
+        let mut port = loopback_port(1);
+        let addr = port.local_addr();
+        let mut rx = port.take_rx(0).expect("rx 0");
+        let client = UdpSocket::bind("127.0.0.1:0").expect("client socket");
+        client.send_to(b"before", addr).expect("send");
+        let unstamped = recv_some(&mut rx, 1);
+        assert_eq!(unstamped.len(), 1);
+        assert_eq!(unstamped[0].arrived_at(), None, "not asked to stamp");
+        assert!(rx.stamp_arrivals());
+        assert!(rx.stamp_arrivals(), "asking again changes nothing");
+        // The kernel turns arrival stamps on a moment after the first socket asks (deferred
+        // work); until then it stamps a datagram when it is read. Bounded retries.
+        for attempt in 0.. {
+            let before_send = SystemTime::now();
+            client.send_to(b"stamped", addr).expect("send");
+            // The datagram waits in the socket; the stamp says when it came, not when it is read.
+            std::thread::sleep(Duration::from_millis(5));
+            let before_receive = SystemTime::now();
+            let got = recv_some(&mut rx, 1);
+            assert_eq!(got.len(), 1);
+            assert_eq!(&got[0].data()[FRAME_HEADERS_LEN..], b"stamped");
+            let arrived = got[0].arrived_at().expect("stamped");
+            assert!(arrived >= before_send, "{arrived:?} {before_send:?}");
+            if arrived < before_receive {
+                break;
+            }
+            assert!(
+                attempt < 200,
+                "never stamped on arrival: {arrived:?} {before_receive:?}"
+            );
+        }
     }
 
     #[test]
