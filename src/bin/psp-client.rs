@@ -68,11 +68,13 @@ const DEFAULT_LINK_TIMEOUT_S: f64 = 60.0;
 enum Idle {
     /// Busy-poll (a core of its own).
     Spin,
-    /// Give the core back until the next send or a response (UDP: the socket wakes it; DPDK:
-    /// naps of at most 100 µs while requests are in flight) (default).
+    /// Give the core back between sends (UDP: the kernel stamps each response's arrival, so it
+    /// sleeps until the next send; DPDK: naps of at most 100 µs while requests are in flight, so
+    /// a receive time is at most that late) (default).
     Yield,
-    /// Sleep until the next send whatever is in flight: fewest wake-ups, receive times up to one
-    /// send gap late (fairest to a server on the same cores).
+    /// Sleep until the next send whatever is in flight: fewest wake-ups (fairest to a server on
+    /// the same cores); over DPDK receive times up to one send gap late, over UDP exact (kernel
+    /// arrival stamps).
     Sleep,
 }
 
