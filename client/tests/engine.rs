@@ -505,11 +505,14 @@ fn udp_echo(stop: Arc<AtomicBool>) -> (SocketAddrV4, thread::JoinHandle<u64>) {
     (addr, handle)
 }
 
-#[test]
-fn kernel_udp_against_echo_server_on_loopback() {
-    let stop = Arc::new(AtomicBool::new(false));
-    let (server, handle) = udp_echo(Arc::clone(&stop));
-    let mut port = UdpPort::bind(&UdpPortConfig::new(
+/// A kernel UDP port on 127.0.0.1 and an engine configuration aimed at a [`udp_echo`] server
+/// (drain 0.5 s), and the echo thread, which stops when `stop` is set and returns how many
+/// requests it answered.
+fn udp_port_against_echo(
+    stop: &Arc<AtomicBool>,
+) -> (UdpPort, EngineConfig, thread::JoinHandle<u64>) {
+    let (server, handle) = udp_echo(Arc::clone(stop));
+    let port = UdpPort::bind(&UdpPortConfig::new(
         SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0),
         1,
     ))
@@ -519,6 +522,13 @@ fn kernel_udp_against_echo_server_on_loopback() {
     let target = Endpoint::new(MacAddr([0; 6]), *server.ip(), server.port());
     let mut config = EngineConfig::new(local, vec![target]);
     config.drain_timeout_ns = 500_000_000;
+    (port, config, handle)
+}
+
+#[test]
+fn kernel_udp_against_echo_server_on_loopback() {
+    let stop = Arc::new(AtomicBool::new(false));
+    let (mut port, config, handle) = udp_port_against_echo(&stop);
     let r = engine::run(&mut port, &workload(0.05), &[5_000.0], &config, None).unwrap();
     stop.store(true, Ordering::Relaxed);
     let answered = handle.join().unwrap();
@@ -534,17 +544,7 @@ fn kernel_udp_against_echo_server_on_loopback() {
 fn kernel_udp_receive_times_are_arrival_stamps_under_every_idle_policy() {
     for idle in [IdlePolicy::Spin, IdlePolicy::Yield, IdlePolicy::Sleep] {
         let stop = Arc::new(AtomicBool::new(false));
-        let (server, handle) = udp_echo(Arc::clone(&stop));
-        let mut port = UdpPort::bind(&UdpPortConfig::new(
-            SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0),
-            1,
-        ))
-        .unwrap();
-        let local_addr = port.local_addr();
-        let local = Endpoint::new(MacAddr(port.mac()), *local_addr.ip(), local_addr.port());
-        let target = Endpoint::new(MacAddr([0; 6]), *server.ip(), server.port());
-        let mut config = EngineConfig::new(local, vec![target]);
-        config.drain_timeout_ns = 500_000_000;
+        let (mut port, mut config, handle) = udp_port_against_echo(&stop);
         config.idle = idle;
         config.warmup_fraction = 0.0;
         config.trace_limit = 10_000;

@@ -380,19 +380,23 @@ fn darc_replans_within_three_windows_of_each_shift_and_not_in_steady_phases() {
         let log = check_replanning("DISP2-shift", seed);
         assert!(log.iter().skip(1).all(|c| !c.changed), "{log:?}");
         let log = check_replanning("MIX-shift", seed);
-        // The plan in force at the end of each phase (a window straddling a shift may give an
-        // intermediate plan first).
-        let reservations: Vec<_> = [0.25e9, 0.5e9, 0.75e9]
-            .iter()
-            .filter_map(|&end| log.iter().rev().find(|c| (c.at_ns as f64) < end))
-            .map(|c| c.reserved_per_type.clone())
-            .collect();
-        assert_eq!(
-            reservations,
-            [vec![1, 13], vec![7, 7], vec![1, 13]],
-            "{log:?}"
-        );
+        assert_follows_mix_shift(&log);
     }
+}
+
+/// The plan in force at the end of each of MIX-shift's phases (a window straddling a shift may
+/// give an intermediate plan first) is [1, 13], [7, 7], [1, 13].
+fn assert_follows_mix_shift(log: &[psp_sim::PlanChange]) {
+    let reservations: Vec<_> = [0.25e9, 0.5e9, 0.75e9]
+        .iter()
+        .filter_map(|&end| log.iter().rev().find(|c| (c.at_ns as f64) < end))
+        .map(|c| c.reserved_per_type.clone())
+        .collect();
+    assert_eq!(
+        reservations,
+        [vec![1, 13], vec![7, 7], vec![1, 13]],
+        "{log:?}"
+    );
 }
 
 /// Rounding hysteresis (`darc.rounding_hysteresis`) keeps a plan near the cut, not one the mix
@@ -407,15 +411,6 @@ fn darc_with_rounding_hysteresis_still_follows_each_shift() {
     });
     for seed in 1..=4 {
         let log = check_replanning_with("MIX-shift", seed, &policy);
-        let reservations: Vec<_> = [0.25e9, 0.5e9, 0.75e9]
-            .iter()
-            .filter_map(|&end| log.iter().rev().find(|c| (c.at_ns as f64) < end))
-            .map(|c| c.reserved_per_type.clone())
-            .collect();
-        assert_eq!(
-            reservations,
-            [vec![1, 13], vec![7, 7], vec![1, 13]],
-            "{log:?}"
-        );
+        assert_follows_mix_shift(&log);
     }
 }

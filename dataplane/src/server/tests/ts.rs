@@ -142,6 +142,55 @@ fn start_apps<A: Application + Clone>(options: ServerOptions, app: A) -> Running
     }
 }
 
+/// Serves `requests` (id, type, run_ns) sent at once to a fresh server with `options` and
+/// `app`: their answers, and any answer more within a quiet period (none is answered twice).
+fn serve_burst<A: Application + Clone>(
+    options: ServerOptions,
+    app: &A,
+    requests: &[(u32, u32, u32)],
+) -> (Vec<(u16, ResponseView)>, ServerReport) {
+    let mut run = start_apps(options, app.clone());
+    let frames = requests
+        .iter()
+        .map(|&(id, ty, run_ns)| run.client.request_frame_running(id, ty, run_ns))
+        .collect();
+    run.client.send_frames(frames);
+    let mut got = run.client.collect(requests.len());
+    got.extend(run.client.collect_until(1, QUIET_PERIOD));
+    let (_, report) = run.stop();
+    (got, report)
+}
+
+/// Runs `attempt` (a burst served by a fresh server: its answers, report and whether it
+/// preempted what the test needs) until it did, at most [`BURST_ATTEMPTS`] times: preemption
+/// needs the dispatcher to run while a worker spins, which a machine whose cores are busy
+/// elsewhere may not allow in one burst. The last attempt's answers and report, and the number
+/// of attempts.
+fn until_preempted(
+    mut attempt: impl FnMut() -> (Vec<(u16, ResponseView)>, ServerReport, bool),
+) -> (Vec<(u16, ResponseView)>, ServerReport, u32) {
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let (got, report, done) = attempt();
+        if done || attempts == BURST_ATTEMPTS {
+            return (got, report, attempts);
+        }
+    }
+}
+
+/// Every one of `sent` requests answered exactly once, nothing dropped.
+fn assert_each_answered_once(got: &[(u16, ResponseView)], sent: usize, report: &ServerReport) {
+    let mut answered: HashMap<u32, u32> = HashMap::new();
+    for (_, response) in got {
+        *answered.entry(response.req_id).or_default() += 1;
+    }
+    assert_eq!(got.len(), sent, "{report}");
+    assert!(answered.values().all(|&n| n == 1), "{answered:?}");
+    assert_eq!(answered.len(), sent);
+    assert_eq!(report.total_drops(), 0, "{report}");
+}
+
 /// DISP2-like burst: `longs` requests of 100 µs (type 2) interleaved with 2× as many of 1 µs
 /// (type 1). Returns (req_id, type, run_ns) of each.
 fn disp2_burst(longs: u32) -> Vec<(u32, u32, u32)> {
@@ -167,35 +216,14 @@ fn ts_preempts_long_requests_and_answers_each_once() {
     // Preemption needs the dispatcher to run while the worker spins: on a machine whose cores
     // are busy elsewhere the two may share one, so a burst is retried (a bounded few times)
     // until a 100 µs request was preempted.
-    let mut attempts = 0;
-    let (got, report) = loop {
-        attempts += 1;
+    let (got, report, _) = until_preempted(|| {
         log.lock().expect("slice log").clear();
-        let mut run = start_apps(ts_options(1, 5_000), app.clone());
-        let frames = requests
-            .iter()
-            .map(|&(id, ty, run_ns)| run.client.request_frame_running(id, ty, run_ns))
-            .collect();
-        run.client.send_frames(frames);
-        let mut got = run.client.collect(requests.len());
-        // Nothing more comes: no request is answered twice.
-        got.extend(run.client.collect_until(1, QUIET_PERIOD));
-        let (_, report) = run.stop();
+        let (got, report) = serve_burst(ts_options(1, 5_000), &app, &requests);
         let clean = slice_offsets(&log.lock().expect("slice log"), &requests, 0, false);
-        if (report.dispatcher.per_type[1].preempted > 0 && !clean.is_empty())
-            || attempts == BURST_ATTEMPTS
-        {
-            break (got, report);
-        }
-    };
-    let mut answered: HashMap<u32, u32> = HashMap::new();
-    for (_, response) in &got {
-        *answered.entry(response.req_id).or_default() += 1;
-    }
-    assert_eq!(got.len(), requests.len(), "{report}");
-    assert!(answered.values().all(|&n| n == 1), "{answered:?}");
-    assert_eq!(answered.len(), requests.len());
-    assert_eq!(report.total_drops(), 0, "{report}");
+        let done = report.dispatcher.per_type[1].preempted > 0 && !clean.is_empty();
+        (got, report, done)
+    });
+    assert_each_answered_once(&got, requests.len(), &report);
 
     let d = &report.dispatcher;
     assert!(
@@ -353,30 +381,12 @@ fn darc_ts_options(quantum_ns: u64) -> ServerOptions {
 fn darc_ts_lends_shorts_worker_to_long_requests_live() {
     let app = SpinApp::with_clock(Clock::start(), crate::app::spin::DEFAULT_MAX_RUN_NS);
     let requests = disp2_burst(30);
-    let mut attempts = 0;
-    let (got, report) = loop {
-        attempts += 1;
-        let mut run = start_apps(darc_ts_options(5_000), app.clone());
-        let frames = requests
-            .iter()
-            .map(|&(id, ty, run_ns)| run.client.request_frame_running(id, ty, run_ns))
-            .collect();
-        run.client.send_frames(frames);
-        let mut got = run.client.collect(requests.len());
-        got.extend(run.client.collect_until(1, QUIET_PERIOD));
-        let (_, report) = run.stop();
-        // Preemption needs the dispatcher to run while a worker spins (see the `ts` test).
-        if report.dispatcher.per_type[1].preempted > 0 || attempts == BURST_ATTEMPTS {
-            break (got, report);
-        }
-    };
-    let mut answered: HashMap<u32, u32> = HashMap::new();
-    for (_, response) in &got {
-        *answered.entry(response.req_id).or_default() += 1;
-    }
-    assert_eq!(got.len(), requests.len(), "{report}");
-    assert!(answered.values().all(|&n| n == 1), "{answered:?}");
-    assert_eq!(report.total_drops(), 0, "{report}");
+    let (got, report, attempts) = until_preempted(|| {
+        let (got, report) = serve_burst(darc_ts_options(5_000), &app, &requests);
+        let done = report.dispatcher.per_type[1].preempted > 0;
+        (got, report, done)
+    });
+    assert_each_answered_once(&got, requests.len(), &report);
     let d = &report.dispatcher;
     assert!(
         d.per_type[1].preempted > 0,
