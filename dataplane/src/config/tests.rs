@@ -236,6 +236,38 @@ fn darc_params_and_policy_override() {
     );
 }
 
+/// `policy: darc-ts` takes psp.ts (quantum, slice_all) and psp.darc; slice_all under `ts` and
+/// psp.ts under a policy that does not preempt are warnings.
+#[test]
+fn darc_ts_takes_ts_and_darc_keys() {
+    let text = format!(
+        "{BASE}psp:\n  policy: darc-ts\n  ts: {{quantum_ns: 20000, slice_all: true}}\n  \
+         darc: {{samples_needed: 100}}\n"
+    );
+    let config = ServerConfig::from_yaml_str(&text).unwrap();
+    let Policy::DarcTs(params) = &config.scheduler.policy else {
+        panic!("{:?}", config.scheduler.policy);
+    };
+    assert_eq!(params.ts.quantum_ns, 20_000);
+    assert!(params.slice_all);
+    assert_eq!(params.darc.samples_needed, 100);
+    assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+    assert_rejects(
+        &format!("{BASE}psp: {{policy: darc-ts, ts: {{quantum_ns: 5}}}}\n"),
+        "psp.ts.quantum_ns",
+        "5",
+    );
+    let ts = format!("{BASE}psp: {{policy: ts, ts: {{slice_all: true}}}}\n");
+    let config = ServerConfig::from_yaml_str(&ts).unwrap();
+    assert_eq!(
+        config.warnings,
+        ["psp.ts.slice_all has no effect under policy ts"]
+    );
+    let cfcfs = format!("{BASE}psp: {{policy: cfcfs, ts: {{quantum_ns: 20000}}}}\n");
+    let config = ServerConfig::from_yaml_str(&cfcfs).unwrap();
+    assert_eq!(config.warnings, ["psp.ts has no effect under policy cfcfs"]);
+}
+
 #[test]
 fn n_resas_under_other_policies_is_a_warning() {
     let config =
