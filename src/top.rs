@@ -255,6 +255,15 @@ pub fn render(line: &TelemetryLine, socket: &Path) -> String {
             shadow.cpu_ns_per_decision
         );
     }
+    let preempted: Vec<String> = line
+        .types
+        .iter()
+        .filter(|t| t.preempted > 0)
+        .map(|t| format!("{} {}", t.name, rate(t.preempted, seconds)))
+        .collect();
+    if !preempted.is_empty() {
+        let _ = writeln!(out, "preempted/s    {}", preempted.join("  "));
+    }
     if !line.parse_drops.is_empty() {
         let drops: Vec<String> = line
             .parse_drops
@@ -349,6 +358,15 @@ mod tests {
         );
         assert!(shown.contains("truncated_payload 2"), "{shown}");
         assert!(!shown.contains("shadow"), "no shadow ran: {shown}");
+        // A line without `preempted` (an older server) reads as none; 50 in 100 ms is 500/s.
+        assert!(!shown.contains("preempted"), "{shown}");
+        let preempting = text.replace(
+            r#""max_queue_depth":12}"#,
+            r#""max_queue_depth":12,"preempted":50}"#,
+        );
+        let line = window_line(&preempting).unwrap().expect("a window");
+        let shown = render(&line, Path::new("/tmp/ctl.sock"));
+        assert!(shown.contains("preempted/s    SHORT 500\n"), "{shown}");
         let with_shadow = text.replace(
             "\"windows_dropped\"",
             "\"shadow\":{\"policy\":\"sjf\",\"decisions\":200,\"agreed\":150,\"same_request\":10,\"disagreed\":40,\"out_of_sync\":0,\"agreed_share\":0.75,\"events_dropped\":0,\"cpu_ns_per_decision\":41.5},\"windows_dropped\"",

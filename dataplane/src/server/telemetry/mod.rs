@@ -263,6 +263,10 @@ pub struct TypeLine {
     pub service_p99_ns: u64,
     /// Deepest queue of this type in the window (its depth at the window's start included).
     pub max_queue_depth: u64,
+    /// Slices of this type preempted in the window (`ts`, `darc-ts`; absent from lines of
+    /// servers before it was added: 0).
+    #[serde(default)]
+    pub preempted: u64,
 }
 
 /// A type's drops in one window, by reason.

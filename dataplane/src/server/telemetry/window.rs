@@ -35,6 +35,8 @@ pub(crate) struct TypeSnapshot {
     pub(crate) completions: u64,
     pub(crate) queue_full: u64,
     pub(crate) slab_full: u64,
+    /// Slices preempted (`ts`, `darc-ts`).
+    pub(crate) preempted: u64,
     pub(crate) max_queue_depth: u64,
     pub(crate) service: Histogram<u32>,
 }
@@ -72,6 +74,7 @@ impl WindowSnapshot {
                     completions: 0,
                     queue_full: 0,
                     slab_full: 0,
+                    preempted: 0,
                     max_queue_depth: 0,
                     service: service_histogram(),
                 })
@@ -126,6 +129,7 @@ struct Baseline {
     completed: Vec<u64>,
     rejected: Vec<u64>,
     slab_full: Vec<u64>,
+    preempted: Vec<u64>,
     parse_drops: DropCounters,
     polls: u64,
     busy_polls: u64,
@@ -182,6 +186,7 @@ impl WindowRecorder {
                 completed: vec![0; slots],
                 rejected: vec![0; slots],
                 slab_full: vec![0; slots],
+                preempted: vec![0; slots],
                 parse_drops: DropCounters::new(),
                 polls: 0,
                 busy_polls: 0,
@@ -302,6 +307,7 @@ impl WindowRecorder {
             t.completions = r.completed.saturating_sub(b.completed[slot]);
             t.queue_full = r.rejected.saturating_sub(b.rejected[slot]);
             t.slab_full = r.slab_full.saturating_sub(b.slab_full[slot]);
+            t.preempted = r.preempted.saturating_sub(b.preempted[slot]);
             t.max_queue_depth = self.max_depth[slot];
             if let Some(live) = self.service.get_mut(slot) {
                 std::mem::swap(live, &mut t.service);
@@ -331,6 +337,7 @@ impl WindowRecorder {
             b.completed[slot] = r.completed;
             b.rejected[slot] = r.rejected;
             b.slab_full[slot] = r.slab_full;
+            b.preempted[slot] = r.preempted;
         }
         b.parse_drops.clone_from(parse_drops);
         b.polls = report.polls;

@@ -271,6 +271,7 @@ pub(crate) fn render(s: &WindowSnapshot, setup: &WriterSetup) -> String {
             service_p50_ns: quantile(&t.service, 0.5),
             service_p99_ns: quantile(&t.service, 0.99),
             max_queue_depth: t.max_queue_depth,
+            preempted: t.preempted,
         })
         .collect();
     let parse_drops: BTreeMap<String, u64> = s

@@ -361,7 +361,8 @@ fn a_bad_control_socket_is_an_error_naming_the_key() {
 }
 
 /// Under live time sharing the windows still add up: a preempted request's slices count as
-/// busy time of the workers that ran them, and it arrives and completes once.
+/// busy time of the workers that ran them, it arrives and completes once, and the windows'
+/// preemptions add up to the report's.
 #[test]
 fn telemetry_windows_add_up_under_ts_with_preemptions() {
     let dir = Scratch::new("ts");
@@ -398,6 +399,7 @@ fn telemetry_windows_add_up_under_ts_with_preemptions() {
             "{}",
             totals.name
         );
+        assert_eq!(sum(|t| t.preempted), totals.preempted, "{}", totals.name);
     }
     for worker in &report.workers {
         let busy_ns: f64 = lines
