@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The live-fidelity check on a many-core x86-64 machine without DPDK (issue "live fidelity"):
 # the spin app's accuracy per mode with a spinning neighbour, then `psp live` on DISP2 with 12
-# workers for darc and cfcfs, compared with the simulator; then the client's send rate with 4
+# workers for darc, cfcfs and darc-ts (live preemption of lent workers), compared with the
+# simulator; then the client's send rate with 4
 # threads (issue "psp-client: many cores"); the dispatcher loop at worker queue depth 1 and 2
 # and the telemetry/shadow costs (issues "millions of requests per second", "operate a running
 # server").
@@ -47,11 +48,11 @@ run)
     grep -m1 -o -w 'constant_tsc\|nonstop_tsc' /proc/cpuinfo | sort -u; } >"$out/machine.txt" 2>&1 || true
   timeout 60 "$P" spin-bench >"$out/spin.txt" 2>&1 || echo "spin bench failed: $?" >>"$out/spin.txt"
   cat "$out/spin.txt"
-  timeout 420 "$P" psp live --workload .dev/DISP2.yml --policies darc,cfcfs --workers 12 \
+  timeout 420 "$P" psp live --workload .dev/DISP2.yml --policies darc,cfcfs,darc-ts --workers 12 \
     --load 0.3:1.0:0.1 --duration 2 --slo 20 --out "$out/live12" >"$out/live12.txt" 2>&1 ||
     echo "psp live failed: $?" >>"$out/live12.txt"
   cat "$out/live12.txt"
-  for p in darc cfcfs; do
+  for p in darc cfcfs darc-ts; do
     sed -n '/^psp-app summary/,$p' "$out/live12/$p/server.log" >"$out/server-$p.txt" 2>/dev/null || true
   done
   cat "$out/server-darc.txt" 2>/dev/null || true
