@@ -395,7 +395,8 @@ fn free_udp_port() -> Result<u16> {
 }
 
 /// The simulator on the same workload, workers and loads, with the dispatcher cost the live
-/// server measured (the largest over the policies' runs).
+/// server measured (the largest over the policies' runs) and, for a preemptive policy, the
+/// preemption cost its server measured (flag set → worker free, mean).
 fn simulate(args: &LiveArgs, plan: &Plan, runs: &[PolicyRun]) -> Result<Vec<RunResult>> {
     let dispatch_cost_ns = runs
         .iter()
@@ -405,8 +406,20 @@ fn simulate(args: &LiveArgs, plan: &Plan, runs: &[PolicyRun]) -> Result<Vec<RunR
     let requests = args
         .sim_requests
         .unwrap_or(SIM_MIN_REQUESTS.max(SIM_REQUESTS_PER_DARC_SAMPLE * args.darc_samples));
+    let mut policies = plan.policies.clone();
+    for policy in &mut policies {
+        let name = policy.name();
+        let measured = runs
+            .iter()
+            .find(|r| r.policy == name)
+            .and_then(|r| r.server.preempt_cost_ns);
+        if let (Some(ts), Some(cost_ns)) = (policy.time_sharing_mut(), measured) {
+            ts.preemption_cost_ns = cost_ns.round() as u64;
+            println!("== simulating {name} with the preemption cost its server measured: {cost_ns:.0} ns");
+        }
+    }
     let spec = SweepSpec {
-        policies: plan.policies.clone(),
+        policies,
         loads: plan.loads.clone(),
         run: RunConfig {
             workers: plan.layout.worker_cpus.len(),

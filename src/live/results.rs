@@ -107,6 +107,9 @@ pub struct ServerFigures {
     pub worst_inflation: Option<(String, f64)>,
     /// Dispatcher busy time per received request, ns.
     pub dispatcher_ns_per_request: Option<f64>,
+    /// Mean cost of one preemption (flag set → worker free), ns, when there were any
+    /// (`ts`, `darc-ts`).
+    pub preempt_cost_ns: Option<f64>,
     /// DARC plans applied.
     pub plan_updates: u64,
     /// Σ of the stage medians (rx→enqueue … worker TX) / median RX→TX: near 1 when the
@@ -149,6 +152,9 @@ pub fn parse_server_report(text: &str) -> Result<ServerFigures> {
         worst_inflation,
         stage_median_ratio,
         dispatcher_ns_per_request: json["dispatcher"]["busy_ns_per_request"].as_f64(),
+        preempt_cost_ns: (json["preemption"]["cost"]["count"].as_u64() > Some(0))
+            .then(|| json["preemption"]["cost"]["mean_ns"].as_f64())
+            .flatten(),
         plan_updates: json["plan_updates"].as_u64().unwrap_or(0),
         warnings: json["warnings"]
             .as_array()
@@ -353,6 +359,15 @@ mod tests {
         assert_eq!(figures.plan_updates, 2);
         assert_eq!(figures.stage_median_ratio, Some(0.8));
         assert_eq!(figures.warnings, vec!["w1".to_string()]);
+        assert_eq!(figures.preempt_cost_ns, None, "no preemption section");
+        // A preemptive policy's cost of one preemption; none measured without preemptions.
+        let ts = r#"{"preemption": {"cost": {"count": 4, "mean_ns": 2320.5}}}"#;
+        assert_eq!(
+            parse_server_report(ts).unwrap().preempt_cost_ns,
+            Some(2320.5)
+        );
+        let none = r#"{"preemption": {"cost": {"count": 0, "mean_ns": 0.0}}}"#;
+        assert_eq!(parse_server_report(none).unwrap().preempt_cost_ns, None);
         assert!(parse_server_report("not json").is_err());
     }
 

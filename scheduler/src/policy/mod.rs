@@ -669,6 +669,16 @@ impl Policy {
         }
     }
 
+    /// The time-sharing parameters of a preemptive built-in policy, mutable (drivers set the
+    /// preemption cost they measured through it).
+    pub fn time_sharing_mut(&mut self) -> Option<&mut ts::TimeSharingParams> {
+        match self {
+            Policy::TimeSharing(p) => Some(p),
+            Policy::DarcTs(p) => Some(&mut p.ts),
+            _ => None,
+        }
+    }
+
     /// Whether the policy dispatches slices that the driver preempts at a quantum (`ts`,
     /// `darc-ts`): the live server then runs its workers' applications preemptibly.
     pub fn preempts(&self) -> bool {
