@@ -1,8 +1,10 @@
 //! Live time sharing end to end over DPDK memif: `psp-app` with `dp: TS` and one worker (and
-//! `policy: darc-ts` with two) serves DISP2 (50 % 1 µs, 50 % 100 µs) from `psp-client`; every request is answered exactly once
-//! (the client's accounting has no error and nothing unanswered) and the server's summary
-//! reports the preemptions and their measured cost. A `ts` server with the echo application,
-//! or a quantum out of range, refuses to start with one line naming the app or the key.
+//! `policy: darc-ts` with two) serves DISP2 (50 % 1 µs, 50 % 100 µs) from `psp-client`; every
+//! request is answered exactly once (the client's accounting has no error and nothing
+//! unanswered) and the server's summary reports the preemptions and their measured cost. A
+//! `ts` server with the echo application, or a quantum out of range, refuses to start with one
+//! line naming the app or the key. Beside them, on the same harness: a client told of fewer
+//! workers than the server has says how many RX queues it polled when answers go missing.
 //! Small loads (≈ 1000 requests), every wait bounded.
 #![cfg(feature = "dpdk")]
 
@@ -73,6 +75,67 @@ fn disp2_under_darc_ts_over_memif_answers_every_request() {
 /// ≈ 20 % of one worker: every request answered, and the server's summary names `policy`
 /// and balances its accounting.
 fn serve_disp2_over_memif(name: &str, workers: usize, psp: &str, policy: &str) {
+    let run = run_disp2_over_memif(name, workers, psp, workers, 10);
+    let (summary, stdout, report) = (&run.summary, &run.client_stdout, &run.server_report);
+    assert!(
+        stdout.contains("sent but not answered 0"),
+        "{stdout}\n{report}"
+    );
+    assert_eq!(summary.accounting_errors(), Vec::<String>::new());
+    assert!(summary.counters.sent > 0);
+    assert_eq!(summary.counters.received, summary.counters.sent, "{stdout}");
+
+    assert!(report.contains(policy), "{report}");
+    assert!(report.contains("(balanced)"), "{report}");
+    // Preemptions need the dispatcher to run while the worker spins; on 2 busy cores a run
+    // may see none, so their line is checked when it is there.
+    if let Some(line) = report.lines().find(|l| l.starts_with("preemption: ")) {
+        eprintln!("{line}");
+        assert!(line.contains("cost flag set → worker free: mean"), "{line}");
+    }
+}
+
+/// A memif client told of fewer workers than the server has polls fewer RX queues than the
+/// server answers on: the answers of the workers it does not poll are never read. Both sides
+/// still account for every request, and the client says how many queues it polled.
+#[test]
+fn a_client_polling_too_few_queues_says_so() {
+    let run = run_disp2_over_memif("memif-too-few", 2, "app: spin", 1, 1);
+    let c = &run.summary.counters;
+    assert!(c.sent > 0);
+    assert!(c.unanswered > 0, "worker 1's answers went unread: {c:?}");
+    assert_eq!(c.sent, c.received + c.late + c.unanswered, "{c:?}");
+    assert!(
+        run.client_stderr
+            .contains("this client polled 2 RX queue(s)"),
+        "{}",
+        run.client_stderr
+    );
+    assert!(
+        run.server_report.contains("(balanced)"),
+        "{}",
+        run.server_report
+    );
+}
+
+/// What one [`run_disp2_over_memif`] left.
+struct MemifRun {
+    summary: psp_client::report::Summary,
+    client_stdout: String,
+    client_stderr: String,
+    server_report: String,
+}
+
+/// A `workers`-worker server with `psp` keys, and `psp-client --workers client_workers` with
+/// a drain of `drain_s` seconds, serving DISP2 over memif at ≈ 20 % of one worker; both exit
+/// cleanly.
+fn run_disp2_over_memif(
+    name: &str,
+    workers: usize,
+    psp: &str,
+    client_workers: usize,
+    drain_s: u32,
+) -> MemifRun {
     let dir = ScratchDir::new(name);
     let socket = dir.file("memif.sock");
     let tag = std::process::id();
@@ -122,13 +185,13 @@ fn serve_disp2_over_memif(name: &str, workers: usize, psp: &str, policy: &str) {
             "-P",
             "6789",
             "--workers",
-            &workers.to_string(),
+            &client_workers.to_string(),
             "--outdir",
             &out.display().to_string(),
             "--seed",
             "13",
             "--drain-timeout",
-            "10",
+            &drain_s.to_string(),
             "--link-timeout",
             "60",
             "--no-progress",
@@ -138,25 +201,11 @@ fn serve_disp2_over_memif(name: &str, workers: usize, psp: &str, policy: &str) {
     assert_exits_ok(&mut client, PROCESS_TIMEOUT);
     server.signal("INT");
     assert_exits_ok(&mut server, PROCESS_TIMEOUT);
-
-    let summary = client_summary(&out);
-    let stdout = client.stdout_text();
-    let report = server.stdout_text();
-    assert!(
-        stdout.contains("sent but not answered 0"),
-        "{stdout}\n{report}"
-    );
-    assert_eq!(summary.accounting_errors(), Vec::<String>::new());
-    assert!(summary.counters.sent > 0);
-    assert_eq!(summary.counters.received, summary.counters.sent, "{stdout}");
-
-    assert!(report.contains(policy), "{report}");
-    assert!(report.contains("(balanced)"), "{report}");
-    // Preemptions need the dispatcher to run while the worker spins; on 2 busy cores a run
-    // may see none, so their line is checked when it is there.
-    if let Some(line) = report.lines().find(|l| l.starts_with("preemption: ")) {
-        eprintln!("{line}");
-        assert!(line.contains("cost flag set → worker free: mean"), "{line}");
+    MemifRun {
+        summary: client_summary(&out),
+        client_stdout: client.stdout_text(),
+        client_stderr: client.stderr_text(),
+        server_report: server.stdout_text(),
     }
 }
 

@@ -762,6 +762,7 @@ fn run_dpdk(
     let engine_config = engine_config(args, local, targets)?;
     if threads > 1 {
         let outcome = run_dpdk_threads(args, plan, out_dir, &mut port, &engine_config, threads);
+        hint_unpolled_queues(&outcome, port.rx_queue_count());
         drop(port);
         drop(eal);
         return outcome;
@@ -784,11 +785,31 @@ fn run_dpdk(
             &engine_config,
             out_dir,
             &watch,
-        )?
+        )
     };
+    hint_unpolled_queues(&outcome, port.rx_queue_count());
     drop(port);
     drop(eal);
-    Ok(outcome)
+    outcome
+}
+
+/// Requests never answered over DPDK: a memif server answers each on its worker's TX queue
+/// (1 + workers queues), and what lands on a queue this client does not poll is never read,
+/// so say how many it polled.
+#[cfg(feature = "dpdk")]
+fn hint_unpolled_queues(outcome: &Result<RunOutcome>, rx_queues: u16) {
+    let unanswered: u64 = outcome
+        .iter()
+        .flat_map(|o| &o.points)
+        .map(|p| p.summary.counters.unanswered)
+        .sum();
+    if unanswered > 0 {
+        eprintln!(
+            "psp-client: {unanswered} request(s) never answered; this client polled {rx_queues} \
+             RX queue(s), and a memif server answers on 1 + workers queues (answers on a queue \
+             not polled are never read: --workers N or --rx-queues N+1)"
+        );
+    }
 }
 
 /// Opens the DPDK port of `config` with `threads` TX queues and the RX queues to poll, and
