@@ -509,24 +509,19 @@ fn apply_ts(policy: &mut Policy, ts: &Ts, warnings: &mut Vec<String>) -> Result<
             )
         })?;
     }
-    match policy {
-        Policy::TimeSharing(params) => {
-            if let Some(quantum_ns) = ts.quantum_ns {
-                params.quantum_ns = quantum_ns;
-            }
-            if ts.slice_all.is_some() {
-                warnings.push("psp.ts.slice_all has no effect under policy ts".into());
-            }
-        }
-        Policy::DarcTs(params) => {
-            if let Some(quantum_ns) = ts.quantum_ns {
-                params.ts.quantum_ns = quantum_ns;
-            }
-            if let Some(slice_all) = ts.slice_all {
-                params.slice_all = slice_all;
-            }
-        }
-        _ => warnings.push(format!("psp.ts has no effect under policy {name}")),
+    let Some(params) = policy.time_sharing_mut() else {
+        warnings.push(format!("psp.ts has no effect under policy {name}"));
+        return Ok(());
+    };
+    if let Some(quantum_ns) = ts.quantum_ns {
+        params.quantum_ns = quantum_ns;
+    }
+    match (policy, ts.slice_all) {
+        (Policy::DarcTs(params), Some(slice_all)) => params.slice_all = slice_all,
+        (_, Some(_)) => warnings.push(format!(
+            "psp.ts.slice_all has no effect under policy {name}"
+        )),
+        (_, None) => {}
     }
     Ok(())
 }
