@@ -546,7 +546,7 @@ where
                 // The scheduler kept the request on its worker (no room to re-queue): the
                 // worker continues it.
                 self.in_flight += 1;
-                self.start_slice(w, token, slice.quantum_ns);
+                self.start_slice(w, token, Some(slice.quantum_ns));
                 self.push_job(w, job);
             }
         }
@@ -575,27 +575,22 @@ where
         }
     }
 
-    /// Starts a slice of `token` on worker `w` (`ts`, `darc-ts`'s lent dispatches): its flag
-    /// cleared before the job is pushed.
+    /// Before worker `w` gets `token` under a preemptive policy: its flag cleared (so a flag a
+    /// finished slice left set cannot stop this job) and, when the dispatch carries a quantum
+    /// (`ts`, `darc-ts`'s lent dispatches), a slice recorded for [`Dispatcher::check_quanta`];
+    /// without one (`darc-ts`'s shorter groups) no slice, so the job runs to completion.
     #[inline]
-    fn start_slice(&mut self, w: usize, token: Token, quantum_ns: u64) {
+    fn start_slice(&mut self, w: usize, token: Token, quantum_ns: Option<u64>) {
         self.preempt.clear(w);
         if let Some(slice) = self.slices.get_mut(w) {
-            *slice = SliceState {
-                token: Some(token),
-                quantum_ns,
-                flag_set_ns: None,
+            *slice = match quantum_ns {
+                Some(quantum_ns) => SliceState {
+                    token: Some(token),
+                    quantum_ns,
+                    flag_set_ns: None,
+                },
+                None => SliceState::default(),
             };
-        }
-    }
-
-    /// A dispatch without a quantum on worker `w` under a preemptive policy (`darc-ts`'s
-    /// shorter groups): its flag cleared and no slice recorded, so it is never preempted.
-    #[inline]
-    fn run_to_completion(&mut self, w: usize) {
-        self.preempt.clear(w);
-        if let Some(slice) = self.slices.get_mut(w) {
-            *slice = SliceState::default();
         }
     }
 
@@ -650,12 +645,8 @@ where
                 shadow.on_dispatch(now_ns, decision.worker, decision.token);
             }
             self.in_flight += 1;
-            match decision.quantum_ns {
-                Some(quantum_ns) => self.start_slice(w, decision.token, quantum_ns),
-                // `darc-ts` runs its shorter groups to completion: no slice, and no flag left
-                // set by a slice that ended as it was flagged.
-                None if self.preemptive => self.run_to_completion(w),
-                None => {}
+            if self.preemptive {
+                self.start_slice(w, decision.token, decision.quantum_ns);
             }
             if job.slices > 0 {
                 // A preempted request's next slice: its first dispatch was counted.
