@@ -760,14 +760,9 @@ fn run_dpdk(
     );
     let targets = targets(args, MacAddr(server_mac))?;
     let engine_config = engine_config(args, local, targets)?;
-    if threads > 1 {
-        let outcome = run_dpdk_threads(args, plan, out_dir, &mut port, &engine_config, threads);
-        hint_unpolled_queues(&outcome, port.rx_queue_count());
-        drop(port);
-        drop(eal);
-        return outcome;
-    }
-    let outcome = {
+    let outcome = if threads > 1 {
+        run_dpdk_threads(args, plan, out_dir, &mut port, &engine_config, threads)
+    } else {
         let engine = RefCell::new(Engine::new(&mut port).context("taking the DPDK port's queues")?);
         let port = &port;
         let link_timeout = Duration::from_secs_f64(args.link_timeout_s);
