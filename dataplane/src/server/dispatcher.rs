@@ -25,7 +25,7 @@ use super::slab::PendingSlab;
 use super::stages::DispatcherStages;
 use super::telemetry::window::{RecorderCounts, WindowRecorder};
 use super::telemetry::writer::Hub;
-use super::usage::{duration_ns, ThreadUsage};
+use super::usage::{duration_ns, involuntary_switches};
 use super::windows::WindowsLog;
 use super::worker::{Job, Notice};
 use super::{Clock, ServerOptions};
@@ -199,7 +199,7 @@ where
         }
         self.arp_tx.on_thread_start();
         let cpu_started = cpu_time::ThreadTime::now();
-        let usage_started = ThreadUsage::now();
+        let switches_started = involuntary_switches();
         // Utilisation: the time of every loop iteration that found work.
         let (mut last_start_ns, mut last_worked) = (self.clock.now_ns(), false);
         loop {
@@ -222,8 +222,9 @@ where
             }
         }
         self.report.cpu_ns = duration_ns(cpu_started.elapsed());
-        self.report.involuntary_switches =
-            ThreadUsage::now().since(usage_started).involuntary_switches;
+        self.report.involuntary_switches = involuntary_switches()
+            .zip(switches_started)
+            .map_or(0, |(now, then)| now.saturating_sub(then));
     }
 
     /// First half of a loop iteration, at `now_ns`: one RX burst (or, once `shutdown` is seen,
