@@ -10,6 +10,7 @@
 
 use std::path::Path;
 
+use psp_scheduler::Policy;
 use psp_workload::Workload;
 
 use super::layout::Layout;
@@ -52,8 +53,8 @@ fn memif_vdev(role: &str, socket: &Path) -> String {
 
 /// What the server config of one policy's run needs.
 pub struct ServerSpec<'a> {
-    /// Policy name as `psp.policy` takes it.
-    pub policy: &'a str,
+    /// The policy, its DARC parameters (samples, rounding hysteresis) as `psp live` set them.
+    pub policy: &'a Policy,
     /// Thread placement.
     pub layout: &'a Layout,
     /// The workload (types, means, ratios of its first phase).
@@ -64,10 +65,6 @@ pub struct ServerSpec<'a> {
     pub socket: &'a Path,
     /// DARC's log and the report go under it.
     pub log_dir: &'a Path,
-    /// DARC's profiling samples (DARC policies only).
-    pub darc_samples: u64,
-    /// DARC's rounding hysteresis, workers (DARC policies only).
-    pub darc_rounding_hysteresis: f64,
 }
 
 /// The server YAML.
@@ -80,7 +77,7 @@ pub fn server_yaml(spec: &ServerSpec<'_>) -> String {
     let idle = if layout.shared { "yield" } else { "spin" };
     let mut yaml = format!(
         "# Written by `psp live`: {} over {:?}.\ncpus: [{}]\nlog_dir: {}\nnet_workers:\n  - {{ip: {SERVER_IP}, port: {SERVER_PORT}, dp: CFCFS}}\n",
-        spec.policy,
+        spec.policy.name(),
         spec.transport,
         cpus.join(", "),
         quoted(&spec.log_dir.display().to_string())
@@ -107,12 +104,12 @@ pub fn server_yaml(spec: &ServerSpec<'_>) -> String {
     yaml += &format!(
         "workers: {{number: {}, type: MB}}\npsp:\n  policy: {}\n  idle: {idle}\n  app: spin\n  spin: {{mode: clock}}\n",
         layout.worker_cpus.len(),
-        spec.policy
+        spec.policy.name()
     );
-    if spec.policy.starts_with("darc") {
+    if let Some(darc) = spec.policy.darc_params() {
         yaml += &format!(
             "  darc: {{samples_needed: {}, rounding_hysteresis: {}}}\n",
-            spec.darc_samples, spec.darc_rounding_hysteresis
+            darc.samples_needed, darc.rounding_hysteresis
         );
     }
     yaml
@@ -153,21 +150,23 @@ mod tests {
     fn server_config_parses_with_the_layout_and_types() {
         let layout = plan_layout(12, None, &(0..16).collect::<Vec<_>>(), false).unwrap();
         let workload = workload();
-        for policy in ["darc", "cfcfs", "sjf"] {
+        for name in ["darc", "cfcfs", "sjf"] {
+            let mut policy = Policy::from_name(name).unwrap();
+            if let Some(darc) = policy.darc_params_mut() {
+                darc.samples_needed = 5000;
+            }
             let yaml = server_yaml(&ServerSpec {
-                policy,
+                policy: &policy,
                 layout: &layout,
                 workload: &workload,
                 transport: Transport::Memif,
                 socket: Path::new("/tmp/it's here/memif.sock"),
                 log_dir: Path::new("/tmp/logs"),
-                darc_samples: 5000,
-                darc_rounding_hysteresis: 0.0,
             });
             let config =
                 ServerConfig::from_yaml_str(&yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
             assert_eq!(config.workers(), 12);
-            assert_eq!(config.scheduler.policy.name(), policy);
+            assert_eq!(config.scheduler.policy, policy);
             assert_eq!(config.dispatcher_cpu, 2);
             assert_eq!(config.worker_cpus, (3..15).collect::<Vec<_>>());
             let types = &config.scheduler.types;

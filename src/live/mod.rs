@@ -234,7 +234,7 @@ pub fn run(args: &LiveArgs) -> Result<()> {
     let mut runs = Vec::new();
     for policy in &plan.policies {
         let dir = out.join(policy.name());
-        run_policy(args, &plan, policy.name(), &dir, &cancel)
+        run_policy(args, &plan, policy, &dir, &cancel)
             .with_context(|| format!("policy {}", policy.name()))?;
         runs.push(read_policy_run(policy.name(), &dir)?);
     }
@@ -246,7 +246,7 @@ pub fn run(args: &LiveArgs) -> Result<()> {
 struct PolicyProcesses<'a> {
     args: &'a LiveArgs,
     plan: &'a Plan,
-    policy: &'a str,
+    policy: &'a Policy,
     dir: &'a Path,
     socket: PathBuf,
     ip: String,
@@ -268,8 +268,6 @@ impl PolicyProcesses<'_> {
                 transport: self.args.transport,
                 socket: &self.socket,
                 log_dir: &logs,
-                darc_samples: self.args.darc_samples,
-                darc_rounding_hysteresis: self.args.darc_rounding_hysteresis,
             }),
         )?;
         std::fs::write(
@@ -297,7 +295,11 @@ impl PolicyProcesses<'_> {
             }
         };
         let log = self.dir.join("server.log");
-        println!("== {}: starting psp-app ({})", self.policy, log.display());
+        println!(
+            "== {}: starting psp-app ({})",
+            self.policy.name(),
+            log.display()
+        );
         let mut server = Managed::spawn("psp-app", command, &log)?;
         server.wait_for_log(ready, SERVER_START_TIMEOUT, cancel)?;
         Ok(server)
@@ -343,10 +345,11 @@ impl PolicyProcesses<'_> {
 fn run_policy(
     args: &LiveArgs,
     plan: &Plan,
-    policy: &str,
+    policy: &Policy,
     dir: &Path,
     cancel: &AtomicBool,
 ) -> Result<()> {
+    let name = policy.name();
     let (ip, port) = match args.transport {
         Transport::Memif => (SERVER_IP.to_string(), SERVER_PORT),
         Transport::Udp => ("127.0.0.1".to_string(), free_udp_port()?),
@@ -357,7 +360,7 @@ fn run_policy(
         policy,
         dir,
         // A short path: a Unix socket's name is limited to 107 bytes, output directories are not.
-        socket: std::env::temp_dir().join(format!("psp-live-{}-{policy}.sock", std::process::id())),
+        socket: std::env::temp_dir().join(format!("psp-live-{}-{name}.sock", std::process::id())),
         ip,
         port,
     };
@@ -366,13 +369,13 @@ fn run_policy(
     let mut server = run.start_server(cancel)?;
     if plan.warmup_s > 0.0 {
         println!(
-            "== {policy}: warm-up at load {WARMUP_LOAD} for {:.1} s",
+            "== {name}: warm-up at load {WARMUP_LOAD} for {:.1} s",
             plan.warmup_s
         );
         run.client_run(&WARMUP_LOAD.to_string(), plan.warmup_s, "warmup", cancel)?;
     }
     println!(
-        "== {policy}: sweep {} ({})",
+        "== {name}: sweep {} ({})",
         args.load,
         dir.join("client.log").display()
     );
