@@ -583,7 +583,7 @@ impl DarcState {
     /// counts the new demands still round to within the hysteresis (counted).
     fn keeps_plan_in_force(&self, plan: &ReservationPlan, state: &mut SchedulerState) -> bool {
         let hysteresis = self.params.rounding_hysteresis;
-        let Some(current) = self.reservations.plan() else {
+        let Some(current) = self.reservations.plan().filter(|_| hysteresis > 0.0) else {
             return false;
         };
         let same_groups = current.groups.len() == plan.groups.len()
@@ -592,7 +592,7 @@ impl DarcState {
                 .iter()
                 .zip(&plan.groups)
                 .all(|(a, b)| a.members == b.members);
-        if hysteresis <= 0.0 || !same_groups {
+        if !same_groups {
             return false;
         }
         let cut = self.params.rounding_cut;
