@@ -1512,11 +1512,8 @@ fn median_step(estimate: u64, sample: u64) -> u64 {
 fn thread_cpu_ns() -> Option<u64> {
     #[cfg(target_os = "linux")]
     {
-        use nix::time::{clock_gettime, ClockId};
-        let now = clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID).ok()?;
-        let secs = u64::try_from(now.tv_sec()).ok()?;
-        let nanos = u64::try_from(now.tv_nsec()).ok()?;
-        Some(secs * 1_000_000_000 + nanos)
+        let now = cpu_time::ThreadTime::try_now().ok()?;
+        u64::try_from(now.as_duration().as_nanos()).ok()
     }
     #[cfg(not(target_os = "linux"))]
     None
