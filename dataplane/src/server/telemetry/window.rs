@@ -10,23 +10,13 @@ use std::sync::Arc;
 use std::thread::Thread;
 
 use crossbeam_queue::ArrayQueue;
-use hdrhistogram::Histogram;
 use psp_scheduler::{ReservationPlan, Scheduler, TypeIndex};
 
+use super::histogram::ServiceHistogram;
 use super::{PlanView, WorkerBusySlots, TELEMETRY_POOL_WINDOWS};
 use crate::server::report::DispatcherReport;
-use crate::server::stages::MAX_RECORDED_NS;
 use crate::server::ShadowReport;
 use crate::wire::DropCounters;
-
-/// Significant digits of the per-window service histograms: 1 %, as the stage histograms.
-const SERVICE_SIGNIFICANT_DIGITS: u8 = 2;
-
-/// An empty per-window service histogram (1 ns to [`MAX_RECORDED_NS`]).
-pub(crate) fn service_histogram() -> Histogram<u32> {
-    Histogram::new_with_bounds(1, MAX_RECORDED_NS, SERVICE_SIGNIFICANT_DIGITS)
-        .expect("static histogram bounds are valid")
-}
 
 /// One type slot of a closed window.
 #[derive(Debug)]
@@ -38,7 +28,7 @@ pub(crate) struct TypeSnapshot {
     /// Slices preempted (`ts`, `darc-ts`).
     pub(crate) preempted: u64,
     pub(crate) max_queue_depth: u64,
-    pub(crate) service: Histogram<u32>,
+    pub(crate) service: ServiceHistogram,
 }
 
 /// A closed window, as it travels to the writer and back.
@@ -76,7 +66,7 @@ impl WindowSnapshot {
                     slab_full: 0,
                     preempted: 0,
                     max_queue_depth: 0,
-                    service: service_histogram(),
+                    service: ServiceHistogram::default(),
                 })
                 .collect(),
             parse_drops: DropCounters::new(),
@@ -151,7 +141,7 @@ pub(crate) struct WindowRecorder {
     next_close_ns: u64,
     start_ns: u64,
     window: u64,
-    service: Vec<Histogram<u32>>,
+    service: Vec<ServiceHistogram>,
     max_depth: Vec<u64>,
     baseline: Baseline,
     workers: Arc<WorkerBusySlots>,
@@ -179,7 +169,7 @@ impl WindowRecorder {
             next_close_ns: now_ns.saturating_add(interval_ns),
             start_ns: now_ns,
             window: 0,
-            service: (0..slots).map(|_| service_histogram()).collect(),
+            service: (0..slots).map(|_| ServiceHistogram::default()).collect(),
             max_depth: vec![0; slots],
             baseline: Baseline {
                 arrivals: vec![0; slots],
@@ -213,7 +203,7 @@ impl WindowRecorder {
     #[inline]
     pub(crate) fn on_service(&mut self, slot: usize, service_ns: u64) {
         if let Some(h) = self.service.get_mut(slot) {
-            h.saturating_record(service_ns.max(1));
+            h.record(service_ns);
         }
     }
 
@@ -270,7 +260,7 @@ impl WindowRecorder {
             }
             None => {
                 self.counts.windows_dropped += 1;
-                self.service.iter_mut().for_each(Histogram::reset);
+                self.service.iter_mut().for_each(ServiceHistogram::reset);
             }
         }
         self.rebase(report, parse_drops);

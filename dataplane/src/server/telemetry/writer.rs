@@ -248,13 +248,6 @@ fn share(busy_ns: u64, window_ns: u64) -> f64 {
 /// The JSON line of a closed window.
 pub(crate) fn render(s: &WindowSnapshot, setup: &WriterSetup) -> String {
     let window_ns = s.end_ns.saturating_sub(s.start_ns);
-    let quantile = |h: &hdrhistogram::Histogram<u32>, q| {
-        if h.is_empty() {
-            0
-        } else {
-            h.value_at_quantile(q)
-        }
-    };
     let types = s
         .types
         .iter()
@@ -268,8 +261,8 @@ pub(crate) fn render(s: &WindowSnapshot, setup: &WriterSetup) -> String {
                 slab_full: t.slab_full,
             },
             service_count: t.service.len(),
-            service_p50_ns: quantile(&t.service, 0.5),
-            service_p99_ns: quantile(&t.service, 0.99),
+            service_p50_ns: t.service.value_at_quantile(0.5),
+            service_p99_ns: t.service.value_at_quantile(0.99),
             max_queue_depth: t.max_queue_depth,
             preempted: t.preempted,
         })
