@@ -20,7 +20,13 @@
 //!
 //! Then telemetry's cost (issue #14, target ≤ 5 % of dispatcher CPU per request): runs without
 //! and with telemetry windows (written to a file in the temp dir), alternated, medians compared
-//! (`--telemetry-rounds R`, default 5, 0 skips it; `--telemetry-ms N` window, default 100).
+//! (`--telemetry-rounds R`, default 5, 0 skips it; `--telemetry-ms N` window, default 100); and
+//! with `--shadow NAME` (e.g. `sjf`, beside the live c-FCFS) also with telemetry and that shadow
+//! policy together, in the same alternation. The shadow's thread needs a core of its own for
+//! that figure to be the dispatcher's: with fewer CPUs than the dispatcher, the workers, the
+//! client and the shadow thread, it measures how they share the machine (on 2 cores with 4
+//! workers: +20–30 % of dispatcher CPU per request, most of it descheduled time inside busy
+//! polls), and the line says so. The cost on the dispatcher alone is in `benches/telemetry.rs`.
 //!
 //! `--worker-queue-depth D` (1 or 2, default 2) runs the server with `psp.worker_queue_depth: D`;
 //! `--depth-rounds R` (default 0) then compares depth 1 and depth 2, alternated, medians of `R`
@@ -57,9 +63,14 @@ const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
 const PORT: u16 = 6789;
 
 fn arg_value(name: &str) -> Option<usize> {
+    arg_string(name)?.parse().ok()
+}
+
+/// The argument after `name`, if given.
+fn arg_string(name: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
     let i = args.iter().position(|a| a == name)?;
-    args.get(i + 1)?.parse().ok()
+    args.get(i + 1).cloned()
 }
 
 /// What one run measured.
@@ -105,7 +116,7 @@ fn pin_apart(options: &mut ServerOptions, workers: usize) {
 
 /// One closed-loop run of [`REQUESTS`] against a fresh server with `workers` echo workers,
 /// each holding up to `depth` jobs.
-fn run_once(workers: usize, depth: usize, pin: bool, telemetry: Option<TelemetryOptions>) -> Run {
+fn run_once(workers: usize, depth: usize, pin: bool, extras: Extras) -> Run {
     let queues = workers as u16 + 1;
     let (mut a, b): (MemPort, MemPort) = pair(&MemPortConfig::with_queues(queues));
     let server_ep = Endpoint::new(MacAddr(b.mac()), SERVER_IP, PORT);
@@ -122,7 +133,8 @@ fn run_once(workers: usize, depth: usize, pin: bool, telemetry: Option<Telemetry
         PORT,
     );
     options.idle = IdleStrategy::Yield;
-    options.telemetry = telemetry;
+    options.telemetry = extras.telemetry;
+    options.shadow = extras.shadow;
     options.scheduler.worker_queue_depth = depth;
     if pin {
         pin_apart(&mut options, workers);
@@ -191,43 +203,107 @@ fn median(mut values: Vec<f64>) -> f64 {
     values[values.len() / 2]
 }
 
-/// Telemetry's cost: `rounds` runs without and with it, alternated (load on a shared machine
-/// drifts; alternating spreads it over both), medians compared.
-fn compare_telemetry(workers: usize, depth: usize, pin: bool, rounds: usize, interval_ms: u64) {
+/// What a run adds to the bare server: telemetry windows, a shadow policy.
+#[derive(Default)]
+struct Extras {
+    telemetry: Option<TelemetryOptions>,
+    shadow: Option<Policy>,
+}
+
+/// Medians and minima of one variant's runs.
+#[derive(Default)]
+struct Figures {
+    cpu_ns: Vec<f64>,
+    busy_ns: Vec<f64>,
+}
+
+impl Figures {
+    fn push(&mut self, run: &Run) {
+        self.cpu_ns.push(run.cpu_ns_per_request());
+        self.busy_ns.push(run.busy_ns_per_request());
+    }
+}
+
+/// Telemetry's cost, then telemetry's and a `shadow` policy's together: `rounds` runs bare,
+/// with telemetry and with both, alternated (load on a shared machine drifts; alternating
+/// spreads it over all three), medians compared.
+fn compare_telemetry(
+    workers: usize,
+    depth: usize,
+    pin: bool,
+    rounds: usize,
+    interval_ms: u64,
+    shadow: Option<Policy>,
+) {
     let file =
         std::env::temp_dir().join(format!("psp-bench-telemetry-{}.jsonl", std::process::id()));
-    let (mut off, mut on) = (Vec::new(), Vec::new());
-    let (mut busy_off, mut busy_on) = (Vec::new(), Vec::new());
+    let telemetry = || TelemetryOptions {
+        interval: Duration::from_millis(interval_ms),
+        file: Some(file.clone()),
+        control_socket: None,
+    };
+    let (mut off, mut on, mut both) = (Figures::default(), Figures::default(), Figures::default());
     let mut windows = 0;
     for _ in 0..rounds {
-        let run = run_once(workers, depth, pin, None);
-        off.push(run.cpu_ns_per_request());
-        busy_off.push(run.busy_ns_per_request());
-        let telemetry = TelemetryOptions {
-            interval: Duration::from_millis(interval_ms),
-            file: Some(file.clone()),
-            control_socket: None,
+        off.push(&run_once(workers, depth, pin, Extras::default()));
+        let extras = Extras {
+            telemetry: Some(telemetry()),
+            shadow: None,
         };
-        let run = run_once(workers, depth, pin, Some(telemetry));
+        let run = run_once(workers, depth, pin, extras);
         windows += run.report.telemetry.as_ref().map_or(0, |t| t.windows);
-        on.push(run.cpu_ns_per_request());
-        busy_on.push(run.busy_ns_per_request());
+        on.push(&run);
+        if let Some(policy) = &shadow {
+            let extras = Extras {
+                telemetry: Some(telemetry()),
+                shadow: Some(policy.clone()),
+            };
+            both.push(&run_once(workers, depth, pin, extras));
+        }
     }
     let _ = std::fs::remove_file(&file);
-    let (off_ns, on_ns) = (median(off.clone()), median(on.clone()));
     println!(
-        "telemetry ({interval_ms} ms windows, {windows} windows in {rounds} runs): off {off:.0?} ns, on {on:.0?} ns of dispatcher CPU per request"
+        "telemetry ({interval_ms} ms windows, {windows} windows in {rounds} runs): off {:.0?} ns, on {:.0?} ns of dispatcher CPU per request",
+        off.cpu_ns, on.cpu_ns
     );
+    print_cost("telemetry", &off, &on, rounds);
+    if let Some(policy) = &shadow {
+        println!(
+            "telemetry + shadow {}: {:.0?} ns of dispatcher CPU per request",
+            policy.name(),
+            both.cpu_ns
+        );
+        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+        if cpus < workers + 3 {
+            println!(
+                "  ({cpus} CPUs for a dispatcher, {workers} workers, the client and the shadow thread: they take turns, so the next figures are mostly this machine's sharing, not the dispatcher's work)"
+            );
+        }
+        print_cost(
+            &format!("telemetry + shadow {}", policy.name()),
+            &off,
+            &both,
+            rounds,
+        );
+    }
+}
+
+/// `what`'s cost: `with` against `without`, in dispatcher CPU and in busy-poll time.
+fn print_cost(what: &str, without: &Figures, with: &Figures, rounds: usize) {
     let min = |v: &[f64]| v.iter().copied().fold(f64::MAX, f64::min);
-    let (off_min, on_min) = (min(&off), min(&on));
+    let (off_ns, on_ns) = (median(without.cpu_ns.clone()), median(with.cpu_ns.clone()));
+    let (off_min, on_min) = (min(&without.cpu_ns), min(&with.cpu_ns));
     println!(
-        "telemetry cost: {off_ns:.0} → {on_ns:.0} ns of dispatcher CPU per request (medians of {rounds}): {:+.1} %; minima {off_min:.0} → {on_min:.0} ns: {:+.1} % (target ≤ 5 %; on a shared machine the run-to-run spread is larger: see benches/telemetry.rs for the cost alone)",
+        "{what} cost: {off_ns:.0} → {on_ns:.0} ns of dispatcher CPU per request (medians of {rounds}): {:+.1} %; minima {off_min:.0} → {on_min:.0} ns: {:+.1} % (target ≤ 5 %; on a shared machine the run-to-run spread is larger: see benches/telemetry.rs for the cost alone)",
         100.0 * (on_ns / off_ns - 1.0),
         100.0 * (on_min / off_min - 1.0)
     );
-    let (busy_off_ns, busy_on_ns) = (median(busy_off), median(busy_on));
+    let (busy_off_ns, busy_on_ns) = (
+        median(without.busy_ns.clone()),
+        median(with.busy_ns.clone()),
+    );
     println!(
-        "telemetry cost in busy polls: {busy_off_ns:.0} → {busy_on_ns:.0} ns per request (medians of {rounds}): {:+.1} %",
+        "{what} cost in busy polls: {busy_off_ns:.0} → {busy_on_ns:.0} ns per request (medians of {rounds}): {:+.1} %",
         100.0 * (busy_on_ns / busy_off_ns - 1.0)
     );
 }
@@ -238,7 +314,7 @@ fn compare_depth(workers: usize, pin: bool, rounds: usize) {
     let (mut cpu, mut krps) = ([Vec::new(), Vec::new()], [Vec::new(), Vec::new()]);
     for _ in 0..rounds {
         for (i, depth) in [1, 2].into_iter().enumerate() {
-            let run = run_once(workers, depth, pin, None);
+            let run = run_once(workers, depth, pin, Extras::default());
             cpu[i].push(run.cpu_ns_per_request());
             krps[i].push(run.received as f64 / run.wall.as_secs_f64() / 1e3);
         }
@@ -260,7 +336,13 @@ fn main() {
     let rounds = arg_value("--telemetry-rounds").unwrap_or(5);
     let depth_rounds = arg_value("--depth-rounds").unwrap_or(0);
     let interval_ms = arg_value("--telemetry-ms").unwrap_or(100).max(1) as u64;
-    let run = run_once(workers, depth, pin, None);
+    let shadow = arg_string("--shadow").map(|name| {
+        Policy::from_name(&name).unwrap_or_else(|e| {
+            eprintln!("--shadow {name}: {e}");
+            std::process::exit(2)
+        })
+    });
+    let run = run_once(workers, depth, pin, Extras::default());
     let (report, received, wall) = (&run.report, run.received, run.wall);
     println!(
         "dispatcher_loop: {workers} echo worker(s), worker queue depth {depth}, {received}/{REQUESTS} requests answered in {:.2} s ({:.0} krps wall), window {WINDOW}",
@@ -294,7 +376,7 @@ fn main() {
         d.busy_polls
     );
     if rounds > 0 {
-        compare_telemetry(workers, depth, pin, rounds, interval_ms);
+        compare_telemetry(workers, depth, pin, rounds, interval_ms, shadow);
     }
     if depth_rounds > 0 {
         compare_depth(workers, pin, depth_rounds);

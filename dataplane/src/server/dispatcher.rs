@@ -233,6 +233,9 @@ where
     /// what is still queued is counted abandoned).
     pub(crate) fn step_receive(&mut self, now_ns: u64, shutdown: bool) -> Option<bool> {
         let mut worked = false;
+        if let Some(shadow) = &mut self.shadow {
+            shadow.begin_receive(now_ns);
+        }
         match self.drain_deadline_ns {
             None if shutdown => {
                 self.discard_rx_left_at_stop();
@@ -255,6 +258,9 @@ where
     /// updates, the poll counters (`received`: the first half did something) and the telemetry
     /// window. Returns whether the iteration did anything.
     pub(crate) fn step_dispatch(&mut self, now_ns: u64, received: bool) -> bool {
+        if let Some(shadow) = &mut self.shadow {
+            shadow.begin_dispatch(now_ns);
+        }
         if self
             .control
             .as_ref()
@@ -399,7 +405,7 @@ where
                     match self.scheduler.on_arrival(now_ns, ty, token) {
                         Ok(()) => {
                             if let Some(shadow) = &mut self.shadow {
-                                shadow.on_arrival(now_ns, ty, token);
+                                shadow.on_arrival(ty, token);
                             }
                             self.burst_tokens.push(token);
                             let depth = self.scheduler.queue_len(ty) as u64;
@@ -493,7 +499,7 @@ where
         match self.scheduler.on_completion(now_ns, WorkerId(w as u16)) {
             Ok(completed) => {
                 if let Some(shadow) = &mut self.shadow {
-                    shadow.on_completion(now_ns, WorkerId(w as u16));
+                    shadow.on_completion(WorkerId(w as u16));
                 }
                 self.in_flight -= 1;
                 if self.preemptive {
@@ -643,7 +649,7 @@ where
             };
             let w = decision.worker.index();
             if let Some(shadow) = &mut self.shadow {
-                shadow.on_dispatch(now_ns, decision.worker, decision.token);
+                shadow.on_dispatch(decision.worker, decision.token);
             }
             self.in_flight += 1;
             if self.preemptive {

@@ -5,10 +5,12 @@
 //! ## Off the dispatcher's thread
 //! Running a second scheduler costs about what the first does (≈ 30–40 ns per request,
 //! `benches/telemetry.rs`), so it runs on its own thread. The dispatcher only writes each
-//! event (arrival, live decision, completion: 16 bytes) into a batch taken from a pool of
-//! [`SHADOW_POOL_BATCHES`] preallocated batches, and hands the batch over once per loop
-//! iteration (or when it is full) on a lock-free queue, without waking the thread (it looks
-//! every 50 µs): nothing allocates, locks, logs or makes a system call on its path. When the shadow thread is so far behind that no batch is free, events are dropped and
+//! event (arrival, live decision, completion: 4 bytes each; the loop iteration's two times once
+//! per batch) into a batch taken from a pool of [`SHADOW_POOL_BATCHES`] preallocated batches,
+//! and hands the batch over once per loop iteration (or when it is full) on a lock-free queue,
+//! without waking the thread (it looks every 50 µs): nothing allocates, locks, logs or makes a
+//! system call on its path. When the shadow thread is so far behind that no batch is free,
+//! events are dropped and
 //! counted, and the shadow is out of sync from then on (it cannot be toggled live).
 //!
 //! The shadow thread applies the events in order and keeps the counts (agreement, its own CPU
@@ -26,7 +28,9 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crossbeam_queue::ArrayQueue;
-use psp_scheduler::{Scheduler, ShadowVerdict, Token, TypeIndex, WorkerId};
+use psp_scheduler::{Scheduler, ShadowVerdict, Token, TypeIndex, WorkerId, MAX_TYPES, MAX_WORKERS};
+
+use crate::config::MAX_PENDING_SLOTS;
 use serde::Serialize;
 
 /// Events per batch: one loop iteration's worth at full bursts, with room to spare.
@@ -107,31 +111,111 @@ impl ShadowReport {
     }
 }
 
-/// One thing the live scheduler did, for the shadow to replay, in 16 bytes (a quarter of a
-/// cache line: the dispatcher writes three per request). Measured against an 8-byte event with
-/// the time in separate events when it changes: the branches cost more than the bytes saved.
-#[derive(Copy, Clone, Debug)]
-#[repr(C)]
-struct Event {
-    now_ns: u64,
-    /// The request's token (the dispatcher's slab index, a `u32`); unused for a completion.
-    token: u32,
-    /// The type index (arrival) or the worker (decision, completion).
-    arg: u16,
-    kind: EventKind,
-}
+/// One thing the live scheduler did, for the shadow to replay, packed in 4 bytes (the
+/// dispatcher writes three per request, and the bytes it writes are what a shadow costs it:
+/// each cache line of a batch comes back from the shadow thread's core to be written again).
+/// From the top: the kind (2 bits), the argument (8 bits: the type index, UNKNOWN as 255, or
+/// the worker) and the token (22 bits: the dispatcher's slab index, below
+/// [`MAX_PENDING_SLOTS`]). Its time is its batch's: a batch holds one loop iteration, whose
+/// arrivals share the receive half's time and whose decisions and completions share the
+/// dispatch half's ([`Batch`]). Measured per request (`benches/telemetry.rs`): 16-byte events
+/// with their own time 6.4–7.9 ns, 8 bytes 6.4–6.9, 4 bytes 4.2–4.6; 8-byte events with the
+/// time in separate events when it changes cost more than the bytes they saved.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+struct Event(u32);
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
-#[repr(u8)]
 enum EventKind {
-    Arrival,
-    Dispatch,
-    Completion,
+    Arrival = 0,
+    Dispatch = 1,
+    Completion = 2,
 }
 
-const _: () = assert!(std::mem::size_of::<Event>() == 16);
+/// Bits of an event's token.
+const TOKEN_BITS: u32 = 22;
+/// Bits of an event's argument.
+const ARG_BITS: u32 = 8;
+/// The argument that stands for [`TypeIndex::UNKNOWN`].
+const UNKNOWN_ARG: u32 = (1 << ARG_BITS) - 1;
+const _: () = assert!(
+    MAX_PENDING_SLOTS <= 1 << TOKEN_BITS,
+    "every slab index fits"
+);
+const _: () = assert!(MAX_WORKERS <= 1 << ARG_BITS, "every worker fits");
+const _: () = assert!(
+    MAX_TYPES < UNKNOWN_ARG as usize,
+    "every type fits beside UNKNOWN"
+);
 
-type Batch = Vec<Event>;
+impl Event {
+    /// `kind` with `arg` (below 2^8) and `token`, or `None` for a token of 22 bits or more
+    /// (which the dispatcher's slab never issues).
+    #[inline]
+    fn new(kind: EventKind, arg: u32, token: u64) -> Option<Self> {
+        (token < 1 << TOKEN_BITS).then_some(Self(
+            (kind as u32) << (ARG_BITS + TOKEN_BITS) | arg << TOKEN_BITS | token as u32,
+        ))
+    }
+
+    fn kind(self) -> EventKind {
+        match self.0 >> (ARG_BITS + TOKEN_BITS) {
+            0 => EventKind::Arrival,
+            1 => EventKind::Dispatch,
+            _ => EventKind::Completion,
+        }
+    }
+
+    fn arg(self) -> u32 {
+        (self.0 >> TOKEN_BITS) & UNKNOWN_ARG
+    }
+
+    fn token(self) -> Token {
+        Token(u64::from(self.0 & ((1 << TOKEN_BITS) - 1)))
+    }
+
+    /// The argument of an arrival: its type.
+    fn type_index(self) -> TypeIndex {
+        match self.arg() {
+            UNKNOWN_ARG => TypeIndex::UNKNOWN,
+            // Below 2^8.
+            ty => TypeIndex(ty as u16),
+        }
+    }
+
+    /// The argument of a decision or a completion: its worker.
+    fn worker(self) -> WorkerId {
+        // Below 2^8.
+        WorkerId(self.arg() as u16)
+    }
+}
+
+/// Events of (at most) one loop iteration and its two times, stamped at the hand-over.
+#[derive(Debug)]
+struct Batch {
+    /// The receive half's time: the arrivals'.
+    receive_ns: u64,
+    /// The dispatch half's time: the decisions' and completions'.
+    dispatch_ns: u64,
+    events: Vec<Event>,
+}
+
+impl Batch {
+    fn new() -> Self {
+        Self {
+            receive_ns: 0,
+            dispatch_ns: 0,
+            events: Vec::with_capacity(SHADOW_BATCH_EVENTS),
+        }
+    }
+
+    /// When an event of `kind` happened.
+    fn time_of(&self, kind: EventKind) -> u64 {
+        match kind {
+            EventKind::Arrival => self.receive_ns,
+            EventKind::Dispatch | EventKind::Completion => self.dispatch_ns,
+        }
+    }
+}
 
 /// The counts, written by the shadow thread (events dropped: by the dispatcher).
 #[derive(Debug, Default)]
@@ -188,6 +272,10 @@ pub(crate) struct ShadowFeed {
     shared: Arc<Shared>,
     /// The batch being filled; `None` when no batch was free at the last hand-over.
     batch: Option<Batch>,
+    /// The time of the arrivals being recorded (the loop iteration's receive half).
+    receive_ns: u64,
+    /// The time of the decisions and completions being recorded (its dispatch half).
+    dispatch_ns: u64,
     /// Events dropped so far (the dispatcher's own counter: no shared cache line per drop).
     events_dropped: u64,
     policy: &'static str,
@@ -206,7 +294,7 @@ impl ShadowFeed {
             stop: AtomicBool::new(false),
         });
         for _ in 0..SHADOW_POOL_BATCHES {
-            let _ = shared.free.push(Vec::with_capacity(SHADOW_BATCH_EVENTS));
+            let _ = shared.free.push(Batch::new());
         }
         let (control, control_rx) = mpsc::channel();
         let (back_tx, back) = mpsc::channel();
@@ -219,6 +307,8 @@ impl ShadowFeed {
         Ok(Self {
             shared,
             batch,
+            receive_ns: 0,
+            dispatch_ns: 0,
             events_dropped: 0,
             policy,
             control,
@@ -233,8 +323,8 @@ impl ShadowFeed {
     fn record(&mut self, event: Event) {
         match &mut self.batch {
             Some(batch) => {
-                batch.push(event);
-                if batch.len() == SHADOW_BATCH_EVENTS {
+                batch.events.push(event);
+                if batch.events.len() == SHADOW_BATCH_EVENTS {
                     self.flush();
                 }
             }
@@ -242,50 +332,61 @@ impl ShadowFeed {
         }
     }
 
-    /// The live scheduler accepted `token` (a token beyond `u32`, which the dispatcher's slab
-    /// never issues, is dropped and counted).
+    /// A loop iteration's receive half starts at `now_ns`: the arrivals recorded next happened
+    /// then. Events of an earlier receive half not yet handed over (a driver that receives
+    /// twice without dispatching; the dispatcher's loop never does) are handed over first.
     #[inline]
-    pub(super) fn on_arrival(&mut self, now_ns: u64, ty: TypeIndex, token: Token) {
-        self.record_token(now_ns, token, ty.0, EventKind::Arrival);
+    pub(super) fn begin_receive(&mut self, now_ns: u64) {
+        if self.batch.as_ref().is_some_and(|b| !b.events.is_empty()) {
+            self.flush();
+        }
+        self.receive_ns = now_ns;
+    }
+
+    /// The dispatch half starts at `now_ns`: the decisions and completions recorded next
+    /// happened then. It ends with [`ShadowFeed::flush`].
+    #[inline]
+    pub(super) fn begin_dispatch(&mut self, now_ns: u64) {
+        self.dispatch_ns = now_ns;
+    }
+
+    /// The live scheduler accepted `token` (a token of 22 bits or more, which the dispatcher's
+    /// slab never issues, is dropped and counted).
+    #[inline]
+    pub(super) fn on_arrival(&mut self, ty: TypeIndex, token: Token) {
+        let arg = u32::from(ty.0).min(UNKNOWN_ARG);
+        self.record_token(EventKind::Arrival, arg, token);
     }
 
     /// The live scheduler started `token` on `worker`.
     #[inline]
-    pub(super) fn on_dispatch(&mut self, now_ns: u64, worker: WorkerId, token: Token) {
-        self.record_token(now_ns, token, worker.0, EventKind::Dispatch);
+    pub(super) fn on_dispatch(&mut self, worker: WorkerId, token: Token) {
+        self.record_token(EventKind::Dispatch, u32::from(worker.0), token);
     }
 
     /// The live worker `worker` finished.
     #[inline]
-    pub(super) fn on_completion(&mut self, now_ns: u64, worker: WorkerId) {
-        self.record(Event {
-            now_ns,
-            token: 0,
-            arg: worker.0,
-            kind: EventKind::Completion,
-        });
+    pub(super) fn on_completion(&mut self, worker: WorkerId) {
+        self.record_token(EventKind::Completion, u32::from(worker.0), Token(0));
     }
 
     #[inline]
-    fn record_token(&mut self, now_ns: u64, token: Token, arg: u16, kind: EventKind) {
-        match u32::try_from(token.0) {
-            Ok(token) => self.record(Event {
-                now_ns,
-                token,
-                arg,
-                kind,
-            }),
-            Err(_) => self.events_dropped += 1,
+    fn record_token(&mut self, kind: EventKind, arg: u32, token: Token) {
+        match Event::new(kind, arg, token.0) {
+            Some(event) => self.record(event),
+            None => self.events_dropped += 1,
         }
     }
 
     /// Hands the batch being filled to the shadow thread (once per loop iteration).
     #[inline]
     pub(super) fn flush(&mut self) {
-        if self.batch.as_ref().is_some_and(Vec::is_empty) {
+        if self.batch.as_ref().is_some_and(|b| b.events.is_empty()) {
             return;
         }
-        if let Some(batch) = self.batch.take() {
+        if let Some(mut batch) = self.batch.take() {
+            batch.receive_ns = self.receive_ns;
+            batch.dispatch_ns = self.dispatch_ns;
             // `full` holds every batch of the pool: the push cannot fail. No wake-up: the
             // shadow thread looks every `SHADOW_POLL` (an unpark would be a system call
             // whenever it sleeps).
@@ -372,7 +473,7 @@ fn shadow_thread(
         let mut worked = false;
         while let Some(mut batch) = shared.full.pop() {
             apply(&mut scheduler, &batch, &shared.counts);
-            batch.clear();
+            batch.events.clear();
             let _ = shared.free.push(batch);
             worked = true;
         }
@@ -385,7 +486,7 @@ fn shadow_thread(
                 // The dispatcher flushed before asking and waits: this is everything.
                 while let Some(mut batch) = shared.full.pop() {
                     apply(&mut scheduler, &batch, &shared.counts);
-                    batch.clear();
+                    batch.events.clear();
                     let _ = shared.free.push(batch);
                 }
                 let Ok(Control::Take(next)) = hand_over(scheduler, back, control) else {
@@ -436,15 +537,16 @@ fn reset(counts: &Counts) {
 }
 
 /// Replays one batch on the shadow scheduler; the counts are added once per batch.
-fn apply(scheduler: &mut Scheduler, batch: &[Event], counts: &Counts) {
+fn apply(scheduler: &mut Scheduler, batch: &Batch, counts: &Counts) {
     let (mut refused, mut decisions) = (0u64, 0u64);
     let mut verdicts = [0u64; 4];
-    for e in batch {
-        let token = Token(u64::from(e.token));
-        match e.kind {
+    for &e in &batch.events {
+        let kind = e.kind();
+        let now_ns = batch.time_of(kind);
+        match kind {
             EventKind::Arrival => {
                 if scheduler
-                    .on_arrival(e.now_ns, TypeIndex(e.arg), token)
+                    .on_arrival(now_ns, e.type_index(), e.token())
                     .is_err()
                 {
                     refused += 1;
@@ -452,12 +554,12 @@ fn apply(scheduler: &mut Scheduler, batch: &[Event], counts: &Counts) {
             }
             EventKind::Dispatch => {
                 decisions += 1;
-                let verdict = scheduler.shadow_dispatch(e.now_ns, WorkerId(e.arg), token);
+                let verdict = scheduler.shadow_dispatch(now_ns, e.worker(), e.token());
                 verdicts[verdict as usize] += 1;
             }
             EventKind::Completion => {
                 // A worker the shadow thinks idle was counted out of sync when dispatched.
-                let _ = scheduler.on_completion(e.now_ns, WorkerId(e.arg));
+                let _ = scheduler.on_completion(now_ns, e.worker());
             }
         }
     }
@@ -489,7 +591,7 @@ fn apply(scheduler: &mut Scheduler, batch: &[Event], counts: &Counts) {
     // Last: a reader that sees every event applied sees the counts above too.
     counts
         .events
-        .fetch_add(batch.len() as u64, Ordering::Release);
+        .fetch_add(batch.events.len() as u64, Ordering::Release);
 }
 
 /// The dispatcher's end of a shadow, driven from outside (`benches/telemetry.rs`).
@@ -506,12 +608,18 @@ pub mod bench {
         pub fn spawn(scheduler: Scheduler) -> std::io::Result<Self> {
             ShadowFeed::spawn(scheduler).map(Self)
         }
+        /// The start of a loop iteration at `now_ns` (both halves at the same time).
+        #[inline]
+        pub fn begin(&mut self, now_ns: u64) {
+            self.0.begin_receive(now_ns);
+            self.0.begin_dispatch(now_ns);
+        }
         /// One request's three events, as the dispatcher records them.
         #[inline]
-        pub fn on_request(&mut self, now_ns: u64, ty: TypeIndex, token: Token, worker: WorkerId) {
-            self.0.on_arrival(now_ns, ty, token);
-            self.0.on_dispatch(now_ns, worker, token);
-            self.0.on_completion(now_ns, worker);
+        pub fn on_request(&mut self, ty: TypeIndex, token: Token, worker: WorkerId) {
+            self.0.on_arrival(ty, token);
+            self.0.on_dispatch(worker, token);
+            self.0.on_completion(worker);
         }
         /// The end of a loop iteration.
         #[inline]
@@ -530,5 +638,93 @@ pub mod bench {
         pub fn finish(mut self) -> ShadowReport {
             self.0.finish()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use psp_scheduler::{Policy, RequestTypeSpec, SchedulerConfig};
+
+    #[test]
+    fn events_pack_and_unpack_every_field_at_its_limits() {
+        let last_token = (1u64 << TOKEN_BITS) - 1;
+        for (kind, arg, token) in [
+            (EventKind::Arrival, 0, 0),
+            (EventKind::Arrival, MAX_TYPES as u32 - 1, last_token),
+            (EventKind::Dispatch, MAX_WORKERS as u32 - 1, 12_345),
+            (EventKind::Completion, 7, 0),
+        ] {
+            let e = Event::new(kind, arg, token).expect("in range");
+            assert_eq!((e.kind(), e.arg(), e.token()), (kind, arg, Token(token)));
+        }
+        let unknown = Event::new(EventKind::Arrival, UNKNOWN_ARG, 3).expect("in range");
+        assert_eq!(unknown.type_index(), TypeIndex::UNKNOWN);
+        assert_eq!(
+            Event::new(EventKind::Dispatch, 127, 1).map(Event::worker),
+            Some(WorkerId(127))
+        );
+        assert_eq!(Event::new(EventKind::Arrival, 0, last_token + 1), None);
+    }
+
+    fn sjf() -> Scheduler {
+        let types = vec![
+            RequestTypeSpec::new("SHORT", 1).with_mean_ns(1_000),
+            RequestTypeSpec::new("LONG", 2).with_mean_ns(100_000),
+        ];
+        Scheduler::new(SchedulerConfig::new(2, types, Policy::Sjf)).expect("valid")
+    }
+
+    /// Waits (bounded) until the shadow thread has applied `events`.
+    fn applied(feed: &ShadowFeed, events: u64) -> ShadowReport {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let report = feed.report();
+            if report.events >= events || std::time::Instant::now() > deadline {
+                return report;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    #[test]
+    fn a_token_beyond_the_slab_is_dropped_counted_and_the_rest_replayed() {
+        let mut feed = ShadowFeed::spawn(sjf()).expect("shadow thread");
+        feed.begin_receive(100);
+        feed.on_arrival(TypeIndex(0), Token(1));
+        feed.on_arrival(TypeIndex(1), Token(1 << TOKEN_BITS));
+        feed.begin_dispatch(150);
+        feed.on_dispatch(WorkerId(0), Token(1));
+        feed.flush();
+        let report = applied(&feed, 2);
+        assert_eq!(report.events, 2, "the arrival and the decision");
+        assert_eq!(report.events_dropped, 1, "the token beyond 22 bits");
+        assert_eq!((report.decisions, report.agreed), (1, 1));
+        feed.finish();
+    }
+
+    #[test]
+    fn a_second_receive_half_hands_over_the_first_with_its_own_time() {
+        // An EDF shadow: LONG arrives at 100 (deadline 1 100), SHORT at 200 (deadline 1 150),
+        // in two receive halves with no dispatch between; live starts LONG at 300. EDF agrees
+        // only if each arrival kept its own time: stamped both at 100 or both at 200, SHORT's
+        // deadline would be the earlier.
+        let types = vec![
+            RequestTypeSpec::new("SHORT", 1).with_deadline_ns(950),
+            RequestTypeSpec::new("LONG", 2).with_deadline_ns(1_000),
+        ];
+        let edf = Scheduler::new(SchedulerConfig::new(2, types, Policy::Edf)).expect("valid");
+        let mut feed = ShadowFeed::spawn(edf).expect("shadow thread");
+        feed.begin_receive(100);
+        feed.on_arrival(TypeIndex(1), Token(1));
+        feed.begin_receive(200);
+        feed.on_arrival(TypeIndex(0), Token(2));
+        feed.begin_dispatch(300);
+        feed.on_dispatch(WorkerId(0), Token(1));
+        feed.flush();
+        let report = applied(&feed, 3);
+        assert_eq!(report.events, 3);
+        assert_eq!((report.decisions, report.agreed), (1, 1), "{report:?}");
+        feed.finish();
     }
 }
