@@ -10,8 +10,8 @@
 //! and hands the batch over once per loop iteration (or when it is full) on a lock-free queue,
 //! without waking the thread (it looks every 50 µs): nothing allocates, locks, logs or makes a
 //! system call on its path. When the shadow thread is so far behind that no batch is free,
-//! events are dropped and
-//! counted, and the shadow is out of sync from then on (it cannot be toggled live).
+//! events are dropped and counted, and the shadow is out of sync from then on (it cannot be
+//! toggled live).
 //!
 //! The shadow thread applies the events in order and keeps the counts (agreement, its own CPU
 //! time) in atomics that the dispatcher reads once per telemetry window and at the end.
