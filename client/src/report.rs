@@ -348,8 +348,19 @@ pub struct Summary {
     pub types: Vec<TypeSummary>,
     /// Wall-clock start of the measured interval, seconds since the epoch.
     pub start_epoch_s: f64,
+    /// Where the measured interval starts in the run, seconds (the warm-up before it): the run,
+    /// whose time the phases' `start_s` count, started at `start_epoch_s − measured_offset_s`.
+    #[serde(default)]
+    pub measured_offset_s: f64,
     /// Length of the measured interval, seconds.
     pub measured_s: f64,
+}
+
+impl Summary {
+    /// Wall-clock start of the run (phase 1's `start_s` = 0), seconds since the epoch.
+    pub fn run_start_epoch_s(&self) -> f64 {
+        self.start_epoch_s - self.measured_offset_s
+    }
 }
 
 impl TypeSummary {
@@ -550,6 +561,7 @@ impl Report {
                 })
                 .collect(),
             start_epoch_s: self.start_epoch_s,
+            measured_offset_s: self.measured_offset_s,
             measured_s: self.measured_s,
         }
     }
@@ -1062,7 +1074,7 @@ pub(crate) mod tests {
             ],
             send_lag_ns: new_histogram(),
             phase_histograms: Vec::new(),
-            measured_offset_s: 0.0,
+            measured_offset_s: 0.25,
             start_epoch_s: 1_700_000_000.0,
             measured_s: 1.0,
             stopped_early: false,
@@ -1199,6 +1211,10 @@ pub(crate) mod tests {
             final_line(&summary)
         );
         assert_eq!(summary.accounting_errors(), Vec::<String>::new());
+        // The run's wall-clock start, read back from summary.json (phases count from it).
+        let read: Summary =
+            serde_json::from_str(&fs::read_to_string(dir.join(SUMMARY_FILE)).unwrap()).unwrap();
+        assert_eq!(read.run_start_epoch_s(), 1_699_999_999.75);
         // Every row balances and the rows add up to ALL (columns sent..inf).
         let mut sums = [0u64; 6];
         for row in &table.rows {

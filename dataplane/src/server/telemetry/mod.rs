@@ -196,6 +196,10 @@ pub struct TelemetryLine {
     pub start_ns: u64,
     /// Window end, ns since the server started.
     pub end_ns: u64,
+    /// Window end on the wall clock, ms since the Unix epoch (to line windows up with other
+    /// logs, e.g. a client's phases: `psp plans --client`); 0 in lines of older servers.
+    #[serde(default)]
+    pub end_unix_ms: u64,
     /// The live policy.
     pub policy: String,
     /// Per request type, in registration order, then `UNKNOWN`.
@@ -210,6 +214,13 @@ pub struct TelemetryLine {
     pub plan: Option<PlanView>,
     /// Windows dropped so far because the writer was behind.
     pub windows_dropped: u64,
+    /// Plans DARC applied in the window (the plan above is the last; a plan can be applied
+    /// with the same reservation as the one before).
+    #[serde(default)]
+    pub plan_updates: u64,
+    /// Re-plans DARC kept by `psp.darc.rounding_hysteresis` in the window.
+    #[serde(default)]
+    pub plans_kept: u64,
     /// The shadow policy in the window (`psp.shadow`; absent when none runs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shadow: Option<ShadowLine>,
@@ -453,8 +464,10 @@ impl TelemetryRun {
         Arc::clone(&self.busy)
     }
 
-    /// The dispatcher's recorder, its first window starting at `now_ns`.
+    /// The dispatcher's recorder, its first window starting at `now_ns` (a reading of the
+    /// server's clock, taken now: it anchors the lines' wall-clock times).
     pub(crate) fn recorder(&self, now_ns: u64) -> window::WindowRecorder {
+        self.hub.set_clock_origin(now_ns);
         window::WindowRecorder::new(
             self.interval_ns,
             now_ns,

@@ -46,6 +46,10 @@ pub(crate) struct WindowSnapshot {
     pub(crate) busy_ns: u64,
     pub(crate) plan: Option<Arc<PlanView>>,
     pub(crate) windows_dropped: u64,
+    /// Plans DARC applied in the window.
+    pub(crate) plan_updates: u64,
+    /// Re-plans DARC kept by its rounding hysteresis in the window.
+    pub(crate) plans_kept: u64,
     /// The live policy at the close (a switch changes it).
     pub(crate) policy: &'static str,
     /// The shadow policy's counts in the window, if one runs.
@@ -76,6 +80,8 @@ impl WindowSnapshot {
             busy_ns: 0,
             plan: None,
             windows_dropped: 0,
+            plan_updates: 0,
+            plans_kept: 0,
             policy: "",
             shadow: None,
         }
@@ -126,6 +132,8 @@ struct Baseline {
     busy_ns: u64,
     worker_busy_ns: Vec<u64>,
     shadow: ShadowReport,
+    plan_updates: u64,
+    plans_kept: u64,
 }
 
 /// Closed and dropped windows, for the server report.
@@ -183,6 +191,8 @@ impl WindowRecorder {
                 busy_ns: 0,
                 worker_busy_ns: vec![0; workers.len()],
                 shadow: ShadowReport::default(),
+                plan_updates: 0,
+                plans_kept: 0,
             },
             workers,
             plan: None,
@@ -251,6 +261,10 @@ impl WindowRecorder {
             Some(mut snapshot) => {
                 self.fill(&mut snapshot, now_ns, report, parse_drops);
                 snapshot.policy = scheduler.policy().name();
+                snapshot.plans_kept = scheduler
+                    .counters()
+                    .darc_plans_kept
+                    .saturating_sub(self.baseline.plans_kept);
                 self.counts.windows += 1;
                 // Every snapshot fits in `full`; a failure would only lose this window.
                 if self.pool.full.push(snapshot).is_err() {
@@ -264,6 +278,7 @@ impl WindowRecorder {
             }
         }
         self.rebase(report, parse_drops);
+        self.baseline.plans_kept = scheduler.counters().darc_plans_kept;
         let n_types = self.type_names.len();
         for (slot, depth) in self.max_depth.iter_mut().enumerate() {
             let ty = if slot < n_types {
@@ -316,6 +331,7 @@ impl WindowRecorder {
         s.busy_ns = report.busy_ns.saturating_sub(b.busy_ns);
         s.plan.clone_from(&self.plan);
         s.windows_dropped = self.counts.windows_dropped;
+        s.plan_updates = report.plan_updates.saturating_sub(b.plan_updates);
         s.shadow = report.shadow.map(|now| now.since(&b.shadow));
     }
 
@@ -333,6 +349,7 @@ impl WindowRecorder {
         b.polls = report.polls;
         b.busy_polls = report.busy_polls;
         b.busy_ns = report.busy_ns;
+        b.plan_updates = report.plan_updates;
         b.shadow = report.shadow.unwrap_or_default();
     }
 

@@ -53,9 +53,30 @@ pub(crate) struct Hub {
     pub(crate) counters: HubCounters,
     /// Commands for the dispatcher, posted by control threads.
     pub(crate) mailbox: super::mailbox::Mailbox,
+    /// The wall-clock time (ns since the Unix epoch) at which the server's clock read 0; 0
+    /// until the dispatcher starts.
+    clock_origin_unix_ns: AtomicU64,
 }
 
 impl Hub {
+    /// The server's clock reads `now_ns` now: anchors it to the wall clock.
+    pub(crate) fn set_clock_origin(&self, now_ns: u64) {
+        let unix_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+        self.clock_origin_unix_ns
+            .store(unix_ns.saturating_sub(now_ns), Ordering::Relaxed);
+    }
+
+    /// `clock_ns` of the server's clock on the wall clock, ms since the Unix epoch (0 before
+    /// the anchor is set).
+    fn unix_ms(&self, clock_ns: u64) -> u64 {
+        match self.clock_origin_unix_ns.load(Ordering::Relaxed) {
+            0 => 0,
+            origin => origin.saturating_add(clock_ns) / 1_000_000,
+        }
+    }
+
     /// The latest telemetry line, if any window was closed yet.
     pub(crate) fn latest(&self) -> Option<Arc<str>> {
         self.latest
@@ -194,7 +215,7 @@ fn write_loop(
     loop {
         let stopping = stop.load(Ordering::Acquire);
         while let Some(mut snapshot) = pool.full.pop() {
-            let line: Arc<str> = render(&snapshot, setup).into();
+            let line: Arc<str> = render(&snapshot, setup, hub.unix_ms(snapshot.end_ns)).into();
             snapshot.recycle();
             let _ = pool.free.push(snapshot);
             write_line(&mut sink, &mut counts, &line);
@@ -245,8 +266,8 @@ fn share(busy_ns: u64, window_ns: u64) -> f64 {
     (busy_ns as f64 / window_ns.max(1) as f64).clamp(0.0, 1.0)
 }
 
-/// The JSON line of a closed window.
-pub(crate) fn render(s: &WindowSnapshot, setup: &WriterSetup) -> String {
+/// The JSON line of a closed window that ended at `end_unix_ms` on the wall clock.
+pub(crate) fn render(s: &WindowSnapshot, setup: &WriterSetup, end_unix_ms: u64) -> String {
     let window_ns = s.end_ns.saturating_sub(s.start_ns);
     let types = s
         .types
@@ -278,6 +299,7 @@ pub(crate) fn render(s: &WindowSnapshot, setup: &WriterSetup) -> String {
         window: s.window,
         start_ns: s.start_ns,
         end_ns: s.end_ns,
+        end_unix_ms,
         policy: if s.policy.is_empty() {
             setup.policy.to_string()
         } else {
@@ -306,6 +328,8 @@ pub(crate) fn render(s: &WindowSnapshot, setup: &WriterSetup) -> String {
         },
         plan: s.plan.as_deref().cloned(),
         windows_dropped: s.windows_dropped,
+        plan_updates: s.plan_updates,
+        plans_kept: s.plans_kept,
         shadow: s.shadow.map(|r| ShadowLine {
             policy: r.policy.to_string(),
             decisions: r.decisions,

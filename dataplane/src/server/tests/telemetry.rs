@@ -45,6 +45,13 @@ fn telemetry_options(
 fn telemetry_windows_add_up_to_the_report() {
     let dir = Scratch::new("sum");
     let file = dir.0.join("server").join("telemetry.jsonl");
+    let unix_ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_millis() as u64
+    };
+    let started_unix_ms = unix_ms();
     let opts = telemetry_options(
         Policy::DarcStatic { reserved_short: 1 },
         Some(file.clone()),
@@ -59,6 +66,7 @@ fn telemetry_windows_add_up_to_the_report() {
         std::thread::sleep(Duration::from_millis(60));
     }
     let (_, report) = run.stop();
+    let stopped_unix_ms = unix_ms();
     assert_eq!(answered, 200, "{report}");
     let telemetry = report.telemetry.as_ref().expect("telemetry report");
     let text = std::fs::read_to_string(&file).expect("telemetry file");
@@ -85,7 +93,29 @@ fn telemetry_windows_add_up_to_the_report() {
             .expect("darc-static has a plan from the start");
         assert_eq!(plan.groups[0].types, ["SHORT"]);
         assert_eq!(plan.groups[0].reserved, [0]);
+        // On the wall clock within the run, and as far apart as on the server's clock.
+        assert!(
+            (started_unix_ms..=stopped_unix_ms).contains(&line.end_unix_ms),
+            "window {i} ended at {} ms, the run spans {started_unix_ms}..={stopped_unix_ms}",
+            line.end_unix_ms
+        );
+        if let Some(next) = lines.get(i + 1) {
+            let clock_ms = (next.end_ns - line.end_ns) as f64 / 1e6;
+            let wall_ms = (next.end_unix_ms - line.end_unix_ms) as f64;
+            assert!(
+                (wall_ms - clock_ms).abs() <= 1.0,
+                "{wall_ms} ms vs {clock_ms} ms"
+            );
+        }
     }
+    assert_eq!(
+        lines.iter().map(|l| l.plan_updates).sum::<u64>(),
+        report.dispatcher.plan_updates
+    );
+    assert_eq!(
+        lines.iter().map(|l| l.plans_kept).sum::<u64>(),
+        report.dispatcher.scheduler.darc_plans_kept
+    );
     for (slot, totals) in report.dispatcher.per_type.iter().enumerate() {
         let sum = |f: fn(&crate::server::telemetry::TypeLine) -> u64| -> u64 {
             lines.iter().map(|l| f(&l.types[slot])).sum()
