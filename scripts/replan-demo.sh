@@ -2,8 +2,9 @@
 # Online re-planning, live (issue "operate a running server"): psp-app runs DARC (or the policy
 # given) on 3 workers over kernel UDP; psp-client plays a workload whose mix shifts 50/50 ->
 # 90/10 -> 10/90 (SHORT 20 us, LONG 100 us; 3 s per phase, each at 0.2 of the workers'
-# capacity); the server's telemetry windows (100 ms) show when the plan changed. Prints one line
-# per plan change with the phase it fell in, and the summary's plan-update count.
+# capacity); the server's telemetry windows (100 ms) show when the plan changed. `psp plans`
+# prints one line per plan change with the phase it fell in and judges re-planning (within 3
+# windows of each shift, no change in steady parts), then the summary's plan-update count.
 #
 #   bash scripts/replan-demo.sh [POLICY] [LOAD] [ROUNDING_HYSTERESIS]
 #     POLICY: darc (default) | darc-model; LOAD: 0.2; ROUNDING_HYSTERESIS: 0.25 (workers: DARC
@@ -11,14 +12,15 @@
 #     count; spinning on 2 shared cores inflates service times, which otherwise flips a
 #     demand near the rounding cut back and forth; 0 is the original's rule)
 #
-# Needs release binaries (cargo build --release) and python3. Runs ~12 s; files in a temp dir.
+# Needs release binaries (cargo build --release). Runs ~12 s; files in a temp dir (plans/ holds
+# plans.csv, plan.svg: workers reserved per type over time, and mix.svg).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 policy=${1:-darc}
 load=${2:-0.2}
 rounding_hysteresis=${3:-0.25}
 bin=target/release
-[ -x "$bin/psp-app" ] && [ -x "$bin/psp-client" ] || { echo "build first: cargo build --release" >&2; exit 2; }
+[ -x "$bin/psp-app" ] && [ -x "$bin/psp-client" ] && [ -x "$bin/psp" ] || { echo "build first: cargo build --release" >&2; exit 2; }
 dir=$(mktemp -d /tmp/psp-replan.XXXXXX)
 port=$((20000 + RANDOM % 20000))
 cat >"$dir/server.yml" <<EOF
@@ -48,32 +50,14 @@ EOF
 server=$!
 trap 'kill -INT $server 2>/dev/null || true' EXIT
 for _ in $(seq 100); do grep -q serving "$dir/server.err" 2>/dev/null && break; sleep 0.05; done
-started=$(date +%s.%N)
 "$bin/psp-client" --workload "$dir/workload.yml" -I 127.0.0.1 -P "$port" --transport udp \
   --bind 127.0.0.1:0 --load-range "$load:$load:0.1" --workers 3 --outdir "$dir/client" \
   --no-progress 2>"$dir/client.err" | grep rateclient
 kill -INT $server; wait $server || true
 trap - EXIT
-python3 - "$dir" "$started" <<'EOF'
-import json, sys, re, os
-d, started = sys.argv[1], float(sys.argv[2])
-# The server's telemetry times count from its start; the client's phases from the client's.
-server_start = os.path.getmtime(f"{d}/server.yml")
-offset = started - server_start
-prev = None
-print("window  time_s  phase  arrivals(SHORT,LONG)  plan (workers reserved per group)")
-for line in open(f"{d}/logs/demo/server/telemetry.jsonl"):
-    w = json.loads(line)
-    plan = w.get("plan")
-    p = [(",".join(g["types"]), len(g["reserved"])) for g in plan["groups"]] if plan else None
-    if p != prev:
-        t = w["start_ns"] / 1e9
-        # Past 9 s the client has stopped: a window without arrivals re-plans (types inactive).
-        phase = max(0, int((t - offset) // 3) + 1)
-        phase = phase if phase <= 3 else "after"
-        arr = [x["arrivals"] for x in w["types"]][:2]
-        print(f"{w['window']:>6}  {t:6.2f}  {phase:>5}  {str(arr):>20}  {p}")
-    prev = p
-EOF
+# Each plan change with the client's phase, and the verdict: re-planned within 3 windows of
+# each shift, no reservation change in a phase's steady part (plans.csv, plan.svg, mix.svg).
+"$bin/psp" plans --telemetry "$dir/logs/demo/server/telemetry.jsonl" \
+  --client "$(dirname "$(ls "$dir"/client/*/summary.json | head -1)")" --out "$dir/plans"
 grep -E "plan updates|model planner" "$dir/server.out" | sed 's/^.*plan updates/plan updates/'
 echo "files in $dir"

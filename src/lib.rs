@@ -20,4 +20,5 @@ pub mod dpdk;
 pub mod exit;
 pub mod live;
 pub mod peer;
+pub mod plans;
 pub mod top;

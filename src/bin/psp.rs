@@ -32,6 +32,10 @@ enum Command {
     /// Show a running server's numbers from its control socket (psp.control.socket), refreshed
     /// every telemetry window; --once prints one snapshot and exits.
     Top(psp::top::TopArgs),
+    /// DARC's plans over a live run, from the server's telemetry.jsonl: plans.csv, plan.svg
+    /// (workers reserved per type over time) and mix.svg; with --client, judges re-planning at
+    /// the client's phase shifts.
+    Plans(psp::plans::PlansArgs),
 }
 
 /// `psp merge`.
@@ -66,5 +70,6 @@ fn run() -> anyhow::Result<()> {
         Command::Merge(args) => merge(&args),
         Command::Live(args) => psp::live::run(&args),
         Command::Top(args) => psp::top::run(&args),
+        Command::Plans(args) => psp::plans::run(&args),
     }
 }
