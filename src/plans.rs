@@ -221,13 +221,24 @@ const TIME_SLACK_S: f64 = 1e-6;
 pub struct PhaseVerdict {
     /// 1-based.
     pub phase: usize,
-    /// The first window from the phase's start on in which DARC applied a plan, and how many
-    /// windows after the start it ended (1: the window the phase started in).
-    pub replanned: Option<(u64, u64)>,
+    /// DARC's answer to the phase: its first new reservation in the phase or, if the
+    /// reservation stayed, its first plan.
+    pub replanned: Option<Replan>,
     /// Windows of the steady part whose reservation differs from the window before.
     pub steady_changes: Vec<u64>,
     /// Windows in the steady part.
     pub steady_windows: u64,
+}
+
+/// When DARC answered a phase.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Replan {
+    /// The window.
+    pub window: u64,
+    /// Windows after the phase's start that window ended (1: the window the phase started in).
+    pub windows_after: u64,
+    /// Whether the reservation changed (else DARC applied a plan with the one before).
+    pub changed: bool,
 }
 
 /// Judges each phase: re-planned within `settle` windows of its start; no reservation change
@@ -241,12 +252,31 @@ pub fn analyse(windows: &Windows, phases: &[Phase], settle: u64) -> Vec<PhaseVer
             let from_start = |r: &WindowRow| {
                 ((r.end_s - phase.start_s - TIME_SLACK_S) / interval_s).ceil() as u64
             };
-            let replanned = windows
+            let in_phase = || {
+                windows
+                    .rows
+                    .iter()
+                    .filter(|r| r.end_s > phase.start_s && r.start_s < phase.end_s)
+            };
+            let before = windows
                 .rows
                 .iter()
-                .filter(|r| r.end_s > phase.start_s && r.start_s < phase.end_s)
-                .find(|r| r.plan_updates > 0)
-                .map(|r| (r.window, from_start(r).max(1)));
+                .take_while(|r| r.end_s <= phase.start_s)
+                .last()
+                .and_then(|r| r.reserved.as_ref());
+            let replan = |r: &WindowRow, changed| Replan {
+                window: r.window,
+                windows_after: from_start(r).max(1),
+                changed,
+            };
+            let replanned = in_phase()
+                .find(|r| r.reserved.is_some() && r.reserved.as_ref() != before)
+                .map(|r| replan(r, true))
+                .or_else(|| {
+                    in_phase()
+                        .find(|r| r.plan_updates > 0)
+                        .map(|r| replan(r, false))
+                });
             let steady_from_s = phase.start_s + settle as f64 * interval_s;
             let mut steady_changes = Vec::new();
             let mut steady_windows = 0;
@@ -473,12 +503,20 @@ fn print_verdict(windows: &Windows, phases: &[Phase], settle: u64) -> bool {
     let mut passed = true;
     for (v, p) in verdicts.iter().zip(phases) {
         let replanned = match v.replanned {
-            Some((w, after)) if v.phase == 1 => {
-                format!("first plan in window {w} ({after} windows in)")
+            Some(r) if v.phase == 1 => {
+                format!(
+                    "first plan in window {} ({} windows in)",
+                    r.window, r.windows_after
+                )
             }
-            Some((w, after)) => {
-                passed &= after <= settle;
-                format!("re-planned in window {w}, {after} window(s) after the shift")
+            Some(r) => {
+                passed &= r.windows_after <= settle;
+                format!(
+                    "re-planned in window {}, {} window(s) after the shift{}",
+                    r.window,
+                    r.windows_after,
+                    if r.changed { "" } else { " (same reservation)" }
+                )
             }
             None if v.phase == 1 => {
                 passed = false;
@@ -587,12 +625,23 @@ mod tests {
     fn a_replan_after_each_shift_and_steady_phases_pass() {
         let windows = windows(None);
         let verdicts = analyse(&windows, &phases(&windows), 3);
+        let replan = |window, windows_after, changed| {
+            Some(Replan {
+                window,
+                windows_after,
+                changed,
+            })
+        };
         assert_eq!(
             verdicts[0].replanned,
-            Some((8, 4)),
-            "window 8 ends 0.9 s: 4 windows in"
+            replan(8, 4, true),
+            "window 8 ends 0.9 s"
         );
-        assert_eq!(verdicts[1].replanned, Some((16, 2)), "window 16 ends 1.7 s");
+        assert_eq!(
+            verdicts[1].replanned,
+            replan(16, 2, true),
+            "window 16 ends 1.7 s"
+        );
         assert!(verdicts.iter().all(|v| v.steady_changes.is_empty()));
         assert_eq!(verdicts[1].steady_windows, 7, "1.8–2.5 s");
     }
@@ -603,7 +652,27 @@ mod tests {
         let verdicts = analyse(&windows, &phases(&windows), 3);
         assert_eq!(verdicts[1].steady_changes, [22, 23], "there and back");
         let verdicts = analyse(&windows, &phases(&windows), 1);
-        assert_eq!(verdicts[1].replanned, Some((16, 2)), "later than 1 window");
+        let late = verdicts[1].replanned.expect("re-planned");
+        assert_eq!(
+            (late.window, late.windows_after),
+            (16, 2),
+            "later than 1 window"
+        );
+    }
+
+    #[test]
+    fn a_shift_that_keeps_the_reservation_counts_its_first_plan() {
+        let text: String = (0..30)
+            .map(|w| {
+                let updates = u64::from(w == 8 || w == 17);
+                line(w, [50, 50], (w >= 8).then_some([1, 2]), updates) + "\n"
+            })
+            .collect();
+        let windows = parse(&text).expect("valid");
+        let verdicts = analyse(&windows, &phases(&windows), 3);
+        let second = verdicts[1].replanned.expect("a plan");
+        assert_eq!((second.window, second.changed), (17, false));
+        assert_eq!(second.windows_after, 3, "window 17 ends 1.8 s");
     }
 
     #[test]
