@@ -1,4 +1,5 @@
-//! Pinning the calling thread to one CPU (`sched_setaffinity`), as the original pins each lcore.
+//! Pinning the calling thread to one CPU (`sched_setaffinity`), as the original pins each lcore,
+//! and keeping the server's helper threads off the CPUs its busy-polling threads are pinned to.
 //!
 //! Safe wrappers over `nix::sched`; this module holds no `unsafe`. A CPU index at or beyond
 //! `CPU_SETSIZE` is refused with `InvalidInput` before any system call. Tested below by pinning a
@@ -30,6 +31,41 @@ pub fn pin_current_thread(cpu: usize) -> io::Result<()> {
     Ok(())
 }
 
+/// Restricts the calling thread to `cpus` (threads it spawns from then on inherit that).
+/// Fails if `cpus` is empty, holds a CPU beyond `CPU_SETSIZE` or none available to the process.
+pub fn restrict_current_thread(cpus: &[usize]) -> io::Result<()> {
+    if cpus.is_empty() {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "no CPU given"));
+    }
+    let mut set = CpuSet::new();
+    for &cpu in cpus {
+        set.set(cpu).map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("cpu {cpu} is beyond CPU_SETSIZE ({})", CpuSet::count()),
+            )
+        })?;
+    }
+    sched_setaffinity(calling_thread(), &set)?;
+    Ok(())
+}
+
+/// The CPUs for a server's helper threads (telemetry writer, control socket, shadow policy):
+/// those of `allowed` that no busy-polling thread is pinned to (`pinned`: the dispatcher's and
+/// the workers'), or all of `allowed` when none is left (a small machine: they share).
+pub fn helper_cpus(allowed: &[usize], pinned: &[usize]) -> Vec<usize> {
+    let free: Vec<usize> = allowed
+        .iter()
+        .copied()
+        .filter(|cpu| !pinned.contains(cpu))
+        .collect();
+    if free.is_empty() {
+        allowed.to_vec()
+    } else {
+        free
+    }
+}
+
 /// The CPUs this process may run on, ascending (empty if the query fails).
 pub fn allowed_cpus() -> Vec<usize> {
     let Ok(set) = sched_getaffinity(calling_thread()) else {
@@ -56,6 +92,27 @@ mod tests {
         .join()
         .expect("pinned thread");
         let err = pin_current_thread(CpuSet::count()).expect_err("cpu beyond CPU_SETSIZE");
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+    }
+
+    #[test]
+    fn helpers_keep_off_pinned_cpus_unless_none_is_left() {
+        assert_eq!(helper_cpus(&[0, 1, 2, 3], &[0, 1, 2]), [3]);
+        assert_eq!(helper_cpus(&[0, 1, 2, 3], &[]), [0, 1, 2, 3]);
+        assert_eq!(helper_cpus(&[0, 1], &[0, 1, 1]), [0, 1], "none left: share");
+    }
+
+    #[test]
+    fn restricting_a_thread_sets_its_cpus_and_refuses_nonsense() {
+        let allowed = allowed_cpus();
+        std::thread::spawn(move || {
+            restrict_current_thread(&allowed).expect("the allowed set");
+            assert_eq!(allowed_cpus(), allowed);
+        })
+        .join()
+        .expect("restricted thread");
+        assert!(restrict_current_thread(&[]).is_err());
+        let err = restrict_current_thread(&[CpuSet::count()]).expect_err("beyond CPU_SETSIZE");
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
     }
 }

@@ -535,8 +535,14 @@ impl Server {
             let queue = (w + 1) as u16;
             worker_tx.push(port.take_tx(queue).ok_or_else(|| taken("tx", queue))?);
         }
-        if let Some(cpu) = options.dispatcher_cpu {
-            pin_current_thread(cpu).map_err(|source| ServerError::Affinity { cpu, source })?;
+        // Helper threads (telemetry writer, control socket, shadow) inherit this thread's CPUs:
+        // spawn them on the CPUs no busy-polling thread is pinned to, then pin the dispatcher.
+        let mut pinned = options.worker_cpus.clone();
+        pinned.extend(options.dispatcher_cpu);
+        if !pinned.is_empty() {
+            let helpers = affinity::helper_cpus(&affinity::allowed_cpus(), &pinned);
+            // Best effort: where it fails the helpers share the process's CPUs, as before.
+            let _ = affinity::restrict_current_thread(&helpers);
         }
 
         let telemetry = match &options.telemetry {
@@ -562,6 +568,15 @@ impl Server {
                 });
             }
         };
+        if let Some(cpu) = options.dispatcher_cpu {
+            if let Err(source) = pin_current_thread(cpu) {
+                if let Some(telemetry) = telemetry {
+                    telemetry.finish(None);
+                }
+                drop(shadow);
+                return Err(ServerError::Affinity { cpu, source });
+            }
+        }
         let clock = Clock::start();
         let scheduler_types = scheduler.types().len();
         let nominal_mean_ns: Vec<Option<u64>> =

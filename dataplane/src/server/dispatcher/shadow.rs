@@ -600,13 +600,13 @@ pub mod bench {
     use super::{ShadowFeed, ShadowReport};
     use psp_scheduler::{Scheduler, Token, TypeIndex, WorkerId};
 
-    /// A [`ShadowFeed`] and its thread.
-    pub struct FeedBench(ShadowFeed);
+    /// A [`ShadowFeed`] and its thread, and the events recorded through it.
+    pub struct FeedBench(ShadowFeed, u64);
 
     impl FeedBench {
         /// Starts a shadow thread for `scheduler`.
         pub fn spawn(scheduler: Scheduler) -> std::io::Result<Self> {
-            ShadowFeed::spawn(scheduler).map(Self)
+            ShadowFeed::spawn(scheduler).map(|feed| Self(feed, 0))
         }
         /// The start of a loop iteration at `now_ns` (both halves at the same time).
         #[inline]
@@ -617,9 +617,31 @@ pub mod bench {
         /// One request's three events, as the dispatcher records them.
         #[inline]
         pub fn on_request(&mut self, ty: TypeIndex, token: Token, worker: WorkerId) {
+            self.on_arrival(ty, token);
+            self.on_dispatch(worker, token);
+            self.on_completion(worker);
+        }
+        /// The live scheduler accepted `token`.
+        #[inline]
+        pub fn on_arrival(&mut self, ty: TypeIndex, token: Token) {
+            self.1 += 1;
             self.0.on_arrival(ty, token);
+        }
+        /// The live scheduler started `token` on `worker`.
+        #[inline]
+        pub fn on_dispatch(&mut self, worker: WorkerId, token: Token) {
+            self.1 += 1;
             self.0.on_dispatch(worker, token);
+        }
+        /// Worker `worker` finished.
+        #[inline]
+        pub fn on_completion(&mut self, worker: WorkerId) {
+            self.1 += 1;
             self.0.on_completion(worker);
+        }
+        /// Events recorded so far (applied, dropped or in a batch).
+        pub fn events_recorded(&self) -> u64 {
+            self.1
         }
         /// The end of a loop iteration.
         #[inline]

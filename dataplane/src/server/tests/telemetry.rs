@@ -445,3 +445,53 @@ fn telemetry_windows_add_up_under_ts_with_preemptions() {
         );
     }
 }
+
+/// CPUs of this process's threads named `name` (`/proc/self/task/*/status`), one list per
+/// thread.
+fn cpus_of_threads(name: &str) -> Vec<Vec<usize>> {
+    let mut found = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").expect("/proc/self/task") {
+        let dir = task.expect("a task").path();
+        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        if comm.trim() != name {
+            continue;
+        }
+        let status = std::fs::read_to_string(dir.join("status")).unwrap_or_default();
+        let Some(list) = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        else {
+            continue;
+        };
+        let mut cpus = Vec::new();
+        for part in list.trim().split(',') {
+            let (lo, hi) = part.split_once('-').unwrap_or((part, part));
+            let (lo, hi): (usize, usize) = (lo.parse().expect("cpu"), hi.parse().expect("cpu"));
+            cpus.extend(lo..=hi);
+        }
+        found.push(cpus);
+    }
+    found
+}
+
+#[test]
+fn helper_threads_keep_off_the_pinned_dispatcher_cpu() {
+    let allowed = crate::server::allowed_cpus();
+    let (first, last) = (allowed[0], allowed[allowed.len() - 1]);
+    let dir = Scratch::new("cpus");
+    let mut opts = telemetry_options(Policy::Cfcfs, Some(dir.0.join("telemetry.jsonl")), None);
+    opts.shadow = Some(Policy::Sjf);
+    opts.dispatcher_cpu = Some(first);
+    opts.worker_cpus = vec![last; 2];
+    let mut run = start(opts, Duration::from_micros(10));
+    run.client.send(&[(1, 1), (2, 2)]);
+    assert_eq!(run.client.collect(2).len(), 2, "the server serves");
+    let expected = crate::server::affinity::helper_cpus(&allowed, &[first, last]);
+    for name in ["psp-shadow", "psp-telemetry"] {
+        let threads = cpus_of_threads(name);
+        assert_eq!(threads.len(), 1, "one {name} thread");
+        assert_eq!(threads[0], expected, "{name} (allowed {allowed:?})");
+    }
+    let (_, report) = run.stop();
+    assert_eq!(report.dispatcher.completed, 2);
+}
