@@ -64,6 +64,10 @@ run)
       >"$out/loop$w.txt" 2>&1 || echo "dispatcher_loop bench failed: $?" >>"$out/loop$w.txt"
     tail -5 "$out/loop$w.txt"
   done
+  # Telemetry and an SJF shadow on a whole server, the shadow's thread on a core of its own.
+  timeout 120 "$P" dispatcher-loop-bench --workers 4 --pin --telemetry-rounds 3 --shadow sjf \
+    >"$out/loop-shadow.txt" 2>&1 || echo "dispatcher_loop bench failed: $?" >>"$out/loop-shadow.txt"
+  grep -E "cost" "$out/loop-shadow.txt" || true
   timeout 120 "$P" telemetry-bench >"$out/telemetry.txt" 2>&1 ||
     echo "telemetry bench failed: $?" >>"$out/telemetry.txt"
   cat "$out/telemetry.txt"

@@ -11,7 +11,10 @@
 //!
 //! Then the shadow policy's cost (`psp.shadow`). On the dispatcher: recording a request's three
 //! events (arrival, live decision, completion) for the shadow thread, with one hand-over per
-//! 32 requests (a loop iteration at full bursts). On the shadow thread: replaying them (its
+//! 32 requests (a loop iteration at full bursts): fed back to back, and within a scheduling loop
+//! (a live c-FCFS scheduling each request, with and without feeding an SJF shadow that replays
+//! concurrently: where the batches' cache lines travel between the cores while the dispatcher
+//! works). On the shadow thread: replaying them (its
 //! arrival, its comparison with the live decision, its completion) beside a live c-FCFS on 14
 //! workers, for each shadow policy. Both printed against the same budget, and last the
 //! dispatcher's share of telemetry and a shadow together (the target is for both).
