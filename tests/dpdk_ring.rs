@@ -37,8 +37,18 @@ fn eal_args() -> Vec<String> {
 
 #[test]
 fn dpdk_over_net_ring() {
+    let cpus_before = psp_dataplane::server::allowed_cpus();
     let eal = Eal::init(&eal_args()).expect("EAL init over net_ring");
     assert!(Eal::is_running());
+    // rte_eal_init pins the calling thread to the main lcore (`-l 0`); psp pins its threads
+    // itself, so the EAL hands the thread back with the process's CPUs.
+    let after = std::thread::spawn(psp_dataplane::server::allowed_cpus)
+        .join()
+        .expect("a thread spawned after init");
+    assert_eq!(
+        after, cpus_before,
+        "threads spawned after the EAL keep the process's CPUs"
+    );
     // A second init is refused, not UB.
     assert!(matches!(
         Eal::init(&eal_args()),

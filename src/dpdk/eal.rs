@@ -95,12 +95,20 @@ impl Eal {
                 .collect(),
         );
         let argc = (argv.len() - 1) as c_int;
+        // rte_eal_init pins the calling thread to the main lcore's CPU, and every thread spawned
+        // from it afterwards would inherit that one CPU (psp-client's threads, the server's
+        // helpers). psp pins its busy-polling threads itself: remember the process's CPUs first
+        // and give them back to the thread after.
+        psp_dataplane::server::remember_process_cpus();
         // SAFETY: argv holds argc valid NUL-terminated strings followed by NULL, all leaked (live
         // forever); EAL_STATE guarantees this is the process's only call.
         let ret = unsafe { sys::rte_eal_init(argc, argv.as_mut_ptr()) };
         if ret < 0 {
             return Err(DpdkError::from_rte_errno(format!("rte_eal_init({args:?})")));
         }
+        // Best effort: where it fails the thread stays on the main lcore's CPU, as DPDK left it.
+        let _ =
+            psp_dataplane::server::restrict_current_thread(&psp_dataplane::server::allowed_cpus());
         EAL_RUNNING.store(true, Ordering::Release);
         Ok(Self {
             inner: Arc::new(EalInner { args }),

@@ -6,6 +6,7 @@
 //! spawned thread to an allowed CPU and reading its affinity back.
 
 use std::io;
+use std::sync::OnceLock;
 
 use nix::sched::{sched_getaffinity, sched_setaffinity, CpuSet};
 use nix::unistd::Pid;
@@ -66,8 +67,25 @@ pub fn helper_cpus(allowed: &[usize], pinned: &[usize]) -> Vec<usize> {
     }
 }
 
-/// The CPUs this process may run on, ascending (empty if the query fails).
+/// The process's CPUs as [`remember_process_cpus`] saw them.
+static PROCESS_CPUS: OnceLock<Vec<usize>> = OnceLock::new();
+
+/// Remembers the CPUs this process may run on, from the calling thread, before anything pins it:
+/// DPDK's `rte_eal_init` pins the thread that calls it to its main lcore, and the server then
+/// still needs the whole set (helper threads, layout checks). The first call wins; a binary
+/// that initialises DPDK calls it first thing.
+pub fn remember_process_cpus() {
+    let _ = PROCESS_CPUS.set(thread_cpus());
+}
+
+/// The CPUs this process may run on, ascending: those remembered by [`remember_process_cpus`],
+/// else the calling thread's (empty if the query fails).
 pub fn allowed_cpus() -> Vec<usize> {
+    PROCESS_CPUS.get().cloned().unwrap_or_else(thread_cpus)
+}
+
+/// The CPUs the calling thread may run on, ascending (empty if the query fails).
+fn thread_cpus() -> Vec<usize> {
     let Ok(set) = sched_getaffinity(calling_thread()) else {
         return Vec::new();
     };
@@ -87,12 +105,27 @@ mod tests {
         let cpu = allowed[0];
         std::thread::spawn(move || {
             pin_current_thread(cpu).expect("pin to an allowed cpu");
-            assert_eq!(allowed_cpus(), vec![cpu]);
+            assert_eq!(thread_cpus(), vec![cpu]);
         })
         .join()
         .expect("pinned thread");
         let err = pin_current_thread(CpuSet::count()).expect_err("cpu beyond CPU_SETSIZE");
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+    }
+
+    #[test]
+    fn the_process_cpus_remembered_outlive_pinning_the_thread() {
+        let before = thread_cpus();
+        let last = *before.last().expect("a cpu");
+        std::thread::spawn(move || {
+            remember_process_cpus();
+            pin_current_thread(last).expect("pin");
+            // As after rte_eal_init: the thread is pinned, the process's set is remembered.
+            assert_eq!(thread_cpus(), [last]);
+            assert_eq!(allowed_cpus(), before);
+        })
+        .join()
+        .expect("pinned thread");
     }
 
     #[test]
@@ -107,7 +140,7 @@ mod tests {
         let allowed = allowed_cpus();
         std::thread::spawn(move || {
             restrict_current_thread(&allowed).expect("the allowed set");
-            assert_eq!(allowed_cpus(), allowed);
+            assert_eq!(thread_cpus(), allowed);
         })
         .join()
         .expect("restricted thread");

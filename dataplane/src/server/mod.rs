@@ -83,7 +83,9 @@ use crate::ring;
 use crate::wire::{Endpoint, MacAddr, ParseOptions};
 
 pub use crate::clock::Clock;
-pub use affinity::{allowed_cpus, pin_current_thread};
+pub use affinity::{
+    allowed_cpus, pin_current_thread, remember_process_cpus, restrict_current_thread,
+};
 pub use dispatcher::shadow::bench as shadow_bench;
 pub use dispatcher::shadow::{ShadowReport, SHADOW_BATCH_EVENTS, SHADOW_POOL_BATCHES};
 pub use idle::{IdleStrategy, IDLE_SLEEP, YIELD_POLLS_BEFORE_SLEEP};
