@@ -25,7 +25,7 @@ use psp_client::report::Summary;
 use psp_dataplane::server::TelemetryLine;
 use psp_workload::report::{LinePlot, Series, Table};
 
-/// File names written in `--out`.
+/// The per-window table written in `--out`.
 pub const PLANS_CSV: &str = "plans.csv";
 /// The plot of the reservation over time.
 pub const PLAN_SVG: &str = "plan.svg";
@@ -58,7 +58,7 @@ pub struct PlansArgs {
 pub struct WindowRow {
     /// Window number.
     pub window: u64,
-    /// Start and end, s since the server started.
+    /// Start, s since the server started.
     pub start_s: f64,
     /// End, s since the server started.
     pub end_s: f64,
