@@ -5,13 +5,17 @@
 //! ## Off the dispatcher's thread
 //! Running a second scheduler costs about what the first does (≈ 30–40 ns per request,
 //! `benches/telemetry.rs`), so it runs on its own thread. The dispatcher only writes each
-//! event (arrival, live decision, completion: 4 bytes each; the loop iteration's two times once
-//! per batch) into a batch taken from a pool of [`SHADOW_POOL_BATCHES`] preallocated batches,
-//! and hands the batch over once per loop iteration (or when it is full) on a lock-free queue,
-//! without waking the thread (it looks every 50 µs): nothing allocates, locks, logs or makes a
-//! system call on its path. When the shadow thread is so far behind that no batch is free,
-//! events are dropped and counted, and the shadow is out of sync from then on (it cannot be
-//! toggled live).
+//! event (arrival, live decision, completion: 4 bytes each) into a staging buffer of its own,
+//! which no other core reads and so stays in its cache; once per loop iteration (or when the
+//! stage is full) it copies the stage into a batch taken from a pool of
+//! [`SHADOW_POOL_BATCHES`] preallocated batches, with the iteration's two clock readings, and
+//! hands the batch over on a lock-free queue, without waking the thread (it looks every
+//! 50 µs): nothing allocates, locks, logs or makes a system call on its path. The copy brings
+//! the batch's cache lines (read by the shadow thread last time round) back in one burst; one
+//! store per event into the shared batch stalled on them one by one, and cost the dispatcher
+//! twice as much within a scheduling loop (`benches/telemetry.rs`). When the shadow thread is
+//! so far behind that no batch is free, the stage's events are dropped and counted, and the
+//! shadow is out of sync from then on (it cannot be toggled live).
 //!
 //! The shadow thread applies the events in order and keeps the counts (agreement, its own CPU
 //! time) in atomics that the dispatcher reads once per telemetry window and at the end.
@@ -33,7 +37,8 @@ use psp_scheduler::{Scheduler, ShadowVerdict, Token, TypeIndex, WorkerId, MAX_TY
 use crate::config::MAX_PENDING_SLOTS;
 use serde::Serialize;
 
-/// Events per batch: one loop iteration's worth at full bursts, with room to spare.
+/// Events per batch (and in the dispatcher's stage): one loop iteration's worth at full bursts,
+/// with room to spare.
 pub const SHADOW_BATCH_EVENTS: usize = 256;
 /// Batches between the dispatcher and the shadow thread.
 pub const SHADOW_POOL_BATCHES: usize = 64;
@@ -117,11 +122,9 @@ impl ShadowReport {
 /// index, below [`MAX_PENDING_SLOTS`]). Its time is its batch's: a batch holds one loop
 /// iteration, whose arrivals share the receive half's time and whose decisions and completions
 /// share the dispatch half's ([`Batch`]). Measured per request fed back to back
-/// (`benches/telemetry.rs`): 6.0–7.8 ns, against 6.7–7.9 for 16-byte events with their own time
-/// and 6.4–6.9 for 8-byte ones; 8-byte events with the time in separate events when it changes
-/// cost more than the bytes they saved. Within a scheduling loop, with the shadow thread
-/// replaying concurrently, most of the cost is the batches' cache lines coming back from its
-/// core (README, "The shadow policy's cost").
+/// (`benches/telemetry.rs`, stored in the shared batch one by one): 6.0–7.8 ns, against
+/// 6.7–7.9 for 16-byte events with their own time and 6.4–6.9 for 8-byte ones; 8-byte events
+/// with the time in separate events when it changes cost more than the bytes they saved.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 struct Event(u32);
 
@@ -271,8 +274,11 @@ enum Control {
 /// The dispatcher's end: the batch being filled and the way to the shadow thread.
 pub(crate) struct ShadowFeed {
     shared: Arc<Shared>,
-    /// The batch being filled; `None` when no batch was free at the last hand-over.
-    batch: Option<Batch>,
+    /// The loop iteration's events so far, in the dispatcher's own memory (it stays in its
+    /// cache: no other core reads it); copied into a pooled batch at the hand-over.
+    staging: Box<[Event]>,
+    /// Events in `staging`.
+    staged: usize,
     /// The time of the arrivals being recorded (the loop iteration's receive half).
     receive_ns: u64,
     /// The time of the decisions and completions being recorded (its dispatch half).
@@ -301,13 +307,13 @@ impl ShadowFeed {
         let (back_tx, back) = mpsc::channel();
         let policy = scheduler.policy().name();
         let thread_shared = Arc::clone(&shared);
-        let batch = shared.free.pop();
         let join = std::thread::Builder::new()
             .name("psp-shadow".into())
             .spawn(move || shadow_thread(scheduler, &thread_shared, &control_rx, &back_tx))?;
         Ok(Self {
             shared,
-            batch,
+            staging: vec![Event(0); SHADOW_BATCH_EVENTS].into_boxed_slice(),
+            staged: 0,
             receive_ns: 0,
             dispatch_ns: 0,
             events_dropped: 0,
@@ -318,18 +324,15 @@ impl ShadowFeed {
         })
     }
 
-    /// Appends `event` to the batch being filled (taking one from the pool if needed; none
-    /// free: dropped and counted); a full batch is handed over at once.
+    /// Appends `event` to the staged events; a full stage is handed over at once.
     #[inline]
     fn record(&mut self, event: Event) {
-        match &mut self.batch {
-            Some(batch) => {
-                batch.events.push(event);
-                if batch.events.len() == SHADOW_BATCH_EVENTS {
-                    self.flush();
-                }
-            }
-            None => self.events_dropped += 1,
+        if let Some(slot) = self.staging.get_mut(self.staged) {
+            *slot = event;
+            self.staged += 1;
+        }
+        if self.staged == SHADOW_BATCH_EVENTS {
+            self.flush();
         }
     }
 
@@ -338,9 +341,7 @@ impl ShadowFeed {
     /// twice without dispatching; the dispatcher's loop never does) are handed over first.
     #[inline]
     pub(super) fn begin_receive(&mut self, now_ns: u64) {
-        if self.batch.as_ref().is_some_and(|b| !b.events.is_empty()) {
-            self.flush();
-        }
+        self.flush();
         self.receive_ns = now_ns;
     }
 
@@ -382,20 +383,26 @@ impl ShadowFeed {
     /// Hands the batch being filled to the shadow thread (once per loop iteration).
     #[inline]
     pub(super) fn flush(&mut self) {
-        if self.batch.as_ref().is_some_and(|b| b.events.is_empty()) {
+        let staged = std::mem::take(&mut self.staged);
+        if staged == 0 {
             return;
         }
-        if let Some(mut batch) = self.batch.take() {
-            batch.receive_ns = self.receive_ns;
-            batch.dispatch_ns = self.dispatch_ns;
-            // `full` holds every batch of the pool: the push cannot fail. No wake-up: the
-            // shadow thread looks every `SHADOW_POLL` (an unpark would be a system call
-            // whenever it sleeps).
-            let _ = self.shared.full.push(batch);
+        match self.shared.free.pop() {
+            Some(mut batch) => {
+                // One copy in a burst: the batch's lines, which the shadow thread read last
+                // time round, come back to this core together rather than one per event.
+                // At most SHADOW_BATCH_EVENTS, its capacity: no allocation.
+                batch.events.extend_from_slice(&self.staging[..staged]);
+                batch.receive_ns = self.receive_ns;
+                batch.dispatch_ns = self.dispatch_ns;
+                // `full` holds every batch of the pool: the push cannot fail. No wake-up: the
+                // shadow thread looks every `SHADOW_POLL` (an unpark would be a system call
+                // whenever it sleeps).
+                let _ = self.shared.full.push(batch);
+            }
+            // The shadow thread is so far behind that the pool is empty.
+            None => self.events_dropped += staged as u64,
         }
-        // The next batch, taken here once rather than checked for at every event; none free:
-        // events are dropped (counted) until the next hand-over finds one.
-        self.batch = self.shared.free.pop();
     }
 
     /// The counts so far.
@@ -748,6 +755,26 @@ mod tests {
         let report = applied(&feed, 3);
         assert_eq!(report.events, 3);
         assert_eq!((report.decisions, report.agreed), (1, 1), "{report:?}");
+        feed.finish();
+    }
+
+    #[test]
+    fn a_stage_with_no_free_batch_is_dropped_and_counted() {
+        let mut feed = ShadowFeed::spawn(sjf()).expect("shadow thread");
+        // While the thread waits for its next scheduler (a toggle's first half), it applies
+        // nothing: the pool runs dry.
+        let scheduler = feed.take_back().expect("in sync");
+        for i in 0..(SHADOW_POOL_BATCHES as u64 + 3) {
+            feed.begin_receive(i);
+            feed.on_arrival(TypeIndex(0), Token(i));
+            feed.on_arrival(TypeIndex(1), Token(i + 1_000));
+            feed.flush();
+        }
+        let report = feed.report();
+        assert_eq!(report.events_dropped, 6, "3 stages of 2 events found no batch");
+        feed.shadow(scheduler);
+        let report = applied(&feed, 2 * SHADOW_POOL_BATCHES as u64);
+        assert_eq!(report.events, 2 * SHADOW_POOL_BATCHES as u64, "every batch applied");
         feed.finish();
     }
 }
