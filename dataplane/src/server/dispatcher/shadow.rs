@@ -771,10 +771,17 @@ mod tests {
             feed.flush();
         }
         let report = feed.report();
-        assert_eq!(report.events_dropped, 6, "3 stages of 2 events found no batch");
+        assert_eq!(
+            report.events_dropped, 6,
+            "3 stages of 2 events found no batch"
+        );
         feed.shadow(scheduler);
         let report = applied(&feed, 2 * SHADOW_POOL_BATCHES as u64);
-        assert_eq!(report.events, 2 * SHADOW_POOL_BATCHES as u64, "every batch applied");
+        assert_eq!(
+            report.events,
+            2 * SHADOW_POOL_BATCHES as u64,
+            "every batch applied"
+        );
         feed.finish();
     }
 }
