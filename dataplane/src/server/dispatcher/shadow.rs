@@ -271,7 +271,7 @@ enum Control {
     Take(Box<Scheduler>),
 }
 
-/// The dispatcher's end: the batch being filled and the way to the shadow thread.
+/// The dispatcher's end: the staged events and the way to the shadow thread.
 pub(crate) struct ShadowFeed {
     shared: Arc<Shared>,
     /// The loop iteration's events so far, in the dispatcher's own memory (it stays in its
