@@ -191,6 +191,27 @@ fn assert_each_answered_once(got: &[(u16, ResponseView)], sent: usize, report: &
     assert_eq!(report.total_drops(), 0, "{report}");
 }
 
+/// The preemption accounting of a burst of `sent` requests whose LONG (type slot 1) requests
+/// were preempted, all on worker 0: every preempted request ran again, every request was
+/// dispatched and completed once.
+fn assert_long_preempted_and_resumed_on_worker_0(report: &ServerReport, sent: usize) {
+    let d = &report.dispatcher;
+    assert!(
+        d.per_type[1].preempted > 0,
+        "LONG never preempted: {report}"
+    );
+    assert_eq!(
+        d.resumed, d.preemptions,
+        "every preempted request ran again"
+    );
+    assert_eq!(d.dispatched, sent as u64);
+    assert_eq!(d.completed, sent as u64);
+    assert_eq!(
+        report.workers[0].preempted_slices, d.preemptions,
+        "{report}"
+    );
+}
+
 /// DISP2-like burst: `longs` requests of 100 µs (type 2) interleaved with 2× as many of 1 µs
 /// (type 1). Returns (req_id, type, run_ns) of each.
 fn disp2_burst(longs: u32) -> Vec<(u32, u32, u32)> {
@@ -224,12 +245,9 @@ fn ts_preempts_long_requests_and_answers_each_once() {
         (got, report, done)
     });
     assert_each_answered_once(&got, requests.len(), &report);
+    assert_long_preempted_and_resumed_on_worker_0(&report, requests.len());
 
     let d = &report.dispatcher;
-    assert!(
-        d.per_type[1].preempted > 0,
-        "LONG never preempted: {report}"
-    );
     // A 1 µs request outlives its 5 µs quantum only when its thread is descheduled.
     assert!(
         d.per_type[0].preempted < d.per_type[1].preempted,
@@ -239,17 +257,7 @@ fn ts_preempts_long_requests_and_answers_each_once() {
         d.preemptions,
         d.per_type[0].preempted + d.per_type[1].preempted
     );
-    assert_eq!(
-        d.resumed, d.preemptions,
-        "every preempted request ran again"
-    );
     assert_eq!(d.preempt_cost.count(), d.preemptions);
-    assert_eq!(d.dispatched, requests.len() as u64);
-    assert_eq!(d.completed, requests.len() as u64);
-    assert_eq!(
-        report.workers[0].preempted_slices, d.preemptions,
-        "{report}"
-    );
     // Each preempted 100 µs request's slices add up to its service time: the median request
     // within ±2 %, every one within ±10 % (a few µs of vCPU steal outside the spin, on a shared
     // VM, land in one slice of one request); a request with a slice the OS descheduled is
@@ -387,29 +395,16 @@ fn darc_ts_lends_shorts_worker_to_long_requests_live() {
         (got, report, done)
     });
     assert_each_answered_once(&got, requests.len(), &report);
+    assert_long_preempted_and_resumed_on_worker_0(&report, requests.len());
     let d = &report.dispatcher;
-    assert!(
-        d.per_type[1].preempted > 0,
-        "LONG never preempted: {report}"
-    );
     assert_eq!(
         d.per_type[0].preempted, 0,
         "a SHORT was preempted: {report}"
     );
     assert_eq!(d.preemptions, d.per_type[1].preempted);
-    assert_eq!(
-        d.resumed, d.preemptions,
-        "every preempted request ran again"
-    );
-    assert_eq!(d.dispatched, requests.len() as u64);
-    assert_eq!(d.completed, requests.len() as u64);
     assert_eq!(d.lost_tokens + d.spurious_completions, 0, "{report}");
     // Only the borrowed worker (SHORT's, 0) preempts: LONG runs to completion on its own.
     assert_eq!(report.workers[1].preempted_slices, 0, "{report}");
-    assert_eq!(
-        report.workers[0].preempted_slices, d.preemptions,
-        "{report}"
-    );
     eprintln!(
         "darc-ts live: {} preemptions in {attempts} attempt(s)",
         d.preemptions
