@@ -76,6 +76,11 @@ pub struct WindowRow {
 }
 
 impl WindowRow {
+    /// Whether DARC changed its reservation since the window `before` (which had one).
+    fn reservation_changed_from(&self, before: &WindowRow) -> bool {
+        before.reserved.is_some() && self.reserved != before.reserved
+    }
+
     fn from_line(line: &TelemetryLine, types: &[String]) -> Self {
         let arrivals = types
             .iter()
@@ -288,7 +293,7 @@ pub fn analyse(windows: &Windows, phases: &[Phase], settle: u64) -> Vec<PhaseVer
                     continue;
                 }
                 steady_windows += 1;
-                if before.reserved.is_some() && row.reserved != before.reserved {
+                if row.reservation_changed_from(before) {
                     steady_changes.push(row.window);
                 }
             }
@@ -327,7 +332,7 @@ pub fn table(windows: &Windows, phases: &[Phase]) -> Table {
     header.extend(windows.types.iter().map(|t| format!("{t}_reserved")));
     header.extend(["plan_updates", "plans_kept", "changed"].map(String::from));
     let mut table = Table::new(header);
-    let mut previous: Option<&Option<Vec<usize>>> = None;
+    let mut previous: Option<&WindowRow> = None;
     for row in &windows.rows {
         let phase = if phases.is_empty() {
             String::new()
@@ -346,14 +351,14 @@ pub fn table(windows: &Windows, phases: &[Phase]) -> Table {
             Some(r) => cells.extend(r.iter().map(usize::to_string)),
             None => cells.extend(windows.types.iter().map(|_| String::new())),
         }
-        let changed = previous.is_some_and(|p| p.is_some() && *p != row.reserved);
+        let changed = previous.is_some_and(|before| row.reservation_changed_from(before));
         cells.extend([
             row.plan_updates.to_string(),
             row.plans_kept.to_string(),
             changed.to_string(),
         ]);
         table.push(cells);
-        previous = Some(&row.reserved);
+        previous = Some(row);
     }
     table
 }
