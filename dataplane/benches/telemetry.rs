@@ -205,7 +205,7 @@ fn feed_cost() -> (f64, f64, psp_dataplane::server::ShadowReport) {
             feed.flush();
             timed_ns += started.elapsed().as_nanos();
             // Bounded: every event was applied or counted dropped.
-            while feed.events_applied() + feed.events_dropped() < 3 * i {
+            while feed.events_applied() + feed.events_dropped() < feed.events_recorded() {
                 std::thread::yield_now();
             }
         }
