@@ -244,6 +244,7 @@ impl WindowRecorder {
         scheduler: &Scheduler,
     ) {
         let mut snapshot = self.pool.free.pop();
+        let plans_kept = scheduler.counters().darc_plans_kept;
         for (w, (slot, then)) in self
             .workers
             .iter()
@@ -259,12 +260,8 @@ impl WindowRecorder {
         }
         match snapshot {
             Some(mut snapshot) => {
-                self.fill(&mut snapshot, now_ns, report, parse_drops);
+                self.fill(&mut snapshot, now_ns, report, parse_drops, plans_kept);
                 snapshot.policy = scheduler.policy().name();
-                snapshot.plans_kept = scheduler
-                    .counters()
-                    .darc_plans_kept
-                    .saturating_sub(self.baseline.plans_kept);
                 self.counts.windows += 1;
                 // Every snapshot fits in `full`; a failure would only lose this window.
                 if self.pool.full.push(snapshot).is_err() {
@@ -277,8 +274,7 @@ impl WindowRecorder {
                 self.service.iter_mut().for_each(ServiceHistogram::reset);
             }
         }
-        self.rebase(report, parse_drops);
-        self.baseline.plans_kept = scheduler.counters().darc_plans_kept;
+        self.rebase(report, parse_drops, plans_kept);
         let n_types = self.type_names.len();
         for (slot, depth) in self.max_depth.iter_mut().enumerate() {
             let ty = if slot < n_types {
@@ -293,12 +289,15 @@ impl WindowRecorder {
         self.next_close_ns = now_ns.saturating_add(self.interval_ns);
     }
 
+    /// Fills `s` with the window's differences of the cumulative counters (`plans_kept`: DARC's
+    /// re-plans kept so far, which the scheduler counts).
     fn fill(
         &mut self,
         s: &mut WindowSnapshot,
         now_ns: u64,
         report: &DispatcherReport,
         parse_drops: &DropCounters,
+        plans_kept: u64,
     ) {
         let b = &self.baseline;
         s.window = self.window;
@@ -332,11 +331,12 @@ impl WindowRecorder {
         s.plan.clone_from(&self.plan);
         s.windows_dropped = self.counts.windows_dropped;
         s.plan_updates = report.plan_updates.saturating_sub(b.plan_updates);
+        s.plans_kept = plans_kept.saturating_sub(b.plans_kept);
         s.shadow = report.shadow.map(|now| now.since(&b.shadow));
     }
 
     /// Takes the cumulative counters as the next window's baseline (workers: in `close`).
-    fn rebase(&mut self, report: &DispatcherReport, parse_drops: &DropCounters) {
+    fn rebase(&mut self, report: &DispatcherReport, parse_drops: &DropCounters, plans_kept: u64) {
         let b = &mut self.baseline;
         for (slot, r) in report.per_type.iter().enumerate().take(b.arrivals.len()) {
             b.arrivals[slot] = r.arrivals;
@@ -350,6 +350,7 @@ impl WindowRecorder {
         b.busy_polls = report.busy_polls;
         b.busy_ns = report.busy_ns;
         b.plan_updates = report.plan_updates;
+        b.plans_kept = plans_kept;
         b.shadow = report.shadow.unwrap_or_default();
     }
 
