@@ -487,10 +487,20 @@ fn helper_threads_keep_off_the_pinned_dispatcher_cpu() {
     run.client.send(&[(1, 1), (2, 2)]);
     assert_eq!(run.client.collect(2).len(), 2, "the server serves");
     let expected = crate::server::affinity::helper_cpus(&allowed, &[first, last]);
+    // Other tests' servers run beside this one in the process: this server's helpers are among
+    // the threads of that name, none of which is confined to the dispatcher's CPU.
     for name in ["psp-shadow", "psp-telemetry"] {
         let threads = cpus_of_threads(name);
-        assert_eq!(threads.len(), 1, "one {name} thread");
-        assert_eq!(threads[0], expected, "{name} (allowed {allowed:?})");
+        assert!(
+            threads.contains(&expected),
+            "no {name} thread on {expected:?}: {threads:?} (allowed {allowed:?})"
+        );
+        if expected != [first] {
+            assert!(
+                !threads.contains(&vec![first]),
+                "a {name} thread on the dispatcher's CPU alone: {threads:?}"
+            );
+        }
     }
     let (_, report) = run.stop();
     assert_eq!(report.dispatcher.completed, 2);
